@@ -1,0 +1,152 @@
+//! The graph of a drive, built once and indexed: for every event, the groups it is a member
+//! of, so that finishing an event costs its fan-out and not the size of the registry.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::context::ContextNeed;
+use crate::event::EventKey;
+use crate::handler::ErasedHandler;
+use crate::options::EventOptions;
+
+/// Index of an event in its graph.
+pub(crate) type NodeId = u32;
+/// Index of a (listener, group) pair in its graph.
+pub(crate) type GroupId = u32;
+
+/// The group name of a goto input.
+pub(crate) const GOTO_GROUP: &str = "$goto";
+/// The group name of a run's start input.
+pub(crate) const USER_INPUT_GROUP: &str = "user_input";
+
+/// How often a listener fires again once every member of its group has run.
+///
+/// ```
+/// use drive_flow::prelude::*;
+///
+/// #[event]
+/// async fn a() {}
+/// #[event]
+/// async fn b() {}
+///
+/// // Runs again each time `a` or `b` produces a new value (once both have run).
+/// #[listen(a, b, retrigger = any)]
+/// async fn on_any() {}
+///
+/// // Runs again only once both `a` and `b` have produced new values (the default).
+/// #[listen(a, b, retrigger = all)]
+/// async fn on_all() {}
+/// # let _ = Retrigger::default();
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Retrigger {
+    /// Fire again only after every member has produced a fresh outcome (the default).
+    #[default]
+    All,
+    /// Fire again on every fresh outcome of any member.
+    Any,
+}
+
+impl Retrigger {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Retrigger::All => "all",
+            Retrigger::Any => "any",
+        }
+    }
+}
+
+/// One event of a built graph.
+pub(crate) struct Node {
+    pub(crate) name: Arc<str>,
+    pub(crate) key: EventKey,
+    pub(crate) handler: ErasedHandler,
+    pub(crate) needs: Vec<ContextNeed>,
+    pub(crate) options: EventOptions,
+}
+
+/// One group of one listener.
+pub(crate) struct GroupInfo {
+    pub(crate) listener: NodeId,
+    pub(crate) name: Arc<str>,
+    pub(crate) retrigger: Retrigger,
+    /// Positions of the members in [`Graph::slots`].
+    pub(crate) slots: Range<u32>,
+}
+
+/// A built, validated, indexed graph. Immutable and shared by every run.
+pub(crate) struct Graph {
+    pub(crate) tag: u32,
+    pub(crate) nodes: Vec<Node>,
+    /// Groups, ordered by listener (in registration order), then by the listener's group order.
+    pub(crate) groups: Vec<GroupInfo>,
+    /// The members of every group, flattened.
+    pub(crate) slots: Vec<NodeId>,
+    /// `groups[listens[n]..listens[n + 1]]` are the groups event `n` listens to.
+    pub(crate) listens: Vec<u32>,
+    /// `member_of[member_of_start[n]..member_of_start[n + 1]]` are (group, slot) pairs where
+    /// event `n` is a member, in registration order of the listeners.
+    pub(crate) member_of_start: Vec<u32>,
+    pub(crate) member_of: Vec<(GroupId, u32)>,
+    pub(crate) static_index: HashMap<usize, NodeId>,
+}
+
+impl Graph {
+    pub(crate) fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id as usize]
+    }
+
+    pub(crate) fn group(&self, id: GroupId) -> &GroupInfo {
+        &self.groups[id as usize]
+    }
+
+    pub(crate) fn members(&self, group: &GroupInfo) -> &[NodeId] {
+        &self.slots[group.slots.start as usize..group.slots.end as usize]
+    }
+
+    /// The groups event `id` listens to, in order (nearest `#[listen]` first).
+    pub(crate) fn groups_of(&self, id: NodeId) -> impl Iterator<Item = (GroupId, &GroupInfo)> {
+        let range = self.listens[id as usize]..self.listens[id as usize + 1];
+        range.map(move |g| (g, &self.groups[g as usize]))
+    }
+
+    /// The (group, slot) pairs where event `id` is a member.
+    pub(crate) fn member_of(&self, id: NodeId) -> &[(GroupId, u32)] {
+        let start = self.member_of_start[id as usize] as usize;
+        let end = self.member_of_start[id as usize + 1] as usize;
+        &self.member_of[start..end]
+    }
+
+    /// Find an event of this graph.
+    pub(crate) fn resolve(&self, key: EventKey) -> Option<NodeId> {
+        resolve_key(self.tag, self.nodes.len(), &self.static_index, key)
+    }
+
+    /// Describe a key for an error message, even when it is not in this graph.
+    pub(crate) fn describe(&self, key: EventKey) -> String {
+        match self.resolve(key) {
+            Some(node) => format!("`{}`", self.node(node).name),
+            None => describe_key(key),
+        }
+    }
+}
+
+pub(crate) fn resolve_key(
+    tag: u32,
+    len: usize,
+    static_index: &HashMap<usize, NodeId>,
+    key: EventKey,
+) -> Option<NodeId> {
+    match key {
+        EventKey::Static(meta) => static_index.get(&(meta as *const _ as usize)).copied(),
+        EventKey::Node { graph, node } => (graph == tag && (node as usize) < len).then_some(node),
+    }
+}
+
+pub(crate) fn describe_key(key: EventKey) -> String {
+    match key {
+        EventKey::Static(meta) => format!("`{}`", meta.id),
+        EventKey::Node { node, .. } => format!("a handle of another builder (node #{node})"),
+    }
+}

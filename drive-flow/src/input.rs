@@ -1,0 +1,290 @@
+//! What an event receives: [`EventInput`], its [`Behavior`], and the results of the group
+//! that triggered it.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::event::Event;
+use crate::flow::AnyValue;
+use crate::graph::{Graph, GroupId, NodeId};
+
+/// Why an event is running.
+///
+/// ```
+/// use drive_flow::{Behavior, EventInput};
+///
+/// assert_eq!(EventInput::from_input(3).behavior(), Behavior::Input);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Behavior {
+    /// Every member of one of its groups has produced a result.
+    Dispatch,
+    /// Another event sent it a payload with [`Flow::goto`](crate::Flow::goto).
+    Goto,
+    /// It is the start event of a run (with or without [`EventInput::from_input`] data).
+    Input,
+}
+
+/// How an event's latest run ended, as seen by its listeners and in [`Results`](crate::Results).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutcomeKind {
+    /// It produced a value.
+    Value,
+    /// It ended with [`Flow::goto`](crate::Flow::goto); listeners see no value.
+    Goto,
+    /// It ended with [`Flow::abort`](crate::Flow::abort); listeners see no value.
+    Abort,
+}
+
+/// An event's latest outcome, value type erased.
+#[derive(Clone)]
+pub(crate) enum Latest {
+    Value(AnyValue),
+    Goto(AnyValue),
+    Abort,
+}
+
+impl Latest {
+    pub(crate) fn kind(&self) -> OutcomeKind {
+        match self {
+            Latest::Value(_) => OutcomeKind::Value,
+            Latest::Goto(_) => OutcomeKind::Goto,
+            Latest::Abort => OutcomeKind::Abort,
+        }
+    }
+
+    pub(crate) fn value(&self) -> Option<&(dyn Any + Send + Sync)> {
+        match self {
+            Latest::Value(v) => Some(&**v),
+            _ => None,
+        }
+    }
+}
+
+/// One member of the group that triggered an event, with its latest outcome.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) node: NodeId,
+    pub(crate) latest: Latest,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Origin {
+    Group(GroupId),
+    Goto,
+    UserInput,
+}
+
+/// What an event receives when it runs: why it runs ([`behavior`](Self::behavior)), through
+/// which group ([`group_name`](Self::group_name)), and the results of that group's members
+/// ([`get`](Self::get), [`results`](Self::results)).
+///
+/// Declare a parameter of this type in an event function to receive it:
+///
+/// ```
+/// use drive_flow::prelude::*;
+///
+/// #[event]
+/// async fn hello() -> i32 { 1 }
+/// #[event]
+/// async fn world() -> i32 { 2 }
+///
+/// #[listen(hello, world)]
+/// async fn adding(input: EventInput) -> i32 {
+///     assert_eq!(input.behavior(), Behavior::Dispatch);
+///     assert_eq!(input.group_name(), "0");
+///     assert_eq!(input.results().len(), 2);
+///     input.get(hello).unwrap() + input.get(world).unwrap()
+/// }
+/// ```
+///
+/// The start event of a run receives [`Behavior::Input`], group name `"user_input"` and no
+/// results; the data given with [`EventInput::from_input`] is read with [`user`](Self::user).
+#[derive(Clone)]
+pub struct EventInput {
+    pub(crate) graph: Option<Arc<Graph>>,
+    pub(crate) origin: Origin,
+    pub(crate) behavior: Behavior,
+    pub(crate) entries: Arc<[Entry]>,
+    pub(crate) user: Option<AnyValue>,
+    pub(crate) task_id: u64,
+}
+
+impl EventInput {
+    /// Build the input of a run's start event from your own data, read back with
+    /// [`user`](Self::user). Its group name is `"user_input"` and its behavior
+    /// [`Behavior::Input`].
+    ///
+    /// ```
+    /// use drive_flow::EventInput;
+    ///
+    /// let input = EventInput::from_input(String::from("3+3*2"));
+    /// assert_eq!(input.user::<String>().map(String::as_str), Some("3+3*2"));
+    /// assert_eq!(input.group_name(), "user_input");
+    /// ```
+    pub fn from_input<T: Send + Sync + 'static>(data: T) -> Self {
+        EventInput {
+            graph: None,
+            origin: Origin::UserInput,
+            behavior: Behavior::Input,
+            entries: Arc::from(Vec::new()),
+            user: Some(Arc::new(data)),
+            task_id: 0,
+        }
+    }
+
+    pub(crate) fn start() -> Self {
+        EventInput {
+            graph: None,
+            origin: Origin::UserInput,
+            behavior: Behavior::Input,
+            entries: Arc::from(Vec::new()),
+            user: None,
+            task_id: 0,
+        }
+    }
+
+    /// Why this event runs.
+    pub fn behavior(&self) -> Behavior {
+        self.behavior
+    }
+
+    /// The name of the group that triggered this event: its given name, or its position
+    /// (`"0"`, `"1"`, …) among the event's groups, nearest `#[listen]` first; `"$goto"` for a
+    /// goto and `"user_input"` for the start event.
+    pub fn group_name(&self) -> &str {
+        match (self.origin, &self.graph) {
+            (Origin::Group(group), Some(graph)) => &graph.group(group).name,
+            (Origin::Group(_), None) => "",
+            (Origin::Goto, _) => crate::graph::GOTO_GROUP,
+            (Origin::UserInput, _) => crate::graph::USER_INPUT_GROUP,
+        }
+    }
+
+    /// The value `event` produced, if it is in this input's results and its latest outcome
+    /// was a value (not a goto or an abort). For a goto input, the goto's payload.
+    pub fn get<E: Event>(&self, event: E) -> Option<&E::Output> {
+        let node = self.graph.as_ref()?.resolve(event.__key())?;
+        self.entries
+            .iter()
+            .find(|entry| entry.node == node)
+            .and_then(|entry| entry.latest.value())
+            .and_then(|value| value.downcast_ref::<E::Output>())
+    }
+
+    /// The results of the group that triggered this event, in group order.
+    pub fn results(&self) -> InputResults<'_> {
+        InputResults { input: self }
+    }
+
+    /// The data given to [`EventInput::from_input`], if it has type `T`.
+    pub fn user<T: 'static>(&self) -> Option<&T> {
+        self.user.as_ref().and_then(|data| data.downcast_ref::<T>())
+    }
+
+    /// An id for this run of the event, unique within its run.
+    pub fn task_id(&self) -> u64 {
+        self.task_id
+    }
+}
+
+impl fmt::Debug for EventInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventInput")
+            .field("group_name", &self.group_name())
+            .field("behavior", &self.behavior)
+            .field("results", &self.results())
+            .field("task_id", &self.task_id)
+            .finish()
+    }
+}
+
+/// The results an [`EventInput`] carries, in group order.
+///
+/// ```
+/// use drive_flow::prelude::*;
+///
+/// #[event]
+/// async fn a() -> i32 { 1 }
+/// #[listen(a)]
+/// async fn b(input: EventInput) {
+///     let names: Vec<&str> = input.results().iter().map(|r| r.event()).collect();
+///     assert_eq!(names.len(), 1);
+///     assert!(names[0].ends_with("::a"));
+/// }
+/// ```
+#[derive(Clone, Copy)]
+pub struct InputResults<'a> {
+    input: &'a EventInput,
+}
+
+impl<'a> InputResults<'a> {
+    /// How many events the results hold.
+    pub fn len(&self) -> usize {
+        self.input.entries.len()
+    }
+
+    /// Whether there are no results (a start or user input).
+    pub fn is_empty(&self) -> bool {
+        self.input.entries.is_empty()
+    }
+
+    /// The results in group order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = InputResult<'a>> + 'a {
+        let input = self.input;
+        input.entries.iter().map(move |entry| InputResult { input, entry })
+    }
+}
+
+impl<'a> IntoIterator for InputResults<'a> {
+    type Item = InputResult<'a>;
+    type IntoIter = Box<dyn ExactSizeIterator<Item = InputResult<'a>> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl fmt::Debug for InputResults<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter().map(|r| (r.event(), r.kind()))).finish()
+    }
+}
+
+/// One event's entry in an [`EventInput`]'s results.
+#[derive(Clone, Copy)]
+pub struct InputResult<'a> {
+    input: &'a EventInput,
+    entry: &'a Entry,
+}
+
+impl<'a> InputResult<'a> {
+    /// The id of the event (`module::path::fn_name`, or the name given to the builder).
+    pub fn event(&self) -> &'a str {
+        match &self.input.graph {
+            Some(graph) => &graph.node(self.entry.node).name,
+            None => "",
+        }
+    }
+
+    /// Whether this result is for `event`.
+    pub fn is<E: Event>(&self, event: E) -> bool {
+        self.input.graph.as_ref().and_then(|g| g.resolve(event.__key())) == Some(self.entry.node)
+    }
+
+    /// How the event's latest run ended.
+    pub fn kind(&self) -> OutcomeKind {
+        self.entry.latest.kind()
+    }
+
+    /// The value, if the event produced one of type `T`.
+    pub fn value<T: 'static>(&self) -> Option<&'a T> {
+        self.entry.latest.value().and_then(|v| v.downcast_ref::<T>())
+    }
+}
+
+impl fmt::Debug for InputResult<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InputResult").field("event", &self.event()).field("kind", &self.kind()).finish()
+    }
+}

@@ -1,0 +1,154 @@
+//! # drive-flow
+//!
+//! Event-driven workflows written as plain async functions. Mark functions with
+//! [`#[event]`](macro@event) and [`#[listen(a, b)]`](macro@listen); [`Drive::new`] collects
+//! them, builds the dependency graph once, and [`Drive::invoke`] runs it concurrently on tokio:
+//! joins, fan-out, loops through [`Flow::goto`], [`Flow::abort`], and a shared [`Context`].
+//!
+//! ```
+//! use drive_flow::prelude::*;
+//!
+//! #[event]
+//! async fn start() {}
+//!
+//! #[listen(start)]
+//! async fn hello() -> i32 { 1 }
+//!
+//! #[listen(start)]
+//! async fn world() -> i32 { 2 }
+//!
+//! #[listen(hello, world)]                       // a join: runs once both have results
+//! async fn adding(input: EventInput) -> i32 {
+//!     input.get(hello).unwrap() + input.get(world).unwrap()   // typed: Option<&i32>
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), drive_flow::Error> {
+//!     let drive = Drive::new()?;
+//!     println!("{}", drive.debug_string(adding));
+//!     let results = drive.invoke(start).await?;
+//!     assert_eq!(results.get(adding), Some(&3));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## How a run behaves
+//!
+//! - The start event runs first. When an event finishes with a value, every event listening
+//!   to a group that contains it runs, once every member of that group has run at least
+//!   once in this run. The listener receives the latest outcome of each member, in group
+//!   order ([`EventInput`]).
+//! - With [`Retrigger::All`] (the default) a listener fires again only after every member of
+//!   the group produced a fresh outcome; with [`Retrigger::Any`], on every fresh outcome.
+//! - [`Flow::goto`] runs the targets with the payload (group name `"$goto"`); nothing else is
+//!   dispatched. [`Flow::abort`] ends the branch. Both count as "has run" for joins.
+//! - Events triggered together run concurrently, each as a tokio task.
+//! - The run ends when nothing is running or queued, and returns [`Results`]. An error or a
+//!   panic in an event fails the run with [`Error`] naming the event, and cancels every
+//!   other event in flight; dropping the run's future cancels everything it started.
+//!
+//! Event ids are the functions' full paths (`module::path::fn_name`).
+
+#![warn(missing_docs)]
+
+mod builder;
+mod context;
+mod dispatch;
+mod drive;
+mod error;
+mod event;
+mod flow;
+mod graph;
+mod handler;
+mod input;
+mod options;
+mod registry;
+mod render;
+mod results;
+mod runner;
+
+pub use builder::{DriveBuilder, Group};
+pub use context::{Context, EventParam};
+pub use drive::Drive;
+pub use error::{BuildError, Error};
+pub use event::{Event, EventRef, Handle, Targets};
+pub use flow::{BoxError, Flow, IntoFlow};
+pub use graph::Retrigger;
+pub use handler::Handler;
+pub use input::{Behavior, EventInput, InputResult, InputResults, OutcomeKind};
+pub use options::EventOptions;
+pub use results::Results;
+pub use runner::Invoke;
+
+/// Marks an `async fn` as an event that listens to nothing: it runs when a run starts at
+/// it, or when another event sends it a [`Flow::goto`].
+///
+/// The function becomes a zero-sized value of the same name that implements [`Event`], used
+/// to name it in `#[listen(..)]`, [`EventInput::get`], [`Results::get`], [`Drive::invoke`] and
+/// goto targets. It may take [`EventInput`] and [`Context<T>`] parameters (in any order, or
+/// none) and return `()`, `T`, `Result<T, E>`, [`Flow<T>`] or `Result<Flow<T>, E>`, where `E`
+/// converts into [`BoxError`].
+///
+/// ```
+/// use drive_flow::prelude::*;
+///
+/// #[event]
+/// async fn fetch(input: EventInput) -> Result<String, std::io::Error> {
+///     Ok(format!("{:?}", input.behavior()))
+/// }
+/// ```
+pub use drive_flow_macros::event;
+
+/// Marks an `async fn` as an event that runs once every event of the group has a result.
+///
+/// `#[listen(a, b)]` is one group (a join); several `#[listen]` attributes are several
+/// groups, each an independent trigger. Groups are named `"0"`, `"1"`, … starting with the
+/// attribute nearest the function, unless named. Options: `name = "..."`,
+/// `retrigger = all | any` (see [`Retrigger`]).
+///
+/// ```
+/// use drive_flow::prelude::*;
+///
+/// #[event]
+/// async fn a() -> i32 { 1 }
+/// #[event]
+/// async fn b() -> i32 { 2 }
+///
+/// #[listen(a)]                                     // group "1"
+/// #[listen(b, a, name = "both", retrigger = any)]  // group "both"
+/// async fn c(input: EventInput) -> i32 {
+///     input.results().iter().filter_map(|r| r.value::<i32>()).sum()
+/// }
+/// ```
+pub use drive_flow_macros::listen;
+
+/// Everything a workflow needs: `use drive_flow::prelude::*;`.
+pub mod prelude {
+    pub use drive_flow_macros::{event, listen};
+    pub use crate::{Behavior, Context, Drive, Error, EventInput, Flow, OutcomeKind, Results, Retrigger};
+}
+
+/// Used by the code the macros generate. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::context::{Call, ContextNeed, EventParam, ParamError};
+    pub use crate::event::{EventKey, StaticEvent};
+    pub use crate::handler::ErasedHandler;
+    pub use crate::registry::Registration;
+    pub use crate::{DriveBuilder, Event, EventOptions, EventRef, Flow, Group, Retrigger};
+    pub use inventory;
+
+    /// An event, as a group member; spanned at the name so that a non-event is reported there.
+    pub fn member<E: Event>(event: E) -> EventRef {
+        EventRef::from(event)
+    }
+
+    /// The `T` of a `Result<T, E>` return type.
+    pub trait ResultOk {
+        /// `T`.
+        type Ok;
+    }
+    impl<T, E> ResultOk for Result<T, E> {
+        type Ok = T;
+    }
+}
