@@ -12,7 +12,14 @@ pub fn entry(kind: AttrKind, args: TokenStream, item: TokenStream) -> TokenStrea
     let mut function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(_) => {
-            let message = format!("`#[{}]` goes on an `async fn`", if kind == AttrKind::Event { "event" } else { "listen" });
+            let message = format!(
+                "`#[{}]` goes on an `async fn`",
+                if kind == AttrKind::Event {
+                    "event"
+                } else {
+                    "listen"
+                }
+            );
             let error = syn::Error::new_spanned(&item, message).to_compile_error();
             return quote! { #error #item };
         }
@@ -32,7 +39,8 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     let item = &event.item;
     let name = &item.sig.ident;
     let vis = &item.vis;
-    let (docs, other_attrs): (Vec<_>, Vec<_>) = item.attrs.iter().partition(|a| a.path().is_ident("doc"));
+    let (docs, other_attrs): (Vec<_>, Vec<_>) =
+        item.attrs.iter().partition(|a| a.path().is_ident("doc"));
 
     let body_name = format_ident!("__drive_flow_body_{}", name);
     let mut body = item.clone();
@@ -52,7 +60,9 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
         Returns::Flow(_) => quote!(returned),
     };
 
-    let param_names: Vec<_> = (0..event.params.len()).map(|i| format_ident!("__param{}", i)).collect();
+    let param_names: Vec<_> = (0..event.params.len())
+        .map(|i| format_ident!("__param{}", i))
+        .collect();
     let extract = event.params.iter().zip(&param_names).map(|(ty, param)| {
         quote_spanned! {ty.span()=>
             let #param = <#ty as #krate::EventParam>::from_call(&call);

@@ -111,14 +111,22 @@ impl Parse for Arg {
             return Ok(Arg::Opt(Opt { key, value }));
         }
         let path = input.parse::<Path>().map_err(|error| {
-            syn::Error::new(error.span(), "expected an event name or an option such as `name = \"...\"`")
+            syn::Error::new(
+                error.span(),
+                "expected an event name or an option such as `name = \"...\"`",
+            )
         })?;
         Ok(Arg::Member(path))
     }
 }
 
 /// Parse one attribute's arguments into a group (for `listen`) or nothing (for `event`).
-fn parse_attr(kind: AttrKind, args: TokenStream, span: Span, errors: &mut Errors) -> Option<GroupAttr> {
+fn parse_attr(
+    kind: AttrKind,
+    args: TokenStream,
+    span: Span,
+    errors: &mut Errors,
+) -> Option<GroupAttr> {
     let parsed = match Punctuated::<Arg, Token![,]>::parse_terminated.parse2(args) {
         Ok(parsed) => parsed,
         Err(error) => {
@@ -126,7 +134,11 @@ fn parse_attr(kind: AttrKind, args: TokenStream, span: Span, errors: &mut Errors
             return None;
         }
     };
-    let mut group = GroupAttr { members: Vec::new(), name: None, retrigger: None };
+    let mut group = GroupAttr {
+        members: Vec::new(),
+        name: None,
+        retrigger: None,
+    };
     let mut seen_option = false;
     for arg in parsed {
         match arg {
@@ -135,9 +147,10 @@ fn parse_attr(kind: AttrKind, args: TokenStream, span: Span, errors: &mut Errors
                 "`#[event]` takes no event names: it makes an event that listens to nothing; \
                  use `#[listen(a, b)]` to listen to events",
             ),
-            Arg::Member(path) if seen_option => {
-                errors.spanned(path, "event names come before options: `#[listen(a, b, name = \"...\")]`")
-            }
+            Arg::Member(path) if seen_option => errors.spanned(
+                path,
+                "event names come before options: `#[listen(a, b, name = \"...\")]`",
+            ),
             Arg::Member(path) => group.members.push(path),
             Arg::Opt(opt) => {
                 seen_option = true;
@@ -146,7 +159,10 @@ fn parse_attr(kind: AttrKind, args: TokenStream, span: Span, errors: &mut Errors
         }
     }
     if kind == AttrKind::Listen && group.members.is_empty() {
-        errors.push(syn::Error::new(span, "`#[listen]` needs at least one event to listen to: `#[listen(a, b)]`"));
+        errors.push(syn::Error::new(
+            span,
+            "`#[listen]` needs at least one event to listen to: `#[listen(a, b)]`",
+        ));
     }
     (kind == AttrKind::Listen).then_some(group)
 }
@@ -154,22 +170,35 @@ fn parse_attr(kind: AttrKind, args: TokenStream, span: Span, errors: &mut Errors
 fn parse_option(kind: AttrKind, opt: Opt, group: &mut GroupAttr, errors: &mut Errors) {
     let key = opt.key.to_string();
     if !kind.options().contains(&key.as_str()) {
-        let expected = kind.options().iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ");
+        let expected = kind
+            .options()
+            .iter()
+            .map(|o| format!("`{o}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let message = if expected.is_empty() {
-            format!("unknown option `{key}`: `#[{}]` takes no options", kind.name())
+            format!(
+                "unknown option `{key}`: `#[{}]` takes no options",
+                kind.name()
+            )
         } else {
             format!("unknown option `{key}`; expected one of: {expected}")
         };
         errors.spanned(&opt.key, message);
         return;
     }
-    let twice = |errors: &mut Errors| errors.spanned(&opt.key, format!("`{key}` is set more than once"));
+    let twice =
+        |errors: &mut Errors| errors.spanned(&opt.key, format!("`{key}` is set more than once"));
     match key.as_str() {
         "name" => match &opt.value {
-            Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(name), .. }) if group.name.is_none() => {
-                group.name = Some(name.clone())
-            }
-            Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(_), .. }) => twice(errors),
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(name),
+                ..
+            }) if group.name.is_none() => group.name = Some(name.clone()),
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(_),
+                ..
+            }) => twice(errors),
             other => errors.spanned(other, "expected a string: `name = \"...\"`"),
         },
         "retrigger" => {
@@ -181,7 +210,10 @@ fn parse_option(kind: AttrKind, opt: Opt, group: &mut GroupAttr, errors: &mut Er
             match value {
                 Some(_) if group.retrigger.is_some() => twice(errors),
                 Some(value) => group.retrigger = Some((value, opt.value.span())),
-                None => errors.spanned(&opt.value, "expected `all` or `any`: `retrigger = all` or `retrigger = any`"),
+                None => errors.spanned(
+                    &opt.value,
+                    "expected `all` or `any`: `retrigger = all` or `retrigger = any`",
+                ),
             }
         }
         _ => {}
@@ -192,7 +224,11 @@ fn parse_option(kind: AttrKind, opt: Opt, group: &mut GroupAttr, errors: &mut Er
 fn attr_kind(attr: &Attribute) -> Option<AttrKind> {
     let last = attr.path().segments.last()?.ident.to_string();
     let qualified = attr.path().segments.len() == 1
-        || attr.path().segments.first().is_some_and(|s| s.ident == "drive_flow");
+        || attr
+            .path()
+            .segments
+            .first()
+            .is_some_and(|s| s.ident == "drive_flow");
     match last.as_str() {
         "event" if qualified => Some(AttrKind::Event),
         "listen" if qualified => Some(AttrKind::Listen),
@@ -202,7 +238,11 @@ fn attr_kind(attr: &Attribute) -> Option<AttrKind> {
 
 /// Parse the attribute being expanded, every other drive-flow attribute on the function
 /// (removing them), and the function.
-pub fn parse(kind: AttrKind, args: TokenStream, item: &mut ItemFn) -> syn::Result<(Attrs, EventFn)> {
+pub fn parse(
+    kind: AttrKind,
+    args: TokenStream,
+    item: &mut ItemFn,
+) -> syn::Result<(Attrs, EventFn)> {
     let mut errors = Errors::default();
     // Source order: the attribute being expanded is the outermost one.
     let mut in_source_order = Vec::new();
@@ -227,12 +267,22 @@ pub fn parse(kind: AttrKind, args: TokenStream, item: &mut ItemFn) -> syn::Resul
         }
     }
     item.attrs = kept;
-    let events: Vec<_> = in_source_order.iter().filter(|(k, _, _)| *k == AttrKind::Event).collect();
+    let events: Vec<_> = in_source_order
+        .iter()
+        .filter(|(k, _, _)| *k == AttrKind::Event)
+        .collect();
     for (_, _, span) in events.iter().skip(1) {
-        errors.push(syn::Error::new(*span, "`#[event]` is set more than once on this function"));
+        errors.push(syn::Error::new(
+            *span,
+            "`#[event]` is set more than once on this function",
+        ));
     }
     // Groups are added nearest the function first.
-    let groups = in_source_order.into_iter().rev().filter_map(|(_, group, _)| group).collect();
+    let groups = in_source_order
+        .into_iter()
+        .rev()
+        .filter_map(|(_, group, _)| group)
+        .collect();
     let event_fn = check_fn(item, &mut errors);
     errors.finish()?;
     Ok((Attrs { groups }, event_fn))
@@ -241,13 +291,22 @@ pub fn parse(kind: AttrKind, args: TokenStream, item: &mut ItemFn) -> syn::Resul
 fn check_fn(item: &ItemFn, errors: &mut Errors) -> EventFn {
     let sig = &item.sig;
     if sig.asyncness.is_none() {
-        errors.spanned(sig.fn_token, "an event must be an `async fn`: write `async fn` here");
+        errors.spanned(
+            sig.fn_token,
+            "an event must be an `async fn`: write `async fn` here",
+        );
     }
     if !sig.generics.params.is_empty() {
-        errors.spanned(&sig.generics, "an event function cannot be generic: each event is one concrete function");
+        errors.spanned(
+            &sig.generics,
+            "an event function cannot be generic: each event is one concrete function",
+        );
     }
     if let Some(where_clause) = &sig.generics.where_clause {
-        errors.spanned(where_clause, "an event function cannot have a `where` clause");
+        errors.spanned(
+            where_clause,
+            "an event function cannot have a `where` clause",
+        );
     }
     if let Some(constness) = &sig.constness {
         errors.spanned(constness, "an event function cannot be `const`");
@@ -270,7 +329,11 @@ fn check_fn(item: &ItemFn, errors: &mut Errors) -> EventFn {
         ReturnType::Default => Returns::Unit,
         ReturnType::Type(_, ty) => classify(ty),
     };
-    EventFn { item: item.clone(), params, returns }
+    EventFn {
+        item: item.clone(),
+        params,
+        returns,
+    }
 }
 
 /// Recognise `Result<..>` and `Flow<..>` by the last segment of their path (so aliases such
@@ -278,7 +341,9 @@ fn check_fn(item: &ItemFn, errors: &mut Errors) -> EventFn {
 fn classify(ty: &Type) -> Returns {
     match last_segment(ty) {
         Some(("Flow", _)) => Returns::Flow(ty.clone()),
-        Some(("Result", Some(ok))) if matches!(last_segment(ok), Some(("Flow", _))) => Returns::Flow(ty.clone()),
+        Some(("Result", Some(ok))) if matches!(last_segment(ok), Some(("Flow", _))) => {
+            Returns::Flow(ty.clone())
+        }
         Some(("Result", _)) => Returns::Result(ty.clone()),
         _ => Returns::Value(ty.clone()),
     }

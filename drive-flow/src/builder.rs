@@ -41,7 +41,11 @@ impl Group {
         I: IntoIterator,
         I::Item: Into<EventRef>,
     {
-        Group { members: members.into_iter().map(Into::into).collect(), name: None, retrigger: Retrigger::All }
+        Group {
+            members: members.into_iter().map(Into::into).collect(),
+            name: None,
+            retrigger: Retrigger::All,
+        }
     }
 
     /// Name the group (by default its position among the listener's groups: `"0"`, `"1"`, …).
@@ -143,11 +147,18 @@ impl DriveBuilder {
     /// The closure takes up to three parameters among [`EventInput`](crate::EventInput) and
     /// [`Context<T>`](crate::Context), and returns `()`, [`Flow<T>`](crate::Flow) or a
     /// `Result` of either. Names must be unique within a graph.
-    pub fn event<Args, H: Handler<Args>>(&mut self, name: impl Into<String>, handler: H) -> Handle<H::Output> {
+    pub fn event<Args, H: Handler<Args>>(
+        &mut self,
+        name: impl Into<String>,
+        handler: H,
+    ) -> Handle<H::Output> {
         let node = self.nodes.len() as u32;
         self.nodes.push(NodeSpec {
             name: Arc::from(name.into()),
-            key: EventKey::Node { graph: self.tag, node },
+            key: EventKey::Node {
+                graph: self.tag,
+                node,
+            },
             handler: handler.into_erased(),
             needs: H::context_needs(),
             options: EventOptions::default(),
@@ -205,7 +216,9 @@ impl DriveBuilder {
         let mut static_index = HashMap::new();
         for (index, spec) in self.nodes.iter().enumerate() {
             if !names.insert(spec.name.clone()) {
-                return Err(BuildError::DuplicateEvent { event: spec.name.to_string() });
+                return Err(BuildError::DuplicateEvent {
+                    event: spec.name.to_string(),
+                });
             }
             if let EventKey::Static(meta) = spec.key {
                 static_index.insert(meta as *const StaticEvent as usize, index as NodeId);
@@ -218,7 +231,9 @@ impl DriveBuilder {
         per_listener.resize_with(count, Vec::new);
         for (listener, group) in self.groups {
             let Some(listener_id) = resolve(listener) else {
-                return Err(BuildError::UnknownListener { listener: describe_key(listener.0) });
+                return Err(BuildError::UnknownListener {
+                    listener: describe_key(listener.0),
+                });
             };
             let listener_name = &self.nodes[listener_id as usize].name;
             let mut members = Vec::with_capacity(group.members.len());
@@ -234,7 +249,9 @@ impl DriveBuilder {
                 }
             }
             if members.is_empty() {
-                return Err(BuildError::EmptyGroup { listener: listener_name.to_string() });
+                return Err(BuildError::EmptyGroup {
+                    listener: listener_name.to_string(),
+                });
             }
             let existing = &mut per_listener[listener_id as usize];
             if existing.iter().any(|(same, _, _)| *same == members) {
@@ -244,14 +261,18 @@ impl DriveBuilder {
                 );
                 continue;
             }
-            let name = group.name.unwrap_or_else(|| Arc::from(existing.len().to_string()));
+            let name = group
+                .name
+                .unwrap_or_else(|| Arc::from(existing.len().to_string()));
             existing.push((members, name, group.retrigger));
         }
 
         let mut options: Vec<EventOptions> = self.nodes.iter().map(|n| n.options.clone()).collect();
         for (event, set) in self.options {
             let Some(id) = resolve(event) else {
-                return Err(BuildError::UnknownListener { listener: describe_key(event.0) });
+                return Err(BuildError::UnknownListener {
+                    listener: describe_key(event.0),
+                });
             };
             options[id as usize] = set;
         }
@@ -308,6 +329,15 @@ impl DriveBuilder {
                 options,
             })
             .collect();
-        Ok(Graph { tag, nodes, groups, slots, listens, member_of_start, member_of, static_index })
+        Ok(Graph {
+            tag,
+            nodes,
+            groups,
+            slots,
+            listens,
+            member_of_start,
+            member_of,
+            static_index,
+        })
     }
 }

@@ -115,12 +115,21 @@ impl EventParam for EventInput {
 
 impl<T: Send + Sync + 'static> EventParam for Context<T> {
     fn from_call(call: &Call) -> Result<Self, ParamError> {
-        let error = |given| ParamError { expected: std::any::type_name::<T>(), given };
+        let error = |given| ParamError {
+            expected: std::any::type_name::<T>(),
+            given,
+        };
         let context = call.context.clone().ok_or(error(false))?;
-        context.downcast::<T>().map(Context).map_err(|_| error(true))
+        context
+            .downcast::<T>()
+            .map(Context)
+            .map_err(|_| error(true))
     }
 
     fn context_need() -> Option<ContextNeed> {
-        Some(ContextNeed { type_id: TypeId::of::<T>(), type_name: std::any::type_name::<T>() })
+        Some(ContextNeed {
+            type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+        })
     }
 }

@@ -66,7 +66,12 @@ impl RunState {
     /// # Errors
     /// [`Error::UnknownEvent`] when a goto names an event outside the graph; nothing is
     /// started then.
-    pub(crate) fn complete(&mut self, node: NodeId, flow: ErasedFlow, starts: &mut Vec<Start>) -> Result<(), Error> {
+    pub(crate) fn complete(
+        &mut self,
+        node: NodeId,
+        flow: ErasedFlow,
+        starts: &mut Vec<Start>,
+    ) -> Result<(), Error> {
         let graph = self.graph.clone();
         let goto_targets = match &flow {
             Flow::Goto { targets, .. } => {
@@ -109,11 +114,17 @@ impl RunState {
                         graph: Some(graph.clone()),
                         origin: Origin::Goto,
                         behavior: Behavior::Goto,
-                        entries: Arc::from(vec![Entry { node, latest: Latest::Value(payload.clone()) }]),
+                        entries: Arc::from(vec![Entry {
+                            node,
+                            latest: Latest::Value(payload.clone()),
+                        }]),
                         user: None,
                         task_id: self.task_id(),
                     };
-                    starts.push(Start { node: target, input });
+                    starts.push(Start {
+                        node: target,
+                        input,
+                    });
                 }
             }
             Latest::Value(_) => {
@@ -123,13 +134,19 @@ impl RunState {
                     if self.ready_members[group_id as usize] < size {
                         continue; // some member has not run yet
                     }
-                    if group.retrigger == Retrigger::All && self.delivered_members[group_id as usize] > 0 {
+                    if group.retrigger == Retrigger::All
+                        && self.delivered_members[group_id as usize] > 0
+                    {
                         continue; // fire again only once every member is fresh
                     }
                     let members = graph.members(group);
                     let entries: Arc<[Entry]> = members
                         .iter()
-                        .filter_map(|&m| self.latest[m as usize].clone().map(|latest| Entry { node: m, latest }))
+                        .filter_map(|&m| {
+                            self.latest[m as usize]
+                                .clone()
+                                .map(|latest| Entry { node: m, latest })
+                        })
                         .collect();
                     for slot in group.slots.clone() {
                         if !std::mem::replace(&mut self.delivered[slot as usize], true) {
@@ -144,7 +161,10 @@ impl RunState {
                         user: None,
                         task_id: self.task_id(),
                     };
-                    starts.push(Start { node: group.listener, input });
+                    starts.push(Start {
+                        node: group.listener,
+                        input,
+                    });
                 }
             }
         }

@@ -85,7 +85,10 @@ impl Drive {
     pub fn debug_string<E: Event>(&self, event: E) -> String {
         match self.graph.resolve(event.__key()) {
             Some(node) => crate::render::tree(&self.graph, node),
-            None => format!("{} (not an event of this drive)\n", self.graph.describe(event.__key())),
+            None => format!(
+                "{} (not an event of this drive)\n",
+                self.graph.describe(event.__key())
+            ),
         }
     }
 

@@ -57,8 +57,14 @@ impl PartialEq for EventKey {
         match (self, other) {
             (EventKey::Static(a), EventKey::Static(b)) => std::ptr::eq(*a, *b),
             (
-                EventKey::Node { graph: g1, node: n1 },
-                EventKey::Node { graph: g2, node: n2 },
+                EventKey::Node {
+                    graph: g1,
+                    node: n1,
+                },
+                EventKey::Node {
+                    graph: g2,
+                    node: n2,
+                },
             ) => g1 == g2 && n1 == n2,
             _ => false,
         }
@@ -111,7 +117,11 @@ pub struct Handle<T> {
 
 impl<T> Handle<T> {
     pub(crate) fn new(graph: u32, node: u32) -> Self {
-        Handle { graph, node, _output: PhantomData }
+        Handle {
+            graph,
+            node,
+            _output: PhantomData,
+        }
     }
 }
 
@@ -124,14 +134,20 @@ impl<T> Copy for Handle<T> {}
 
 impl<T> fmt::Debug for Handle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle").field("graph", &self.graph).field("node", &self.node).finish()
+        f.debug_struct("Handle")
+            .field("graph", &self.graph)
+            .field("node", &self.node)
+            .finish()
     }
 }
 
 impl<T: Send + Sync + 'static> Event for Handle<T> {
     type Output = T;
     fn __key(&self) -> EventKey {
-        EventKey::Node { graph: self.graph, node: self.node }
+        EventKey::Node {
+            graph: self.graph,
+            node: self.node,
+        }
     }
 }
 

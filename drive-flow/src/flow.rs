@@ -56,7 +56,10 @@ pub enum Flow<T> {
 impl<T> Flow<T> {
     /// Send `payload` to every target: they run next, with group name `"$goto"`.
     pub fn goto(targets: impl Targets, payload: T) -> Self {
-        Flow::Goto { targets: targets.into_targets(), payload }
+        Flow::Goto {
+            targets: targets.into_targets(),
+            payload,
+        }
     }
 
     /// End this event without handing anything to its listeners.
@@ -134,7 +137,10 @@ impl<T: IntoFlow, E: Into<BoxError>> IntoFlow for Result<T, E> {
 pub(crate) fn erase<T: Send + Sync + 'static>(flow: Flow<T>) -> ErasedFlow {
     match flow {
         Flow::Value(v) => Flow::Value(erase_value(v)),
-        Flow::Goto { targets, payload } => Flow::Goto { targets, payload: erase_value(payload) },
+        Flow::Goto { targets, payload } => Flow::Goto {
+            targets,
+            payload: erase_value(payload),
+        },
         Flow::Abort => Flow::Abort,
     }
 }

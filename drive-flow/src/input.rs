@@ -233,7 +233,10 @@ impl<'a> InputResults<'a> {
     /// The results in group order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = InputResult<'a>> + 'a {
         let input = self.input;
-        input.entries.iter().map(move |entry| InputResult { input, entry })
+        input
+            .entries
+            .iter()
+            .map(move |entry| InputResult { input, entry })
     }
 }
 
@@ -247,7 +250,9 @@ impl<'a> IntoIterator for InputResults<'a> {
 
 impl fmt::Debug for InputResults<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter().map(|r| (r.event(), r.kind()))).finish()
+        f.debug_map()
+            .entries(self.iter().map(|r| (r.event(), r.kind())))
+            .finish()
     }
 }
 
@@ -269,7 +274,11 @@ impl<'a> InputResult<'a> {
 
     /// Whether this result is for `event`.
     pub fn is<E: Event>(&self, event: E) -> bool {
-        self.input.graph.as_ref().and_then(|g| g.resolve(event.__key())) == Some(self.entry.node)
+        self.input
+            .graph
+            .as_ref()
+            .and_then(|g| g.resolve(event.__key()))
+            == Some(self.entry.node)
     }
 
     /// How the event's latest run ended.
@@ -279,12 +288,18 @@ impl<'a> InputResult<'a> {
 
     /// The value, if the event produced one of type `T`.
     pub fn value<T: 'static>(&self) -> Option<&'a T> {
-        self.entry.latest.value().and_then(|v| v.downcast_ref::<T>())
+        self.entry
+            .latest
+            .value()
+            .and_then(|v| v.downcast_ref::<T>())
     }
 }
 
 impl fmt::Debug for InputResult<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InputResult").field("event", &self.event()).field("kind", &self.kind()).finish()
+        f.debug_struct("InputResult")
+            .field("event", &self.event())
+            .field("kind", &self.kind())
+            .finish()
     }
 }

@@ -124,8 +124,10 @@ pub use drive_flow_macros::listen;
 
 /// Everything a workflow needs: `use drive_flow::prelude::*;`.
 pub mod prelude {
+    pub use crate::{
+        Behavior, Context, Drive, Error, EventInput, Flow, OutcomeKind, Results, Retrigger,
+    };
     pub use drive_flow_macros::{event, listen};
-    pub use crate::{Behavior, Context, Drive, Error, EventInput, Flow, OutcomeKind, Results, Retrigger};
 }
 
 /// Used by the code the macros generate. Not a stable API.

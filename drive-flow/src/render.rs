@@ -32,7 +32,8 @@ fn event(graph: &Graph, node: NodeId, prefix: &str, path: &mut Vec<NodeId>, out:
             let last_member = position + 1 == members.len();
             out.push_str(&group_prefix);
             out.push_str(if last_member { "└─ " } else { "├─ " });
-            let member_prefix = format!("{group_prefix}{}", if last_member { "   " } else { "│  " });
+            let member_prefix =
+                format!("{group_prefix}{}", if last_member { "   " } else { "│  " });
             event(graph, member, &member_prefix, path, out);
         }
     }

@@ -37,7 +37,11 @@ pub struct Results {
 impl Results {
     pub(crate) fn new(state: RunState) -> Self {
         let (graph, latest, completions) = state.into_parts();
-        Results { graph, latest, completions }
+        Results {
+            graph,
+            latest,
+            completions,
+        }
     }
 
     fn latest<E: Event>(&self, event: E) -> Option<&Latest> {
@@ -57,15 +61,16 @@ impl Results {
 
     /// How many times `event` completed in this run.
     pub fn count<E: Event>(&self, event: E) -> u32 {
-        self.graph.resolve(event.__key()).map_or(0, |node| self.completions[node as usize])
+        self.graph
+            .resolve(event.__key())
+            .map_or(0, |node| self.completions[node as usize])
     }
 
     /// The id of every event that ran, with how its latest run ended, in registration order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, OutcomeKind)> + '_ {
-        self.latest
-            .iter()
-            .enumerate()
-            .filter_map(|(node, latest)| Some((&*self.graph.nodes[node].name, latest.as_ref()?.kind())))
+        self.latest.iter().enumerate().filter_map(|(node, latest)| {
+            Some((&*self.graph.nodes[node].name, latest.as_ref()?.kind()))
+        })
     }
 
     /// How many events ran at least once.

@@ -66,7 +66,13 @@ pub struct Invoke<E> {
 
 impl<E: Event> Invoke<E> {
     pub(crate) fn new(graph: Arc<Graph>, start: E) -> Self {
-        Invoke { graph, start, input: EventInput::start(), context: None, max_concurrency: usize::MAX }
+        Invoke {
+            graph,
+            start,
+            input: EventInput::start(),
+            context: None,
+            max_concurrency: usize::MAX,
+        }
     }
 
     /// The input of the start event (by default: [`Behavior::Input`](crate::Behavior::Input),
@@ -96,11 +102,17 @@ impl<E: Event> Invoke<E> {
 
     async fn run(self) -> Result<Results, Error> {
         let graph = self.graph;
-        let start = graph.resolve(self.start.__key()).ok_or_else(|| Error::UnknownEvent {
-            event: graph.describe(self.start.__key()),
-            detail: String::from(" (the start of a run)"),
-        })?;
-        check_context(&graph, start, self.context.as_ref().map(|(_, id, name)| (*id, *name)))?;
+        let start = graph
+            .resolve(self.start.__key())
+            .ok_or_else(|| Error::UnknownEvent {
+                event: graph.describe(self.start.__key()),
+                detail: String::from(" (the start of a run)"),
+            })?;
+        check_context(
+            &graph,
+            start,
+            self.context.as_ref().map(|(_, id, name)| (*id, *name)),
+        )?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
 
         static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
@@ -152,7 +164,11 @@ impl<E: Event> IntoFuture for Invoke<E> {
 
 /// Refuse a run whose context does not fit an event it can reach through its groups.
 /// Goto targets outside that reach are checked when they are called.
-fn check_context(graph: &Graph, start: NodeId, context: Option<(TypeId, &'static str)>) -> Result<(), Error> {
+fn check_context(
+    graph: &Graph,
+    start: NodeId,
+    context: Option<(TypeId, &'static str)>,
+) -> Result<(), Error> {
     if !graph.nodes.iter().any(|node| !node.needs.is_empty()) {
         return Ok(());
     }
@@ -175,7 +191,9 @@ fn check_context(graph: &Graph, start: NodeId, context: Option<(TypeId, &'static
                     return Err(Error::Context {
                         event: info.name.to_string(),
                         expected: need.type_name,
-                        given: String::from("the run has no context (give one with `.context(..)`)"),
+                        given: String::from(
+                            "the run has no context (give one with `.context(..)`)",
+                        ),
                     })
                 }
             }
@@ -220,7 +238,9 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A poisoned lock only means a panic elsewhere while it was held; the state is
         // still consistent because every update under it is infallible.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn schedule(self: &Arc<Self>, inner: &mut Inner, start: Start) {
@@ -239,7 +259,12 @@ impl Shared {
         entry.insert(handle.abort_handle());
     }
 
-    fn finish(self: &Arc<Self>, key: usize, node: NodeId, result: std::thread::Result<Result<ErasedFlow, CallError>>) {
+    fn finish(
+        self: &Arc<Self>,
+        key: usize,
+        node: NodeId,
+        result: std::thread::Result<Result<ErasedFlow, CallError>>,
+    ) {
         let mut guard = self.lock();
         let inner = &mut *guard;
         inner.tasks.try_remove(key);
@@ -251,7 +276,11 @@ impl Shared {
         let completed = match result {
             Ok(Ok(flow)) => {
                 let mut starts = Vec::new();
-                match inner.state.as_mut().map(|state| state.complete(node, flow, &mut starts)) {
+                match inner
+                    .state
+                    .as_mut()
+                    .map(|state| state.complete(node, flow, &mut starts))
+                {
                     Some(Err(error)) => Err(error),
                     _ => {
                         for start in starts {
@@ -261,7 +290,10 @@ impl Shared {
                     }
                 }
             }
-            Ok(Err(CallError::Failed(source))) => Err(Error::Failed { event: name(), source }),
+            Ok(Err(CallError::Failed(source))) => Err(Error::Failed {
+                event: name(),
+                source,
+            }),
             Ok(Err(CallError::Param(ParamError { expected, given }))) => Err(Error::Context {
                 event: name(),
                 expected,
@@ -271,14 +303,19 @@ impl Shared {
                     "the run has no context (give one with `.context(..)`)"
                 }),
             }),
-            Err(panic) => Err(Error::Panicked { event: name(), message: panic_message(&*panic) }),
+            Err(panic) => Err(Error::Panicked {
+                event: name(),
+                message: panic_message(&*panic),
+            }),
         };
         if let Err(error) = completed {
             self.close(inner, Err(error));
             return;
         }
         while inner.running < self.cap {
-            let Some(start) = inner.queue.pop_front() else { break };
+            let Some(start) = inner.queue.pop_front() else {
+                break;
+            };
             self.spawn(inner, start);
         }
         if inner.running == 0 {
@@ -309,8 +346,14 @@ async fn run_event(shared: Arc<Shared>, key: usize, start: Start) {
         run_id = shared.run_id,
         task_id = start.input.task_id,
     );
-    let call = Call { input: start.input, context: shared.context.clone() };
-    let result = AssertUnwindSafe(node.handler.call(call)).catch_unwind().instrument(span).await;
+    let call = Call {
+        input: start.input,
+        context: shared.context.clone(),
+    };
+    let result = AssertUnwindSafe(node.handler.call(call))
+        .catch_unwind()
+        .instrument(span)
+        .await;
     shared.finish(key, start.node, result);
 }
 
