@@ -10,7 +10,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
@@ -62,6 +63,7 @@ pub struct Invoke<E> {
     input: EventInput,
     context: Option<(AnyContext, TypeId, &'static str)>,
     max_concurrency: usize,
+    inline: bool,
 }
 
 impl<E: Event> Invoke<E> {
@@ -72,6 +74,7 @@ impl<E: Event> Invoke<E> {
             input: EventInput::start(),
             context: None,
             max_concurrency: usize::MAX,
+            inline: false,
         }
     }
 
@@ -97,6 +100,31 @@ impl<E: Event> Invoke<E> {
     /// triggered. Unlimited by default; `0` counts as `1`.
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.max_concurrency = n.max(1);
+        self
+    }
+
+    /// Run every event inside the run's own task instead of spawning a tokio task per event.
+    ///
+    /// For workflows of many cheap events (a few microseconds or less each): it saves a task
+    /// per event, but events of the run no longer use several worker threads at once, so a
+    /// CPU-bound event holds up the others. Events still run concurrently at their `.await`
+    /// points, and every other guarantee holds (caps, cancellation, errors, panics).
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn cheap() -> u8 { 1 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let results = Drive::new()?.invoke(cheap).inline().await?;
+    /// assert_eq!(results.get(cheap), Some(&1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn inline(mut self) -> Self {
+        self.inline = true;
         self
     }
 
@@ -127,20 +155,33 @@ impl<E: Event> Invoke<E> {
             runtime,
             context: self.context.map(|(context, _, _)| context),
             cap: self.max_concurrency,
+            inline: self.inline,
             done: Notify::new(),
             inner: Mutex::new(Inner {
                 state: Some(state),
                 running: 0,
                 queue: VecDeque::new(),
                 tasks: slab::Slab::new(),
+                inline: Vec::new(),
                 outcome: None,
             }),
         });
         let guard = CancelOnDrop(shared.clone());
         shared.schedule(&mut shared.lock(), Start { node: start, input });
 
+        let mut in_task = FuturesUnordered::new();
         loop {
-            shared.done.notified().await;
+            if shared.inline {
+                let mut inner = shared.lock();
+                for start in inner.inline.drain(..) {
+                    in_task.push(run_event(shared.clone(), INLINE, start));
+                }
+            }
+            if in_task.is_empty() {
+                shared.done.notified().await;
+            } else {
+                in_task.next().await;
+            }
             let mut inner = shared.lock();
             if let Some(outcome) = inner.outcome.take() {
                 let state = inner.state.take();
@@ -215,6 +256,8 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     context: Option<AnyContext>,
     cap: usize,
+    /// Run events inside the run's task ([`Invoke::inline`]).
+    inline: bool,
     done: Notify,
     inner: Mutex<Inner>,
 }
@@ -224,6 +267,8 @@ struct Inner {
     running: usize,
     queue: VecDeque<Start>,
     tasks: slab::Slab<AbortHandle>,
+    /// Events to start inside the run's task ([`Invoke::inline`]).
+    inline: Vec<Start>,
     /// Set once: the run is over, successfully or not.
     outcome: Option<Result<(), Error>>,
 }
@@ -253,6 +298,10 @@ impl Shared {
 
     fn spawn(self: &Arc<Self>, inner: &mut Inner, start: Start) {
         inner.running += 1;
+        if self.inline {
+            inner.inline.push(start);
+            return;
+        }
         let entry = inner.tasks.vacant_entry();
         let key = entry.key();
         let handle = self.runtime.spawn(run_event(self.clone(), key, start));
@@ -267,7 +316,9 @@ impl Shared {
     ) {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        inner.tasks.try_remove(key);
+        if key != INLINE {
+            inner.tasks.try_remove(key);
+        }
         inner.running -= 1;
         if inner.is_over() {
             return;
@@ -336,7 +387,10 @@ impl Shared {
     }
 }
 
-/// Runs one event as its own task and reports back.
+/// The task key of an event run inside the run's task.
+const INLINE: usize = usize::MAX;
+
+/// Runs one event (as its own task, or inside the run's task) and reports back.
 async fn run_event(shared: Arc<Shared>, key: usize, start: Start) {
     let node = shared.graph.node(start.node);
     let span = tracing::info_span!(
