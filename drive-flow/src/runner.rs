@@ -186,7 +186,7 @@ impl<E: Event> Invoke<E> {
             if let Some(outcome) = inner.outcome.take() {
                 let state = inner.state.take();
                 drop(inner);
-                std::mem::forget(guard);
+                drop(guard); // nothing left to cancel
                 outcome?;
                 return state.map(Results::new).ok_or(Error::Cancelled);
             }
@@ -404,10 +404,9 @@ async fn run_event(shared: Arc<Shared>, key: usize, start: Start) {
         input: start.input,
         context: shared.context.clone(),
     };
-    let result = AssertUnwindSafe(node.handler.call(call))
-        .catch_unwind()
-        .instrument(span)
-        .await;
+    // The call itself is inside the caught future: a closure may panic before its future exists.
+    let body = async { node.handler.call(call).await };
+    let result = AssertUnwindSafe(body).catch_unwind().instrument(span).await;
     shared.finish(key, start.node, result);
 }
 
