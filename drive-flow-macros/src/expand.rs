@@ -7,30 +7,148 @@ use syn::ItemFn;
 
 use crate::parse::{self, AttrKind, Attrs, EventFn, Retrigger, Returns};
 
-/// Parse, check and expand; on error, the function unchanged beside the errors.
+/// Parse, check and expand; on error, the errors beside a [`placeholder`].
 pub fn entry(kind: AttrKind, args: TokenStream, item: TokenStream) -> TokenStream {
     let mut function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(_) => {
-            let message = format!(
-                "`#[{}]` goes on an `async fn`",
-                if kind == AttrKind::Event {
-                    "event"
-                } else {
-                    "listen"
-                }
-            );
-            let error = syn::Error::new_spanned(&item, message).to_compile_error();
+            let attr = if kind == AttrKind::Event {
+                "event"
+            } else {
+                "listen"
+            };
+            let (what, location) = describe_item(&item);
+            let message = format!("`#[{attr}]` goes on an `async fn`, not on {what}");
+            let error = syn::Error::new_spanned(location, message).to_compile_error();
             return quote! { #error #item };
         }
     };
-    let original = function.clone();
     match parse::parse(kind, args, &mut function) {
         Ok((attrs, event_fn)) => expand(&attrs, &event_fn),
         Err(error) => {
+            // `function` has its drive-flow attributes removed: emitted with them, they would
+            // expand again and report the same errors twice.
             let error = error.to_compile_error();
-            quote! { #error #original }
+            let placeholder = placeholder(function);
+            quote! { #error #placeholder }
         }
+    }
+}
+
+/// What an item that is not a function is, for the error, and where to report it: from its
+/// keyword to its name.
+fn describe_item(item: &TokenStream) -> (&'static str, TokenStream) {
+    let Ok(parsed) = syn::parse2::<syn::Item>(item.clone()) else {
+        return ("this item", item.clone());
+    };
+    let span = |keyword: &dyn quote::ToTokens, name: &dyn quote::ToTokens| quote!(#keyword #name);
+    match &parsed {
+        syn::Item::Struct(i) => ("a struct", span(&i.struct_token, &i.ident)),
+        syn::Item::Enum(i) => ("an enum", span(&i.enum_token, &i.ident)),
+        syn::Item::Union(i) => ("a union", span(&i.union_token, &i.ident)),
+        syn::Item::Trait(i) => ("a trait", span(&i.trait_token, &i.ident)),
+        syn::Item::Impl(i) => ("an `impl` block", span(&i.impl_token, &i.self_ty)),
+        syn::Item::Mod(i) => ("a module", span(&i.mod_token, &i.ident)),
+        syn::Item::Const(i) => ("a constant", span(&i.const_token, &i.ident)),
+        syn::Item::Static(i) => ("a static", span(&i.static_token, &i.ident)),
+        syn::Item::Type(i) => ("a type alias", span(&i.type_token, &i.ident)),
+        syn::Item::Use(i) => ("a `use` declaration", span(&i.use_token, &i.tree)),
+        _ => ("this item", item.clone()),
+    }
+}
+
+/// What stands for an event whose attributes or signature are wrong: a handle of the same
+/// name that implements `Event` (so that `#[listen(it)]`, `input.get(it)`, ... elsewhere do
+/// not report errors of their own), and the function, renamed, so that errors in its body are
+/// still reported and IDEs still complete inside it. Nothing is registered: the crate does
+/// not compile anyway.
+fn placeholder(mut function: ItemFn) -> TokenStream {
+    if function
+        .sig
+        .inputs
+        .iter()
+        .any(|input| matches!(input, syn::FnArg::Receiver(_)))
+    {
+        // A method: its impl block can hold neither a struct nor a free function.
+        return quote!(#function);
+    }
+    let krate = quote!(::drive_flow::__private);
+    let name = function.sig.ident.clone();
+    let vis = function.vis.clone();
+    let (docs, other_attrs): (Vec<_>, Vec<_>) = std::mem::take(&mut function.attrs)
+        .into_iter()
+        .partition(|a| a.path().is_ident("doc"));
+    function.attrs = other_attrs;
+    function.vis = syn::Visibility::Inherited;
+    function.sig.ident = format_ident!("__drive_flow_body_{}", name);
+    let output = match &function.sig.output {
+        _ if !function.sig.generics.params.is_empty() => quote!(()),
+        syn::ReturnType::Type(_, ty) if parse::find_impl_trait(ty).is_none() => {
+            output_type(&parse::classify(ty))
+        }
+        _ => quote!(()),
+    };
+    let handle_struct = quote_spanned! {name.span()=> #vis struct #name; };
+    quote! {
+        #(#docs)*
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+        #handle_struct
+
+        const _: () = {
+            #[allow(dead_code, non_snake_case, clippy::all)]
+            #function
+
+            static __DRIVE_FLOW_META: #krate::StaticEvent = #krate::StaticEvent {
+                id: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
+            };
+
+            impl #krate::Event for #name {
+                type Output = #output;
+                fn __key(&self) -> #krate::EventKey {
+                    #krate::EventKey::Static(&__DRIVE_FLOW_META)
+                }
+            }
+        };
+    }
+}
+
+/// Whether a return type is a `Result` (by the last segment of its path, as `classify`).
+fn is_result(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(path)
+        if path.path.segments.last().is_some_and(|s| s.ident == "Result"))
+}
+
+/// The `E` of a `Result<T, E>` return type, when written out (not for `io::Result<T>`).
+fn result_error_type(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(path) = ty else {
+        return None;
+    };
+    let syn::PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else {
+        return None;
+    };
+    args.args
+        .iter()
+        .filter_map(|arg| match arg {
+            syn::GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .nth(1)
+}
+
+/// The `Event::Output` of a return type.
+fn output_type(returns: &Returns) -> TokenStream {
+    let krate = quote!(::drive_flow::__private);
+    match returns {
+        Returns::Unit => quote!(()),
+        Returns::Value(ty) => quote!(#ty),
+        Returns::Result(ty) => quote!(<#ty as #krate::ResultOk>::Ok),
+        // Through `ResultOk` first, so that an unusable error type is reported once, at the
+        // error type, and not again here.
+        Returns::Flow(ty) if is_result(ty) => {
+            quote!(<<#ty as #krate::ResultOk>::Ok as ::drive_flow::IntoFlow>::Output)
+        }
+        Returns::Flow(ty) => quote!(<#ty as ::drive_flow::IntoFlow>::Output),
     }
 }
 
@@ -48,33 +166,57 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     body.vis = syn::Visibility::Inherited;
     body.attrs = other_attrs.into_iter().cloned().collect();
 
-    let output = match &event.returns {
-        Returns::Unit => quote!(()),
-        Returns::Value(ty) => quote!(#ty),
-        Returns::Result(ty) => quote!(<#ty as #krate::ResultOk>::Ok),
-        Returns::Flow(ty) => quote!(<#ty as ::drive_flow::IntoFlow>::Output),
-    };
+    // Locals of the generated handler, made once with one span and interpolated everywhere:
+    // written out inside `quote_spanned!`, each use would take the hygiene of the span it is
+    // under, and an event generated by `macro_rules!` would not find its own locals.
+    let call = format_ident!("__drive_flow_call");
+    let returned = format_ident!("__drive_flow_returned");
+    let handler_var = format_ident!("__drive_flow_handler");
+
+    let output = output_type(&event.returns);
+    // The conversion of what the function returns into the event's flow, spanned at the
+    // error type of a `Result` (an error type that does not convert into a boxed error is
+    // reported there), else at the return type.
     let wrap = match &event.returns {
-        Returns::Unit | Returns::Value(_) => quote!(#krate::Flow::Value(returned)),
-        Returns::Result(_) => quote!(returned.map(#krate::Flow::Value)),
-        Returns::Flow(_) => quote!(returned),
+        Returns::Unit | Returns::Value(_) => {
+            quote!(::core::result::Result::Ok(#krate::Flow::Value(#returned)))
+        }
+        Returns::Result(ty) => {
+            let span = result_error_type(ty).unwrap_or(ty).span();
+            located_at(
+                quote!(::drive_flow::__private::result_flow(#returned)),
+                span,
+            )
+        }
+        Returns::Flow(ty) if is_result(ty) => {
+            let span = result_error_type(ty).unwrap_or(ty).span();
+            located_at(
+                quote!(::drive_flow::__private::result_into_flow(#returned)),
+                span,
+            )
+        }
+        Returns::Flow(ty) => located_at(
+            quote!(::drive_flow::__private::into_flow(#returned)),
+            ty.span(),
+        ),
     };
 
     let param_names: Vec<_> = (0..event.params.len())
-        .map(|i| format_ident!("__param{}", i))
+        .map(|i| format_ident!("__drive_flow_param{}", i))
         .collect();
     let extract = event.params.iter().zip(&param_names).map(|(ty, param)| {
         quote_spanned! {ty.span()=>
-            let #param = <#ty as #krate::EventParam>::from_call(&call);
+            let #param = <#ty as ::drive_flow::__private::EventParam>::from_call(&#call);
         }
     });
     let needs = event.params.iter().map(|ty| {
-        quote_spanned! {ty.span()=> <#ty as #krate::EventParam>::context_need() }
+        quote_spanned! {ty.span()=> <#ty as ::drive_flow::__private::EventParam>::context_need() }
     });
 
     let groups = attrs.groups.iter().map(|group| {
         let members = group.members.iter().map(|member| {
-            quote_spanned! {member.span()=> #krate::member(#member) }
+            // Spanned at the name only, so that a non-event is reported there.
+            quote_spanned! {member.span()=> ::drive_flow::__private::member(#member) }
         });
         let named = group.name.as_ref().map(|n| quote!(.name(#n)));
         let retrigger = group.retrigger.map(|(r, _)| match r {
@@ -82,52 +224,111 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
             Retrigger::Any => quote!(.retrigger(#krate::Retrigger::Any)),
         });
         quote! {
-            builder.listen(#name, #krate::Group::new([#(#members),*]) #named #retrigger);
+            __drive_flow_builder.listen(#name, #krate::Group::new([#(#members),*]) #named #retrigger);
         }
     });
+
+    let options = event_options(&attrs.options);
+
+    // Spanned at the function's name: "the other types that implement `Event`" listed in
+    // errors point at the functions, and so does a future that is not `Send`.
+    let event_impl = quote_spanned! {name.span()=>
+        impl ::drive_flow::__private::Event for #name {
+            type Output = #output;
+            fn __key(&self) -> ::drive_flow::__private::EventKey {
+                ::drive_flow::__private::EventKey::Static(&__DRIVE_FLOW_META)
+            }
+        }
+    };
+    let handler = quote_spanned! {name.span()=>
+        let #handler_var = ::drive_flow::__private::ErasedHandler::for_event(
+            #name,
+            |#call: ::drive_flow::__private::Call| {
+                #(#extract)*
+                async move {
+                    #(let #param_names = #param_names?;)*
+                    let #returned = #body_name(#(#param_names),*).await;
+                    ::core::result::Result::Ok::<_, ::drive_flow::__private::ParamError>(#wrap)
+                }
+            },
+        );
+    };
+
+    // Spanned at the name: "struct `a` defined here" in errors points at the function.
+    let handle_struct = quote_spanned! {name.span()=> #vis struct #name; };
 
     quote! {
         #(#docs)*
         #[allow(non_camel_case_types)]
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-        #vis struct #name;
+        #handle_struct
 
         const _: () = {
             #[allow(non_snake_case, clippy::all)]
             #body
 
-            static META: #krate::StaticEvent = #krate::StaticEvent {
+            static __DRIVE_FLOW_META: #krate::StaticEvent = #krate::StaticEvent {
                 id: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
             };
 
-            impl #krate::Event for #name {
-                type Output = #output;
-                fn __key(&self) -> #krate::EventKey {
-                    #krate::EventKey::Static(&META)
-                }
-            }
+            #event_impl
 
-            fn register(builder: &mut #krate::DriveBuilder) {
-                let handler = #krate::ErasedHandler::new(|call: #krate::Call| {
-                    #(#extract)*
-                    async move {
-                        #(let #param_names = #param_names?;)*
-                        let returned = #body_name(#(#param_names),*).await;
-                        ::core::result::Result::Ok::<_, #krate::ParamError>(#wrap)
-                    }
-                });
-                builder.__static_event(
-                    &META,
+            // Its code is partly spanned at the user's function (for errors): no lints.
+            #[allow(unused, clippy::all, clippy::pedantic)]
+            fn __drive_flow_register(__drive_flow_builder: &mut #krate::DriveBuilder) {
+                #handler
+                __drive_flow_builder.__static_event(
+                    &__DRIVE_FLOW_META,
                     ::std::vec![#(#needs),*],
-                    #krate::EventOptions::default(),
-                    handler,
+                    #options,
+                    #handler_var,
                 );
                 #(#groups)*
             }
 
             #krate::inventory::submit! {
-                #krate::Registration { meta: &META, register }
+                #krate::Registration { meta: &__DRIVE_FLOW_META, register: __drive_flow_register }
             }
         };
     }
+}
+
+/// The event's `EventOptions`, from `timeout`, `retries` and `backoff`.
+fn event_options(options: &parse::EventOpts) -> TokenStream {
+    let krate = quote!(::drive_flow::__private);
+    let nanos = |n: u64| quote!(::core::time::Duration::from_nanos(#n));
+    let timeout = options.timeout.map(|n| {
+        let d = nanos(n);
+        quote!(.timeout(#d))
+    });
+    let retries = options.retries.map(|n| quote!(.retries(#n)));
+    let backoff = options.backoff.as_ref().map(|(n, _)| {
+        let d = nanos(*n);
+        quote!(.backoff(#d))
+    });
+    quote!(#krate::EventOptions::new() #timeout #retries #backoff)
+}
+
+/// Generated tokens, reported at `location` (an error about them points there) while keeping
+/// the call site's hygiene, so that they still see the handler's locals even when the event
+/// is generated by `macro_rules!`. Every token gets the same span, so spans join cleanly.
+fn located_at(tokens: TokenStream, location: proc_macro2::Span) -> TokenStream {
+    let span = proc_macro2::Span::call_site().located_at(location);
+    tokens
+        .into_iter()
+        .map(|token| match token {
+            proc_macro2::TokenTree::Group(group) => {
+                let mut respanned = proc_macro2::Group::new(
+                    group.delimiter(),
+                    located_at(group.stream(), location),
+                );
+                respanned.set_span(span);
+                proc_macro2::TokenTree::Group(respanned)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
 }

@@ -2,8 +2,9 @@
 //!
 //! Use them through `drive_flow` (`use drive_flow::prelude::*;`); this crate is an
 //! implementation detail. Each macro parses the function and every drive-flow attribute on
-//! it ([`parse`]), checks them, and generates the event ([`expand`]). On error, the function
-//! is emitted unchanged beside the errors, so that the rest of the code still resolves.
+//! it (`parse`), checks them, and generates the event (`expand`). On error, the errors are
+//! emitted beside a placeholder event of the same name and the function's body, so that the
+//! rest of the code still resolves and reports no errors of its own.
 
 mod expand;
 mod parse;

@@ -1,6 +1,7 @@
 //! Parsing and checking: the attributes on an event function, and the function itself.
 
 use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -24,8 +25,8 @@ impl AttrKind {
     /// The options this attribute accepts.
     fn options(self) -> &'static [&'static str] {
         match self {
-            AttrKind::Event => &[],
-            AttrKind::Listen => &["name", "retrigger"],
+            AttrKind::Event => &["timeout", "retries", "backoff"],
+            AttrKind::Listen => &["name", "retrigger", "timeout", "retries", "backoff"],
         }
     }
 }
@@ -48,6 +49,19 @@ pub struct GroupAttr {
 pub struct Attrs {
     /// Groups in the order they are added: nearest the function first.
     pub groups: Vec<GroupAttr>,
+    /// Options of the event itself, from any of its attributes.
+    pub options: EventOpts,
+}
+
+/// `timeout = "30s"`, `retries = 3`, `backoff = "100ms"`: options of the event, not of a
+/// group, so each may be set once across all the attributes of the function.
+#[derive(Default)]
+pub struct EventOpts {
+    /// In nanoseconds.
+    pub timeout: Option<u64>,
+    pub retries: Option<u32>,
+    /// In nanoseconds, with the key (to report `backoff` without `retries`).
+    pub backoff: Option<(u64, Ident)>,
 }
 
 /// The parsed function.
@@ -124,11 +138,26 @@ impl Parse for Arg {
 fn parse_attr(
     kind: AttrKind,
     args: TokenStream,
-    span: Span,
+    attr: &TokenStream,
+    options: &mut EventOpts,
     errors: &mut Errors,
 ) -> Option<GroupAttr> {
     let parsed = match Punctuated::<Arg, Token![,]>::parse_terminated.parse2(args) {
         Ok(parsed) => parsed,
+        Err(error) if error.to_string() == "expected `,`" => {
+            let message = match kind {
+                AttrKind::Event => {
+                    "expected `,`: separate options with commas, as in \
+                     `#[event(timeout = \"30s\", retries = 3)]`"
+                }
+                AttrKind::Listen => {
+                    "expected `,`: separate event names and options with commas, as in \
+                     `#[listen(a, b, name = \"x\")]`"
+                }
+            };
+            errors.push(syn::Error::new(error.span(), message));
+            return None;
+        }
         Err(error) => {
             errors.push(error);
             return None;
@@ -152,22 +181,49 @@ fn parse_attr(
                 "event names come before options: `#[listen(a, b, name = \"...\")]`",
             ),
             Arg::Member(path) => group.members.push(path),
+            Arg::Opt(opt) if kind == AttrKind::Event && is_group_option(&opt.key) => {
+                errors.spanned(&opt.key, group_option_on_event(&opt.key));
+            }
             Arg::Opt(opt) => {
                 seen_option = true;
-                parse_option(kind, opt, &mut group, errors);
+                parse_option(kind, opt, &mut group, options, errors);
             }
         }
     }
     if kind == AttrKind::Listen && group.members.is_empty() {
-        errors.push(syn::Error::new(
-            span,
+        errors.spanned(
+            attr,
             "`#[listen]` needs at least one event to listen to: `#[listen(a, b)]`",
-        ));
+        );
     }
     (kind == AttrKind::Listen).then_some(group)
 }
 
-fn parse_option(kind: AttrKind, opt: Opt, group: &mut GroupAttr, errors: &mut Errors) {
+/// `name` and `retrigger` describe a `#[listen(..)]` group; `#[event]` has none.
+fn is_group_option(key: &Ident) -> bool {
+    key == "name" || key == "retrigger"
+}
+
+fn group_option_on_event(key: &Ident) -> String {
+    if key == "name" {
+        "`name` names a `#[listen(..)]` group, not the event: an event is named by its \
+         function; `#[event]` has no group to name"
+            .to_string()
+    } else {
+        format!(
+            "`{key}` is an option of a `#[listen(..)]` group; `#[event]` listens to nothing, \
+             so it has no group"
+        )
+    }
+}
+
+fn parse_option(
+    kind: AttrKind,
+    opt: Opt,
+    group: &mut GroupAttr,
+    options: &mut EventOpts,
+    errors: &mut Errors,
+) {
     let key = opt.key.to_string();
     if !kind.options().contains(&key.as_str()) {
         let expected = kind
@@ -189,6 +245,15 @@ fn parse_option(kind: AttrKind, opt: Opt, group: &mut GroupAttr, errors: &mut Er
     }
     let twice =
         |errors: &mut Errors| errors.spanned(&opt.key, format!("`{key}` is set more than once"));
+    let twice_event = |errors: &mut Errors| {
+        errors.spanned(
+            &opt.key,
+            format!(
+                "`{key}` is set more than once: `timeout`, `retries` and `backoff` are options \
+                 of the event, not of one group; set each once, on any of its attributes"
+            ),
+        )
+    };
     match key.as_str() {
         "name" => match &opt.value {
             Expr::Lit(syn::ExprLit {
@@ -216,8 +281,91 @@ fn parse_option(kind: AttrKind, opt: Opt, group: &mut GroupAttr, errors: &mut Er
                 ),
             }
         }
+        "timeout" => {
+            if let Some(nanos) = parse_duration(&opt.value, "timeout", errors) {
+                if nanos == 0 {
+                    errors.spanned(
+                        &opt.value,
+                        "a timeout of zero would fail every attempt; give a positive \
+                         duration such as `timeout = \"30s\"`",
+                    );
+                } else if options.timeout.replace(nanos).is_some() {
+                    twice_event(errors);
+                }
+            }
+        }
+        "retries" => {
+            let retries = match &opt.value {
+                Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Int(int),
+                    ..
+                }) if int.suffix().is_empty() || int.suffix() == "u32" => {
+                    int.base10_parse::<u32>().ok()
+                }
+                _ => None,
+            };
+            match retries {
+                Some(retries) if options.retries.replace(retries).is_some() => twice_event(errors),
+                Some(_) => {}
+                None => errors.spanned(
+                    &opt.value,
+                    "expected a number of retries: a non-negative integer such as \
+                     `retries = 3`",
+                ),
+            }
+        }
+        "backoff" => {
+            if let Some(nanos) = parse_duration(&opt.value, "backoff", errors) {
+                if options.backoff.replace((nanos, opt.key.clone())).is_some() {
+                    twice_event(errors);
+                }
+            }
+        }
         _ => {}
     }
+}
+
+/// A duration option, `"500ms"`, `"30s"`, `"2m"` or `"1h"`, in nanoseconds; on error, an
+/// error at the value naming the accepted forms.
+fn parse_duration(value: &Expr, key: &str, errors: &mut Errors) -> Option<u64> {
+    let expected = format!(
+        "expected a duration: a string such as `{key} = \"500ms\"`, `\"30s\"` or `\"2m\"` \
+         (a whole number, then `ms`, `s`, `m` or `h`)"
+    );
+    let Expr::Lit(syn::ExprLit {
+        lit: syn::Lit::Str(text),
+        ..
+    }) = value
+    else {
+        errors.spanned(value, expected);
+        return None;
+    };
+    let text = text.value();
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: u64 = match &text[digits.len()..] {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => {
+            errors.spanned(value, expected);
+            return None;
+        }
+    };
+    let nanos = match digits.parse::<u64>() {
+        Ok(number) if !digits.starts_with('+') => number.checked_mul(unit),
+        _ => {
+            errors.spanned(value, expected);
+            return None;
+        }
+    };
+    if nanos.is_none() {
+        errors.spanned(
+            value,
+            format!("`{key}` is too long: keep it under 500 years"),
+        );
+    }
+    nanos
 }
 
 /// Which drive-flow attribute an attribute of the function is, if any.
@@ -245,23 +393,28 @@ pub fn parse(
 ) -> syn::Result<(Attrs, EventFn)> {
     let mut errors = Errors::default();
     // Source order: the attribute being expanded is the outermost one.
+    // Where to report an attribute-level error: the whole attribute (nothing = the
+    // attribute being expanded, which is the call site).
     let mut in_source_order = Vec::new();
-    let first = parse_attr(kind, args, Span::call_site(), &mut errors);
-    in_source_order.push((kind, first, Span::call_site()));
+    let mut options = EventOpts::default();
+    let first = parse_attr(kind, args, &TokenStream::new(), &mut options, &mut errors);
+    in_source_order.push((kind, first, TokenStream::new()));
     let mut kept = Vec::new();
     for attr in std::mem::take(&mut item.attrs) {
         match attr_kind(&attr) {
             Some(other) => {
+                let location = attr.to_token_stream();
                 let args = match &attr.meta {
                     syn::Meta::Path(_) => TokenStream::new(),
                     syn::Meta::List(list) => list.tokens.clone(),
                     syn::Meta::NameValue(nv) => {
                         errors.spanned(nv, format!("expected `#[{}(...)]`", other.name()));
-                        TokenStream::new()
+                        in_source_order.push((other, None, location));
+                        continue;
                     }
                 };
-                let group = parse_attr(other, args, attr.span(), &mut errors);
-                in_source_order.push((other, group, attr.span()));
+                let group = parse_attr(other, args, &location, &mut options, &mut errors);
+                in_source_order.push((other, group, location));
             }
             None => kept.push(attr),
         }
@@ -271,11 +424,11 @@ pub fn parse(
         .iter()
         .filter(|(k, _, _)| *k == AttrKind::Event)
         .collect();
-    for (_, _, span) in events.iter().skip(1) {
-        errors.push(syn::Error::new(
-            *span,
+    for (_, _, location) in events.iter().skip(1) {
+        errors.spanned(
+            location,
             "`#[event]` is set more than once on this function",
-        ));
+        );
     }
     // Groups are added nearest the function first.
     let groups = in_source_order
@@ -284,8 +437,14 @@ pub fn parse(
         .filter_map(|(_, group, _)| group)
         .collect();
     let event_fn = check_fn(item, &mut errors);
+    if let (Some((_, key)), None) = (&options.backoff, options.retries) {
+        errors.spanned(
+            key,
+            "`backoff` is the wait between retries: set `retries = n` too",
+        );
+    }
     errors.finish()?;
-    Ok((Attrs { groups }, event_fn))
+    Ok((Attrs { groups, options }, event_fn))
 }
 
 fn check_fn(item: &ItemFn, errors: &mut Errors) -> EventFn {
@@ -311,6 +470,25 @@ fn check_fn(item: &ItemFn, errors: &mut Errors) -> EventFn {
     if let Some(constness) = &sig.constness {
         errors.spanned(constness, "an event function cannot be `const`");
     }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.spanned(
+            unsafety,
+            "an event function cannot be `unsafe`: the runtime calls it like any other; \
+             make it safe and put `unsafe {}` blocks inside",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        errors.spanned(abi, "an event function cannot be `extern`");
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if let Some(impl_trait) = find_impl_trait(ty) {
+            errors.spanned(
+                impl_trait,
+                "an event cannot return `impl Trait`: listeners read its output by type; \
+                 return a concrete type (or a `Box<dyn Trait + Send + Sync>`)",
+            );
+        }
+    }
     if let Some(variadic) = &sig.variadic {
         errors.spanned(variadic, "an event function cannot be variadic");
     }
@@ -320,7 +498,7 @@ fn check_fn(item: &ItemFn, errors: &mut Errors) -> EventFn {
             FnArg::Receiver(receiver) => errors.spanned(
                 receiver,
                 "an event is a free function, not a method: remove `self` \
-                 (parameters may be `EventInput` and `Context<T>`)",
+                 (its parameters may be `EventInput`, `Context<T>` and `Inbox`)",
             ),
             FnArg::Typed(typed) => params.push((*typed.ty).clone()),
         }
@@ -336,9 +514,32 @@ fn check_fn(item: &ItemFn, errors: &mut Errors) -> EventFn {
     }
 }
 
+/// The first `impl Trait` inside a return type, if any.
+pub fn find_impl_trait(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::ImplTrait(_) => Some(ty),
+        Type::Path(path) => path.path.segments.iter().find_map(|segment| {
+            let syn::PathArguments::AngleBracketed(args) = &segment.arguments else {
+                return None;
+            };
+            args.args.iter().find_map(|arg| match arg {
+                syn::GenericArgument::Type(ty) => find_impl_trait(ty),
+                _ => None,
+            })
+        }),
+        Type::Tuple(tuple) => tuple.elems.iter().find_map(find_impl_trait),
+        Type::Array(array) => find_impl_trait(&array.elem),
+        Type::Slice(slice) => find_impl_trait(&slice.elem),
+        Type::Reference(reference) => find_impl_trait(&reference.elem),
+        Type::Paren(paren) => find_impl_trait(&paren.elem),
+        Type::Group(group) => find_impl_trait(&group.elem),
+        _ => None,
+    }
+}
+
 /// Recognise `Result<..>` and `Flow<..>` by the last segment of their path (so aliases such
 /// as `anyhow::Result<T>` and `std::io::Result<T>` count as results).
-fn classify(ty: &Type) -> Returns {
+pub fn classify(ty: &Type) -> Returns {
     match last_segment(ty) {
         Some(("Flow", _)) => Returns::Flow(ty.clone()),
         Some(("Result", Some(ok))) if matches!(last_segment(ok), Some(("Flow", _))) => {
@@ -367,4 +568,45 @@ fn last_segment(ty: &Type) -> Option<(&'static str, Option<&Type>)> {
         _ => None,
     };
     Some((name, first_arg))
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::{parse_duration, Errors};
+
+    fn parse(value: &str) -> Option<u64> {
+        let expr: syn::Expr = syn::parse_str(value).unwrap();
+        let mut errors = Errors::default();
+        let parsed = parse_duration(&expr, "timeout", &mut errors);
+        assert_eq!(parsed.is_none(), errors.finish().is_err(), "{value}");
+        parsed
+    }
+
+    #[test]
+    fn every_unit_is_read_in_nanoseconds() {
+        assert_eq!(parse(r#""500ms""#), Some(500_000_000));
+        assert_eq!(parse(r#""30s""#), Some(30_000_000_000));
+        assert_eq!(parse(r#""2m""#), Some(120_000_000_000));
+        assert_eq!(parse(r#""1h""#), Some(3_600_000_000_000));
+        assert_eq!(parse(r#""0ms""#), Some(0));
+    }
+
+    #[test]
+    fn anything_else_is_an_error() {
+        for bad in [
+            r#""soon""#,
+            r#""1.5s""#,
+            r#""30""#,
+            r#""s""#,
+            r#""-1s""#,
+            r#""+1s""#,
+            r#""1 s""#,
+            r#""1d""#,
+            "30",
+            "x",
+            r#""99999999999h""#,
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
 }

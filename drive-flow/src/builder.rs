@@ -210,7 +210,7 @@ impl DriveBuilder {
         Ok(Drive::from_graph(Arc::new(graph)))
     }
 
-    fn into_graph(self) -> Result<Graph, BuildError> {
+    pub(crate) fn into_graph(self) -> Result<Graph, BuildError> {
         let count = self.nodes.len();
         let mut names = HashSet::with_capacity(count);
         let mut static_index = HashMap::new();
@@ -227,7 +227,9 @@ impl DriveBuilder {
         let tag = self.tag;
         let resolve = |event: EventRef| resolve_key(tag, count, &static_index, event.0);
 
-        let mut per_listener: Vec<Vec<(Vec<NodeId>, Arc<str>, Retrigger)>> = Vec::new();
+        // Per listener: its kept groups as (members, name, retrigger), in the order added.
+        type Kept = (Vec<NodeId>, Arc<str>, Retrigger);
+        let mut per_listener: Vec<Vec<Kept>> = Vec::new();
         per_listener.resize_with(count, Vec::new);
         for (listener, group) in self.groups {
             let Some(listener_id) = resolve(listener) else {
@@ -323,7 +325,6 @@ impl DriveBuilder {
             .zip(options)
             .map(|(spec, options)| Node {
                 name: spec.name,
-                key: spec.key,
                 handler: spec.handler,
                 needs: spec.needs,
                 options,

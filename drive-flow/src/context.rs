@@ -68,6 +68,8 @@ impl<T: fmt::Debug> fmt::Debug for Context<T> {
 pub struct Call {
     pub(crate) input: EventInput,
     pub(crate) context: Option<Arc<dyn Any + Send + Sync>>,
+    /// The run's mailbox, for an event that takes an [`Inbox`](crate::Inbox) in a started run.
+    pub(crate) inbox: Option<crate::inbox::InboxLink>,
 }
 
 /// A context type an event needs.
@@ -92,8 +94,9 @@ pub struct ParamError {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a valid event parameter",
     label = "unsupported parameter type",
-    note = "an event may take `EventInput` (what triggered it) and `Context<T>` (the run's \
-            shared context), in any order, or no parameter at all"
+    note = "an event may take `EventInput` (what triggered it), `Context<T>` (the run's \
+            shared context) and `Inbox` (values sent from outside the run), in any order, \
+            or no parameter at all"
 )]
 pub trait EventParam: Sized + Send + 'static {
     /// Take the parameter from the call.

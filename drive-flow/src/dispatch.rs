@@ -44,6 +44,7 @@ impl RunState {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn graph(&self) -> &Arc<Graph> {
         &self.graph
     }
@@ -174,5 +175,447 @@ impl RunState {
     /// The final state: every event's latest outcome and completion count.
     pub(crate) fn into_parts(self) -> (Arc<Graph>, Vec<Option<Latest>>, Vec<u32>) {
         (self.graph, self.latest, self.completions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The dispatch core driven by hand: completions go in, and every test asserts exactly
+    //! which listeners start, through which group, with which behavior and which results.
+
+    use std::sync::Arc;
+
+    use super::{RunState, Start};
+    use crate::builder::{DriveBuilder, Group};
+    use crate::error::Error;
+    use crate::event::{EventRef, Handle};
+    use crate::flow::{erase, Flow};
+    use crate::graph::Retrigger;
+    use crate::input::{Behavior, OutcomeKind};
+
+    /// One result of a started event's input: member name, outcome kind, `i32` value.
+    type Got = (String, OutcomeKind, Option<i32>);
+
+    /// One start, as its event would see it.
+    #[derive(Debug, PartialEq)]
+    struct Started {
+        event: String,
+        group: String,
+        behavior: Behavior,
+        results: Vec<Got>,
+    }
+
+    fn dispatch(event: &str, group: &str, results: &[Got]) -> Started {
+        Started {
+            event: event.to_string(),
+            group: group.to_string(),
+            behavior: Behavior::Dispatch,
+            results: results.to_vec(),
+        }
+    }
+
+    fn goto(event: &str, from: &str, payload: i32) -> Started {
+        Started {
+            event: event.to_string(),
+            group: String::from("$goto"),
+            behavior: Behavior::Goto,
+            results: vec![value(from, payload)],
+        }
+    }
+
+    fn value(event: &str, value: i32) -> Got {
+        (event.to_string(), OutcomeKind::Value, Some(value))
+    }
+
+    fn was_goto(event: &str) -> Got {
+        (event.to_string(), OutcomeKind::Goto, None)
+    }
+
+    fn was_abort(event: &str) -> Got {
+        (event.to_string(), OutcomeKind::Abort, None)
+    }
+
+    /// An event producing `i32`; its body is never called here.
+    fn event(builder: &mut DriveBuilder, name: &str) -> Handle<i32> {
+        builder.event(name, || async { Flow::from(0) })
+    }
+
+    /// A run state over a built graph, fed completions by hand.
+    struct Run {
+        state: RunState,
+        task_ids: Vec<u64>,
+    }
+
+    impl Run {
+        fn new(builder: DriveBuilder) -> Self {
+            let graph = builder.into_graph().unwrap();
+            Run {
+                state: RunState::new(Arc::new(graph)),
+                task_ids: Vec::new(),
+            }
+        }
+
+        fn complete(&mut self, event: Handle<i32>, flow: Flow<i32>) -> Result<Vec<Started>, Error> {
+            let mut starts = Vec::new();
+            let result = self.state.complete(event.node, erase(flow), &mut starts);
+            let started = self.describe(starts);
+            result.map(|()| started)
+        }
+
+        fn value(&mut self, event: Handle<i32>, value: i32) -> Vec<Started> {
+            self.complete(event, Flow::Value(value)).unwrap()
+        }
+
+        fn goto(
+            &mut self,
+            event: Handle<i32>,
+            targets: &[Handle<i32>],
+            payload: i32,
+        ) -> Vec<Started> {
+            let targets: Vec<EventRef> = targets.iter().map(|&t| t.into()).collect();
+            self.complete(event, Flow::goto(targets, payload)).unwrap()
+        }
+
+        fn abort(&mut self, event: Handle<i32>) -> Vec<Started> {
+            self.complete(event, Flow::Abort).unwrap()
+        }
+
+        fn describe(&mut self, starts: Vec<Start>) -> Vec<Started> {
+            starts
+                .into_iter()
+                .map(|start| {
+                    let input = start.input;
+                    self.task_ids.push(input.task_id());
+                    Started {
+                        event: self.state.graph().node(start.node).name.to_string(),
+                        group: input.group_name().to_string(),
+                        behavior: input.behavior(),
+                        results: input
+                            .results()
+                            .iter()
+                            .map(|r| (r.event().to_string(), r.kind(), r.value::<i32>().copied()))
+                            .collect(),
+                    }
+                })
+                .collect()
+        }
+
+        /// Completions per event, in definition order.
+        fn counts(self) -> Vec<u32> {
+            self.state.into_parts().2
+        }
+    }
+
+    #[test]
+    fn a_join_waits_for_every_member_and_lists_them_in_group_order() {
+        let mut b = DriveBuilder::new();
+        let a = event(&mut b, "a");
+        let x = event(&mut b, "x");
+        let y = event(&mut b, "y");
+        let c = event(&mut b, "c");
+        b.listen(c, Group::new([y, a, x]));
+        let mut run = Run::new(b);
+
+        assert_eq!(run.value(a, 1), []);
+        assert_eq!(run.value(x, 2), []);
+        assert_eq!(
+            run.value(a, 3),
+            [],
+            "a member that runs twice does not complete the join"
+        );
+        assert_eq!(
+            run.value(y, 4),
+            [dispatch(
+                "c",
+                "0",
+                &[value("y", 4), value("a", 3), value("x", 2)]
+            )]
+        );
+        assert_eq!(run.counts(), [2, 1, 1, 0]);
+    }
+
+    #[test]
+    fn all_mode_fires_again_only_after_every_member_is_fresh() {
+        let mut b = DriveBuilder::new();
+        let a = event(&mut b, "a");
+        let x = event(&mut b, "x");
+        let c = event(&mut b, "c");
+        b.listen(c, Group::new([a, x]).retrigger(Retrigger::All));
+        let mut run = Run::new(b);
+
+        assert_eq!(run.value(a, 1), []);
+        assert_eq!(
+            run.value(x, 2),
+            [dispatch("c", "0", &[value("a", 1), value("x", 2)])]
+        );
+        assert_eq!(run.value(a, 3), []);
+        assert_eq!(run.value(a, 5), [], "a is fresh, but x is not");
+        assert_eq!(
+            run.value(x, 6),
+            [dispatch("c", "0", &[value("a", 5), value("x", 6)])]
+        );
+        assert_eq!(run.value(x, 7), []);
+        assert_eq!(run.value(x, 8), []);
+        assert_eq!(
+            run.value(a, 9),
+            [dispatch("c", "0", &[value("a", 9), value("x", 8)])]
+        );
+    }
+
+    #[test]
+    fn any_mode_fires_on_each_fresh_member_once_all_have_run() {
+        let mut b = DriveBuilder::new();
+        let a = event(&mut b, "a");
+        let x = event(&mut b, "x");
+        let c = event(&mut b, "c");
+        b.listen(c, Group::new([a, x]).retrigger(Retrigger::Any));
+        let mut run = Run::new(b);
+
+        assert_eq!(run.value(a, 1), []);
+        assert_eq!(run.value(a, 2), [], "x has not run yet");
+        assert_eq!(
+            run.value(x, 3),
+            [dispatch("c", "0", &[value("a", 2), value("x", 3)])]
+        );
+        assert_eq!(
+            run.value(a, 4),
+            [dispatch("c", "0", &[value("a", 4), value("x", 3)])]
+        );
+        assert_eq!(
+            run.value(a, 5),
+            [dispatch("c", "0", &[value("a", 5), value("x", 3)])]
+        );
+        assert_eq!(
+            run.value(x, 6),
+            [dispatch("c", "0", &[value("a", 5), value("x", 6)])]
+        );
+    }
+
+    #[test]
+    fn goto_sends_the_payload_to_each_target_and_dispatches_nothing_else() {
+        let mut b = DriveBuilder::new();
+        let a = event(&mut b, "a");
+        let x = event(&mut b, "x");
+        let y = event(&mut b, "y");
+        let d = event(&mut b, "d");
+        b.listen(d, Group::new([a]).retrigger(Retrigger::Any));
+        b.listen(x, Group::new([a]));
+        let mut run = Run::new(b);
+
+        assert_eq!(
+            run.goto(a, &[y, x, a], 10),
+            [goto("y", "a", 10), goto("x", "a", 10), goto("a", "a", 10)]
+        );
+        assert_eq!(
+            run.value(a, 11),
+            [
+                dispatch("x", "0", &[value("a", 11)]),
+                dispatch("d", "0", &[value("a", 11)])
+            ],
+            "the goto left no (listener, group) delivered"
+        );
+        assert_eq!(
+            run.goto(a, &[], 12),
+            [],
+            "a goto to no target starts nothing"
+        );
+    }
+
+    #[test]
+    fn goto_overwrites_the_state_counts_as_run_and_lets_an_all_join_fire_again() {
+        let mut b = DriveBuilder::new();
+        let a = event(&mut b, "a");
+        let x = event(&mut b, "x");
+        let c = event(&mut b, "c");
+        let t = event(&mut b, "t");
+        b.listen(c, Group::new([a, x]));
+        let mut run = Run::new(b);
+
+        // A goto as the first completion counts for the join.
+        assert_eq!(run.goto(a, &[t], 1), [goto("t", "a", 1)]);
+        assert_eq!(
+            run.value(x, 2),
+            [dispatch("c", "0", &[was_goto("a"), value("x", 2)])]
+        );
+        // Both members delivered: a value of a alone does not fire c ...
+        assert_eq!(run.value(a, 3), []);
+        assert_eq!(
+            run.value(x, 4),
+            [dispatch("c", "0", &[value("a", 3), value("x", 4)])]
+        );
+        // ... but a goto of a is a fresh completion too: x's next value fires c.
+        assert_eq!(run.goto(a, &[t], 5), [goto("t", "a", 5)]);
+        assert_eq!(
+            run.value(x, 6),
+            [dispatch("c", "0", &[was_goto("a"), value("x", 6)])]
+        );
+        assert_eq!(run.counts(), [3, 3, 0, 0]);
+    }
+
+    #[test]
+    fn abort_dispatches_nothing_but_overwrites_the_state() {
+        let mut b = DriveBuilder::new();
+        let a = event(&mut b, "a");
+        let x = event(&mut b, "x");
+        let c = event(&mut b, "c");
+        let d = event(&mut b, "d");
+        b.listen(c, Group::new([a, x]));
+        b.listen(d, Group::new([a]));
+        let mut run = Run::new(b);
+
+        assert_eq!(run.abort(a), []);
+        assert_eq!(
+            run.value(x, 2),
+            [dispatch("c", "0", &[was_abort("a"), value("x", 2)])]
+        );
+        assert_eq!(run.value(a, 3), [dispatch("d", "0", &[value("a", 3)])]);
+        assert_eq!(
+            run.value(x, 4),
+            [dispatch("c", "0", &[value("a", 3), value("x", 4)])]
+        );
+        assert_eq!(run.abort(a), [], "not even d, which listens to a alone");
+        assert_eq!(
+            run.value(x, 5),
+            [dispatch("c", "0", &[was_abort("a"), value("x", 5)])]
+        );
+    }
+
+    #[test]
+    fn one_completion_queues_a_listener_once_per_matching_group_in_registration_order() {
+        let mut b = DriveBuilder::new();
+        let a = event(&mut b, "a");
+        let x = event(&mut b, "x");
+        let c = event(&mut b, "c");
+        let d = event(&mut b, "d");
+        // Listen calls in another order than the events were defined: the order of the
+        // starts follows the definition order, then each listener's group order.
+        b.listen(d, Group::new([a]));
+        b.listen(c, Group::new([a]));
+        b.listen(c, Group::new([x, a]).name("both").retrigger(Retrigger::Any));
+        b.listen(c, Group::new([a]).name("dropped")); // same members as "0": dropped
+        b.listen(c, Group::new([x]));
+        let mut run = Run::new(b);
+
+        assert_eq!(run.value(x, 1), [dispatch("c", "2", &[value("x", 1)])]);
+        assert_eq!(
+            run.value(a, 2),
+            [
+                dispatch("c", "0", &[value("a", 2)]),
+                dispatch("c", "both", &[value("x", 1), value("a", 2)]),
+                dispatch("d", "0", &[value("a", 2)]),
+            ]
+        );
+        assert_eq!(
+            run.value(x, 3),
+            [
+                dispatch("c", "both", &[value("x", 3), value("a", 2)]),
+                dispatch("c", "2", &[value("x", 3)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_self_loop_fires_on_every_value_until_an_abort() {
+        let mut b = DriveBuilder::new();
+        let start = event(&mut b, "start");
+        let a = event(&mut b, "a");
+        let x = event(&mut b, "x");
+        let c = event(&mut b, "c");
+        b.listen(a, Group::new([start]));
+        b.listen(a, Group::new([a]));
+        b.listen(x, Group::new([start]));
+        b.listen(c, Group::new([a, x]));
+        let mut run = Run::new(b);
+
+        assert_eq!(
+            run.value(start, 0),
+            [
+                dispatch("a", "0", &[value("start", 0)]),
+                dispatch("x", "0", &[value("start", 0)])
+            ]
+        );
+        assert_eq!(run.value(a, 1), [dispatch("a", "1", &[value("a", 1)])]);
+        assert_eq!(
+            run.value(x, 2),
+            [dispatch("c", "0", &[value("a", 1), value("x", 2)])]
+        );
+        assert_eq!(
+            run.value(a, 3),
+            [dispatch("a", "1", &[value("a", 3)])],
+            "x is not fresh: no c"
+        );
+        assert_eq!(run.abort(a), []);
+        assert_eq!(run.counts(), [1, 3, 1, 0]);
+    }
+
+    #[test]
+    fn a_member_repeated_inside_a_group_counts_once() {
+        let mut b = DriveBuilder::new();
+        let a = event(&mut b, "a");
+        let x = event(&mut b, "x");
+        let c = event(&mut b, "c");
+        let d = event(&mut b, "d");
+        b.listen(c, Group::new([a, x, a]));
+        b.listen(d, Group::new([a, a]));
+        let mut run = Run::new(b);
+
+        assert_eq!(run.value(a, 1), [dispatch("d", "0", &[value("a", 1)])]);
+        assert_eq!(
+            run.value(x, 2),
+            [dispatch("c", "0", &[value("a", 1), value("x", 2)])]
+        );
+        assert_eq!(run.value(a, 3), [dispatch("d", "0", &[value("a", 3)])]);
+        assert_eq!(
+            run.value(x, 4),
+            [dispatch("c", "0", &[value("a", 3), value("x", 4)])]
+        );
+    }
+
+    #[test]
+    fn a_goto_to_an_unknown_event_is_an_error_and_starts_nothing() {
+        let mut other = DriveBuilder::new();
+        let foreign = event(&mut other, "foreign");
+        let mut b = DriveBuilder::new();
+        let a = event(&mut b, "a");
+        let x = event(&mut b, "x");
+        let c = event(&mut b, "c");
+        b.listen(c, Group::new([a, x]));
+        let mut run = Run::new(b);
+
+        let targets: Vec<EventRef> = vec![x.into(), foreign.into()];
+        match run.complete(a, Flow::goto(targets, 1)) {
+            Err(Error::UnknownEvent { event, detail }) => {
+                assert_eq!(event, "a handle of another builder (node #0)");
+                assert_eq!(detail, " (goto target of `a`)");
+            }
+            other => panic!("expected UnknownEvent, got {other:?}"),
+        }
+        assert!(run.task_ids.is_empty(), "nothing was started");
+        // The failed completion left no state: a has not run, so x alone does not fire c.
+        assert_eq!(run.value(x, 2), []);
+        assert_eq!(run.counts(), [0, 1, 0]);
+    }
+
+    #[test]
+    fn every_start_gets_a_fresh_task_id() {
+        let mut b = DriveBuilder::new();
+        let a = event(&mut b, "a");
+        let c = event(&mut b, "c");
+        let d = event(&mut b, "d");
+        b.listen(c, Group::new([a]));
+        b.listen(d, Group::new([a]));
+        let mut run = Run::new(b);
+        let start = run
+            .state
+            .start_input(crate::input::EventInput::start())
+            .task_id();
+
+        run.value(a, 1);
+        run.goto(a, &[c, d, c], 2);
+        let mut ids = run.task_ids.clone();
+        ids.push(start);
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 6, "{:?}", run.task_ids);
     }
 }

@@ -92,6 +92,140 @@ impl Drive {
         }
     }
 
+    /// The whole graph as a [Mermaid](https://mermaid.js.org) flowchart, ready to paste in
+    /// a ```` ```mermaid ```` block of a Markdown file.
+    ///
+    /// - An event is a box labelled with its id, less the module path that every event shown
+    ///   shares; an event that listens to nothing (a start or goto target) has rounded corners.
+    /// - A group of one event is an arrow from the member to the listener, labelled with the
+    ///   group's name.
+    /// - A group of several events (a join) is a hexagon labelled with the group's name and
+    ///   [`Retrigger`](crate::Retrigger) mode, with a line from each member and an arrow to
+    ///   the listener.
+    /// - An arrow that closes a loop is dotted. Goto targets are chosen at run time, so they
+    ///   are not drawn.
+    ///
+    /// Node ids are `e<index>` for events and `g<index>` for joins, in registration order:
+    /// the same graph always gives the same text.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn start() {}
+    /// #[listen(start)]
+    /// async fn hello() -> i32 { 1 }
+    /// #[listen(start)]
+    /// async fn world() -> i32 { 2 }
+    /// #[listen(hello, world)]
+    /// async fn adding() {}
+    ///
+    /// let drive = Drive::new().unwrap();
+    /// assert_eq!(
+    ///     drive.to_mermaid(),
+    ///     r#"flowchart TD
+    ///     e0["adding"]
+    ///     e1["hello"]
+    ///     e2(["start"])
+    ///     e3["world"]
+    ///     g0{{"0 · all"}}
+    ///     e1 --- g0
+    ///     e3 --- g0
+    ///     g0 --> e0
+    ///     e2 -->|"0"| e1
+    ///     e2 -->|"0"| e3
+    /// "#
+    /// );
+    /// ```
+    pub fn to_mermaid(&self) -> String {
+        crate::diagram::mermaid_whole(&self.graph)
+    }
+
+    /// The whole graph as a [Graphviz](https://graphviz.org) DOT digraph (render it with
+    /// `dot -Tsvg`). It draws what [`to_mermaid`](Self::to_mermaid) draws, with the same
+    /// node ids.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn start() {}
+    /// #[listen(start)]
+    /// #[listen(next, name = "again")]
+    /// async fn next() {}
+    ///
+    /// let drive = Drive::new().unwrap();
+    /// assert_eq!(
+    ///     drive.to_dot(),
+    ///     r#"digraph drive_flow {
+    ///     node [shape=box];
+    ///     e0 [label="next"];
+    ///     e1 [label="start", style=rounded];
+    ///     e0 -> e0 [label="again", style=dotted];
+    ///     e1 -> e0 [label="1"];
+    /// }
+    /// "#
+    /// );
+    /// ```
+    pub fn to_dot(&self) -> String {
+        crate::diagram::dot_whole(&self.graph)
+    }
+
+    /// Like [`to_mermaid`](Self::to_mermaid), restricted to what a run started at `start`
+    /// can reach through groups (downstream; [`debug_string`](Self::debug_string) shows
+    /// what an event depends on, upstream). A member of a reached join that the run cannot
+    /// reach has a dashed border: that join waits for it (or for a goto to run it).
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn first() {}
+    /// #[event]
+    /// async fn other() {}
+    /// #[listen(first, other)]
+    /// async fn both() {}
+    /// #[listen(other)]
+    /// async fn unrelated() {}
+    ///
+    /// let drive = Drive::new().unwrap();
+    /// let picture = drive.to_mermaid_from(first);
+    /// assert!(picture.contains(r#"["both"]"#));
+    /// assert!(!picture.contains("unrelated"));
+    /// assert!(picture.contains("class e2 outside")); // `other`: not reached from `first`
+    /// ```
+    pub fn to_mermaid_from<E: Event>(&self, start: E) -> String {
+        match self.graph.resolve(start.__key()) {
+            Some(node) => crate::diagram::mermaid_from(&self.graph, node),
+            None => crate::diagram::mermaid_unknown(&self.graph.describe(start.__key())),
+        }
+    }
+
+    /// Like [`to_dot`](Self::to_dot), restricted to what a run started at `start` can
+    /// reach, as [`to_mermaid_from`](Self::to_mermaid_from) is.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn first() {}
+    /// #[listen(first)]
+    /// async fn second() {}
+    /// #[event]
+    /// async fn elsewhere() {}
+    ///
+    /// let drive = Drive::new().unwrap();
+    /// let picture = drive.to_dot_from(first);
+    /// assert!(picture.contains(r#"[label="second"]"#));
+    /// assert!(!picture.contains("elsewhere"));
+    /// ```
+    pub fn to_dot_from<E: Event>(&self, start: E) -> String {
+        match self.graph.resolve(start.__key()) {
+            Some(node) => crate::diagram::dot_from(&self.graph, node),
+            None => crate::diagram::dot_unknown(&self.graph.describe(start.__key())),
+        }
+    }
+
     /// How many events the graph holds.
     pub fn len(&self) -> usize {
         self.graph.nodes.len()

@@ -134,6 +134,53 @@ impl<T: IntoFlow, E: Into<BoxError>> IntoFlow for Result<T, E> {
     }
 }
 
+/// An error type an event function may return in its `Result`: anything that converts into
+/// a [`BoxError`]. Generated code only; it exists for its error message.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the error type of an event",
+    label = "this error type does not convert into `Box<dyn Error + Send + Sync>`",
+    note = "an event's error type must implement `std::error::Error + Send + Sync + 'static` \
+            (derive it with `thiserror`, for example), or be `anyhow::Error`, `String`, \
+            `&'static str` or `Box<dyn Error + Send + Sync>`"
+)]
+pub trait EventError {
+    /// Box the error.
+    fn into_box_error(self) -> BoxError;
+}
+
+impl<E: Into<BoxError>> EventError for E {
+    fn into_box_error(self) -> BoxError {
+        self.into()
+    }
+}
+
+/// The flow of an event whose function returns `Result<T, E>`. Generated code only: the
+/// macros call it spanned at `E`, so that an unusable error type is reported there.
+#[doc(hidden)]
+pub fn result_flow<T, E: EventError>(returned: Result<T, E>) -> Result<Flow<T>, BoxError> {
+    returned
+        .map(Flow::Value)
+        .map_err(EventError::into_box_error)
+}
+
+/// The flow of an event whose function returns `Result<Flow<T>, E>`. Generated code only
+/// (see [`result_flow`]).
+#[doc(hidden)]
+pub fn result_into_flow<R: IntoFlow, E: EventError>(
+    returned: Result<R, E>,
+) -> Result<Flow<R::Output>, BoxError> {
+    returned
+        .map_err(EventError::into_box_error)
+        .and_then(IntoFlow::into_flow)
+}
+
+/// The flow of an event whose function returns `Flow<T>`. Generated code only.
+#[doc(hidden)]
+pub fn into_flow<R: IntoFlow>(returned: R) -> Result<Flow<R::Output>, BoxError> {
+    returned.into_flow()
+}
+
 pub(crate) fn erase<T: Send + Sync + 'static>(flow: Flow<T>) -> ErasedFlow {
     match flow {
         Flow::Value(v) => Flow::Value(erase_value(v)),

@@ -60,7 +60,6 @@ impl Retrigger {
 /// One event of a built graph.
 pub(crate) struct Node {
     pub(crate) name: Arc<str>,
-    pub(crate) key: EventKey,
     pub(crate) handler: ErasedHandler,
     pub(crate) needs: Vec<ContextNeed>,
     pub(crate) options: EventOptions,

@@ -8,7 +8,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::context::{Call, ContextNeed, EventParam, ParamError};
-use crate::flow::{erase, BoxError, ErasedFlow, IntoFlow};
+use crate::event::Event;
+use crate::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
 
 /// Why one call of an event body did not produce a flow.
 pub(crate) enum CallError {
@@ -37,6 +38,26 @@ impl ErasedHandler {
             body(call)
                 .map(|returned| match returned {
                     Ok(value) => value.into_flow().map(erase).map_err(CallError::Failed),
+                    Err(param) => Err(CallError::Param(param)),
+                })
+                .boxed()
+        }))
+    }
+
+    /// Erase the body of an event made by the macros: its flow already has the event's
+    /// output type, so a wrong output type is reported once, at the event's `Event` impl.
+    #[doc(hidden)]
+    pub fn for_event<E, F, Fut>(_event: E, body: F) -> Self
+    where
+        E: Event,
+        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        Fut:
+            Future<Output = Result<Result<Flow<E::Output>, BoxError>, ParamError>> + Send + 'static,
+    {
+        ErasedHandler(Arc::new(move |call| {
+            body(call)
+                .map(|returned| match returned {
+                    Ok(flow) => flow.map(erase).map_err(CallError::Failed),
                     Err(param) => Err(CallError::Param(param)),
                 })
                 .boxed()
@@ -94,7 +115,7 @@ macro_rules! closure_handler {
         {
             type Output = R::Output;
 
-            #[allow(non_snake_case, unused_variables)]
+            #[allow(non_snake_case, unused_variables, clippy::redundant_closure_call)]
             fn into_erased(self) -> ErasedHandler {
                 ErasedHandler::new(move |call: Call| {
                     let params = (|| Ok::<_, ParamError>(($($param::from_call(&call)?,)*)))();

@@ -46,6 +46,12 @@
 //! - The run ends when nothing is running or queued, and returns [`Results`]. An error or a
 //!   panic in an event fails the run with [`Error`] naming the event, and cancels every
 //!   other event in flight; dropping the run's future cancels everything it started.
+//! - Run control: a loop budget ([`Invoke::max_steps`], [`Invoke::max_runs_per_event`]), a
+//!   run timeout ([`Invoke::timeout`]), per-event `timeout`, `retries` and `backoff`
+//!   ([`EventOptions`]); [`Invoke::start`] gives a [`RunHandle`] to send outside input to
+//!   events waiting in an [`Inbox`] and to cancel the run, and
+//!   [`Invoke::start_with_events`] a live stream of [`RunEvent`]s. [`Results::report`] tells
+//!   how often each event ran, and, for a run [timed](Invoke::timed), where the time went.
 //!
 //! Event ids are the functions' full paths (`module::path::fn_name`).
 
@@ -53,19 +59,23 @@
 
 mod builder;
 mod context;
+mod diagram;
 mod dispatch;
 mod drive;
 mod error;
 mod event;
 mod flow;
 mod graph;
+mod handle;
 mod handler;
+mod inbox;
 mod input;
 mod options;
 mod registry;
 mod render;
 mod results;
 mod runner;
+mod stream;
 
 pub use builder::{DriveBuilder, Group};
 pub use context::{Context, EventParam};
@@ -74,20 +84,27 @@ pub use error::{BuildError, Error};
 pub use event::{Event, EventRef, Handle, Targets};
 pub use flow::{BoxError, Flow, IntoFlow};
 pub use graph::Retrigger;
+pub use handle::RunHandle;
 pub use handler::Handler;
+pub use inbox::{Inbox, InboxError};
 pub use input::{Behavior, EventInput, InputResult, InputResults, OutcomeKind};
 pub use options::EventOptions;
-pub use results::Results;
-pub use runner::Invoke;
+pub use results::{EventStats, Report, Results};
+pub use runner::{Invoke, DEFAULT_MAX_STEPS};
+pub use stream::{RunEvent, RunEventKind, RunEvents};
 
 /// Marks an `async fn` as an event that listens to nothing: it runs when a run starts at
 /// it, or when another event sends it a [`Flow::goto`].
 ///
 /// The function becomes a zero-sized value of the same name that implements [`Event`], used
 /// to name it in `#[listen(..)]`, [`EventInput::get`], [`Results::get`], [`Drive::invoke`] and
-/// goto targets. It may take [`EventInput`] and [`Context<T>`] parameters (in any order, or
-/// none) and return `()`, `T`, `Result<T, E>`, [`Flow<T>`] or `Result<Flow<T>, E>`, where `E`
-/// converts into [`BoxError`].
+/// goto targets. It may take [`EventInput`], [`Context<T>`] and [`Inbox`] parameters (in any
+/// order, or none) and return `()`, `T`, `Result<T, E>`, [`Flow<T>`] or `Result<Flow<T>, E>`,
+/// where `E` converts into [`BoxError`].
+///
+/// Options (see [`EventOptions`]): `timeout = "30s"` (per attempt; `ms`, `s`, `m` or `h`),
+/// `retries = 3` (errors and timeouts are retried with the same input), `backoff = "100ms"`
+/// (the wait before the first retry, doubled before each next one).
 ///
 /// ```
 /// use drive_flow::prelude::*;
@@ -96,6 +113,11 @@ pub use runner::Invoke;
 /// async fn fetch(input: EventInput) -> Result<String, std::io::Error> {
 ///     Ok(format!("{:?}", input.behavior()))
 /// }
+///
+/// #[event(timeout = "30s", retries = 3, backoff = "100ms")]
+/// async fn call_api() -> Result<u16, std::io::Error> {
+///     Ok(200)
+/// }
 /// ```
 pub use drive_flow_macros::event;
 
@@ -103,8 +125,10 @@ pub use drive_flow_macros::event;
 ///
 /// `#[listen(a, b)]` is one group (a join); several `#[listen]` attributes are several
 /// groups, each an independent trigger. Groups are named `"0"`, `"1"`, … starting with the
-/// attribute nearest the function, unless named. Options: `name = "..."`,
-/// `retrigger = all | any` (see [`Retrigger`]).
+/// attribute nearest the function, unless named. Options of the group: `name = "..."`,
+/// `retrigger = all | any` (see [`Retrigger`]). Options of the event, as on
+/// [`#[event]`](macro@event), set once on any of its attributes: `timeout = "30s"`,
+/// `retries = 3`, `backoff = "100ms"`.
 ///
 /// ```
 /// use drive_flow::prelude::*;
@@ -125,7 +149,7 @@ pub use drive_flow_macros::listen;
 /// Everything a workflow needs: `use drive_flow::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Behavior, Context, Drive, Error, EventInput, Flow, OutcomeKind, Results, Retrigger,
+        Behavior, Context, Drive, Error, EventInput, Flow, Inbox, OutcomeKind, Results, Retrigger,
     };
     pub use drive_flow_macros::{event, listen};
 }
@@ -135,6 +159,7 @@ pub mod prelude {
 pub mod __private {
     pub use crate::context::{Call, ContextNeed, EventParam, ParamError};
     pub use crate::event::{EventKey, StaticEvent};
+    pub use crate::flow::{into_flow, result_flow, result_into_flow, EventError};
     pub use crate::handler::ErasedHandler;
     pub use crate::registry::Registration;
     pub use crate::{DriveBuilder, Event, EventOptions, EventRef, Flow, Group, Retrigger};

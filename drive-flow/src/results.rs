@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::dispatch::RunState;
 use crate::event::Event;
@@ -32,15 +33,26 @@ pub struct Results {
     graph: Arc<Graph>,
     latest: Vec<Option<Latest>>,
     completions: Vec<u32>,
+    timings: Vec<Timing>,
+    elapsed: Duration,
+}
+
+/// Attempts and time of one event over a run, recorded by the runner.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Timing {
+    pub(crate) attempts: u32,
+    pub(crate) total: Duration,
 }
 
 impl Results {
-    pub(crate) fn new(state: RunState) -> Self {
+    pub(crate) fn new(state: RunState, timings: Vec<Timing>, elapsed: Duration) -> Self {
         let (graph, latest, completions) = state.into_parts();
         Results {
             graph,
             latest,
             completions,
+            timings,
+            elapsed,
         }
     }
 
@@ -66,6 +78,83 @@ impl Results {
             .map_or(0, |node| self.completions[node as usize])
     }
 
+    /// How often `event` ran in this run and how long it took in total (the time only for
+    /// a [timed](crate::Invoke::timed) run).
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn slow() {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let results = Drive::new()?.invoke(slow).timed().await?;
+    /// let stats = results.stats(slow);
+    /// assert_eq!((stats.runs, stats.attempts), (1, 1));
+    /// assert!(stats.total >= std::time::Duration::from_millis(20));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stats<E: Event>(&self, event: E) -> EventStats {
+        self.graph
+            .resolve(event.__key())
+            .map_or_else(EventStats::default, |node| self.stats_of(node as usize))
+    }
+
+    fn stats_of(&self, node: usize) -> EventStats {
+        let timing = self.timings.get(node).copied().unwrap_or_default();
+        EventStats {
+            runs: self.completions[node],
+            attempts: timing.attempts,
+            total: timing.total,
+        }
+    }
+
+    /// How long the run took, from its start to its last event's end.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Where the time went: every event that ran, with its [`EventStats`], most total time
+    /// first (times only for a [timed](crate::Invoke::timed) run). Its `Display` is a small
+    /// table.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn first() {}
+    /// #[listen(first)]
+    /// async fn second() {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let results = Drive::new()?.invoke(first).await?;
+    /// let report = results.report();
+    /// assert_eq!(report.iter().count(), 2);
+    /// assert!(report.iter().all(|(_, stats)| stats.runs == 1));
+    /// println!("{report}");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn report(&self) -> Report<'_> {
+        let mut rows: Vec<(&str, EventStats)> = self
+            .latest
+            .iter()
+            .enumerate()
+            .filter(|(_, latest)| latest.is_some())
+            .map(|(node, _)| (&*self.graph.nodes[node].name, self.stats_of(node)))
+            .collect();
+        rows.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
+        Report {
+            rows,
+            elapsed: self.elapsed,
+        }
+    }
+
     /// The id of every event that ran, with how its latest run ended, in registration order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, OutcomeKind)> + '_ {
         self.latest.iter().enumerate().filter_map(|(node, latest)| {
@@ -87,5 +176,81 @@ impl Results {
 impl fmt::Debug for Results {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// How often one event ran in a run, and how long it took: see [`Results::stats`].
+///
+/// ```
+/// let stats = drive_flow::EventStats::default();
+/// assert_eq!((stats.runs, stats.attempts), (0, 0));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventStats {
+    /// How many times it completed ([`Results::count`]).
+    pub runs: u32,
+    /// How many attempts it made: `runs` plus its retries.
+    pub attempts: u32,
+    /// Its total time in flight, from start to end of each run (retries, backoff and waiting
+    /// for outside input included), summed over its runs; runs that overlap each count fully.
+    /// Zero unless the run is [timed](crate::Invoke::timed).
+    pub total: Duration,
+}
+
+/// Where the time of a run went: see [`Results::report`].
+///
+/// ```
+/// use drive_flow::prelude::*;
+///
+/// #[event]
+/// async fn only() {}
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), drive_flow::Error> {
+/// let results = Drive::new()?.invoke(only).await?;
+/// let text = results.report().to_string();
+/// assert!(text.contains("::only"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Report<'a> {
+    rows: Vec<(&'a str, EventStats)>,
+    elapsed: Duration,
+}
+
+impl<'a> Report<'a> {
+    /// Every event that ran with its stats, most total time first (then by id).
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, EventStats)> + '_ {
+        self.rows.iter().copied()
+    }
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self
+            .rows
+            .iter()
+            .map(|(name, _)| name.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        writeln!(
+            f,
+            "{:<width$}  {:>6}  {:>8}  {:>12}",
+            "event", "runs", "attempts", "total"
+        )?;
+        for (name, stats) in &self.rows {
+            writeln!(
+                f,
+                "{:<width$}  {:>6}  {:>8}  {:>12}",
+                name,
+                stats.runs,
+                stats.attempts,
+                format!("{:.3?}", stats.total)
+            )?;
+        }
+        write!(f, "run: {:.3?}", self.elapsed)
     }
 }

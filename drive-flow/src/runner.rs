@@ -1,35 +1,55 @@
-//! The async runner: starts events as tokio tasks, caps how many run at once, stops
-//! everything when one fails or when the run is dropped, and feeds every completion back
-//! into the dispatch core.
+//! The async runner: starts events as tokio tasks, caps how many run at once, enforces
+//! budgets, timeouts and retries, stops everything when one event fails, when the run is
+//! cancelled or when it is dropped, and feeds every completion back into the dispatch core.
+//!
+//! Completions are handled where they happen (in the event's task), under the run's one
+//! mutex; the run's own task only waits for the end (and, with [`Invoke::inline`], polls the
+//! events). Everything optional (the event stream, timers, retries, the inbox) costs nothing
+//! per event when it is not used.
 
 use std::any::{Any, TypeId};
 use std::collections::VecDeque;
-use std::future::{Future, IntoFuture};
+use std::future::{poll_fn, Future, IntoFuture};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+// `std`'s clock, not tokio's: with tokio's `test-util` feature on, tokio's reads a shared
+// mutex-guarded clock, too much for two reads per event.
+use std::time::{Duration, Instant};
 
 use futures::stream::FuturesUnordered;
+use futures::task::AtomicWaker;
 use futures::{FutureExt, StreamExt};
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::context::{Call, ParamError};
 use crate::dispatch::{RunState, Start};
 use crate::error::Error;
 use crate::event::Event;
-use crate::flow::ErasedFlow;
+use crate::flow::{ErasedFlow, Flow};
 use crate::graph::{Graph, NodeId};
+use crate::handle::RunHandle;
 use crate::handler::CallError;
-use crate::input::EventInput;
-use crate::results::Results;
+use crate::inbox::{is_inbox, InboxLink, Mailbox, INBOX_PARAM};
+use crate::input::{EventInput, OutcomeKind};
+use crate::results::{Results, Timing};
+use crate::stream::{EventSender, RunEvent, RunEventKind, RunEvents};
 
 type AnyContext = Arc<dyn Any + Send + Sync>;
 
+/// The default of [`Invoke::max_steps`]: ten million event runs, far more than a workflow
+/// without a runaway loop makes (generated graphs of a million events included), yet reached
+/// within seconds by a loop of cheap events that never exits. For loops of slow events (an
+/// agent calling a model), set a budget that fits them, or
+/// [`max_runs_per_event`](Invoke::max_runs_per_event).
+pub const DEFAULT_MAX_STEPS: u64 = 10_000_000;
+
 /// A run being configured: returned by [`Drive::invoke`](crate::Drive::invoke), run by
-/// awaiting it.
+/// awaiting it, or by [`start`](Self::start)ing it to get a [`RunHandle`].
 ///
 /// ```
 /// use drive_flow::prelude::*;
@@ -47,6 +67,8 @@ type AnyContext = Arc<dyn Any + Send + Sync>;
 ///     .input(EventInput::from_input(21))
 ///     .context(2)
 ///     .max_concurrency(8)
+///     .max_steps(1_000)
+///     .timeout(std::time::Duration::from_secs(10))
 ///     .await?;
 /// assert_eq!(results.get(double), Some(&42));
 /// # Ok(())
@@ -56,7 +78,7 @@ type AnyContext = Arc<dyn Any + Send + Sync>;
 /// The future is `Send + 'static`, so a run can be spawned. Dropping it cancels every event
 /// it started. It must be polled inside a tokio runtime; events run as tokio tasks, so they
 /// use every worker thread of a multi-thread runtime.
-#[must_use = "a run does nothing until it is awaited"]
+#[must_use = "a run does nothing until it is awaited or started"]
 pub struct Invoke<E> {
     graph: Arc<Graph>,
     start: E,
@@ -64,6 +86,10 @@ pub struct Invoke<E> {
     context: Option<(AnyContext, TypeId, &'static str)>,
     max_concurrency: usize,
     inline: bool,
+    max_steps: u64,
+    max_runs_per_event: u32,
+    timeout: Option<Duration>,
+    timed: bool,
 }
 
 impl<E: Event> Invoke<E> {
@@ -75,6 +101,10 @@ impl<E: Event> Invoke<E> {
             context: None,
             max_concurrency: usize::MAX,
             inline: false,
+            max_steps: DEFAULT_MAX_STEPS,
+            max_runs_per_event: u32::MAX,
+            timeout: None,
+            timed: false,
         }
     }
 
@@ -97,9 +127,118 @@ impl<E: Event> Invoke<E> {
     }
 
     /// At most `n` events run at once; the others wait their turn in the order they were
-    /// triggered. Unlimited by default; `0` counts as `1`.
+    /// triggered. Unlimited by default; `0` counts as `1`. An event waiting for outside
+    /// input in an [`Inbox`](crate::Inbox) does not count.
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.max_concurrency = n.max(1);
+        self
+    }
+
+    /// The run's loop budget: it fails with [`Error::TooManySteps`] when it triggers more than
+    /// `n` event runs in all (counted when they are triggered), naming the event that ran
+    /// most often. By default [`DEFAULT_MAX_STEPS`] (ten million), which a workflow without a
+    /// runaway loop never reaches; `u64::MAX` switches it off.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn forever() -> Flow<()> {
+    ///     Flow::goto(forever, ())             // a loop without an exit
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let error = Drive::new()?.invoke(forever).max_steps(50).await.unwrap_err();
+    /// assert!(matches!(
+    ///     error,
+    ///     drive_flow::Error::TooManySteps { limit: 50, runs: 50, ref event } if event.ends_with("forever")
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_steps(mut self, n: u64) -> Self {
+        self.max_steps = n;
+        self
+    }
+
+    /// A limit per event: the run fails with [`Error::TooManyRuns`], naming the event, when
+    /// one event is triggered more than `n` times. Unlimited by default.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn again(input: EventInput) -> Flow<u32> {
+    ///     let turn = input.get(again).copied().unwrap_or(0);
+    ///     Flow::goto(again, turn + 1)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let error = Drive::new()?.invoke(again).max_runs_per_event(3).await.unwrap_err();
+    /// assert!(matches!(error, drive_flow::Error::TooManyRuns { runs: 3, limit: 3, .. }));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_runs_per_event(mut self, n: u32) -> Self {
+        self.max_runs_per_event = n;
+        self
+    }
+
+    /// Fail the run with [`Error::RunTimeout`] (naming the events still in flight) if it has
+    /// not ended `timeout` after it started; every event in flight is cancelled. No limit by
+    /// default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn hangs() {
+    ///     tokio::time::sleep(Duration::from_secs(3600)).await;
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let error = Drive::new()?.invoke(hangs).timeout(Duration::from_millis(20)).await.unwrap_err();
+    /// assert!(matches!(error, drive_flow::Error::RunTimeout { ref running, .. } if running.len() == 1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Measure how long every event takes, for [`Results::stats`] and [`Results::report`]
+    /// (their `total`, zero otherwise). Off by default, like tokio's poll-time metrics: it
+    /// reads the clock once per event, which costs about as much as the rest of a cheap
+    /// event's bookkeeping on some machines. A run started with
+    /// [`start_with_events`](Self::start_with_events) is always timed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn nap() {
+    ///     tokio::time::sleep(Duration::from_millis(20)).await;
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let drive = Drive::new()?;
+    /// let timed = drive.invoke(nap).timed().await?;
+    /// assert!(timed.stats(nap).total >= Duration::from_millis(20));
+    /// let untimed = drive.invoke(nap).await?;
+    /// assert_eq!(untimed.stats(nap).total, Duration::ZERO);
+    /// assert_eq!(untimed.stats(nap).runs, 1);            // counts are always kept
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn timed(mut self) -> Self {
+        self.timed = true;
         self
     }
 
@@ -128,7 +267,72 @@ impl<E: Event> Invoke<E> {
         self
     }
 
-    async fn run(self) -> Result<Results, Error> {
+    /// Start the run now, as a tokio task, and get a [`RunHandle`] to send it outside input
+    /// ([`RunHandle::send`]), cancel it, and await its [`Results`]. Must be called inside a
+    /// tokio runtime (else the handle yields [`Error::NoRuntime`]). Dropping the handle
+    /// cancels the run.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn job() -> u8 { 7 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let run = Drive::new()?.invoke(job).start();
+    /// let results = run.await?;
+    /// assert_eq!(results.get(job), Some(&7));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn start(self) -> RunHandle {
+        self.launch(None)
+    }
+
+    /// Like [`start`](Self::start), also returning the run's live [`RunEvents`] stream. The
+    /// stream is connected before anything runs, so it misses nothing; it ends when the run
+    /// ends, however it ends. Runs started otherwise send no events at all.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    /// use drive_flow::RunEventKind;
+    /// use futures::StreamExt;
+    ///
+    /// #[event]
+    /// async fn step() {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let (run, mut events) = Drive::new()?.invoke(step).start_with_events();
+    /// while let Some(event) = events.next().await {
+    ///     println!("{}: {:?}", event.event, event.kind);
+    /// }
+    /// run.await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn start_with_events(self) -> (RunHandle, RunEvents) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (self.launch(Some(sender)), RunEvents::new(receiver))
+    }
+
+    fn launch(self, events: Option<EventSender>) -> RunHandle {
+        match self.prepare(true, events) {
+            Ok((shared, start)) => {
+                let join = shared.runtime.spawn(drive(shared.clone(), start));
+                RunHandle::new(shared, join)
+            }
+            Err(error) => RunHandle::failed(error),
+        }
+    }
+
+    /// Check the run and set up its shared state; nothing runs yet.
+    fn prepare(
+        self,
+        mailbox: bool,
+        events: Option<EventSender>,
+    ) -> Result<(Arc<Shared>, Start), Error> {
         let graph = self.graph;
         let start = graph
             .resolve(self.start.__key())
@@ -140,6 +344,7 @@ impl<E: Event> Invoke<E> {
             &graph,
             start,
             self.context.as_ref().map(|(_, id, name)| (*id, *name)),
+            mailbox,
         )?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
 
@@ -148,6 +353,7 @@ impl<E: Event> Invoke<E> {
         let span = tracing::info_span!("run", run_id, start = %graph.node(start).name);
         let mut state = RunState::new(graph.clone());
         let input = state.start_input(self.input);
+        let nodes = graph.nodes.len();
         let shared = Arc::new(Shared {
             graph,
             run_id,
@@ -156,41 +362,31 @@ impl<E: Event> Invoke<E> {
             context: self.context.map(|(context, _, _)| context),
             cap: self.max_concurrency,
             inline: self.inline,
-            done: Notify::new(),
+            max_steps: self.max_steps,
+            max_runs: self.max_runs_per_event,
+            timeout: self.timeout,
+            timed: self.timed || events.is_some(),
+            track_inline: self.timed || events.is_some() || self.timeout.is_some() || mailbox,
+            signal: Signal::default(),
+            resume: Notify::new(),
+            mailbox: mailbox.then(Mailbox::default),
             inner: Mutex::new(Inner {
                 state: Some(state),
                 running: 0,
+                waiting: 0,
+                resuming: 0,
                 queue: VecDeque::new(),
                 tasks: slab::Slab::new(),
                 inline: Vec::new(),
                 outcome: None,
+                aborted: Vec::new(),
+                events,
+                steps: 0,
+                stats: vec![Stat::default(); nodes],
+                scratch: Vec::new(),
             }),
         });
-        let guard = CancelOnDrop(shared.clone());
-        shared.schedule(&mut shared.lock(), Start { node: start, input });
-
-        let mut in_task = FuturesUnordered::new();
-        loop {
-            if shared.inline {
-                let mut inner = shared.lock();
-                for start in inner.inline.drain(..) {
-                    in_task.push(run_event(shared.clone(), INLINE, start));
-                }
-            }
-            if in_task.is_empty() {
-                shared.done.notified().await;
-            } else {
-                in_task.next().await;
-            }
-            let mut inner = shared.lock();
-            if let Some(outcome) = inner.outcome.take() {
-                let state = inner.state.take();
-                drop(inner);
-                drop(guard); // nothing left to cancel
-                outcome?;
-                return state.map(Results::new).ok_or(Error::Cancelled);
-            }
-        }
+        Ok((shared, Start { node: start, input }))
     }
 }
 
@@ -199,16 +395,103 @@ impl<E: Event> IntoFuture for Invoke<E> {
     type IntoFuture = Pin<Box<dyn Future<Output = Result<Results, Error>> + Send + 'static>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
+        Box::pin(async move {
+            let (shared, start) = self.prepare(false, None)?;
+            drive(shared, start).await
+        })
     }
 }
 
-/// Refuse a run whose context does not fit an event it can reach through its groups.
-/// Goto targets outside that reach are checked when they are called.
+/// The run's own task: start the first event, then wait for the end (polling the events
+/// themselves with [`Invoke::inline`]), the run's timeout, or a cancellation.
+async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, Error> {
+    let guard = CancelOnDrop(shared.clone());
+    let began = Instant::now();
+    {
+        let mut inner = shared.lock();
+        // A started run may be cancelled before its task first runs: then nothing starts.
+        if !inner.is_over() {
+            let now = shared.timed.then_some(began);
+            if let Err(error) = shared.schedule(&mut inner, start, now) {
+                shared.close(&mut inner, Err(error));
+            }
+        }
+    }
+    let mut deadline = shared
+        .timeout
+        .map(|after| Box::pin(tokio::time::sleep(after)));
+    let mut in_task = FuturesUnordered::new();
+    loop {
+        if shared.inline {
+            let mut inner = shared.lock();
+            for (key, start) in inner.inline.drain(..) {
+                in_task.push(run_event(shared.clone(), key, start));
+            }
+        }
+        let timed_out = poll_fn(|cx| {
+            if shared.signal.take() {
+                return Poll::Ready(false);
+            }
+            if let Some(sleep) = deadline.as_mut() {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(true);
+                }
+            }
+            if !in_task.is_empty() && in_task.poll_next_unpin(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            // Going pending: only now does the signal need this task's waker.
+            shared.signal.poll(cx).map(|()| false)
+        })
+        .await;
+        let ended = {
+            let mut inner = shared.lock();
+            if timed_out {
+                deadline = None;
+                if inner.outcome.is_none() {
+                    let running = inner
+                        .tasks
+                        .iter()
+                        .map(|(_, task)| shared.graph.node(task.node).name.to_string())
+                        .collect();
+                    let after = shared.timeout.unwrap_or_default();
+                    shared.close(&mut inner, Err(Error::RunTimeout { after, running }));
+                }
+            }
+            inner.outcome.take().map(|outcome| {
+                (
+                    outcome,
+                    inner.state.take(),
+                    std::mem::take(&mut inner.aborted),
+                    std::mem::take(&mut inner.stats),
+                )
+            })
+        };
+        if let Some((outcome, state, aborted, stats)) = ended {
+            drop(in_task); // events run inline are cancelled here
+            drop(guard); // nothing left to cancel
+            for task in aborted {
+                // Wait until every cancelled event has stopped: none of them acts after the
+                // run returned. An aborted task ends at its next `.await`.
+                let _ = task.await;
+            }
+            outcome?;
+            let timings = stats.into_iter().map(|stat| stat.timing).collect();
+            return state
+                .map(|state| Results::new(state, timings, began.elapsed()))
+                .ok_or(Error::Cancelled);
+        }
+    }
+}
+
+/// Refuse a run whose context does not fit an event it can reach through its groups, or
+/// that reaches an event taking an [`Inbox`](crate::Inbox) without a mailbox. Goto targets
+/// outside that reach are checked when they are called.
 fn check_context(
     graph: &Graph,
     start: NodeId,
     context: Option<(TypeId, &'static str)>,
+    mailbox: bool,
 ) -> Result<(), Error> {
     if !graph.nodes.iter().any(|node| !node.needs.is_empty()) {
         return Ok(());
@@ -219,6 +502,14 @@ fn check_context(
     while let Some(node) = stack.pop() {
         let info = graph.node(node);
         for need in &info.needs {
+            if is_inbox(need) {
+                if !mailbox {
+                    return Err(Error::NoInbox {
+                        event: info.name.to_string(),
+                    });
+                }
+                continue;
+            }
             match context {
                 Some((type_id, _)) if type_id == need.type_id => {}
                 Some((_, given)) => {
@@ -249,28 +540,108 @@ fn check_context(
     Ok(())
 }
 
-struct Shared {
+/// Wakes the run's own task: set by [`Shared::close`] and when an event started inline has
+/// to be polled. One waiter, so an [`AtomicWaker`] and a flag are enough.
+#[derive(Default)]
+struct Signal {
+    raised: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Signal {
+    fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether it was raised since the last call.
+    fn take(&self) -> bool {
+        self.raised.swap(false, Ordering::AcqRel)
+    }
+
+    /// Ready if raised; else wake `cx` when it is. Call [`take`](Self::take) first when
+    /// something else may be ready: registering is then needed only before going pending.
+    fn poll(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.take() {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.take() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// What every event of a run and its handle share.
+pub(crate) struct Shared {
     graph: Arc<Graph>,
-    run_id: u64,
+    pub(crate) run_id: u64,
     span: tracing::Span,
     runtime: tokio::runtime::Handle,
     context: Option<AnyContext>,
     cap: usize,
     /// Run events inside the run's task ([`Invoke::inline`]).
     inline: bool,
-    done: Notify,
+    max_steps: u64,
+    max_runs: u32,
+    timeout: Option<Duration>,
+    /// Read the clock for every event ([`Invoke::timed`]).
+    timed: bool,
+    /// Keep an entry per inline event: the run is watched, timed, has a timeout or a mailbox.
+    track_inline: bool,
+    signal: Signal,
+    /// Wakes events that got their input and wait for a concurrency slot again.
+    pub(crate) resume: Notify,
+    /// Values sent from outside; only runs with a [`RunHandle`] have one.
+    pub(crate) mailbox: Option<Mailbox>,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
     state: Option<RunState>,
+    /// Events holding a concurrency slot.
     running: usize,
+    /// Events waiting for outside input, without a slot (until they get one back).
+    waiting: usize,
+    /// Of those, events that got their input and wait for a slot; they go before `queue`.
+    resuming: usize,
     queue: VecDeque<Start>,
-    tasks: slab::Slab<AbortHandle>,
-    /// Events to start inside the run's task ([`Invoke::inline`]).
-    inline: Vec<Start>,
+    /// Events in flight (running or waiting), each with its task when spawned.
+    tasks: slab::Slab<Task>,
+    /// Events to start inside the run's task ([`Invoke::inline`]), with their task keys.
+    inline: Vec<(usize, Start)>,
     /// Set once: the run is over, successfully or not.
     outcome: Option<Result<(), Error>>,
+    /// Tasks cancelled by [`Shared::close`], awaited before the run returns.
+    aborted: Vec<JoinHandle<()>>,
+    /// The live event stream, while someone watches and the run goes on.
+    events: Option<EventSender>,
+    /// Event runs triggered so far.
+    steps: u64,
+    stats: Vec<Stat>,
+    /// Reused buffer for what a completion starts.
+    scratch: Vec<Start>,
+}
+
+struct Task {
+    handle: Option<JoinHandle<()>>,
+    node: NodeId,
+    task_id: u64,
+    /// `Inbox::recv`s of this call waiting for a value.
+    waits: u32,
+    /// Its slot is given back while it waits for outside input.
+    released: bool,
+    /// When it started (for its time in flight), if the run is [timed](Invoke::timed).
+    began: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Stat {
+    /// Runs triggered (for the per-event limit).
+    triggered: u32,
+    timing: Timing,
 }
 
 impl Inner {
@@ -288,63 +659,145 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn schedule(self: &Arc<Self>, inner: &mut Inner, start: Start) {
-        if inner.running < self.cap {
-            self.spawn(inner, start);
-        } else {
-            inner.queue.push_back(start);
+    fn emit(&self, inner: &Inner, node: NodeId, task_id: u64, kind: impl FnOnce() -> RunEventKind) {
+        if let Some(events) = &inner.events {
+            let _ = events.send(RunEvent {
+                event: self.graph.node(node).name.clone(),
+                task_id,
+                kind: kind(),
+            });
         }
     }
 
-    fn spawn(self: &Arc<Self>, inner: &mut Inner, start: Start) {
+    /// Count a triggered event against the budgets, then start it or queue it.
+    /// `now`: the clock, read once by the caller for every event it starts (the start of
+    /// their time in flight), if the run is timed.
+    fn schedule(
+        self: &Arc<Self>,
+        inner: &mut Inner,
+        start: Start,
+        now: Option<Instant>,
+    ) -> Result<(), Error> {
+        if inner.steps >= self.max_steps {
+            let (node, runs) = inner
+                .stats
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, stat)| stat.triggered)
+                .filter(|(_, stat)| stat.triggered > 0)
+                .map_or((start.node as usize, 0), |(node, stat)| {
+                    (node, stat.triggered)
+                });
+            return Err(Error::TooManySteps {
+                limit: self.max_steps,
+                event: self.graph.nodes[node].name.to_string(),
+                runs,
+            });
+        }
+        let stat = &mut inner.stats[start.node as usize];
+        if stat.triggered >= self.max_runs {
+            return Err(Error::TooManyRuns {
+                event: self.graph.node(start.node).name.to_string(),
+                runs: stat.triggered,
+                limit: self.max_runs,
+            });
+        }
+        stat.triggered += 1;
+        inner.steps += 1;
+        // Queued events go first: under a cap, events start in the order they were triggered.
+        if inner.running + inner.resuming < self.cap && inner.queue.is_empty() {
+            self.spawn(inner, start, now);
+        } else {
+            inner.queue.push_back(start);
+        }
+        Ok(())
+    }
+
+    fn spawn(self: &Arc<Self>, inner: &mut Inner, start: Start, now: Option<Instant>) {
         inner.running += 1;
+        let node = start.node;
+        let task_id = start.input.task_id;
+        self.emit(inner, node, task_id, || RunEventKind::Started);
         if self.inline {
-            inner.inline.push(start);
+            // Inline events are cancelled by dropping them, so they need an entry only when
+            // something asks about the events in flight.
+            let key = if self.track_inline {
+                inner.tasks.insert(Task {
+                    handle: None,
+                    node,
+                    task_id,
+                    waits: 0,
+                    released: false,
+                    began: now,
+                })
+            } else {
+                UNTRACKED
+            };
+            inner.inline.push((key, start));
             return;
         }
         let entry = inner.tasks.vacant_entry();
         let key = entry.key();
         let handle = self.runtime.spawn(run_event(self.clone(), key, start));
-        entry.insert(handle.abort_handle());
+        entry.insert(Task {
+            handle: Some(handle),
+            node,
+            task_id,
+            waits: 0,
+            released: false,
+            began: now,
+        });
     }
 
-    fn finish(
-        self: &Arc<Self>,
-        key: usize,
-        node: NodeId,
-        result: std::thread::Result<Result<ErasedFlow, CallError>>,
-    ) {
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        if key != INLINE {
-            inner.tasks.try_remove(key);
-        }
-        inner.running -= 1;
-        if inner.is_over() {
-            return;
-        }
-        let name = || self.graph.node(node).name.to_string();
-        let completed = match result {
-            Ok(Ok(flow)) => {
-                let mut starts = Vec::new();
-                match inner
-                    .state
-                    .as_mut()
-                    .map(|state| state.complete(node, flow, &mut starts))
-                {
-                    Some(Err(error)) => Err(error),
-                    _ => {
-                        for start in starts {
-                            self.schedule(inner, start);
-                        }
-                        Ok(())
-                    }
-                }
+    /// Give free slots to events back from waiting first, then to queued events.
+    fn fill(self: &Arc<Self>, inner: &mut Inner, now: impl Fn() -> Option<Instant>) {
+        if inner.resuming > 0 {
+            let free = self.cap.saturating_sub(inner.running);
+            for _ in 0..free.min(inner.resuming) {
+                self.resume.notify_one();
             }
+        }
+        while inner.running + inner.resuming < self.cap {
+            let Some(start) = inner.queue.pop_front() else {
+                break;
+            };
+            self.spawn(inner, start, now());
+        }
+    }
+
+    /// The call of one event: its input, the context, and the inbox if it takes one.
+    fn call(self: &Arc<Self>, key: usize, node: NodeId, input: EventInput) -> Call {
+        let inbox = match &self.mailbox {
+            Some(_) if self.graph.node(node).needs.iter().any(is_inbox) => Some(InboxLink {
+                run: self.clone(),
+                key,
+                node,
+            }),
+            _ => None,
+        };
+        Call {
+            input,
+            context: self.context.clone(),
+            inbox,
+        }
+    }
+
+    /// What one attempt ended with, as the run sees it.
+    fn settle(
+        &self,
+        node: NodeId,
+        caught: std::thread::Result<Result<ErasedFlow, CallError>>,
+    ) -> Result<ErasedFlow, Error> {
+        let name = || self.graph.node(node).name.to_string();
+        match caught {
+            Ok(Ok(flow)) => Ok(flow),
             Ok(Err(CallError::Failed(source))) => Err(Error::Failed {
                 event: name(),
                 source,
             }),
+            Ok(Err(CallError::Param(ParamError { expected, .. }))) if expected == INBOX_PARAM => {
+                Err(Error::NoInbox { event: name() })
+            }
             Ok(Err(CallError::Param(ParamError { expected, given }))) => Err(Error::Context {
                 event: name(),
                 expected,
@@ -358,37 +811,227 @@ impl Shared {
                 event: name(),
                 message: panic_message(&*panic),
             }),
+        }
+    }
+
+    fn finish(
+        self: &Arc<Self>,
+        key: usize,
+        node: NodeId,
+        attempts: u32,
+        result: Result<ErasedFlow, Error>,
+    ) {
+        // The one clock read of a timed event: its end, and the start of what it triggers.
+        let ended = self.timed.then(Instant::now);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let task = inner.tasks.try_remove(key);
+        inner.running -= 1;
+        if inner.is_over() {
+            return;
+        }
+        let (task_id, elapsed) = task.map_or((0, Duration::ZERO), |task| {
+            let elapsed = match (ended, task.began) {
+                (Some(ended), Some(began)) => ended.saturating_duration_since(began),
+                _ => Duration::ZERO,
+            };
+            (task.task_id, elapsed)
+        });
+        let timing = &mut inner.stats[node as usize].timing;
+        timing.attempts += attempts;
+        timing.total += elapsed;
+        let flow = match result {
+            Ok(flow) => flow,
+            Err(error) => {
+                self.emit(inner, node, task_id, || RunEventKind::Failed {
+                    error: error.to_string(),
+                });
+                self.close(inner, Err(error));
+                return;
+            }
         };
-        if let Err(error) = completed {
+        self.emit(inner, node, task_id, || RunEventKind::Finished {
+            outcome: match &flow {
+                Flow::Value(_) => OutcomeKind::Value,
+                Flow::Goto { .. } => OutcomeKind::Goto,
+                Flow::Abort => OutcomeKind::Abort,
+            },
+            elapsed,
+        });
+        let mut starts = std::mem::take(&mut inner.scratch);
+        let completed = match inner.state.as_mut() {
+            Some(state) => state.complete(node, flow, &mut starts),
+            None => Ok(()),
+        };
+        let mut scheduled = completed;
+        for start in starts.drain(..) {
+            if scheduled.is_ok() {
+                scheduled = self.schedule(inner, start, ended);
+            }
+        }
+        inner.scratch = starts;
+        if let Err(error) = scheduled {
             self.close(inner, Err(error));
             return;
         }
-        while inner.running < self.cap {
-            let Some(start) = inner.queue.pop_front() else {
-                break;
-            };
-            self.spawn(inner, start);
-        }
-        if inner.running == 0 {
+        self.fill(inner, || ended);
+        if inner.running == 0 && inner.waiting == 0 {
             self.close(inner, Ok(()));
         }
     }
 
-    /// End the run: cancel every event still in flight and wake the caller.
+    /// End the run: cancel every event still in flight, end the event stream, and wake the
+    /// run's task.
     fn close(&self, inner: &mut Inner, outcome: Result<(), Error>) {
         if inner.outcome.is_none() {
             inner.outcome = Some(outcome);
         }
+        self.cancel_all(inner);
+        self.signal.raise();
+    }
+
+    fn cancel_all(&self, inner: &mut Inner) {
         inner.queue.clear();
-        for handle in inner.tasks.drain() {
-            handle.abort();
+        inner.inline.clear();
+        let events = inner.events.take();
+        for task in inner.tasks.drain() {
+            if let Some(handle) = task.handle {
+                handle.abort();
+                inner.aborted.push(handle);
+            }
+            if let Some(events) = &events {
+                let _ = events.send(RunEvent {
+                    event: self.graph.node(task.node).name.clone(),
+                    task_id: task.task_id,
+                    kind: RunEventKind::Cancelled,
+                });
+            }
         }
-        self.done.notify_one();
+    }
+
+    /// Cancel the run from outside ([`RunHandle::cancel`]).
+    pub(crate) fn cancel(&self) {
+        let mut inner = self.lock();
+        if !inner.is_over() {
+            self.close(&mut inner, Err(Error::Cancelled));
+        }
+    }
+
+    /// The task of a call still in flight (its slab key may have been reused by another
+    /// call once it ended).
+    fn task_mut(inner: &mut Inner, key: usize, task_id: u64) -> Option<&mut Task> {
+        inner
+            .tasks
+            .get_mut(key)
+            .filter(|task| task.task_id == task_id)
+    }
+
+    /// A call starts waiting for outside input: unless another `recv` of the same call
+    /// already did, its slot goes to the next in line.
+    pub(crate) fn begin_wait(self: &Arc<Self>, link: &InboxLink, task_id: u64, key: &str) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if inner.is_over() {
+            return;
+        }
+        let Some(task) = Self::task_mut(inner, link.key, task_id) else {
+            return; // an `Inbox` kept past the end of its call: no slot to give back
+        };
+        task.waits += 1;
+        let release = !std::mem::replace(&mut task.released, true);
+        self.emit(inner, link.node, task_id, || RunEventKind::Waiting {
+            key: key.to_string(),
+        });
+        if release {
+            inner.running -= 1;
+            inner.waiting += 1;
+            self.fill(inner, || self.timed.then(Instant::now));
+            if self.inline {
+                self.signal.raise(); // the run's task starts what `fill` queued
+            }
+        }
+    }
+
+    /// A `recv` of the call got its value (`waited`: it still counted among the call's
+    /// waits) and the call wants its slot back: true once it holds one again, or needs none
+    /// (another `recv` of the call still waits, or the run is over). Else the call is counted
+    /// among those waiting for a slot, ahead of queued events, and should try again when
+    /// [`Shared::resume`] is notified.
+    pub(crate) fn try_resume(
+        &self,
+        link: &InboxLink,
+        task_id: u64,
+        waited: &mut bool,
+        registered: &mut bool,
+    ) -> bool {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if inner.is_over() {
+            return true; // the call is being cancelled anyway
+        }
+        let cap = self.cap;
+        let running = inner.running;
+        let Some(task) = Self::task_mut(inner, link.key, task_id) else {
+            if std::mem::take(registered) {
+                inner.resuming -= 1;
+            }
+            return true;
+        };
+        if std::mem::take(waited) {
+            task.waits -= 1;
+        }
+        let acquire = task.waits == 0 && task.released;
+        if acquire && running >= cap {
+            if !std::mem::replace(registered, true) {
+                inner.resuming += 1;
+            }
+            return false;
+        }
+        if acquire {
+            task.released = false;
+            inner.running += 1;
+            inner.waiting -= 1;
+        }
+        if std::mem::take(registered) {
+            inner.resuming -= 1;
+        }
+        true
+    }
+
+    /// A `recv` was dropped before it was done (the call's timeout, or a `select!`): if it
+    /// was the call's last wait, the call takes its slot back at once, even over the cap
+    /// (briefly: the call is ending or goes on past the `recv`), so that its end balances
+    /// the count.
+    pub(crate) fn abandon_wait(
+        &self,
+        link: &InboxLink,
+        task_id: u64,
+        waited: bool,
+        registered: bool,
+    ) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if inner.is_over() {
+            return;
+        }
+        if registered {
+            inner.resuming -= 1;
+        }
+        let Some(task) = Self::task_mut(inner, link.key, task_id) else {
+            return;
+        };
+        if waited {
+            task.waits -= 1;
+        }
+        if task.waits == 0 && std::mem::take(&mut task.released) {
+            inner.running += 1;
+            inner.waiting -= 1;
+        }
     }
 }
 
-/// The task key of an event run inside the run's task.
-const INLINE: usize = usize::MAX;
+/// The task key of an inline event without an entry in the run's tasks.
+const UNTRACKED: usize = usize::MAX;
 
 /// Runs one event (as its own task, or inside the run's task) and reports back.
 async fn run_event(shared: Arc<Shared>, key: usize, start: Start) {
@@ -400,14 +1043,82 @@ async fn run_event(shared: Arc<Shared>, key: usize, start: Start) {
         run_id = shared.run_id,
         task_id = start.input.task_id,
     );
-    let call = Call {
-        input: start.input,
-        context: shared.context.clone(),
+    let (attempts, result) = if node.options.is_plain() {
+        let call = shared.call(key, start.node, start.input);
+        // The call itself is inside the caught future: a closure may panic before its
+        // future exists.
+        let body = async { node.handler.call(call).await };
+        let caught = AssertUnwindSafe(body).catch_unwind().instrument(span).await;
+        (1, shared.settle(start.node, caught))
+    } else {
+        // Boxed: its timers and retry loop would make every event's future larger.
+        Box::pin(with_options(&shared, key, start.node, start.input))
+            .instrument(span)
+            .await
     };
-    // The call itself is inside the caught future: a closure may panic before its future exists.
-    let body = async { node.handler.call(call).await };
-    let result = AssertUnwindSafe(body).catch_unwind().instrument(span).await;
-    shared.finish(key, start.node, result);
+    shared.finish(key, start.node, attempts, result);
+}
+
+/// One event with a timeout and/or retries: every attempt gets the same input, and runs in
+/// its own `attempt` span.
+async fn with_options(
+    shared: &Arc<Shared>,
+    key: usize,
+    node_id: NodeId,
+    input: EventInput,
+) -> (u32, Result<ErasedFlow, Error>) {
+    let node = shared.graph.node(node_id);
+    let options = &node.options;
+    let task_id = input.task_id;
+    let mut attempt = 1;
+    loop {
+        let call = shared.call(key, node_id, input.clone());
+        let body = async { node.handler.call(call).await };
+        let caught = AssertUnwindSafe(body).catch_unwind();
+        let span = tracing::info_span!("attempt", attempt);
+        let result = match options.timeout {
+            Some(after) => match tokio::time::timeout(after, caught).instrument(span).await {
+                Ok(caught) => shared.settle(node_id, caught),
+                Err(_) => Err(Error::Timeout {
+                    event: node.name.to_string(),
+                    after,
+                }),
+            },
+            None => shared.settle(node_id, caught.instrument(span).await),
+        };
+        let error = match result {
+            Err(error @ (Error::Failed { .. } | Error::Timeout { .. })) => error,
+            other => return (attempt, other),
+        };
+        if attempt > options.retries {
+            if options.retries == 0 {
+                return (attempt, Err(error));
+            }
+            tracing::warn!(attempt, %error, "event failed on its last attempt");
+            return (
+                attempt,
+                Err(Error::RetriesExhausted {
+                    event: node.name.to_string(),
+                    attempts: attempt,
+                    last: Box::new(error),
+                }),
+            );
+        }
+        let delay = options.delay_before_retry(attempt);
+        tracing::warn!(attempt, ?delay, %error, "event attempt failed; retrying");
+        {
+            let inner = shared.lock();
+            shared.emit(&inner, node_id, task_id, || RunEventKind::Retrying {
+                attempt,
+                delay,
+                error: error.to_string(),
+            });
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        attempt += 1;
+    }
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {
@@ -427,9 +1138,7 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let mut inner = self.0.lock();
         inner.state = None;
-        inner.queue.clear();
-        for handle in inner.tasks.drain() {
-            handle.abort();
-        }
+        self.0.cancel_all(&mut inner);
+        inner.aborted.clear();
     }
 }

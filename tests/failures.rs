@@ -1,0 +1,454 @@
+//! How runs fail: an error or a panic in an event fails the run, names the event and stops
+//! every sibling in flight; dropping a run cancels it; a wrong or missing context is refused
+//! before anything runs; every supported `Result` return type; unknown events.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drive_flow::prelude::*;
+use drive_flow::{DriveBuilder, Group};
+
+/// Set by an event once it is done sleeping: proves whether it was cancelled.
+#[derive(Default)]
+struct Flag(AtomicBool);
+
+impl Flag {
+    fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// An event returning `Err` fails the run with `Error::Failed` naming it, and the sibling
+/// still in flight never finishes.
+mod error_stops_the_run {
+    use super::*;
+
+    #[event]
+    async fn start() {}
+
+    #[listen(start)]
+    async fn bad() -> Result<i32, std::io::Error> {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(std::io::Error::other("disk on fire"))
+    }
+
+    #[listen(start)]
+    async fn sibling(flag: Context<Flag>) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        flag.set();
+    }
+
+    #[listen(bad)]
+    async fn after_bad(flag: Context<Flag>) {
+        flag.set();
+    }
+
+    #[tokio::test]
+    async fn the_error_names_the_event_and_siblings_are_cancelled() {
+        let flag = Arc::new(Flag::default());
+        let begun = Instant::now();
+        let error = Drive::new()
+            .unwrap()
+            .invoke(start)
+            .context_arc(flag.clone())
+            .await
+            .err()
+            .unwrap();
+        let elapsed = begun.elapsed();
+        assert_eq!(
+            error.to_string(),
+            "event `failures::error_stops_the_run::bad` failed: disk on fire"
+        );
+        match &error {
+            Error::Failed { event, source } => {
+                assert_eq!(event, "failures::error_stops_the_run::bad");
+                let io = source.downcast_ref::<std::io::Error>().unwrap();
+                assert_eq!(io.kind(), std::io::ErrorKind::Other);
+            }
+            other => panic!("expected Error::Failed, got {other:?}"),
+        }
+        assert!(
+            std::error::Error::source(&error).is_some(),
+            "the event's error is the source"
+        );
+        // The run failed as soon as `bad` did, not once the sibling was done.
+        assert!(elapsed < Duration::from_millis(250), "took {elapsed:?}");
+        // Well past the moment the sibling would have set the flag.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !flag.is_set(),
+            "the sibling kept running after the run failed"
+        );
+    }
+}
+
+/// A panic inside an event becomes `Error::Panicked`; the process goes on.
+mod panics {
+    use super::*;
+
+    #[event]
+    async fn start() {}
+
+    #[listen(start)]
+    async fn explode() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        panic!("kaboom");
+    }
+
+    #[listen(start)]
+    async fn sibling(flag: Context<Flag>) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        flag.set();
+    }
+
+    #[event]
+    async fn formatted() {
+        let n = 42;
+        panic!("bad value {n}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_fails_the_run_with_its_message() {
+        let flag = Arc::new(Flag::default());
+        let error = Drive::new()
+            .unwrap()
+            .invoke(start)
+            .context_arc(flag.clone())
+            .await
+            .err()
+            .unwrap();
+        match &error {
+            Error::Panicked { event, message } => {
+                assert_eq!(event, "failures::panics::explode");
+                assert_eq!(message, "kaboom");
+            }
+            other => panic!("expected Error::Panicked, got {other:?}"),
+        }
+        assert_eq!(
+            error.to_string(),
+            "event `failures::panics::explode` panicked: kaboom"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!flag.is_set(), "the sibling kept running after the panic");
+    }
+
+    #[tokio::test]
+    async fn a_formatted_panic_message_is_captured() {
+        let error = Drive::new().unwrap().invoke(formatted).await.err().unwrap();
+        match error {
+            Error::Panicked { event, message } => {
+                assert_eq!(event, "failures::panics::formatted");
+                assert_eq!(message, "bad value 42");
+            }
+            other => panic!("expected Error::Panicked, got {other:?}"),
+        }
+    }
+}
+
+/// Dropping the run's future cancels every event it started.
+mod dropped {
+    use super::*;
+    use std::future::IntoFuture;
+
+    #[derive(Default)]
+    struct Ctx {
+        started: AtomicUsize,
+        slow_done: Flag,
+        next_ran: Flag,
+    }
+
+    #[event]
+    async fn start(ctx: Context<Ctx>) {
+        ctx.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[listen(start)]
+    async fn slow(ctx: Context<Ctx>) -> i32 {
+        ctx.started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ctx.slow_done.set();
+        1
+    }
+
+    #[listen(slow)]
+    async fn next(ctx: Context<Ctx>) {
+        ctx.next_ran.set();
+    }
+
+    #[tokio::test]
+    async fn dropping_the_run_cancels_what_it_started() {
+        let ctx = Arc::new(Ctx::default());
+        let drive = Drive::new().unwrap();
+        let run = drive.invoke(start).context_arc(ctx.clone());
+        let timed_out = tokio::time::timeout(Duration::from_millis(50), run).await;
+        assert!(timed_out.is_err(), "the run should still be going at 50 ms");
+        assert_eq!(
+            ctx.started.load(Ordering::SeqCst),
+            2,
+            "start and slow began"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!ctx.slow_done.is_set(), "slow kept running after the drop");
+        assert!(!ctx.next_ran.is_set(), "a listener ran after the drop");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_a_spawned_run_cancels_it_on_a_multi_thread_runtime() {
+        let ctx = Arc::new(Ctx::default());
+        let drive = Drive::new().unwrap();
+        let handle = tokio::spawn(drive.invoke(start).context_arc(ctx.clone()).into_future());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        handle.abort();
+        assert!(handle.await.unwrap_err().is_cancelled());
+        assert_eq!(ctx.started.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!ctx.slow_done.is_set(), "slow kept running after the abort");
+        assert!(!ctx.next_ran.is_set(), "a listener ran after the abort");
+    }
+}
+
+/// A context of the wrong type, or none, is refused before any event runs.
+mod context_check {
+    use super::*;
+
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+    #[event]
+    async fn start() -> i32 {
+        STARTED.fetch_add(1, Ordering::SeqCst);
+        1
+    }
+
+    #[listen(start)]
+    async fn middle() -> i32 {
+        2
+    }
+
+    /// Two steps from the start: needs a `String` context.
+    #[listen(middle)]
+    async fn needs_text(text: Context<String>) -> usize {
+        text.len()
+    }
+
+    #[tokio::test]
+    async fn a_wrong_or_missing_context_is_refused_before_anything_runs() {
+        let drive = Drive::new().unwrap();
+
+        let error = drive.invoke(start).context(5u32).await.err().unwrap();
+        match &error {
+            Error::Context {
+                event, expected, ..
+            } => {
+                assert_eq!(event, "failures::context_check::needs_text");
+                assert_eq!(*expected, "alloc::string::String");
+            }
+            other => panic!("expected Error::Context, got {other:?}"),
+        }
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "event `failures::context_check::needs_text` takes `Context<alloc::string::String>`"
+            ) && text.contains("u32"),
+            "{text}"
+        );
+
+        let error = drive.invoke(start).await.err().unwrap();
+        match &error {
+            Error::Context { event, given, .. } => {
+                assert_eq!(event, "failures::context_check::needs_text");
+                assert!(given.contains("no context"), "{given}");
+            }
+            other => panic!("expected Error::Context, got {other:?}"),
+        }
+        assert_eq!(STARTED.load(Ordering::SeqCst), 0, "no event may run");
+
+        // With the right context, the same run goes through.
+        let results = drive
+            .invoke(start)
+            .context(String::from("four"))
+            .await
+            .unwrap();
+        assert_eq!(results.get(needs_text), Some(&4));
+        assert_eq!(STARTED.load(Ordering::SeqCst), 1);
+    }
+}
+
+/// An event reachable only through a goto is checked when it is called: the run fails with
+/// `Error::Context` naming it, and it never runs.
+mod context_of_goto_target {
+    use super::*;
+
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+
+    #[event]
+    async fn start() -> Flow<()> {
+        Flow::goto([needs_number], ())
+    }
+
+    #[event]
+    async fn needs_number(number: Context<u64>) -> u64 {
+        RAN.fetch_add(1, Ordering::SeqCst);
+        *number
+    }
+
+    #[tokio::test]
+    async fn a_goto_target_with_the_wrong_context_fails_the_run() {
+        let drive = Drive::new().unwrap();
+        let error = drive.invoke(start).context('x').await.err().unwrap();
+        match &error {
+            Error::Context {
+                event, expected, ..
+            } => {
+                assert_eq!(event, "failures::context_of_goto_target::needs_number");
+                assert_eq!(*expected, "u64");
+            }
+            other => panic!("expected Error::Context, got {other:?}"),
+        }
+        let error = drive.invoke(start).await.err().unwrap();
+        assert!(
+            matches!(&error, Error::Context { event, .. } if event.ends_with("::needs_number")),
+            "{error:?}"
+        );
+        assert_eq!(RAN.load(Ordering::SeqCst), 0);
+
+        let results = drive.invoke(start).context(7u64).await.unwrap();
+        assert_eq!(results.get(needs_number), Some(&7));
+    }
+}
+
+/// Every `Result` return type: `Result<T, E>` with `anyhow::Error` and `std::io::Error`,
+/// `Result<Flow<T>, E>`, and aliases such as `anyhow::Result<T>`.
+mod result_types {
+    use super::*;
+
+    #[event]
+    async fn any_ok() -> Result<i32, anyhow::Error> {
+        Ok(5)
+    }
+
+    #[event]
+    async fn any_err() -> anyhow::Result<i32> {
+        Err(anyhow::anyhow!("no answer"))
+    }
+
+    #[event]
+    async fn io_ok() -> std::io::Result<String> {
+        Ok(String::from("read"))
+    }
+
+    #[event]
+    async fn io_err() -> Result<String, std::io::Error> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such file",
+        ))
+    }
+
+    #[event]
+    async fn flow_ok(input: EventInput) -> Result<Flow<i32>, anyhow::Error> {
+        match input.behavior() {
+            Behavior::Goto => Ok(Flow::from(*input.get(flow_ok).unwrap() + 1)),
+            _ => Ok(Flow::goto([flow_ok], 10)),
+        }
+    }
+
+    #[event]
+    async fn flow_err() -> Result<Flow<i32>, std::io::Error> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "denied",
+        ))
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("custom failure {0}")]
+    struct Custom(u8);
+
+    #[event]
+    async fn custom_err() -> Result<(), Custom> {
+        Err(Custom(7))
+    }
+
+    fn failed(error: Error) -> (String, drive_flow::BoxError) {
+        match error {
+            Error::Failed { event, source } => (event, source),
+            other => panic!("expected Error::Failed, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn ok_values_are_results_and_errors_fail_the_run() {
+        let drive = Drive::new().unwrap();
+
+        let results = drive.invoke(any_ok).await.unwrap();
+        assert_eq!(results.get(any_ok), Some(&5));
+
+        let (event, source) = failed(drive.invoke(any_err).await.err().unwrap());
+        assert_eq!(event, "failures::result_types::any_err");
+        assert_eq!(source.to_string(), "no answer");
+
+        let results = drive.invoke(io_ok).await.unwrap();
+        assert_eq!(results.get(io_ok).map(String::as_str), Some("read"));
+
+        let (event, source) = failed(drive.invoke(io_err).await.err().unwrap());
+        assert_eq!(event, "failures::result_types::io_err");
+        let io = source.downcast_ref::<std::io::Error>().unwrap();
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+
+        // A goto to itself with 10, then the value 11.
+        let results = drive.invoke(flow_ok).await.unwrap();
+        assert_eq!(results.count(flow_ok), 2);
+        assert_eq!(results.get(flow_ok), Some(&11));
+
+        let (event, source) = failed(drive.invoke(flow_err).await.err().unwrap());
+        assert_eq!(event, "failures::result_types::flow_err");
+        assert_eq!(source.to_string(), "denied");
+
+        let error = drive.invoke(custom_err).await.err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "event `failures::result_types::custom_err` failed: custom failure 7"
+        );
+        let (_, source) = failed(error);
+        assert_eq!(source.downcast_ref::<Custom>().map(|c| c.0), Some(7));
+    }
+}
+
+/// An event of another builder, as the start of a run or as a goto target.
+mod unknown_events {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_handle_of_another_builder_is_an_unknown_event() {
+        let mut other = DriveBuilder::new();
+        let foreign = other.event("foreign", || async {});
+
+        let mut builder = DriveBuilder::new();
+        let home = builder.event("home", || async {});
+        let jumper = builder.event("jumper", move || async move { Flow::goto([foreign], ()) });
+        builder.listen(jumper, Group::new([home]));
+        let drive = builder.build().unwrap();
+
+        let error = drive.invoke(foreign).await.err().unwrap();
+        assert!(
+            matches!(&error, Error::UnknownEvent { detail, .. } if detail.contains("start")),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().contains("is not an event of this drive"),
+            "{error}"
+        );
+
+        let error = drive.invoke(home).await.err().unwrap();
+        match &error {
+            Error::UnknownEvent { detail, .. } => {
+                assert!(detail.contains("goto target of `jumper`"), "{detail}")
+            }
+            other => panic!("expected Error::UnknownEvent, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+use drive_flow::prelude::*;
+
+struct Service;
+
+impl Service {
+    #[event]
+    async fn start() {}
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+use drive_flow::prelude::*;
+
+#[event]
+#[event]
+async fn a() {}
+
+fn main() {}

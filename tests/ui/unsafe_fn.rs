@@ -1,0 +1,6 @@
+use drive_flow::prelude::*;
+
+#[event]
+async unsafe fn a() {}
+
+fn main() {}
