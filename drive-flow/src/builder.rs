@@ -231,6 +231,8 @@ impl DriveBuilder {
         type Kept = (Vec<NodeId>, Arc<str>, Retrigger);
         let mut per_listener: Vec<Vec<Kept>> = Vec::new();
         per_listener.resize_with(count, Vec::new);
+        let mut stamps = vec![0u32; count];
+        let mut group_stamp = 0u32;
         for (listener, group) in self.groups {
             let Some(listener_id) = resolve(listener) else {
                 return Err(BuildError::UnknownListener {
@@ -239,6 +241,8 @@ impl DriveBuilder {
             };
             let listener_name = &self.nodes[listener_id as usize].name;
             let mut members = Vec::with_capacity(group.members.len());
+            // A member repeated inside one group counts once; stamps keep this linear.
+            group_stamp += 1;
             for member in group.members {
                 let Some(member_id) = resolve(member) else {
                     return Err(BuildError::UnknownMember {
@@ -246,7 +250,9 @@ impl DriveBuilder {
                         member: describe_key(member.0),
                     });
                 };
-                if !members.contains(&member_id) {
+                let stamp = &mut stamps[member_id as usize];
+                if *stamp != group_stamp {
+                    *stamp = group_stamp;
                     members.push(member_id);
                 }
             }
@@ -319,7 +325,7 @@ impl DriveBuilder {
             }
         }
 
-        let nodes = self
+        let nodes: Vec<Node> = self
             .nodes
             .into_iter()
             .zip(options)
@@ -330,6 +336,7 @@ impl DriveBuilder {
                 options,
             })
             .collect();
+        let needs_anything = nodes.iter().any(|node: &Node| !node.needs.is_empty());
         Ok(Graph {
             tag,
             nodes,
@@ -339,6 +346,7 @@ impl DriveBuilder {
             member_of_start,
             member_of,
             static_index,
+            needs_anything,
         })
     }
 }

@@ -141,12 +141,13 @@ impl RunState {
                         continue; // fire again only once every member is fresh
                     }
                     let members = graph.members(group);
+                    // Every member has completed (checked above), so each has a latest
+                    // outcome; an exact-size iterator lets the Arc be allocated once.
                     let entries: Arc<[Entry]> = members
                         .iter()
-                        .filter_map(|&m| {
-                            self.latest[m as usize]
-                                .clone()
-                                .map(|latest| Entry { node: m, latest })
+                        .map(|&m| Entry {
+                            node: m,
+                            latest: self.latest[m as usize].clone().unwrap_or(Latest::Abort),
                         })
                         .collect();
                     for slot in group.slots.clone() {

@@ -89,6 +89,8 @@ pub(crate) struct Graph {
     pub(crate) member_of_start: Vec<u32>,
     pub(crate) member_of: Vec<(GroupId, u32)>,
     pub(crate) static_index: HashMap<usize, NodeId>,
+    /// Whether any event takes a parameter that is checked before a run (a context, an inbox).
+    pub(crate) needs_anything: bool,
 }
 
 impl Graph {

@@ -493,7 +493,7 @@ fn check_context(
     context: Option<(TypeId, &'static str)>,
     mailbox: bool,
 ) -> Result<(), Error> {
-    if !graph.nodes.iter().any(|node| !node.needs.is_empty()) {
+    if !graph.needs_anything {
         return Ok(());
     }
     let mut seen = vec![false; graph.nodes.len()];
@@ -1045,10 +1045,15 @@ async fn run_event(shared: Arc<Shared>, key: usize, start: Start) {
     );
     let (attempts, result) = if node.options.is_plain() {
         let call = shared.call(key, start.node, start.input);
-        // The call itself is inside the caught future: a closure may panic before its
-        // future exists.
-        let body = async { node.handler.call(call).await };
-        let caught = AssertUnwindSafe(body).catch_unwind().instrument(span).await;
+        // The body's future is made here, in the event's span and under `catch_unwind` (a
+        // closure may panic before its future exists), so that this task's own future holds
+        // only the boxed body, not the call.
+        let made = span
+            .in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| node.handler.call(call))));
+        let caught = match made {
+            Ok(body) => AssertUnwindSafe(body).catch_unwind().instrument(span).await,
+            Err(panic) => Err(panic),
+        };
         (1, shared.settle(start.node, caught))
     } else {
         // Boxed: its timers and retry loop would make every event's future larger.
