@@ -461,9 +461,18 @@ mod retrigger {
 
     #[tokio::test]
     async fn any_fires_on_each_fresh_member_all_once_both_are_fresh() {
+        // Twice on one drive: the second run reuses the first one's per-run buffers, which
+        // must have been reset (no stale "delivered" mark, no count carried over).
+        let drive = Drive::new().unwrap();
+        for round in 1..=2 {
+            println!("round {round}");
+            check_one_run(&drive).await;
+        }
+    }
+
+    async fn check_one_run(drive: &Drive) {
         let ctx = Arc::new(Ctx::default());
-        let results = Drive::new()
-            .unwrap()
+        let results = drive
             .invoke(on_start)
             .context_arc(ctx.clone())
             .await

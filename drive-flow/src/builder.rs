@@ -10,6 +10,7 @@ use crate::error::BuildError;
 use crate::event::{Event, EventKey, EventRef, Handle, StaticEvent};
 use crate::graph::{describe_key, resolve_key, Graph, GroupInfo, Node, NodeId, Retrigger};
 use crate::handler::{ErasedHandler, Handler};
+use crate::marks::MarksPool;
 use crate::options::EventOptions;
 
 /// A group of events that an event listens to: it runs once every member has a result.
@@ -347,6 +348,7 @@ impl DriveBuilder {
             member_of,
             static_index,
             needs_anything,
+            marks: MarksPool::default(),
         })
     }
 }

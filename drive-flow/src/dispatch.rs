@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::flow::{ErasedFlow, Flow};
-use crate::graph::{Graph, NodeId, Retrigger};
-use crate::input::{Behavior, Entry, EventInput, Latest, Origin};
+use crate::graph::{Graph, GroupId, NodeId, Retrigger};
+use crate::input::{Behavior, Entries, Entry, EventInput, Latest, Origin};
+use crate::marks::Marks;
 
 /// An event to start, with its input.
 pub(crate) struct Start {
@@ -15,33 +16,114 @@ pub(crate) struct Start {
     pub(crate) input: EventInput,
 }
 
-/// The dispatch state of one run.
+/// What a run knows of one event it triggered or completed.
+/// Kept small (48 bytes): a run keeps one per event it touched.
+pub(crate) struct EventRun {
+    pub(crate) node: NodeId,
+    /// How many times it completed.
+    pub(crate) completions: u32,
+    /// How many times it was triggered (for the runner's budgets).
+    pub(crate) triggered: u32,
+    /// How many attempts it made (runs and retries), recorded by the runner.
+    pub(crate) attempts: u32,
+    /// Its total time in flight in nanoseconds, recorded by the runner for a timed run.
+    pub(crate) nanos: u64,
+    /// Its latest outcome, once it has completed in this run.
+    pub(crate) latest: Option<Latest>,
+}
+
+impl EventRun {
+    /// Count one more run of `attempts` attempts that was `elapsed` in flight.
+    pub(crate) fn record(&mut self, attempts: u32, elapsed: std::time::Duration) {
+        self.attempts += attempts;
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos = self.nanos.saturating_add(nanos);
+    }
+}
+
+/// What a run knows of one group one of whose members completed.
+struct GroupRun {
+    group: GroupId,
+    /// How many members have completed at least once.
+    ready: u32,
+    /// How many members' latest outcome was already handed to the group's listener.
+    delivered: u32,
+    /// Whether the group ever fired (so some of its slots may be marked delivered).
+    fired: bool,
+}
+
+/// The dispatch state of one run. Dense: an entry per event and per group the run touched,
+/// found through the graph's pooled [`Marks`], so that a run costs what it runs whatever
+/// the size of the graph.
 pub(crate) struct RunState {
     graph: Arc<Graph>,
-    /// Per event: its latest outcome, once it has completed in this run.
-    latest: Vec<Option<Latest>>,
-    /// Per event: how many times it completed in this run.
-    completions: Vec<u32>,
-    /// Per group: how many members have completed at least once.
-    ready_members: Vec<u32>,
-    /// Per group: how many members' latest outcome was already handed to the group's listener.
-    delivered_members: Vec<u32>,
-    /// Per member slot: whether that member's latest outcome was handed to the group's listener.
-    delivered: Vec<bool>,
+    marks: Marks,
+    events: Vec<EventRun>,
+    groups: Vec<GroupRun>,
+    /// Scratch space for the targets of a goto.
+    goto_targets: Vec<NodeId>,
     next_task_id: u64,
 }
 
 impl RunState {
     pub(crate) fn new(graph: Arc<Graph>) -> Self {
         RunState {
-            latest: vec![None; graph.nodes.len()],
-            completions: vec![0; graph.nodes.len()],
-            ready_members: vec![0; graph.groups.len()],
-            delivered_members: vec![0; graph.groups.len()],
-            delivered: vec![false; graph.slots.len()],
+            marks: graph
+                .marks
+                .take(graph.nodes.len(), graph.groups.len(), graph.slots.len()),
+            events: Vec::new(),
+            groups: Vec::new(),
+            goto_targets: Vec::new(),
             next_task_id: 0,
             graph,
         }
+    }
+
+    /// The run's entry of `node`, made on first use.
+    pub(crate) fn event_mut(&mut self, node: NodeId) -> &mut EventRun {
+        let mark = &mut self.marks.node[node as usize];
+        if *mark == 0 {
+            self.events.push(EventRun {
+                node,
+                completions: 0,
+                triggered: 0,
+                attempts: 0,
+                nanos: 0,
+                latest: None,
+            });
+            *mark = self.events.len() as u32;
+        }
+        &mut self.events[*mark as usize - 1]
+    }
+
+    fn latest(&self, node: NodeId) -> Option<&Latest> {
+        match self.marks.node[node as usize] {
+            0 => None,
+            mark => self.events[mark as usize - 1].latest.as_ref(),
+        }
+    }
+
+    fn group_mut(&mut self, group: GroupId) -> &mut GroupRun {
+        let mark = &mut self.marks.group[group as usize];
+        if *mark == 0 {
+            self.groups.push(GroupRun {
+                group,
+                ready: 0,
+                delivered: 0,
+                fired: false,
+            });
+            *mark = self.groups.len() as u32;
+        }
+        &mut self.groups[*mark as usize - 1]
+    }
+
+    /// The event triggered most often so far, with that count (ties: the last registered).
+    pub(crate) fn most_triggered(&self) -> Option<(NodeId, u32)> {
+        self.events
+            .iter()
+            .filter(|event| event.triggered > 0)
+            .max_by_key(|event| (event.triggered, event.node))
+            .map(|event| (event.node, event.triggered))
     }
 
     #[cfg(test)]
@@ -74,51 +156,52 @@ impl RunState {
         starts: &mut Vec<Start>,
     ) -> Result<(), Error> {
         let graph = self.graph.clone();
-        let goto_targets = match &flow {
-            Flow::Goto { targets, .. } => {
-                let mut resolved = Vec::with_capacity(targets.len());
-                for target in targets {
-                    resolved.push(graph.resolve(target.0).ok_or_else(|| Error::UnknownEvent {
-                        event: graph.describe(target.0),
-                        detail: format!(" (goto target of `{}`)", graph.node(node).name),
-                    })?);
-                }
-                resolved
+        // Reused from one goto to the next: a goto allocates nothing here.
+        let mut goto_targets = std::mem::take(&mut self.goto_targets);
+        goto_targets.clear();
+        if let Flow::Goto { targets, .. } = &flow {
+            for target in targets {
+                goto_targets.push(graph.resolve(target.0).ok_or_else(|| Error::UnknownEvent {
+                    event: graph.describe(target.0),
+                    detail: format!(" (goto target of `{}`)", graph.node(node).name),
+                })?);
             }
-            _ => Vec::new(),
-        };
+        }
 
         // Overwrite the state, whatever the outcome: the event has run, and none of its
         // listeners has seen this outcome yet.
-        let first = self.latest[node as usize].is_none();
         let latest = match flow {
             Flow::Value(value) => Latest::Value(value),
             Flow::Goto { payload, .. } => Latest::Goto(payload),
             Flow::Abort => Latest::Abort,
         };
-        self.latest[node as usize] = Some(latest.clone());
-        self.completions[node as usize] += 1;
+        let event = self.event_mut(node);
+        let first = event.latest.is_none();
+        event.latest = Some(latest.clone());
+        event.completions += 1;
         for &(group, slot) in graph.member_of(node) {
+            let was_delivered = std::mem::take(&mut self.marks.delivered[slot as usize]);
+            let state = self.group_mut(group);
             if first {
-                self.ready_members[group as usize] += 1;
+                state.ready += 1;
             }
-            if std::mem::take(&mut self.delivered[slot as usize]) {
-                self.delivered_members[group as usize] -= 1;
+            if was_delivered {
+                state.delivered -= 1;
             }
         }
 
         match latest {
             Latest::Abort => {}
             Latest::Goto(payload) => {
-                for target in goto_targets {
+                for &target in &goto_targets {
                     let input = EventInput {
                         graph: Some(graph.clone()),
                         origin: Origin::Goto,
                         behavior: Behavior::Goto,
-                        entries: Arc::from(vec![Entry {
+                        entries: Entries::One(Entry {
                             node,
                             latest: Latest::Value(payload.clone()),
-                        }]),
+                        }),
                         user: None,
                         task_id: self.task_id(),
                     };
@@ -132,29 +215,32 @@ impl RunState {
                 for &(group_id, _) in graph.member_of(node) {
                     let group = graph.group(group_id);
                     let size = group.slots.len() as u32;
-                    if self.ready_members[group_id as usize] < size {
+                    let state = self.group_mut(group_id);
+                    if state.ready < size {
                         continue; // some member has not run yet
                     }
-                    if group.retrigger == Retrigger::All
-                        && self.delivered_members[group_id as usize] > 0
-                    {
+                    if group.retrigger == Retrigger::All && state.delivered > 0 {
                         continue; // fire again only once every member is fresh
                     }
+                    state.fired = true;
                     let members = graph.members(group);
                     // Every member has completed (checked above), so each has a latest
                     // outcome; an exact-size iterator lets the Arc be allocated once.
-                    let entries: Arc<[Entry]> = members
-                        .iter()
-                        .map(|&m| Entry {
-                            node: m,
-                            latest: self.latest[m as usize].clone().unwrap_or(Latest::Abort),
-                        })
-                        .collect();
+                    let entry = |m: NodeId| Entry {
+                        node: m,
+                        latest: self.latest(m).cloned().unwrap_or(Latest::Abort),
+                    };
+                    let entries = match *members {
+                        [only] => Entries::One(entry(only)),
+                        _ => Entries::Many(members.iter().map(|&m| entry(m)).collect()),
+                    };
+                    let mut newly_delivered = 0;
                     for slot in group.slots.clone() {
-                        if !std::mem::replace(&mut self.delivered[slot as usize], true) {
-                            self.delivered_members[group_id as usize] += 1;
+                        if !std::mem::replace(&mut self.marks.delivered[slot as usize], true) {
+                            newly_delivered += 1;
                         }
                     }
+                    self.group_mut(group_id).delivered += newly_delivered;
                     let input = EventInput {
                         graph: Some(graph.clone()),
                         origin: Origin::Group(group_id),
@@ -170,12 +256,38 @@ impl RunState {
                 }
             }
         }
+        self.goto_targets = goto_targets;
         Ok(())
     }
 
-    /// The final state: every event's latest outcome and completion count.
-    pub(crate) fn into_parts(self) -> (Arc<Graph>, Vec<Option<Latest>>, Vec<u32>) {
-        (self.graph, self.latest, self.completions)
+    /// The final state: the graph, and an entry for every event the run touched, in the
+    /// order of their ids.
+    pub(crate) fn into_parts(mut self) -> (Arc<Graph>, Vec<EventRun>) {
+        let mut events = std::mem::take(&mut self.events);
+        // Often sorted already (events are touched in dependency order, and builders number
+        // them in that order); in place, no scratch memory.
+        events.sort_unstable_by_key(|event| event.node);
+        for event in &events {
+            self.marks.node[event.node as usize] = 0;
+        }
+        (self.graph.clone(), events)
+    }
+}
+
+impl Drop for RunState {
+    /// Reset the entries this run set and give the buffers back to the graph.
+    fn drop(&mut self) {
+        for event in &self.events {
+            self.marks.node[event.node as usize] = 0;
+        }
+        for state in &self.groups {
+            self.marks.group[state.group as usize] = 0;
+            if state.fired {
+                let range = self.graph.group(state.group).slots.clone();
+                self.marks.delivered[range.start as usize..range.end as usize].fill(false);
+            }
+        }
+        self.graph.marks.give_back(std::mem::take(&mut self.marks));
     }
 }
 
@@ -303,8 +415,18 @@ mod tests {
 
         /// Completions per event, in definition order.
         fn counts(self) -> Vec<u32> {
-            self.state.into_parts().2
+            let (graph, events) = self.state.into_parts();
+            let mut counts = vec![0; graph.nodes.len()];
+            for event in events {
+                counts[event.node as usize] = event.completions;
+            }
+            counts
         }
+    }
+
+    #[test]
+    fn a_run_keeps_48_bytes_per_event_it_touched() {
+        assert!(std::mem::size_of::<super::EventRun>() <= 48);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::context::ContextNeed;
 use crate::event::EventKey;
 use crate::handler::ErasedHandler;
+use crate::marks::MarksPool;
 use crate::options::EventOptions;
 
 /// Index of an event in its graph.
@@ -91,6 +92,8 @@ pub(crate) struct Graph {
     pub(crate) static_index: HashMap<usize, NodeId>,
     /// Whether any event takes a parameter that is checked before a run (a context, an inbox).
     pub(crate) needs_anything: bool,
+    /// Index buffers kept for later runs (see [`crate::marks`]).
+    pub(crate) marks: MarksPool,
 }
 
 impl Graph {

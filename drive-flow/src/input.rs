@@ -69,6 +69,27 @@ pub(crate) struct Entry {
     pub(crate) latest: Latest,
 }
 
+/// The results an input carries. Most inputs carry one (a chain, a fan-out, a goto): it is
+/// kept in place, so that such an input costs no allocation of its own.
+#[derive(Clone)]
+pub(crate) enum Entries {
+    Empty,
+    One(Entry),
+    Many(Arc<[Entry]>),
+}
+
+impl std::ops::Deref for Entries {
+    type Target = [Entry];
+
+    fn deref(&self) -> &[Entry] {
+        match self {
+            Entries::Empty => &[],
+            Entries::One(entry) => std::slice::from_ref(entry),
+            Entries::Many(entries) => entries,
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 pub(crate) enum Origin {
     Group(GroupId),
@@ -106,7 +127,7 @@ pub struct EventInput {
     pub(crate) graph: Option<Arc<Graph>>,
     pub(crate) origin: Origin,
     pub(crate) behavior: Behavior,
-    pub(crate) entries: Arc<[Entry]>,
+    pub(crate) entries: Entries,
     pub(crate) user: Option<AnyValue>,
     pub(crate) task_id: u64,
 }
@@ -128,7 +149,7 @@ impl EventInput {
             graph: None,
             origin: Origin::UserInput,
             behavior: Behavior::Input,
-            entries: Arc::from(Vec::new()),
+            entries: Entries::Empty,
             user: Some(Arc::new(data)),
             task_id: 0,
         }
@@ -139,7 +160,7 @@ impl EventInput {
             graph: None,
             origin: Origin::UserInput,
             behavior: Behavior::Input,
-            entries: Arc::from(Vec::new()),
+            entries: Entries::Empty,
             user: None,
             task_id: 0,
         }

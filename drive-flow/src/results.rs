@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dispatch::RunState;
+use crate::dispatch::{EventRun, RunState};
 use crate::event::Event;
 use crate::graph::Graph;
 use crate::input::{Latest, OutcomeKind};
@@ -31,34 +31,39 @@ use crate::input::{Latest, OutcomeKind};
 /// ```
 pub struct Results {
     graph: Arc<Graph>,
-    latest: Vec<Option<Latest>>,
-    completions: Vec<u32>,
-    timings: Vec<Timing>,
+    /// An entry per event the run touched, sorted by node id.
+    events: Vec<EventRun>,
     elapsed: Duration,
 }
 
-/// Attempts and time of one event over a run, recorded by the runner.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Timing {
-    pub(crate) attempts: u32,
-    pub(crate) total: Duration,
-}
-
 impl Results {
-    pub(crate) fn new(state: RunState, timings: Vec<Timing>, elapsed: Duration) -> Self {
-        let (graph, latest, completions) = state.into_parts();
+    pub(crate) fn new(state: RunState, elapsed: Duration) -> Self {
+        let (graph, events) = state.into_parts();
         Results {
             graph,
-            latest,
-            completions,
-            timings,
+            events,
             elapsed,
         }
     }
 
-    fn latest<E: Event>(&self, event: E) -> Option<&Latest> {
+    fn entry<E: Event>(&self, event: E) -> Option<&EventRun> {
         let node = self.graph.resolve(event.__key())?;
-        self.latest[node as usize].as_ref()
+        let at = self
+            .events
+            .binary_search_by_key(&node, |event| event.node)
+            .ok()?;
+        Some(&self.events[at])
+    }
+
+    fn latest<E: Event>(&self, event: E) -> Option<&Latest> {
+        self.entry(event)?.latest.as_ref()
+    }
+
+    /// The events that completed at least once, in registration order.
+    fn completed(&self) -> impl Iterator<Item = (&EventRun, &Latest)> + '_ {
+        self.events
+            .iter()
+            .filter_map(|event| Some((event, event.latest.as_ref()?)))
     }
 
     /// The latest value of `event`, if it ran and its latest outcome was a value.
@@ -73,9 +78,7 @@ impl Results {
 
     /// How many times `event` completed in this run.
     pub fn count<E: Event>(&self, event: E) -> u32 {
-        self.graph
-            .resolve(event.__key())
-            .map_or(0, |node| self.completions[node as usize])
+        self.entry(event).map_or(0, |entry| entry.completions)
     }
 
     /// How often `event` ran in this run and how long it took in total (the time only for
@@ -99,18 +102,7 @@ impl Results {
     /// # }
     /// ```
     pub fn stats<E: Event>(&self, event: E) -> EventStats {
-        self.graph
-            .resolve(event.__key())
-            .map_or_else(EventStats::default, |node| self.stats_of(node as usize))
-    }
-
-    fn stats_of(&self, node: usize) -> EventStats {
-        let timing = self.timings.get(node).copied().unwrap_or_default();
-        EventStats {
-            runs: self.completions[node],
-            attempts: timing.attempts,
-            total: timing.total,
-        }
+        self.entry(event).map_or_else(EventStats::default, stats_of)
     }
 
     /// How long the run took, from its start to its last event's end.
@@ -142,11 +134,8 @@ impl Results {
     /// ```
     pub fn report(&self) -> Report<'_> {
         let mut rows: Vec<(&str, EventStats)> = self
-            .latest
-            .iter()
-            .enumerate()
-            .filter(|(_, latest)| latest.is_some())
-            .map(|(node, _)| (&*self.graph.nodes[node].name, self.stats_of(node)))
+            .completed()
+            .map(|(event, _)| (self.name(event), stats_of(event)))
             .collect();
         rows.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
         Report {
@@ -157,19 +146,30 @@ impl Results {
 
     /// The id of every event that ran, with how its latest run ended, in registration order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, OutcomeKind)> + '_ {
-        self.latest.iter().enumerate().filter_map(|(node, latest)| {
-            Some((&*self.graph.nodes[node].name, latest.as_ref()?.kind()))
-        })
+        self.completed()
+            .map(|(event, latest)| (self.name(event), latest.kind()))
     }
 
     /// How many events ran at least once.
     pub fn len(&self) -> usize {
-        self.latest.iter().filter(|latest| latest.is_some()).count()
+        self.completed().count()
+    }
+
+    fn name(&self, event: &EventRun) -> &str {
+        &self.graph.node(event.node).name
     }
 
     /// Whether no event ran (never the case after a successful run).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn stats_of(event: &EventRun) -> EventStats {
+    EventStats {
+        runs: event.completions,
+        attempts: event.attempts,
+        total: Duration::from_nanos(event.nanos),
     }
 }
 

@@ -8,7 +8,7 @@
 //! per event when it is not used.
 
 use std::any::{Any, TypeId};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::{poll_fn, Future, IntoFuture};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -36,7 +36,7 @@ use crate::handle::RunHandle;
 use crate::handler::CallError;
 use crate::inbox::{is_inbox, InboxLink, Mailbox, INBOX_PARAM};
 use crate::input::{EventInput, OutcomeKind};
-use crate::results::{Results, Timing};
+use crate::results::Results;
 use crate::stream::{EventSender, RunEvent, RunEventKind, RunEvents};
 
 type AnyContext = Arc<dyn Any + Send + Sync>;
@@ -353,7 +353,6 @@ impl<E: Event> Invoke<E> {
         let span = tracing::info_span!("run", run_id, start = %graph.node(start).name);
         let mut state = RunState::new(graph.clone());
         let input = state.start_input(self.input);
-        let nodes = graph.nodes.len();
         let shared = Arc::new(Shared {
             graph,
             run_id,
@@ -382,7 +381,6 @@ impl<E: Event> Invoke<E> {
                 aborted: Vec::new(),
                 events,
                 steps: 0,
-                stats: vec![Stat::default(); nodes],
                 scratch: Vec::new(),
             }),
         });
@@ -463,11 +461,10 @@ async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, Error> {
                     outcome,
                     inner.state.take(),
                     std::mem::take(&mut inner.aborted),
-                    std::mem::take(&mut inner.stats),
                 )
             })
         };
-        if let Some((outcome, state, aborted, stats)) = ended {
+        if let Some((outcome, state, aborted)) = ended {
             drop(in_task); // events run inline are cancelled here
             drop(guard); // nothing left to cancel
             for task in aborted {
@@ -476,9 +473,8 @@ async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, Error> {
                 let _ = task.await;
             }
             outcome?;
-            let timings = stats.into_iter().map(|stat| stat.timing).collect();
             return state
-                .map(|state| Results::new(state, timings, began.elapsed()))
+                .map(|state| Results::new(state, began.elapsed()))
                 .ok_or(Error::Cancelled);
         }
     }
@@ -496,9 +492,9 @@ fn check_context(
     if !graph.needs_anything {
         return Ok(());
     }
-    let mut seen = vec![false; graph.nodes.len()];
+    // What the start reaches, not the whole graph: a set, not a flag per event.
+    let mut seen = HashSet::from([start]);
     let mut stack = vec![start];
-    seen[start as usize] = true;
     while let Some(node) = stack.pop() {
         let info = graph.node(node);
         for need in &info.needs {
@@ -532,7 +528,7 @@ fn check_context(
         }
         for &(group, _) in graph.member_of(node) {
             let listener = graph.group(group).listener;
-            if !std::mem::replace(&mut seen[listener as usize], true) {
+            if seen.insert(listener) {
                 stack.push(listener);
             }
         }
@@ -620,7 +616,6 @@ struct Inner {
     events: Option<EventSender>,
     /// Event runs triggered so far.
     steps: u64,
-    stats: Vec<Stat>,
     /// Reused buffer for what a completion starts.
     scratch: Vec<Start>,
 }
@@ -635,13 +630,6 @@ struct Task {
     released: bool,
     /// When it started (for its time in flight), if the run is [timed](Invoke::timed).
     began: Option<Instant>,
-}
-
-#[derive(Clone, Copy, Default)]
-struct Stat {
-    /// Runs triggered (for the per-event limit).
-    triggered: u32,
-    timing: Timing,
 }
 
 impl Inner {
@@ -678,31 +666,26 @@ impl Shared {
         start: Start,
         now: Option<Instant>,
     ) -> Result<(), Error> {
+        let Some(state) = inner.state.as_mut() else {
+            return Ok(()); // the run is over: nothing starts
+        };
         if inner.steps >= self.max_steps {
-            let (node, runs) = inner
-                .stats
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, stat)| stat.triggered)
-                .filter(|(_, stat)| stat.triggered > 0)
-                .map_or((start.node as usize, 0), |(node, stat)| {
-                    (node, stat.triggered)
-                });
+            let (node, runs) = state.most_triggered().unwrap_or((start.node, 0));
             return Err(Error::TooManySteps {
                 limit: self.max_steps,
-                event: self.graph.nodes[node].name.to_string(),
+                event: self.graph.node(node).name.to_string(),
                 runs,
             });
         }
-        let stat = &mut inner.stats[start.node as usize];
-        if stat.triggered >= self.max_runs {
+        let event = state.event_mut(start.node);
+        if event.triggered >= self.max_runs {
             return Err(Error::TooManyRuns {
                 event: self.graph.node(start.node).name.to_string(),
-                runs: stat.triggered,
+                runs: event.triggered,
                 limit: self.max_runs,
             });
         }
-        stat.triggered += 1;
+        event.triggered += 1;
         inner.steps += 1;
         // Queued events go first: under a cap, events start in the order they were triggered.
         if inner.running + inner.resuming < self.cap && inner.queue.is_empty() {
@@ -837,9 +820,9 @@ impl Shared {
             };
             (task.task_id, elapsed)
         });
-        let timing = &mut inner.stats[node as usize].timing;
-        timing.attempts += attempts;
-        timing.total += elapsed;
+        if let Some(state) = inner.state.as_mut() {
+            state.event_mut(node).record(attempts, elapsed);
+        }
         let flow = match result {
             Ok(flow) => flow,
             Err(error) => {
