@@ -14,7 +14,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
+use std::task::{ready, Poll};
 // `std`'s clock, not tokio's: with tokio's `test-util` feature on, tokio's reads a shared
 // mutex-guarded clock, too much for two reads per event.
 use std::time::{Duration, Instant};
@@ -33,7 +33,7 @@ use crate::event::Event;
 use crate::flow::{ErasedFlow, Flow};
 use crate::graph::{Graph, NodeId};
 use crate::handle::RunHandle;
-use crate::handler::CallError;
+use crate::handler::{CallError, CallFuture};
 use crate::inbox::{is_inbox, InboxLink, Mailbox, INBOX_PARAM};
 use crate::input::{EventInput, OutcomeKind};
 use crate::results::Results;
@@ -1017,40 +1017,110 @@ impl Shared {
 const UNTRACKED: usize = usize::MAX;
 
 /// Runs one event (as its own task, or inside the run's task) and reports back.
-async fn run_event(shared: Arc<Shared>, key: usize, start: Start) {
-    let node = shared.graph.node(start.node);
-    let span = tracing::info_span!(
-        parent: &shared.span,
-        "event",
-        event = %node.name,
-        run_id = shared.run_id,
-        task_id = start.input.task_id,
-    );
-    let (attempts, result) = if node.options.is_plain() {
-        let call = shared.call(key, start.node, start.input);
-        // The body's future is made here, in the event's span and under `catch_unwind` (a
-        // closure may panic before its future exists), so that this task's own future holds
-        // only the boxed body, not the call.
+fn run_event(shared: Arc<Shared>, key: usize, start: Start) -> EventTask {
+    EventTask {
+        shared,
+        key,
+        node: start.node,
+        step: Step::Start(start.input),
+    }
+}
+
+/// One event's run: a hand-written future rather than an `async fn`, so that a task holds
+/// only what its current step needs (an `async fn` keeps its arguments for its whole life,
+/// beside the state of its `.await`s). Every event of a run is one of these: its size is
+/// most of the memory of an event in flight.
+struct EventTask {
+    shared: Arc<Shared>,
+    key: usize,
+    node: NodeId,
+    step: Step,
+}
+
+/// The output of an event's body: its flow, or why it has none, or its panic.
+type Caught = std::thread::Result<Result<ErasedFlow, CallError>>;
+
+enum Step {
+    /// Not polled yet: the body is made on the first poll, in the event's own task.
+    Start(EventInput),
+    /// A plain event: its boxed body, in its span, panics caught.
+    Plain(
+        tracing::instrument::Instrumented<
+            futures::future::CatchUnwind<AssertUnwindSafe<CallFuture>>,
+        >,
+    ),
+    /// The body panicked before its future existed.
+    Panicked(Box<dyn Any + Send>),
+    /// An event with a timeout or retries: its attempts, boxed (their timers would make
+    /// every event's future larger).
+    Options(tracing::instrument::Instrumented<Pin<Box<dyn Future<Output = Attempts> + Send>>>),
+    Done,
+}
+
+/// How many attempts an event made, and how the last one ended.
+type Attempts = (u32, Result<ErasedFlow, Error>);
+
+impl EventTask {
+    /// The first step: make the event's body in its span.
+    fn begin(&self, input: EventInput) -> Step {
+        let shared = &self.shared;
+        let node = shared.graph.node(self.node);
+        let span = tracing::info_span!(
+            parent: &shared.span,
+            "event",
+            event = %node.name,
+            run_id = shared.run_id,
+            task_id = input.task_id,
+        );
+        if !node.options.is_plain() {
+            let attempts = with_options(shared.clone(), self.key, self.node, input);
+            let boxed: Pin<Box<dyn Future<Output = Attempts> + Send>> = Box::pin(attempts);
+            return Step::Options(boxed.instrument(span));
+        }
+        let call = shared.call(self.key, self.node, input);
+        // Under `catch_unwind`: a closure may panic before its future exists.
         let made = span
             .in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| node.handler.call(call))));
-        let caught = match made {
-            Ok(body) => AssertUnwindSafe(body).catch_unwind().instrument(span).await,
-            Err(panic) => Err(panic),
+        match made {
+            Ok(body) => Step::Plain(AssertUnwindSafe(body).catch_unwind().instrument(span)),
+            Err(panic) => Step::Panicked(panic),
+        }
+    }
+}
+
+impl Future for EventTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        // Every field is `Unpin` (the bodies are boxed).
+        let this = self.get_mut();
+        if matches!(this.step, Step::Start(_)) {
+            if let Step::Start(input) = std::mem::replace(&mut this.step, Step::Done) {
+                this.step = this.begin(input);
+            }
+        }
+        let (attempts, result) = match &mut this.step {
+            Step::Plain(body) => {
+                let caught: Caught = ready!(Pin::new(body).poll(cx));
+                (1, this.shared.settle(this.node, caught))
+            }
+            Step::Panicked(_) => match std::mem::replace(&mut this.step, Step::Done) {
+                Step::Panicked(panic) => (1, this.shared.settle(this.node, Err(panic))),
+                _ => return Poll::Ready(()),
+            },
+            Step::Options(attempts) => ready!(Pin::new(attempts).poll(cx)),
+            Step::Start(_) | Step::Done => return Poll::Ready(()),
         };
-        (1, shared.settle(start.node, caught))
-    } else {
-        // Boxed: its timers and retry loop would make every event's future larger.
-        Box::pin(with_options(&shared, key, start.node, start.input))
-            .instrument(span)
-            .await
-    };
-    shared.finish(key, start.node, attempts, result);
+        this.step = Step::Done;
+        this.shared.finish(this.key, this.node, attempts, result);
+        Poll::Ready(())
+    }
 }
 
 /// One event with a timeout and/or retries: every attempt gets the same input, and runs in
 /// its own `attempt` span.
 async fn with_options(
-    shared: &Arc<Shared>,
+    shared: Arc<Shared>,
     key: usize,
     node_id: NodeId,
     input: EventInput,
@@ -1128,5 +1198,14 @@ impl Drop for CancelOnDrop {
         inner.state = None;
         self.0.cancel_all(&mut inner);
         inner.aborted.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_event_in_flight_is_a_small_future() {
+        // What a task holds per event, beside tokio's own header: keep it small.
+        assert!(std::mem::size_of::<super::EventTask>() <= 128);
     }
 }
