@@ -4,6 +4,7 @@
 //! Every test's events live in their own module (one inventory per test binary). Timing
 //! assertions use generous margins.
 
+use std::future::IntoFuture;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,6 +103,38 @@ async fn step_budget_holds_for_inline_runs_too() {
     assert!(
         matches!(error, Error::TooManySteps { limit: 1_000, ref event, .. } if *event == id("budget_inline::spin_inline")),
         "{error:?}"
+    );
+}
+
+/// An endless loop of cheap events run inline, on a one-thread runtime: the run's timeout
+/// still fires, because the run's task gives the runtime (and its timers) a turn now and
+/// then. Run on its own thread, so that a run that never yields fails the test instead of
+/// hanging it.
+#[test]
+fn an_endless_inline_loop_still_meets_the_run_timeout() {
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(
+            Drive::new()
+                .unwrap()
+                .invoke(budget_inline::spin_inline)
+                .inline()
+                .max_steps(u64::MAX)
+                .timeout(Duration::from_millis(50))
+                .into_future(),
+        );
+        let _ = done.send(result.map(|_| ()));
+    });
+    let result = outcome
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the run did not end: its task never let the timer fire");
+    assert!(
+        matches!(result, Err(Error::RunTimeout { .. })),
+        "{result:?}"
     );
 }
 

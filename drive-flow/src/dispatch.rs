@@ -57,6 +57,12 @@ struct GroupRun {
 /// the size of the graph.
 pub(crate) struct RunState {
     graph: Arc<Graph>,
+    /// Apart from the graph, so that both can be borrowed at once.
+    progress: Progress,
+}
+
+/// Everything a run records, apart from its graph.
+struct Progress {
     marks: Marks,
     events: Vec<EventRun>,
     groups: Vec<GroupRun>,
@@ -68,19 +74,37 @@ pub(crate) struct RunState {
 impl RunState {
     pub(crate) fn new(graph: Arc<Graph>) -> Self {
         RunState {
-            marks: graph
-                .marks
-                .take(graph.nodes.len(), graph.groups.len(), graph.slots.len()),
-            events: Vec::new(),
-            groups: Vec::new(),
-            goto_targets: Vec::new(),
-            next_task_id: 0,
+            progress: Progress {
+                marks: graph
+                    .marks
+                    .take(graph.nodes.len(), graph.groups.len(), graph.slots.len()),
+                events: Vec::new(),
+                groups: Vec::new(),
+                goto_targets: Vec::new(),
+                next_task_id: 0,
+            },
             graph,
         }
     }
 
     /// The run's entry of `node`, made on first use.
     pub(crate) fn event_mut(&mut self, node: NodeId) -> &mut EventRun {
+        self.progress.event_mut(node)
+    }
+
+    /// The event triggered most often so far, with that count (ties: the last registered).
+    pub(crate) fn most_triggered(&self) -> Option<(NodeId, u32)> {
+        self.progress
+            .events
+            .iter()
+            .filter(|event| event.triggered > 0)
+            .max_by_key(|event| (event.triggered, event.node))
+            .map(|event| (event.node, event.triggered))
+    }
+}
+
+impl Progress {
+    fn event_mut(&mut self, node: NodeId) -> &mut EventRun {
         let mark = &mut self.marks.node[node as usize];
         if *mark == 0 {
             self.events.push(EventRun {
@@ -117,15 +141,13 @@ impl RunState {
         &mut self.groups[*mark as usize - 1]
     }
 
-    /// The event triggered most often so far, with that count (ties: the last registered).
-    pub(crate) fn most_triggered(&self) -> Option<(NodeId, u32)> {
-        self.events
-            .iter()
-            .filter(|event| event.triggered > 0)
-            .max_by_key(|event| (event.triggered, event.node))
-            .map(|event| (event.node, event.triggered))
+    fn task_id(&mut self) -> u64 {
+        self.next_task_id += 1;
+        self.next_task_id
     }
+}
 
+impl RunState {
     #[cfg(test)]
     pub(crate) fn graph(&self) -> &Arc<Graph> {
         &self.graph
@@ -134,13 +156,8 @@ impl RunState {
     /// The input of the run's start event, with the graph attached and a task id.
     pub(crate) fn start_input(&mut self, mut input: EventInput) -> EventInput {
         input.graph = Some(self.graph.clone());
-        input.task_id = self.task_id();
+        input.task_id = self.progress.task_id();
         input
-    }
-
-    fn task_id(&mut self) -> u64 {
-        self.next_task_id += 1;
-        self.next_task_id
     }
 
     /// Record that `node` finished with `flow`, and push onto `starts` what runs next,
@@ -155,9 +172,10 @@ impl RunState {
         flow: ErasedFlow,
         starts: &mut Vec<Start>,
     ) -> Result<(), Error> {
-        let graph = self.graph.clone();
+        let graph = &self.graph;
+        let progress = &mut self.progress;
         // Reused from one goto to the next: a goto allocates nothing here.
-        let mut goto_targets = std::mem::take(&mut self.goto_targets);
+        let mut goto_targets = std::mem::take(&mut progress.goto_targets);
         goto_targets.clear();
         if let Flow::Goto { targets, .. } = &flow {
             for target in targets {
@@ -175,13 +193,13 @@ impl RunState {
             Flow::Goto { payload, .. } => Latest::Goto(payload),
             Flow::Abort => Latest::Abort,
         };
-        let event = self.event_mut(node);
+        let event = progress.event_mut(node);
         let first = event.latest.is_none();
         event.latest = Some(latest.clone());
         event.completions += 1;
         for &(group, slot) in graph.member_of(node) {
-            let was_delivered = std::mem::take(&mut self.marks.delivered[slot as usize]);
-            let state = self.group_mut(group);
+            let was_delivered = std::mem::take(&mut progress.marks.delivered[slot as usize]);
+            let state = progress.group_mut(group);
             if first {
                 state.ready += 1;
             }
@@ -203,7 +221,7 @@ impl RunState {
                             latest: Latest::Value(payload.clone()),
                         }),
                         user: None,
-                        task_id: self.task_id(),
+                        task_id: progress.task_id(),
                     };
                     starts.push(Start {
                         node: target,
@@ -215,7 +233,7 @@ impl RunState {
                 for &(group_id, _) in graph.member_of(node) {
                     let group = graph.group(group_id);
                     let size = group.slots.len() as u32;
-                    let state = self.group_mut(group_id);
+                    let state = progress.group_mut(group_id);
                     if state.ready < size {
                         continue; // some member has not run yet
                     }
@@ -228,7 +246,7 @@ impl RunState {
                     // outcome; an exact-size iterator lets the Arc be allocated once.
                     let entry = |m: NodeId| Entry {
                         node: m,
-                        latest: self.latest(m).cloned().unwrap_or(Latest::Abort),
+                        latest: progress.latest(m).cloned().unwrap_or(Latest::Abort),
                     };
                     let entries = match *members {
                         [only] => Entries::One(entry(only)),
@@ -236,18 +254,18 @@ impl RunState {
                     };
                     let mut newly_delivered = 0;
                     for slot in group.slots.clone() {
-                        if !std::mem::replace(&mut self.marks.delivered[slot as usize], true) {
+                        if !std::mem::replace(&mut progress.marks.delivered[slot as usize], true) {
                             newly_delivered += 1;
                         }
                     }
-                    self.group_mut(group_id).delivered += newly_delivered;
+                    progress.group_mut(group_id).delivered += newly_delivered;
                     let input = EventInput {
                         graph: Some(graph.clone()),
                         origin: Origin::Group(group_id),
                         behavior: Behavior::Dispatch,
                         entries,
                         user: None,
-                        task_id: self.task_id(),
+                        task_id: progress.task_id(),
                     };
                     starts.push(Start {
                         node: group.listener,
@@ -256,19 +274,20 @@ impl RunState {
                 }
             }
         }
-        self.goto_targets = goto_targets;
+        progress.goto_targets = goto_targets;
         Ok(())
     }
 
     /// The final state: the graph, and an entry for every event the run touched, in the
     /// order of their ids.
     pub(crate) fn into_parts(mut self) -> (Arc<Graph>, Vec<EventRun>) {
-        let mut events = std::mem::take(&mut self.events);
+        let progress = &mut self.progress;
+        let mut events = std::mem::take(&mut progress.events);
         // Often sorted already (events are touched in dependency order, and builders number
         // them in that order); in place, no scratch memory.
         events.sort_unstable_by_key(|event| event.node);
         for event in &events {
-            self.marks.node[event.node as usize] = 0;
+            progress.marks.node[event.node as usize] = 0;
         }
         (self.graph.clone(), events)
     }
@@ -277,17 +296,19 @@ impl RunState {
 impl Drop for RunState {
     /// Reset the entries this run set and give the buffers back to the graph.
     fn drop(&mut self) {
-        for event in &self.events {
-            self.marks.node[event.node as usize] = 0;
+        let progress = &mut self.progress;
+        let marks = &mut progress.marks;
+        for event in &progress.events {
+            marks.node[event.node as usize] = 0;
         }
-        for state in &self.groups {
-            self.marks.group[state.group as usize] = 0;
+        for state in &progress.groups {
+            marks.group[state.group as usize] = 0;
             if state.fired {
                 let range = self.graph.group(state.group).slots.clone();
-                self.marks.delivered[range.start as usize..range.end as usize].fill(false);
+                marks.delivered[range.start as usize..range.end as usize].fill(false);
             }
         }
-        self.graph.marks.give_back(std::mem::take(&mut self.marks));
+        self.graph.marks.give_back(std::mem::take(marks));
     }
 }
 

@@ -367,6 +367,7 @@ impl<E: Event> Invoke<E> {
             timed: self.timed || events.is_some(),
             track_inline: self.timed || events.is_some() || self.timeout.is_some() || mailbox,
             signal: Signal::default(),
+            inline_started: AtomicBool::new(false),
             resume: Notify::new(),
             mailbox: mailbox.then(Mailbox::default),
             inner: Mutex::new(Inner {
@@ -419,29 +420,49 @@ async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, Error> {
         .timeout
         .map(|after| Box::pin(tokio::time::sleep(after)));
     let mut in_task = FuturesUnordered::new();
+    let mut ended_in_a_row = 0;
     loop {
-        if shared.inline {
+        let woken = poll_fn(|cx| loop {
+            if shared.signal.take() {
+                return Poll::Ready(Woken::Signal);
+            }
+            if let Some(sleep) = deadline.as_mut() {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woken::Timeout);
+                }
+            }
+            // Inline: events started since the last look are taken in first, then the events
+            // are polled until none is ready, without leaving this loop (and its lock-free
+            // checks) for each one that ends.
+            if shared.inline_started.swap(false, Ordering::Acquire) {
+                return Poll::Ready(Woken::Started);
+            }
+            if !in_task.is_empty() && in_task.poll_next_unpin(cx).is_ready() {
+                // Give the runtime its turn now and then (its timers, other tasks): a loop
+                // of inline events could otherwise keep this task busy for ever.
+                ended_in_a_row += 1;
+                if ended_in_a_row >= INLINE_BUDGET {
+                    ended_in_a_row = 0;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                continue;
+            }
+            if shared.inline_started.load(Ordering::Acquire) {
+                continue;
+            }
+            // Going pending: only now does the signal need this task's waker.
+            return shared.signal.poll(cx).map(|()| Woken::Signal);
+        })
+        .await;
+        if woken == Woken::Started {
             let mut inner = shared.lock();
             for (key, start) in inner.inline.drain(..) {
                 in_task.push(run_event(shared.clone(), key, start));
             }
+            continue;
         }
-        let timed_out = poll_fn(|cx| {
-            if shared.signal.take() {
-                return Poll::Ready(false);
-            }
-            if let Some(sleep) = deadline.as_mut() {
-                if sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(true);
-                }
-            }
-            if !in_task.is_empty() && in_task.poll_next_unpin(cx).is_ready() {
-                return Poll::Ready(false);
-            }
-            // Going pending: only now does the signal need this task's waker.
-            shared.signal.poll(cx).map(|()| false)
-        })
-        .await;
+        let timed_out = woken == Woken::Timeout;
         let ended = {
             let mut inner = shared.lock();
             if timed_out {
@@ -478,6 +499,20 @@ async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, Error> {
                 .ok_or(Error::Cancelled);
         }
     }
+}
+
+/// How many inline events may end in a row before the run's task yields to the runtime.
+const INLINE_BUDGET: u32 = 128;
+
+/// Why the run's own task woke up.
+#[derive(PartialEq, Eq)]
+enum Woken {
+    /// [`Shared::close`] or an outside wake-up: see whether the run is over.
+    Signal,
+    /// The run's timeout.
+    Timeout,
+    /// Events to run inline were started.
+    Started,
 }
 
 /// Refuse a run whose context does not fit an event it can reach through its groups, or
@@ -588,6 +623,9 @@ pub(crate) struct Shared {
     /// Keep an entry per inline event: the run is watched, timed, has a timeout or a mailbox.
     track_inline: bool,
     signal: Signal,
+    /// Inline events were started since the run's task last took them in. Set only while
+    /// the run's task polls its events, or before it first runs: it needs no wake-up.
+    inline_started: AtomicBool,
     /// Wakes events that got their input and wait for a concurrency slot again.
     pub(crate) resume: Notify,
     /// Values sent from outside; only runs with a [`RunHandle`] have one.
@@ -717,6 +755,7 @@ impl Shared {
                 UNTRACKED
             };
             inner.inline.push((key, start));
+            self.inline_started.store(true, Ordering::Release);
             return;
         }
         let entry = inner.tasks.vacant_entry();
