@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::flow::{ErasedFlow, Flow};
 use crate::graph::{Graph, GroupId, NodeId, Retrigger};
-use crate::input::{Behavior, Entries, Entry, EventInput, Latest, Origin};
+use crate::input::{Behavior, Entries, Entry, EventInput, Latest, Origin, OutcomeKind};
 use crate::marks::Marks;
 
 /// An event to start, with its input.
@@ -193,9 +193,16 @@ impl RunState {
             Flow::Goto { payload, .. } => Latest::Goto(payload),
             Flow::Abort => Latest::Abort,
         };
+        // The latest outcome moves into the run's state; only a goto's payload is shared
+        // further (its reference count is touched once per target, a value's not at all).
+        let kind = latest.kind();
+        let goto_payload = match &latest {
+            Latest::Goto(payload) => Some(payload.clone()),
+            _ => None,
+        };
         let event = progress.event_mut(node);
         let first = event.latest.is_none();
-        event.latest = Some(latest.clone());
+        event.latest = Some(latest);
         event.completions += 1;
         for &(group, slot) in graph.member_of(node) {
             let was_delivered = std::mem::take(&mut progress.marks.delivered[slot as usize]);
@@ -208,9 +215,9 @@ impl RunState {
             }
         }
 
-        match latest {
-            Latest::Abort => {}
-            Latest::Goto(payload) => {
+        match (kind, goto_payload) {
+            (OutcomeKind::Abort, _) => {}
+            (OutcomeKind::Goto, Some(payload)) => {
                 for &target in &goto_targets {
                     let input = EventInput {
                         graph: Some(graph.clone()),
@@ -229,7 +236,8 @@ impl RunState {
                     });
                 }
             }
-            Latest::Value(_) => {
+            (OutcomeKind::Goto, None) => {}
+            (OutcomeKind::Value, _) => {
                 for &(group_id, _) in graph.member_of(node) {
                     let group = graph.group(group_id);
                     let size = group.slots.len() as u32;
