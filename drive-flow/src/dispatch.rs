@@ -52,6 +52,19 @@ struct GroupRun {
     fired: bool,
 }
 
+/// The entry `mark` points to (1 + its position in `dense`), made first if `mark` is 0.
+fn dense_entry<'a, T>(
+    mark: &mut u32,
+    dense: &'a mut Vec<T>,
+    make: impl FnOnce() -> T,
+) -> &'a mut T {
+    if *mark == 0 {
+        dense.push(make());
+        *mark = dense.len() as u32;
+    }
+    &mut dense[*mark as usize - 1]
+}
+
 /// The dispatch state of one run. Dense: an entry per event and per group the run touched,
 /// found through the graph's pooled [`Marks`], so that a run costs what it runs whatever
 /// the size of the graph.
@@ -105,19 +118,18 @@ impl RunState {
 
 impl Progress {
     fn event_mut(&mut self, node: NodeId) -> &mut EventRun {
-        let mark = &mut self.marks.node[node as usize];
-        if *mark == 0 {
-            self.events.push(EventRun {
+        dense_entry(
+            &mut self.marks.node[node as usize],
+            &mut self.events,
+            || EventRun {
                 node,
                 completions: 0,
                 triggered: 0,
                 attempts: 0,
                 nanos: 0,
                 latest: None,
-            });
-            *mark = self.events.len() as u32;
-        }
-        &mut self.events[*mark as usize - 1]
+            },
+        )
     }
 
     fn latest(&self, node: NodeId) -> Option<&Latest> {
@@ -128,17 +140,16 @@ impl Progress {
     }
 
     fn group_mut(&mut self, group: GroupId) -> &mut GroupRun {
-        let mark = &mut self.marks.group[group as usize];
-        if *mark == 0 {
-            self.groups.push(GroupRun {
+        dense_entry(
+            &mut self.marks.group[group as usize],
+            &mut self.groups,
+            || GroupRun {
                 group,
                 ready: 0,
                 delivered: 0,
                 fired: false,
-            });
-            *mark = self.groups.len() as u32;
-        }
-        &mut self.groups[*mark as usize - 1]
+            },
+        )
     }
 
     fn task_id(&mut self) -> u64 {
