@@ -1,6 +1,7 @@
 //! [`DriveBuilder`]: the programmatic way to make a graph. The macros are sugar over it.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -71,8 +72,8 @@ struct NodeSpec {
     name: Arc<str>,
     key: EventKey,
     handler: ErasedHandler,
-    needs: Vec<ContextNeed>,
-    options: EventOptions,
+    needs: Box<[ContextNeed]>,
+    options: Option<Box<EventOptions>>,
 }
 
 /// Builds a [`Drive`] from closures and groups, without macros: for generated graphs,
@@ -161,8 +162,8 @@ impl DriveBuilder {
                 node,
             },
             handler: handler.into_erased(),
-            needs: H::context_needs(),
-            options: EventOptions::default(),
+            needs: H::context_needs().into_boxed_slice(),
+            options: None,
         });
         Handle::new(self.tag, node)
     }
@@ -197,7 +198,7 @@ impl DriveBuilder {
             key: EventKey::Static(meta),
             handler,
             needs: needs.into_iter().flatten().collect(),
-            options,
+            options: boxed_options(options),
         });
     }
 
@@ -212,37 +213,48 @@ impl DriveBuilder {
     }
 
     pub(crate) fn into_graph(self) -> Result<Graph, BuildError> {
-        let count = self.nodes.len();
-        let mut names = HashSet::with_capacity(count);
+        let DriveBuilder {
+            tag,
+            nodes: mut specs,
+            groups: added_groups,
+            options: added_options,
+            ..
+        } = self;
+        let count = specs.len();
         let mut static_index = HashMap::new();
-        for (index, spec) in self.nodes.iter().enumerate() {
-            if !names.insert(spec.name.clone()) {
-                return Err(BuildError::DuplicateEvent {
-                    event: spec.name.to_string(),
-                });
-            }
-            if let EventKey::Static(meta) = spec.key {
-                static_index.insert(meta as *const StaticEvent as usize, index as NodeId);
+        {
+            let mut names = HashSet::with_capacity(count);
+            for (index, spec) in specs.iter().enumerate() {
+                if !names.insert(&*spec.name) {
+                    return Err(BuildError::DuplicateEvent {
+                        event: spec.name.to_string(),
+                    });
+                }
+                if let EventKey::Static(meta) = spec.key {
+                    static_index.insert(meta as *const StaticEvent as usize, index as NodeId);
+                }
             }
         }
-        let tag = self.tag;
         let resolve = |event: EventRef| resolve_key(tag, count, &static_index, event.0);
 
-        // Per listener: its kept groups as (members, name, retrigger), in the order added.
-        type Kept = (Vec<NodeId>, Arc<str>, Retrigger);
-        let mut per_listener: Vec<Vec<Kept>> = Vec::new();
-        per_listener.resize_with(count, Vec::new);
+        // The groups kept, in the order added, their members flattened into one buffer: no
+        // allocation per group or per listener while building.
+        let mut kept: Vec<Kept> = Vec::with_capacity(added_groups.len());
+        let mut kept_members: Vec<NodeId> = Vec::new();
+        // Per listener: its last kept group (a chain through `Kept::previous`), and how many.
+        let mut last_kept = vec![NONE; count];
+        let mut kept_per_listener = vec![0u32; count];
+        // A member repeated inside one group counts once; stamps keep this linear.
         let mut stamps = vec![0u32; count];
         let mut group_stamp = 0u32;
-        for (listener, group) in self.groups {
+        for (listener, group) in added_groups {
             let Some(listener_id) = resolve(listener) else {
                 return Err(BuildError::UnknownListener {
                     listener: describe_key(listener.0),
                 });
             };
-            let listener_name = &self.nodes[listener_id as usize].name;
-            let mut members = Vec::with_capacity(group.members.len());
-            // A member repeated inside one group counts once; stamps keep this linear.
+            let listener_name = &specs[listener_id as usize].name;
+            let start = kept_members.len();
             group_stamp += 1;
             for member in group.members {
                 let Some(member_id) = resolve(member) else {
@@ -254,59 +266,102 @@ impl DriveBuilder {
                 let stamp = &mut stamps[member_id as usize];
                 if *stamp != group_stamp {
                     *stamp = group_stamp;
-                    members.push(member_id);
+                    kept_members.push(member_id);
                 }
             }
-            if members.is_empty() {
+            if kept_members.len() == start {
                 return Err(BuildError::EmptyGroup {
                     listener: listener_name.to_string(),
                 });
             }
-            let existing = &mut per_listener[listener_id as usize];
-            if existing.iter().any(|(same, _, _)| *same == members) {
+            let members = &kept_members[start..];
+            let mut other = last_kept[listener_id as usize];
+            let mut duplicate = false;
+            while other != NONE {
+                let earlier: &Kept = &kept[other as usize];
+                if kept_members[earlier.members.clone()] == *members {
+                    duplicate = true;
+                    break;
+                }
+                other = earlier.previous;
+            }
+            if duplicate {
                 tracing::warn!(
                     event = %listener_name,
                     "event `{listener_name}` listens twice to the same group; the second is ignored"
                 );
+                kept_members.truncate(start);
                 continue;
             }
-            let name = group
-                .name
-                .unwrap_or_else(|| Arc::from(existing.len().to_string()));
-            existing.push((members, name, group.retrigger));
+            let position = &mut kept_per_listener[listener_id as usize];
+            kept.push(Kept {
+                listener: listener_id,
+                members: start..kept_members.len(),
+                name: group.name,
+                position: *position,
+                retrigger: group.retrigger,
+                previous: last_kept[listener_id as usize],
+            });
+            *position += 1;
+            last_kept[listener_id as usize] = (kept.len() - 1) as u32;
         }
+        drop(stamps);
+        drop(last_kept);
 
-        let mut options: Vec<EventOptions> = self.nodes.iter().map(|n| n.options.clone()).collect();
-        for (event, set) in self.options {
+        for (event, set) in added_options {
             let Some(id) = resolve(event) else {
                 return Err(BuildError::UnknownListener {
                     listener: describe_key(event.0),
                 });
             };
-            options[id as usize] = set;
+            specs[id as usize].options = boxed_options(set);
         }
 
-        let mut groups = Vec::new();
-        let mut slots = Vec::new();
+        // Groups ordered by listener, then in the order added: a counting sort.
         let mut listens = Vec::with_capacity(count + 1);
-        let mut member_counts = vec![0u32; count + 1];
-        for (listener, listener_groups) in per_listener.into_iter().enumerate() {
-            listens.push(groups.len() as u32);
-            for (members, name, retrigger) in listener_groups {
-                let start = slots.len() as u32;
-                for &member in &members {
-                    member_counts[member as usize] += 1;
-                }
-                slots.extend(members);
-                groups.push(GroupInfo {
-                    listener: listener as NodeId,
-                    name,
-                    retrigger,
-                    slots: start..slots.len() as u32,
-                });
-            }
+        let mut total = 0u32;
+        for &n in &kept_per_listener {
+            listens.push(total);
+            total += n;
         }
-        listens.push(groups.len() as u32);
+        listens.push(total);
+        drop(kept_per_listener);
+        let mut order = vec![0u32; kept.len()];
+        let mut cursor = listens.clone();
+        for (index, group) in kept.iter().enumerate() {
+            let at = &mut cursor[group.listener as usize];
+            order[*at as usize] = index as u32;
+            *at += 1;
+        }
+        drop(cursor);
+
+        let mut groups = Vec::with_capacity(kept.len());
+        let mut slots = Vec::with_capacity(kept_members.len());
+        let mut member_counts = vec![0u32; count + 1];
+        // Default names ("0", "1", …) are shared by every group at the same position.
+        let mut default_names: Vec<Arc<str>> = Vec::new();
+        for &index in &order {
+            let group = &mut kept[index as usize];
+            let members = &kept_members[group.members.clone()];
+            for &member in members {
+                member_counts[member as usize] += 1;
+            }
+            let start = slots.len() as u32;
+            slots.extend_from_slice(members);
+            let name = match group.name.take() {
+                Some(name) => name,
+                None => default_name(&mut default_names, group.position),
+            };
+            groups.push(GroupInfo {
+                listener: group.listener,
+                name,
+                retrigger: group.retrigger,
+                slots: start..slots.len() as u32,
+            });
+        }
+        drop(kept);
+        drop(kept_members);
+        drop(order);
 
         // Counting sort of (group, slot) by member: groups are already in registration order.
         let mut member_of_start = Vec::with_capacity(count + 1);
@@ -326,17 +381,14 @@ impl DriveBuilder {
             }
         }
 
-        let nodes: Vec<Node> = self
-            .nodes
-            .into_iter()
-            .zip(options)
-            .map(|(spec, options)| Node {
-                name: spec.name,
-                handler: spec.handler,
-                needs: spec.needs,
-                options,
-            })
-            .collect();
+        // Into a buffer of its own: collecting would reuse the larger one of the specs.
+        let mut nodes: Vec<Node> = Vec::with_capacity(count);
+        nodes.extend(specs.into_iter().map(|spec| Node {
+            name: spec.name,
+            handler: spec.handler,
+            needs: spec.needs,
+            options: spec.options,
+        }));
         let needs_anything = nodes.iter().any(|node: &Node| !node.needs.is_empty());
         Ok(Graph {
             tag,
@@ -351,4 +403,33 @@ impl DriveBuilder {
             marks: MarksPool::default(),
         })
     }
+}
+
+/// Options as a node keeps them: nothing for an event without timeout or retries.
+fn boxed_options(options: EventOptions) -> Option<Box<EventOptions>> {
+    (!options.is_plain()).then(|| Box::new(options))
+}
+
+/// "No group": the end of a listener's chain of kept groups.
+const NONE: u32 = u32::MAX;
+
+/// A group kept while building, before groups are ordered by listener.
+struct Kept {
+    listener: NodeId,
+    /// Its members, in the builder's flat buffer of members.
+    members: Range<usize>,
+    name: Option<Arc<str>>,
+    /// Its position among its listener's groups (its default name).
+    position: u32,
+    retrigger: Retrigger,
+    /// The listener's kept group before this one, or [`NONE`].
+    previous: u32,
+}
+
+/// The default name of the group at `position` among its listener's groups, shared.
+fn default_name(names: &mut Vec<Arc<str>>, position: u32) -> Arc<str> {
+    while names.len() <= position as usize {
+        names.push(Arc::from(names.len().to_string()));
+    }
+    names[position as usize].clone()
 }

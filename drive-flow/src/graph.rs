@@ -62,8 +62,9 @@ impl Retrigger {
 pub(crate) struct Node {
     pub(crate) name: Arc<str>,
     pub(crate) handler: ErasedHandler,
-    pub(crate) needs: Vec<ContextNeed>,
-    pub(crate) options: EventOptions,
+    pub(crate) needs: Box<[ContextNeed]>,
+    /// `None` for an event without timeout or retries (most events): a node stays small.
+    pub(crate) options: Option<Box<EventOptions>>,
 }
 
 /// One group of one listener.

@@ -36,6 +36,7 @@ use crate::handle::RunHandle;
 use crate::handler::{CallError, CallFuture};
 use crate::inbox::{is_inbox, InboxLink, Mailbox, INBOX_PARAM};
 use crate::input::{EventInput, OutcomeKind};
+use crate::options::EventOptions;
 use crate::results::Results;
 use crate::stream::{EventSender, RunEvent, RunEventKind, RunEvents};
 
@@ -1111,8 +1112,14 @@ impl EventTask {
             run_id = shared.run_id,
             task_id = input.task_id,
         );
-        if !node.options.is_plain() {
-            let attempts = with_options(shared.clone(), self.key, self.node, input);
+        if let Some(options) = &node.options {
+            let attempts = with_options(
+                shared.clone(),
+                self.key,
+                self.node,
+                input,
+                (**options).clone(),
+            );
             let boxed: Pin<Box<dyn Future<Output = Attempts> + Send>> = Box::pin(attempts);
             return Step::Options(boxed.instrument(span));
         }
@@ -1163,9 +1170,9 @@ async fn with_options(
     key: usize,
     node_id: NodeId,
     input: EventInput,
+    options: EventOptions,
 ) -> (u32, Result<ErasedFlow, Error>) {
     let node = shared.graph.node(node_id);
-    let options = &node.options;
     let task_id = input.task_id;
     let mut attempt = 1;
     loop {
