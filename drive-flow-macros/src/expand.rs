@@ -84,7 +84,7 @@ fn placeholder(mut function: ItemFn) -> TokenStream {
     let output = match &function.sig.output {
         _ if !function.sig.generics.params.is_empty() => quote!(()),
         syn::ReturnType::Type(_, ty) if parse::find_impl_trait(ty).is_none() => {
-            output_type(&parse::classify(ty))
+            output_type(&parse::classify(ty), &quote!(::drive_flow))
         }
         _ => quote!(()),
     };
@@ -137,8 +137,8 @@ fn result_error_type(ty: &syn::Type) -> Option<&syn::Type> {
 }
 
 /// The `Event::Output` of a return type.
-fn output_type(returns: &Returns) -> TokenStream {
-    let krate = quote!(::drive_flow::__private);
+fn output_type(returns: &Returns, root: &TokenStream) -> TokenStream {
+    let krate = quote!(#root::__private);
     match returns {
         Returns::Unit => quote!(()),
         Returns::Value(ty) => quote!(#ty),
@@ -146,14 +146,15 @@ fn output_type(returns: &Returns) -> TokenStream {
         // Through `ResultOk` first, so that an unusable error type is reported once, at the
         // error type, and not again here.
         Returns::Flow(ty) if is_result(ty) => {
-            quote!(<<#ty as #krate::ResultOk>::Ok as ::drive_flow::IntoFlow>::Output)
+            quote!(<<#ty as #krate::ResultOk>::Ok as #root::IntoFlow>::Output)
         }
-        Returns::Flow(ty) => quote!(<#ty as ::drive_flow::IntoFlow>::Output),
+        Returns::Flow(ty) => quote!(<#ty as #root::IntoFlow>::Output),
     }
 }
 
 fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
-    let krate = quote!(::drive_flow::__private);
+    let root = crate_root(&attrs.options);
+    let krate = quote!(#root::__private);
     let item = &event.item;
     let name = &item.sig.ident;
     let vis = &item.vis;
@@ -173,7 +174,7 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     let returned = format_ident!("__drive_flow_returned");
     let handler_var = format_ident!("__drive_flow_handler");
 
-    let output = output_type(&event.returns);
+    let output = output_type(&event.returns, &root);
     // The conversion of what the function returns into the event's flow, spanned at the
     // error type of a `Result` (an error type that does not convert into a boxed error is
     // reported there), else at the return type.
@@ -183,40 +184,34 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
         }
         Returns::Result(ty) => {
             let span = result_error_type(ty).unwrap_or(ty).span();
-            located_at(
-                quote!(::drive_flow::__private::result_flow(#returned)),
-                span,
-            )
+            located_at(quote!(#krate::result_flow(#returned)), span)
         }
         Returns::Flow(ty) if is_result(ty) => {
             let span = result_error_type(ty).unwrap_or(ty).span();
-            located_at(
-                quote!(::drive_flow::__private::result_into_flow(#returned)),
-                span,
-            )
+            located_at(quote!(#krate::result_into_flow(#returned)), span)
         }
-        Returns::Flow(ty) => located_at(
-            quote!(::drive_flow::__private::into_flow(#returned)),
-            ty.span(),
-        ),
+        Returns::Flow(ty) => located_at(quote!(#krate::into_flow(#returned)), ty.span()),
     };
 
     let param_names: Vec<_> = (0..event.params.len())
         .map(|i| format_ident!("__drive_flow_param{}", i))
         .collect();
     let extract = event.params.iter().zip(&param_names).map(|(ty, param)| {
+        let krate = respan(&krate, ty.span());
         quote_spanned! {ty.span()=>
-            let #param = <#ty as ::drive_flow::__private::EventParam>::from_call(&#call);
+            let #param = <#ty as #krate::EventParam>::from_call(&#call);
         }
     });
     let needs = event.params.iter().map(|ty| {
-        quote_spanned! {ty.span()=> <#ty as ::drive_flow::__private::EventParam>::context_need() }
+        let krate = respan(&krate, ty.span());
+        quote_spanned! {ty.span()=> <#ty as #krate::EventParam>::context_need() }
     });
 
     let groups = attrs.groups.iter().map(|group| {
         let members = group.members.iter().map(|member| {
             // Spanned at the name only, so that a non-event is reported there.
-            quote_spanned! {member.span()=> ::drive_flow::__private::member(#member) }
+            let krate = respan(&krate, member.span());
+            quote_spanned! {member.span()=> #krate::member(#member) }
         });
         let named = group.name.as_ref().map(|n| quote!(.name(#n)));
         let retrigger = group.retrigger.map(|(r, _)| match r {
@@ -228,27 +223,29 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
         }
     });
 
-    let options = event_options(&attrs.options);
+    let options = event_options(&attrs.options, &root);
 
     // Spanned at the function's name: "the other types that implement `Event`" listed in
     // errors point at the functions, and so does a future that is not `Send`.
+    // The crate's path too: its tokens would otherwise keep the span they were made with.
+    let krate_at_name = respan(&krate, name.span());
     let event_impl = quote_spanned! {name.span()=>
-        impl ::drive_flow::__private::Event for #name {
+        impl #krate_at_name::Event for #name {
             type Output = #output;
-            fn __key(&self) -> ::drive_flow::__private::EventKey {
-                ::drive_flow::__private::EventKey::Static(&__DRIVE_FLOW_META)
+            fn __key(&self) -> #krate_at_name::EventKey {
+                #krate_at_name::EventKey::Static(&__DRIVE_FLOW_META)
             }
         }
     };
     let handler = quote_spanned! {name.span()=>
-        let #handler_var = ::drive_flow::__private::ErasedHandler::for_event(
+        let #handler_var = #krate_at_name::ErasedHandler::for_event(
             #name,
-            |#call: ::drive_flow::__private::Call| {
+            |#call: #krate_at_name::Call| {
                 #(#extract)*
                 async move {
                     #(let #param_names = #param_names?;)*
                     let #returned = #body_name(#(#param_names),*).await;
-                    ::core::result::Result::Ok::<_, ::drive_flow::__private::ParamError>(#wrap)
+                    ::core::result::Result::Ok::<_, #krate_at_name::ParamError>(#wrap)
                 }
             },
         );
@@ -294,8 +291,8 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
 }
 
 /// The event's `EventOptions`, from `timeout`, `retries` and `backoff`.
-fn event_options(options: &parse::EventOpts) -> TokenStream {
-    let krate = quote!(::drive_flow::__private);
+fn event_options(options: &parse::EventOpts, root: &TokenStream) -> TokenStream {
+    let krate = quote!(#root::__private);
     let nanos = |n: u64| quote!(::core::time::Duration::from_nanos(#n));
     let timeout = options.timeout.map(|n| {
         let d = nanos(n);
@@ -309,19 +306,25 @@ fn event_options(options: &parse::EventOpts) -> TokenStream {
     quote!(#krate::EventOptions::new() #timeout #retries #backoff)
 }
 
-/// Generated tokens, reported at `location` (an error about them points there) while keeping
-/// the call site's hygiene, so that they still see the handler's locals even when the event
-/// is generated by `macro_rules!`. Every token gets the same span, so spans join cleanly.
-fn located_at(tokens: TokenStream, location: proc_macro2::Span) -> TokenStream {
-    let span = proc_macro2::Span::call_site().located_at(location);
+/// The path of the drive-flow crate in generated code: `::drive_flow`, or the path given
+/// with `crate = "..."` (for a crate that depends on drive-flow under another name, or
+/// reaches it through a re-export).
+fn crate_root(options: &parse::EventOpts) -> TokenStream {
+    match &options.krate {
+        Some(path) => quote!(#path),
+        None => quote!(::drive_flow),
+    }
+}
+
+/// `tokens` with every span set to `span`, as if written inside `quote_spanned!(span=> ..)`.
+fn respan(tokens: &TokenStream, span: proc_macro2::Span) -> TokenStream {
     tokens
+        .clone()
         .into_iter()
         .map(|token| match token {
             proc_macro2::TokenTree::Group(group) => {
-                let mut respanned = proc_macro2::Group::new(
-                    group.delimiter(),
-                    located_at(group.stream(), location),
-                );
+                let mut respanned =
+                    proc_macro2::Group::new(group.delimiter(), respan(&group.stream(), span));
                 respanned.set_span(span);
                 proc_macro2::TokenTree::Group(respanned)
             }
@@ -331,4 +334,11 @@ fn located_at(tokens: TokenStream, location: proc_macro2::Span) -> TokenStream {
             }
         })
         .collect()
+}
+
+/// Generated tokens, reported at `location` (an error about them points there) while keeping
+/// the call site's hygiene, so that they still see the handler's locals even when the event
+/// is generated by `macro_rules!`. Every token gets the same span, so spans join cleanly.
+fn located_at(tokens: TokenStream, location: proc_macro2::Span) -> TokenStream {
+    respan(&tokens, proc_macro2::Span::call_site().located_at(location))
 }

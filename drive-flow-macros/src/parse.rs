@@ -2,6 +2,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -25,8 +26,15 @@ impl AttrKind {
     /// The options this attribute accepts.
     fn options(self) -> &'static [&'static str] {
         match self {
-            AttrKind::Event => &["timeout", "retries", "backoff"],
-            AttrKind::Listen => &["name", "retrigger", "timeout", "retries", "backoff"],
+            AttrKind::Event => &["timeout", "retries", "backoff", "crate"],
+            AttrKind::Listen => &[
+                "name",
+                "retrigger",
+                "timeout",
+                "retries",
+                "backoff",
+                "crate",
+            ],
         }
     }
 }
@@ -62,6 +70,8 @@ pub struct EventOpts {
     pub retries: Option<u32>,
     /// In nanoseconds, with the key (to report `backoff` without `retries`).
     pub backoff: Option<(u64, Ident)>,
+    /// `crate = "path"`: where generated code finds drive-flow, if not at `::drive_flow`.
+    pub krate: Option<Path>,
 }
 
 /// The parsed function.
@@ -118,8 +128,9 @@ enum Arg {
 
 impl Parse for Arg {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        if input.peek(Ident) && input.peek2(Token![=]) {
-            let key: Ident = input.parse()?;
+        // `crate` is a keyword, not an identifier: accepted as a key all the same.
+        if (input.peek(Ident) || input.peek(Token![crate])) && input.peek2(Token![=]) {
+            let key = Ident::parse_any(input)?;
             input.parse::<Token![=]>()?;
             let value: Expr = input.parse()?;
             return Ok(Arg::Opt(Opt { key, value }));
@@ -311,6 +322,25 @@ fn parse_option(
                     &opt.value,
                     "expected a number of retries: a non-negative integer such as \
                      `retries = 3`",
+                ),
+            }
+        }
+        "crate" => {
+            let path = match &opt.value {
+                Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(text),
+                    ..
+                }) => text.parse::<Path>().ok(),
+                _ => None,
+            };
+            match path {
+                Some(_) if options.krate.is_some() => twice(errors),
+                Some(path) => options.krate = Some(path),
+                None => errors.spanned(
+                    &opt.value,
+                    "expected the path of the drive-flow crate, as a string: \
+                     `crate = \"my_drive_flow\"` (for a dependency renamed to `my_drive_flow`) or \
+                     `crate = \"my_crate::drive_flow\"` (for a re-export)",
                 ),
             }
         }

@@ -107,6 +107,14 @@ pub use stream::{RunEvent, RunEventKind, RunEvents};
 /// `retries = 3` (errors and timeouts are retried with the same input), `backoff = "100ms"`
 /// (the wait before the first retry, doubled before each next one).
 ///
+/// Generated code reaches the runtime at `::drive_flow`. A crate that depends on drive-flow
+/// under another name, or reaches it through a re-export, says where it is with
+/// `crate = "path"` on each event (on any one of its attributes), as with serde's and
+/// tokio's `crate` options: `#[event(crate = "workflows")]` for
+/// `workflows = { package = "drive-flow", .. }` in `Cargo.toml`. The other drive-flow
+/// attributes of the function are then written unqualified (`#[listen(..)]`, through the
+/// prelude) or as `drive_flow::listen`.
+///
 /// ```
 /// use drive_flow::prelude::*;
 ///
@@ -129,7 +137,7 @@ pub use drive_flow_macros::event;
 /// attribute nearest the function, unless named. Options of the group: `name = "..."`,
 /// `retrigger = all | any` (see [`Retrigger`]). Options of the event, as on
 /// [`#[event]`](macro@event), set once on any of its attributes: `timeout = "30s"`,
-/// `retries = 3`, `backoff = "100ms"`.
+/// `retries = 3`, `backoff = "100ms"`, `crate = "path"`.
 ///
 /// ```
 /// use drive_flow::prelude::*;

@@ -56,9 +56,18 @@ impl MarksPool {
         // A full check costs the size of the graph: debug builds make it for graphs of the
         // size of tests, not for large ones where it would dominate every run.
         if cfg!(debug_assertions) && marks.node.len() + marks.delivered.len() <= CHECK_UP_TO {
-            assert!(marks.node.iter().all(|&m| m == 0), "a run left an event marked");
-            assert!(marks.group.iter().all(|&m| m == 0), "a run left a group marked");
-            assert!(marks.delivered.iter().all(|&d| !d), "a run left a slot marked");
+            assert!(
+                marks.node.iter().all(|&m| m == 0),
+                "a run left an event marked"
+            );
+            assert!(
+                marks.group.iter().all(|&m| m == 0),
+                "a run left a group marked"
+            );
+            assert!(
+                marks.delivered.iter().all(|&d| !d),
+                "a run left a slot marked"
+            );
         }
         let mut spare = self
             .spare
