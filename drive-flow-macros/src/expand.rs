@@ -25,11 +25,12 @@ pub fn entry(kind: AttrKind, args: TokenStream, item: TokenStream) -> TokenStrea
     };
     match parse::parse(kind, args, &mut function) {
         Ok((attrs, event_fn)) => expand(&attrs, &event_fn),
-        Err(error) => {
+        Err(failed) => {
             // `function` has its drive-flow attributes removed: emitted with them, they would
             // expand again and report the same errors twice.
-            let error = error.to_compile_error();
-            let placeholder = placeholder(function);
+            let error = failed.error.to_compile_error();
+            let root = crate_root(failed.krate.as_ref());
+            let placeholder = placeholder(function, &root);
             quote! { #error #placeholder }
         }
     }
@@ -62,7 +63,7 @@ fn describe_item(item: &TokenStream) -> (&'static str, TokenStream) {
 /// not report errors of their own), and the function, renamed, so that errors in its body are
 /// still reported and IDEs still complete inside it. Nothing is registered: the crate does
 /// not compile anyway.
-fn placeholder(mut function: ItemFn) -> TokenStream {
+fn placeholder(mut function: ItemFn, root: &TokenStream) -> TokenStream {
     if function
         .sig
         .inputs
@@ -72,7 +73,7 @@ fn placeholder(mut function: ItemFn) -> TokenStream {
         // A method: its impl block can hold neither a struct nor a free function.
         return quote!(#function);
     }
-    let krate = quote!(::drive_flow::__private);
+    let krate = quote!(#root::__private);
     let name = function.sig.ident.clone();
     let vis = function.vis.clone();
     let (docs, other_attrs): (Vec<_>, Vec<_>) = std::mem::take(&mut function.attrs)
@@ -84,7 +85,7 @@ fn placeholder(mut function: ItemFn) -> TokenStream {
     let output = match &function.sig.output {
         _ if !function.sig.generics.params.is_empty() => quote!(()),
         syn::ReturnType::Type(_, ty) if parse::find_impl_trait(ty).is_none() => {
-            output_type(&parse::classify(ty), &quote!(::drive_flow))
+            output_type(&parse::classify(ty), root)
         }
         _ => quote!(()),
     };
@@ -153,7 +154,7 @@ fn output_type(returns: &Returns, root: &TokenStream) -> TokenStream {
 }
 
 fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
-    let root = crate_root(&attrs.options);
+    let root = crate_root(attrs.options.krate.as_ref());
     let krate = quote!(#root::__private);
     let item = &event.item;
     let name = &item.sig.ident;
@@ -309,8 +310,8 @@ fn event_options(options: &parse::EventOpts, root: &TokenStream) -> TokenStream 
 /// The path of the drive-flow crate in generated code: `::drive_flow`, or the path given
 /// with `crate = "..."` (for a crate that depends on drive-flow under another name, or
 /// reaches it through a re-export).
-fn crate_root(options: &parse::EventOpts) -> TokenStream {
-    match &options.krate {
+fn crate_root(krate: Option<&syn::Path>) -> TokenStream {
+    match krate {
         Some(path) => quote!(#path),
         None => quote!(::drive_flow),
     }

@@ -420,7 +420,7 @@ pub fn parse(
     kind: AttrKind,
     args: TokenStream,
     item: &mut ItemFn,
-) -> syn::Result<(Attrs, EventFn)> {
+) -> Result<(Attrs, EventFn), Failed> {
     let mut errors = Errors::default();
     // Source order: the attribute being expanded is the outermost one.
     // Where to report an attribute-level error: the whole attribute (nothing = the
@@ -473,8 +473,20 @@ pub fn parse(
             "`backoff` is the wait between retries: set `retries = n` too",
         );
     }
-    errors.finish()?;
-    Ok((Attrs { groups, options }, event_fn))
+    match errors.finish() {
+        Ok(()) => Ok((Attrs { groups, options }, event_fn)),
+        Err(error) => Err(Failed {
+            error,
+            krate: options.krate,
+        }),
+    }
+}
+
+/// Why an event cannot be generated, and where the drive-flow crate is if the attributes
+/// said it (for the placeholder emitted beside the errors).
+pub struct Failed {
+    pub error: syn::Error,
+    pub krate: Option<Path>,
 }
 
 fn check_fn(item: &ItemFn, errors: &mut Errors) -> EventFn {
