@@ -10,6 +10,7 @@
 use std::any::{Any, TypeId};
 use std::collections::{HashSet, VecDeque};
 use std::future::{poll_fn, Future, IntoFuture};
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,7 +30,7 @@ use tracing::Instrument;
 use crate::context::{Call, ParamError};
 use crate::dispatch::{RunState, Start};
 use crate::error::Error;
-use crate::event::Event;
+use crate::event::{Event, EventKey};
 use crate::flow::{ErasedFlow, Flow};
 use crate::graph::{Graph, NodeId};
 use crate::handle::RunHandle;
@@ -82,7 +83,9 @@ pub const DEFAULT_MAX_STEPS: u64 = 10_000_000;
 #[must_use = "a run does nothing until it is awaited or started"]
 pub struct Invoke<E> {
     graph: Arc<Graph>,
-    start: E,
+    /// The start event, by key: the type parameter only says which event it is.
+    start: EventKey,
+    event: PhantomData<fn() -> E>,
     input: EventInput,
     context: Option<(AnyContext, TypeId, &'static str)>,
     max_concurrency: usize,
@@ -97,7 +100,8 @@ impl<E: Event> Invoke<E> {
     pub(crate) fn new(graph: Arc<Graph>, start: E) -> Self {
         Invoke {
             graph,
-            start,
+            start: start.__key(),
+            event: PhantomData,
             input: EventInput::start(),
             context: None,
             max_concurrency: usize::MAX,
@@ -108,7 +112,9 @@ impl<E: Event> Invoke<E> {
             timed: false,
         }
     }
+}
 
+impl<E> Invoke<E> {
     /// The input of the start event (by default: [`Behavior::Input`](crate::Behavior::Input),
     /// group name `"user_input"`, no results and no user data).
     pub fn input(mut self, input: EventInput) -> Self {
@@ -336,9 +342,9 @@ impl<E: Event> Invoke<E> {
     ) -> Result<(Arc<Shared>, Start), Error> {
         let graph = self.graph;
         let start = graph
-            .resolve(self.start.__key())
+            .resolve(self.start)
             .ok_or_else(|| Error::UnknownEvent {
-                event: graph.describe(self.start.__key()),
+                event: graph.describe(self.start),
                 detail: String::from(" (the start of a run)"),
             })?;
         check_context(
@@ -390,7 +396,9 @@ impl<E: Event> Invoke<E> {
     }
 }
 
-impl<E: Event> IntoFuture for Invoke<E> {
+// No `E: Event` bound: an `Invoke` is only made for an event, and a bound here would add a
+// second error ("is not a future") to the one `Drive::invoke` reports for a non-event.
+impl<E: 'static> IntoFuture for Invoke<E> {
     type Output = Result<Results, Error>;
     type IntoFuture = Pin<Box<dyn Future<Output = Result<Results, Error>> + Send + 'static>>;
 
