@@ -89,12 +89,9 @@ fn placeholder(mut function: ItemFn, root: &TokenStream) -> TokenStream {
         }
         _ => quote!(()),
     };
-    let handle_struct = quote_spanned! {name.span()=> #vis struct #name; };
+    let handle = handle(&docs, &vis, &name);
     quote! {
-        #(#docs)*
-        #[allow(non_camel_case_types)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-        #handle_struct
+        #handle
 
         const _: () = {
             #[allow(dead_code, non_snake_case, clippy::all)]
@@ -111,6 +108,18 @@ fn placeholder(mut function: ItemFn, root: &TokenStream) -> TokenStream {
                 }
             }
         };
+    }
+}
+
+/// The event's zero-sized handle: a unit struct named like the function, with its docs.
+fn handle<D: quote::ToTokens>(docs: &[D], vis: &syn::Visibility, name: &syn::Ident) -> TokenStream {
+    // Spanned at the name: "struct `a` defined here" in errors points at the function.
+    let handle_struct = quote_spanned! {name.span()=> #vis struct #name; };
+    quote! {
+        #(#docs)*
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+        #handle_struct
     }
 }
 
@@ -252,14 +261,10 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
         );
     };
 
-    // Spanned at the name: "struct `a` defined here" in errors points at the function.
-    let handle_struct = quote_spanned! {name.span()=> #vis struct #name; };
+    let handle = handle(&docs, vis, name);
 
     quote! {
-        #(#docs)*
-        #[allow(non_camel_case_types)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-        #handle_struct
+        #handle
 
         const _: () = {
             #[allow(non_snake_case, clippy::all)]
