@@ -66,6 +66,18 @@ fn seen(event: &'static str, group: &str, behavior: Behavior, results: &[(&str, 
     }
 }
 
+/// Run the program's drive from `start` with a fresh [`Log`] as its context.
+async fn run_logged(start: impl drive_flow::Event) -> (std::sync::Arc<Log>, Results) {
+    let log = std::sync::Arc::new(Log::default());
+    let results = Drive::new()
+        .unwrap()
+        .invoke(start)
+        .context_arc(log.clone())
+        .await
+        .unwrap();
+    (log, results)
+}
+
 fn got(id: &str, kind: OutcomeKind, value: Option<i32>) -> Got {
     (id.to_string(), kind, value)
 }
@@ -73,7 +85,6 @@ fn got(id: &str, kind: OutcomeKind, value: Option<i32>) -> Got {
 /// chain a → b → c: b gets group "0", Dispatch, {a: 1}; c gets {b: 2}.
 mod chain {
     use super::*;
-    use std::sync::Arc;
 
     #[event]
     async fn a(input: EventInput, log: Context<Log>) -> i32 {
@@ -96,13 +107,7 @@ mod chain {
 
     #[tokio::test]
     async fn each_event_gets_the_previous_result() {
-        let log = Arc::new(Log::default());
-        let results = Drive::new()
-            .unwrap()
-            .invoke(a)
-            .context_arc(log.clone())
-            .await
-            .unwrap();
+        let (log, results) = run_logged(a).await;
         assert_eq!(
             log.all(),
             vec![
@@ -200,7 +205,6 @@ mod fan_out {
 /// join: c listens to [a, b] where b sleeps: c runs once, with {a: 1, b: 2}.
 mod join {
     use super::*;
-    use std::sync::Arc;
 
     #[event]
     async fn start() {}
@@ -224,13 +228,7 @@ mod join {
 
     #[tokio::test]
     async fn a_join_runs_once_with_every_member() {
-        let log = Arc::new(Log::default());
-        let results = Drive::new()
-            .unwrap()
-            .invoke(start)
-            .context_arc(log.clone())
-            .await
-            .unwrap();
+        let (log, results) = run_logged(start).await;
         assert_eq!(
             log.all(),
             [seen(
@@ -249,7 +247,6 @@ mod join {
 /// with group "1" {a: 1}, then with group "0" {b: 2, a: 1}.
 mod two_groups {
     use super::*;
-    use std::sync::Arc;
 
     #[event]
     async fn a() -> i32 {
@@ -270,13 +267,7 @@ mod two_groups {
 
     #[tokio::test]
     async fn groups_are_named_nearest_first_and_fire_independently() {
-        let log = Arc::new(Log::default());
-        let results = Drive::new()
-            .unwrap()
-            .invoke(a)
-            .context_arc(log.clone())
-            .await
-            .unwrap();
+        let (log, results) = run_logged(a).await;
         assert_eq!(
             log.all(),
             [
@@ -305,7 +296,6 @@ mod two_groups {
 /// Goto, {b: 2}, and aborts; c (listens b) never runs; a ran twice.
 mod goto {
     use super::*;
-    use std::sync::Arc;
 
     #[event]
     async fn a(input: EventInput, log: Context<Log>) -> Flow<i32> {
@@ -332,13 +322,7 @@ mod goto {
 
     #[tokio::test]
     async fn goto_runs_the_target_with_the_payload_and_nothing_else() {
-        let log = Arc::new(Log::default());
-        let results = Drive::new()
-            .unwrap()
-            .invoke(a)
-            .context_arc(log.clone())
-            .await
-            .unwrap();
+        let (log, results) = run_logged(a).await;
         assert_eq!(
             log.all(),
             [
@@ -727,7 +711,6 @@ mod duplicates {
 /// A goto target runs with "$goto" whatever groups it listens to.
 mod goto_target {
     use super::*;
-    use std::sync::Arc;
 
     #[event]
     async fn begin() -> i32 {
@@ -763,13 +746,7 @@ mod goto_target {
 
     #[tokio::test]
     async fn a_goto_target_gets_the_goto_group_whatever_it_listens_to() {
-        let log = Arc::new(Log::default());
-        let results = Drive::new()
-            .unwrap()
-            .invoke(begin)
-            .context_arc(log.clone())
-            .await
-            .unwrap();
+        let (log, results) = run_logged(begin).await;
         let from_jumper = [("semantics::goto_target::jumper", 5)];
         assert_eq!(
             log.of("target"),
@@ -798,7 +775,6 @@ mod goto_target {
 /// input; typed access gives nothing; the input and the results say how it ended.
 mod join_with_markers {
     use super::*;
-    use std::sync::Arc;
 
     #[event]
     async fn begin() {}
@@ -838,13 +814,7 @@ mod join_with_markers {
 
     #[tokio::test]
     async fn goto_and_abort_members_count_in_a_join() {
-        let log = Arc::new(Log::default());
-        let results = Drive::new()
-            .unwrap()
-            .invoke(begin)
-            .context_arc(log.clone())
-            .await
-            .unwrap();
+        let (log, results) = run_logged(begin).await;
         assert_eq!(
             log.of("joined"),
             [Seen {
@@ -884,7 +854,6 @@ mod join_with_markers {
 /// with that member listed as aborted.
 mod fresh_abort {
     use super::*;
-    use std::sync::Arc;
 
     #[event]
     async fn begin(input: EventInput) -> i32 {
@@ -920,13 +889,7 @@ mod fresh_abort {
 
     #[tokio::test]
     async fn an_abort_refreshes_a_member_of_an_all_group() {
-        let log = Arc::new(Log::default());
-        let results = Drive::new()
-            .unwrap()
-            .invoke(begin)
-            .context_arc(log.clone())
-            .await
-            .unwrap();
+        let (log, results) = run_logged(begin).await;
         let a_id = "semantics::fresh_abort::a";
         let b_id = "semantics::fresh_abort::b";
         assert_eq!(
