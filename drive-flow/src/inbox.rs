@@ -272,10 +272,7 @@ impl Message {
 
 impl Mailbox {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
-        // Every update under this lock is infallible: a poisoned lock is still consistent.
-        self.slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock::lock(&self.slots)
     }
 
     pub(crate) fn send<T: Send + 'static>(&self, key: String, value: T) {

@@ -70,6 +70,7 @@ mod handle;
 mod handler;
 mod inbox;
 mod input;
+mod lock;
 mod marks;
 mod options;
 mod registry;

@@ -10,6 +10,8 @@
 
 use std::sync::Mutex;
 
+use crate::lock::lock;
+
 /// How many sets of buffers a graph keeps for later runs; more concurrent runs allocate
 /// their own and drop them at the end.
 const POOL_LIMIT: usize = 16;
@@ -38,11 +40,7 @@ pub(crate) struct MarksPool {
 impl MarksPool {
     /// Buffers for a run over a graph of this shape, all zero: reused if one is spare.
     pub(crate) fn take(&self, nodes: usize, groups: usize, slots: usize) -> Marks {
-        let spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop();
+        let spare = lock(&self.spare).pop();
         spare.unwrap_or_else(|| Marks {
             // Zeroed allocations: the allocator hands out fresh pages as they are.
             node: vec![0; nodes],
@@ -69,10 +67,7 @@ impl MarksPool {
                 "a run left a slot marked"
             );
         }
-        let mut spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut spare = lock(&self.spare);
         if spare.len() < POOL_LIMIT {
             spare.push(marks);
         }

@@ -687,11 +687,7 @@ impl Inner {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A poisoned lock only means a panic elsewhere while it was held; the state is
-        // still consistent because every update under it is infallible.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock::lock(&self.inner)
     }
 
     fn emit(&self, inner: &Inner, node: NodeId, task_id: u64, kind: impl FnOnce() -> RunEventKind) {
