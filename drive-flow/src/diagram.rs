@@ -19,6 +19,9 @@ use std::fmt::Write;
 
 use crate::graph::{Graph, GroupId, NodeId};
 
+mod run;
+pub(crate) use run::{run_dot, run_gantt, run_mermaid};
+
 /// What a picture shows.
 struct Scene {
     /// Events shown, in registration order.
@@ -31,6 +34,10 @@ struct Scene {
     outside: Vec<bool>,
     /// Per group of the graph, per member position: whether that arrow closes a loop.
     closes_loop: Vec<Vec<bool>>,
+    /// Per event of the graph: a second line for its label (the pictures of a run).
+    notes: Vec<String>,
+    /// Per event of the graph: greyed out (in the picture of a run: it never ran).
+    idle: Vec<bool>,
 }
 
 impl Scene {
@@ -46,9 +53,19 @@ impl Scene {
     /// that has a reached member, with every member of such a group (those not reached are
     /// marked as outside).
     fn from(graph: &Graph, start: NodeId) -> Self {
+        Scene::from_roots(graph, &[start], Some(start))
+    }
+
+    /// What runs started at each of `roots` can reach through groups (see [`Scene::from`]);
+    /// loops are looked for from `start` first.
+    fn from_roots(graph: &Graph, roots: &[NodeId], start: Option<NodeId>) -> Self {
         let mut reached = vec![false; graph.nodes.len()];
-        reached[start as usize] = true;
-        let mut stack = vec![start];
+        let mut stack = Vec::new();
+        for &root in roots {
+            if !std::mem::replace(&mut reached[root as usize], true) {
+                stack.push(root);
+            }
+        }
         let mut group_shown = vec![false; graph.groups.len()];
         while let Some(node) = stack.pop() {
             for &(group, _) in graph.member_of(node) {
@@ -67,7 +84,7 @@ impl Scene {
                 shown[member as usize] = true;
             }
         }
-        Scene::new(graph, shown, reached, groups, Some(start))
+        Scene::new(graph, shown, reached, groups, start)
     }
 
     fn new(
@@ -93,6 +110,8 @@ impl Scene {
             labels,
             outside,
             closes_loop,
+            notes: vec![String::new(); graph.nodes.len()],
+            idle: vec![false; graph.nodes.len()],
         }
     }
 }
@@ -199,7 +218,12 @@ fn loops(
 fn mermaid(graph: &Graph, scene: &Scene) -> String {
     let mut out = String::from("flowchart TD\n");
     for &node in &scene.nodes {
-        let label = mermaid_text(&scene.labels[node as usize]);
+        let mut label = mermaid_text(&scene.labels[node as usize]);
+        let note = &scene.notes[node as usize];
+        if !note.is_empty() {
+            label.push_str("<br/>");
+            label.push_str(&mermaid_text(note));
+        }
         if is_entry(graph, node) {
             let _ = writeln!(out, "    e{node}([\"{label}\"])");
         } else {
@@ -235,6 +259,16 @@ fn mermaid(graph: &Graph, scene: &Scene) -> String {
         out.push_str("    classDef outside stroke-dasharray: 5 5\n");
         let _ = writeln!(out, "    class {} outside", outside.join(","));
     }
+    let idle: Vec<String> = scene
+        .nodes
+        .iter()
+        .filter(|&&n| scene.idle[n as usize])
+        .map(|n| format!("e{n}"))
+        .collect();
+    if !idle.is_empty() {
+        out.push_str("    classDef idle fill:#f4f4f4,stroke:#bbbbbb,color:#999999\n");
+        let _ = writeln!(out, "    class {} idle", idle.join(","));
+    }
     out
 }
 
@@ -242,14 +276,24 @@ fn mermaid(graph: &Graph, scene: &Scene) -> String {
 fn dot(graph: &Graph, scene: &Scene) -> String {
     let mut out = String::from("digraph drive_flow {\n    node [shape=box];\n");
     for &node in &scene.nodes {
-        let label = dot_text(&scene.labels[node as usize]);
+        let mut label = dot_text(&scene.labels[node as usize]);
+        let note = &scene.notes[node as usize];
+        if !note.is_empty() {
+            label.push_str("\\n");
+            label.push_str(&dot_text(note));
+        }
         let style = match (is_entry(graph, node), scene.outside[node as usize]) {
             (false, false) => "",
             (true, false) => ", style=rounded",
             (false, true) => ", style=dashed",
             (true, true) => ", style=\"rounded,dashed\"",
         };
-        let _ = writeln!(out, "    e{node} [label=\"{label}\"{style}];");
+        let idle = if scene.idle[node as usize] {
+            ", color=gray60, fontcolor=gray60"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "    e{node} [label=\"{label}\"{style}{idle}];");
     }
     for &group in &scene.groups {
         let info = graph.group(group);

@@ -9,6 +9,7 @@ use crate::flow::{ErasedFlow, Flow};
 use crate::graph::{Graph, GroupId, NodeId, Retrigger};
 use crate::input::{Behavior, Entries, Entry, EventInput, Latest, Origin, OutcomeKind};
 use crate::marks::Marks;
+use crate::trace::RunTrace;
 
 /// An event to start, with its input.
 pub(crate) struct Start {
@@ -82,6 +83,8 @@ struct Progress {
     /// Scratch space for the targets of a goto.
     goto_targets: Vec<NodeId>,
     next_task_id: u64,
+    /// Goto jumps and, in a timed run, every event run's times: for the run's pictures.
+    trace: RunTrace,
 }
 
 impl RunState {
@@ -95,6 +98,7 @@ impl RunState {
                 groups: Vec::new(),
                 goto_targets: Vec::new(),
                 next_task_id: 0,
+                trace: RunTrace::default(),
             },
             graph,
         }
@@ -113,6 +117,16 @@ impl RunState {
             .filter(|event| event.triggered > 0)
             .max_by_key(|event| (event.triggered, event.node))
             .map(|event| (event.node, event.triggered))
+    }
+
+    /// What the run records for its pictures.
+    pub(crate) fn trace_mut(&mut self) -> &mut RunTrace {
+        &mut self.progress.trace
+    }
+
+    /// Take what the run recorded for its pictures.
+    pub(crate) fn take_trace(&mut self) -> RunTrace {
+        std::mem::take(&mut self.progress.trace)
     }
 }
 
@@ -230,6 +244,7 @@ impl RunState {
             (OutcomeKind::Abort, _) => {}
             (OutcomeKind::Goto, Some(payload)) => {
                 for &target in &goto_targets {
+                    progress.trace.goto(node, target);
                     let input = EventInput {
                         graph: Some(graph.clone()),
                         origin: Origin::Goto,

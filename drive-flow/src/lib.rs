@@ -78,6 +78,7 @@ mod render;
 mod results;
 mod runner;
 mod stream;
+mod trace;
 
 pub use builder::{DriveBuilder, Group};
 pub use context::{Context, EventParam};

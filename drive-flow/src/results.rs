@@ -8,6 +8,7 @@ use crate::dispatch::{EventRun, RunState};
 use crate::event::Event;
 use crate::graph::Graph;
 use crate::input::{Latest, OutcomeKind};
+use crate::trace::RunTrace;
 
 /// The outcome of a run: for every event that ran, its latest outcome and how often it ran.
 ///
@@ -34,15 +35,19 @@ pub struct Results {
     /// An entry per event the run touched, sorted by node id.
     events: Vec<EventRun>,
     elapsed: Duration,
+    /// Goto jumps and timeline, for the pictures of the run.
+    trace: RunTrace,
 }
 
 impl Results {
-    pub(crate) fn new(state: RunState, elapsed: Duration) -> Self {
+    pub(crate) fn new(mut state: RunState, elapsed: Duration) -> Self {
+        let trace = state.take_trace();
         let (graph, events) = state.into_parts();
         Results {
             graph,
             events,
             elapsed,
+            trace,
         }
     }
 
@@ -252,5 +257,164 @@ impl fmt::Display for Report<'_> {
             )?;
         }
         write!(f, "run: {:.3?}", self.elapsed)
+    }
+}
+
+/// Pictures of the run: what it did, drawn on its graph, and its timeline.
+impl Results {
+    /// The graph of this run as a [Mermaid](https://mermaid.js.org) flowchart, with what the
+    /// run did on it. It shows what the run's start and every event that ran reach, drawn as
+    /// [`Drive::to_mermaid`](crate::Drive::to_mermaid) draws a graph, and:
+    ///
+    /// - under each event's name, how many times it ran and how its latest run ended
+    ///   (`value`, `goto` or `abort`), its failed attempts if it was retried
+    ///   (`2 failed`), and, for a [timed](crate::Invoke::timed) run, its total time;
+    /// - events that never ran are greyed out (class `idle`, noted `not run`);
+    /// - every goto jump that happened is a dotted arrow from the event that sent it to its
+    ///   target, labelled with how many times it jumped (`goto ×3`).
+    ///
+    /// A run that fails returns its [`Error`](crate::Error), not `Results`: its picture is
+    /// not drawn (its [stream](crate::Invoke::start_with_events) tells what happened).
+    ///
+    /// ```
+    /// use drive_flow::{DriveBuilder, Flow, Group};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let mut builder = DriveBuilder::new();
+    /// let count = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    /// let start = builder.event("start", || async { Flow::from(1) });
+    /// let turn = builder.event("turn", move || {
+    ///     let count = count.clone();
+    ///     async move {
+    ///         if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+    ///             Flow::goto([start], ())
+    ///         } else {
+    ///             Flow::abort()
+    ///         }
+    ///     }
+    /// });
+    /// let never = builder.event("never", || async {});
+    /// builder.listen(turn, Group::new([start]));
+    /// builder.listen(never, Group::new([turn]));
+    /// let drive = builder.build()?;
+    ///
+    /// let results = drive.invoke(start).await?;
+    /// assert_eq!(
+    ///     results.to_mermaid(),
+    ///     r#"flowchart TD
+    ///     e0(["start<br/>3 runs · value"])
+    ///     e1["turn<br/>3 runs · abort"]
+    ///     e2["never<br/>not run"]
+    ///     e0 -->|"0"| e1
+    ///     e1 -->|"0"| e2
+    ///     e1 -.->|"goto ×2"| e0
+    ///     classDef idle fill:#f4f4f4,stroke:#bbbbbb,color:#999999
+    ///     class e2 idle
+    /// "#
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn to_mermaid(&self) -> String {
+        crate::diagram::run_mermaid(&self.graph, &self.events, &self.trace)
+    }
+
+    /// The graph of this run as a [Graphviz](https://graphviz.org) digraph: the same picture
+    /// as [`to_mermaid`](Self::to_mermaid) (events that never ran in grey, gotos as dashed
+    /// arrows with their counts).
+    ///
+    /// ```
+    /// use drive_flow::{DriveBuilder, Flow, Group};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let mut builder = DriveBuilder::new();
+    /// let start = builder.event("start", || async { Flow::from(1) });
+    /// let next = builder.event("next", || async { Flow::<()>::abort() });
+    /// builder.listen(next, Group::new([start]));
+    /// let results = builder.build()?.invoke(start).await?;
+    /// assert_eq!(
+    ///     results.to_dot(),
+    ///     r#"digraph drive_flow {
+    ///     node [shape=box];
+    ///     e0 [label="start\n1 run · value", style=rounded];
+    ///     e1 [label="next\n1 run · abort"];
+    ///     e0 -> e1 [label="0"];
+    /// }
+    /// "#
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn to_dot(&self) -> String {
+        crate::diagram::run_dot(&self.graph, &self.events, &self.trace)
+    }
+
+    /// The timeline of a [timed](crate::Invoke::timed) run as a Mermaid `gantt` chart: a
+    /// section per event, in the order they first started; in it a bar per run of the
+    /// event, from when it got its concurrency slot to its end, in order of start. Bars
+    /// that overlap ran at the same time. Times are milliseconds from the start of the run,
+    /// rounded (a bar is at least 1 ms long); each bar's label has the run's task id
+    /// ([`EventInput::task_id`](crate::EventInput::task_id)) and its exact time.
+    ///
+    /// An untimed run records no times: its chart has no bars, and a comment that says so.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn first() {}
+    /// #[listen(first)]
+    /// async fn second() {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let results = Drive::new()?.invoke(first).timed().await?;
+    /// let chart = results.to_gantt();
+    /// let lines: Vec<&str> = chart.lines().collect();
+    /// assert_eq!(lines[0], "gantt");
+    /// assert_eq!(lines[4], "    section first");
+    /// assert!(lines[5].starts_with("    task 1 · "));
+    /// assert_eq!(lines[6], "    section second");
+    /// assert!(lines[7].starts_with("    task 2 · "));
+    /// assert_eq!(lines.len(), 8);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn to_gantt(&self) -> String {
+        crate::diagram::run_gantt(&self.graph, &self.trace, self.elapsed)
+    }
+
+    /// Every goto jump the run made, counted per (source, target) event ids, in the order
+    /// each pair first jumped.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn again(input: EventInput) -> Flow<u32> {
+    ///     let turn = input.get(again).copied().unwrap_or(0);
+    ///     if turn < 3 { Flow::goto(again, turn + 1) } else { Flow::abort() }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let results = Drive::new()?.invoke(again).await?;
+    /// let gotos: Vec<_> = results.gotos().collect();
+    /// assert_eq!(gotos.len(), 1);
+    /// assert!(gotos[0].0.ends_with("::again") && gotos[0].1.ends_with("::again"));
+    /// assert_eq!(gotos[0].2, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn gotos(&self) -> impl Iterator<Item = (&str, &str, u32)> + '_ {
+        self.trace.gotos().iter().map(|&(source, target, count)| {
+            (
+                &*self.graph.node(source).name,
+                &*self.graph.node(target).name,
+                count,
+            )
+        })
     }
 }

@@ -360,6 +360,8 @@ impl<E> Invoke<E> {
         let span = tracing::info_span!("run", run_id, start = %graph.node(start).name);
         let mut state = RunState::new(graph.clone());
         let input = state.start_input(self.input);
+        state.trace_mut().start = Some(start);
+        state.trace_mut().timed = self.timed || events.is_some();
         let shared = Arc::new(Shared {
             graph,
             run_id,
@@ -857,15 +859,18 @@ impl Shared {
         if inner.is_over() {
             return;
         }
-        let (task_id, elapsed) = task.map_or((0, Duration::ZERO), |task| {
+        let (task_id, elapsed, began) = task.map_or((0, Duration::ZERO, None), |task| {
             let elapsed = match (ended, task.began) {
                 (Some(ended), Some(began)) => ended.saturating_duration_since(began),
                 _ => Duration::ZERO,
             };
-            (task.task_id, elapsed)
+            (task.task_id, elapsed, task.began)
         });
         if let Some(state) = inner.state.as_mut() {
             state.event_mut(node).record(attempts, elapsed);
+            if let (Some(began), Some(ended)) = (began, ended) {
+                state.trace_mut().timed_run(node, task_id, began, ended);
+            }
         }
         let flow = match result {
             Ok(flow) => flow,
