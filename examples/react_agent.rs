@@ -27,9 +27,15 @@
 //! cargo run --example react_agent -- "What is (1+2)*(3+4)?"
 //! cargo run --example react_agent -- --mermaid             # the graph, as Mermaid
 //! cargo run --example react_agent -- --dot                 # the graph, as Graphviz DOT
+//! cargo run --example react_agent -- --run-mermaid         # what a run did, on the graph
+//! cargo run --example react_agent -- --run-dot             # the same, as Graphviz DOT
+//! cargo run --example react_agent -- --gantt               # the run's timeline
 //! ```
+//!
+//! With `--run-mermaid`, `--run-dot` or `--gantt` the agent runs (timed) and prints only
+//! the picture (any question follows the flag).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -42,6 +48,21 @@ use serde_json::json;
 const QUESTION: &str = "What is 3+3*2+20*4?";
 /// How many times `plan` may ask the model before the run fails.
 const MAX_TURNS: usize = 10;
+/// How long the offline planner thinks before it replies, as a model takes its time: so
+/// that the run's timeline (`--gantt`) shows where the time goes.
+const OFFLINE_THINKING: Duration = Duration::from_millis(20);
+
+/// Set when the example prints only a picture: the transcript is not printed then.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `println!`, unless the example prints only a picture.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if !QUIET.load(Ordering::Relaxed) {
+            println!($($arg)*);
+        }
+    };
+}
 
 // ----------------------------------------------------------------------------------------
 // The workflow
@@ -69,14 +90,14 @@ async fn plan(input: EventInput, agent: Context<Agent>) -> anyhow::Result<Flow<V
     agent.push(reply.clone());
     if reply.tool_calls.is_empty() {
         let answer = reply.content.unwrap_or_default();
-        println!("[plan] turn {turn}: the model answers");
+        say!("[plan] turn {turn}: the model answers");
         if let Ok(mut slot) = agent.answer.lock() {
             *slot = Some(answer);
         }
         return Ok(Flow::abort()); // nothing listens to an abort: the run ends
     }
     let calls: Vec<String> = reply.tool_calls.iter().map(ToolCall::describe).collect();
-    println!("[plan] turn {turn}: the model calls {}", calls.join(", "));
+    say!("[plan] turn {turn}: the model calls {}", calls.join(", "));
     Ok(Flow::from(reply.tool_calls))
 }
 
@@ -119,7 +140,7 @@ async fn observe(input: EventInput, agent: Context<Agent>) -> Flow<()> {
         };
         agent.push(Message::tool(&step.call_id, content));
     }
-    println!(
+    say!(
         "[observe] {} result(s) added to the conversation",
         actions.len()
     );
@@ -214,7 +235,7 @@ fn run_tool(input: &EventInput, tool: Tool) -> Vec<Observation> {
         if let Ok((wanted, operands)) = &step.request {
             if *wanted == tool {
                 let value = tool.apply(*operands);
-                println!(
+                say!(
                     "[{}] {}({}, {}) = {value}",
                     tool.name(),
                     tool.name(),
@@ -380,6 +401,7 @@ impl Model {
             model,
         } = self
         else {
+            tokio::time::sleep(OFFLINE_THINKING).await;
             return offline::reply(messages);
         };
         #[derive(Deserialize)]
@@ -601,11 +623,23 @@ mod offline {
 
 // ----------------------------------------------------------------------------------------
 
+/// What the example prints.
+#[derive(Clone, Copy, PartialEq)]
+enum Show {
+    /// The transcript of a run.
+    Run,
+    /// What a run did, on the graph, as Mermaid (`--run-mermaid`) or DOT (`--run-dot`).
+    RunMermaid,
+    RunDot,
+    /// The timeline of a run (`--gantt`).
+    Gantt,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let drive = Drive::new()?;
     let mut args = std::env::args().skip(1).peekable();
-    match args.peek().map(String::as_str) {
+    let show = match args.peek().map(String::as_str) {
         Some("--mermaid") => {
             print!("{}", drive.to_mermaid());
             return Ok(());
@@ -614,28 +648,43 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", drive.to_dot());
             return Ok(());
         }
-        _ => {}
+        Some("--run-mermaid") => Show::RunMermaid,
+        Some("--run-dot") => Show::RunDot,
+        Some("--gantt") => Show::Gantt,
+        _ => Show::Run,
+    };
+    if show != Show::Run {
+        args.next();
+        QUIET.store(true, Ordering::Relaxed);
     }
     let question = args.next().unwrap_or_else(|| QUESTION.to_string());
     let agent = std::sync::Arc::new(Agent::new(Model::from_env()?));
-    println!("model: {}", agent.model.describe());
-    println!("question: {question}");
+    say!("model: {}", agent.model.describe());
+    say!("question: {question}");
 
     let results = drive
         .invoke(plan)
         .input(EventInput::from_input(question))
         .context_arc(agent.clone())
+        .timed()
         .await?;
 
-    let answer = agent.answer.lock().ok().and_then(|a| a.clone());
-    println!("Answer: {}", answer.as_deref().unwrap_or("(none)"));
-    println!(
-        "runs: plan {}, action {}, add {}, multiply {}, observe {}",
-        results.count(plan),
-        results.count(action),
-        results.count(add),
-        results.count(multiply),
-        results.count(observe)
-    );
+    match show {
+        Show::RunMermaid => print!("{}", results.to_mermaid()),
+        Show::RunDot => print!("{}", results.to_dot()),
+        Show::Gantt => print!("{}", results.to_gantt()),
+        Show::Run => {
+            let answer = agent.answer.lock().ok().and_then(|a| a.clone());
+            println!("Answer: {}", answer.as_deref().unwrap_or("(none)"));
+            println!(
+                "runs: plan {}, action {}, add {}, multiply {}, observe {}",
+                results.count(plan),
+                results.count(action),
+                results.count(add),
+                results.count(multiply),
+                results.count(observe)
+            );
+        }
+    }
     Ok(())
 }
