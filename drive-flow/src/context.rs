@@ -70,6 +70,8 @@ pub struct Call {
     pub(crate) context: Option<Arc<dyn Any + Send + Sync>>,
     /// The run's mailbox, for an event that takes an [`Inbox`](crate::Inbox) in a started run.
     pub(crate) inbox: Option<crate::inbox::InboxLink>,
+    /// The run's live stream, for an [`Emitter`](crate::Emitter) in a watched run.
+    pub(crate) emitter: Option<crate::emitter::EmitLink>,
 }
 
 /// A context type an event needs.

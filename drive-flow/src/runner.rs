@@ -29,6 +29,7 @@ use tracing::Instrument;
 
 use crate::context::{Call, ParamError};
 use crate::dispatch::{RunState, Start};
+use crate::emitter::{EmitLink, EmitSink, Emitted};
 use crate::error::Error;
 use crate::event::{Event, EventKey};
 use crate::flow::{ErasedFlow, Flow};
@@ -374,6 +375,7 @@ impl<E> Invoke<E> {
             max_runs: self.max_runs_per_event,
             timeout: self.timeout,
             timed: self.timed || events.is_some(),
+            watched: events.is_some(),
             track_inline: self.timed || events.is_some() || self.timeout.is_some() || mailbox,
             signal: Signal::default(),
             inline_started: AtomicBool::new(false),
@@ -631,6 +633,8 @@ pub(crate) struct Shared {
     timeout: Option<Duration>,
     /// Read the clock for every event ([`Invoke::timed`]).
     timed: bool,
+    /// The run has a live stream: its calls get an [`Emitter`](crate::Emitter) link.
+    watched: bool,
     /// Keep an entry per inline event: the run is watched, timed, has a timeout or a mailbox.
     track_inline: bool,
     signal: Signal,
@@ -804,10 +808,16 @@ impl Shared {
             }),
             _ => None,
         };
+        let emitter = self.watched.then(|| EmitLink {
+            run: self.clone(),
+            key,
+            node,
+        });
         Call {
             input,
             context: self.context.clone(),
             inbox,
+            emitter,
         }
     }
 
@@ -1059,6 +1069,18 @@ impl Shared {
             inner.running += 1;
             inner.waiting -= 1;
         }
+    }
+}
+
+impl EmitSink for Shared {
+    /// Put an emitted value on the stream, between the call's `Started` and its end.
+    fn emit_item(&self, key: usize, node: NodeId, task_id: u64, item: Emitted) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if inner.is_over() || Self::task_mut(inner, key, task_id).is_none() {
+            return;
+        }
+        self.emit(inner, node, task_id, || RunEventKind::Emitted(item));
     }
 }
 

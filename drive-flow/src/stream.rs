@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::sync::mpsc;
 
+use crate::emitter::Emitted;
 use crate::input::OutcomeKind;
 
 /// One thing that happened in a run, as seen on [`RunEvents`].
@@ -87,6 +88,29 @@ pub enum RunEventKind {
     /// The call was still in flight when the run ended early (cancelled, timed out, or
     /// failed elsewhere), and was cancelled.
     Cancelled,
+    /// The call sent a value out with [`Emitter::emit`](crate::Emitter::emit) (in a
+    /// watched run only). Read it with [`RunEvent::emitted`].
+    Emitted(Emitted),
+}
+
+impl RunEvent {
+    /// The value this item carries, if it is one a call emitted
+    /// ([`RunEventKind::Emitted`]) and a `T`.
+    ///
+    /// ```
+    /// use drive_flow::{RunEvent, RunEventKind};
+    ///
+    /// fn token(event: &RunEvent) -> Option<&str> {
+    ///     event.emitted::<String>().map(String::as_str)
+    /// }
+    /// # let _ = token;
+    /// ```
+    pub fn emitted<T: 'static>(&self) -> Option<&T> {
+        match &self.kind {
+            RunEventKind::Emitted(item) => item.downcast_ref(),
+            _ => None,
+        }
+    }
 }
 
 impl RunEventKind {
