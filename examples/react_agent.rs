@@ -10,7 +10,9 @@
 //!
 //! - `plan` sends the conversation to the model. If the model calls tools, `plan` returns the
 //!   calls; if it answers, `plan` stores the answer and ends with `Flow::abort()`, and the run
-//!   is over.
+//!   is over. The model's text comes token by token (`stream: true`): `plan` sends each
+//!   token out through its `Emitter<Token>` as it arrives, and `main`, watching the run's
+//!   live stream, prints them as they come.
 //! - `action` decodes the calls into typed actions; the tools `add` and `multiply` both listen
 //!   to it and run at the same time, each doing the calls addressed to it.
 //! - `observe` joins `action`, `add` and `multiply`, adds every result to the conversation and
@@ -20,7 +22,9 @@
 //! chat-completions endpoint when `OPENAI_API_KEY` is set (with `OPENAI_BASE_URL`, default
 //! `https://api.openai.com/v1`, and `OPENAI_MODEL`, default `gpt-4o-mini`); otherwise a
 //! built-in offline planner that parses the arithmetic in the question and works it out
-//! through the tools, step by step, like a model would.
+//! through the tools, step by step, like a model would (and streams its answer word by word).
+//! `OPENAI_STREAM=0` asks the endpoint for whole replies instead of a stream; an endpoint
+//! that ignores `stream: true` and answers with one JSON reply works too.
 //!
 //! ```text
 //! cargo run --example react_agent                          # "What is 3+3*2+20*4?"
@@ -41,6 +45,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use drive_flow::prelude::*;
+use drive_flow::Emitter;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -51,6 +57,8 @@ const MAX_TURNS: usize = 10;
 /// How long the offline planner thinks before it replies, as a model takes its time: so
 /// that the run's timeline (`--gantt`) shows where the time goes.
 const OFFLINE_THINKING: Duration = Duration::from_millis(20);
+/// The pause between two words of the offline planner's streamed answer.
+const OFFLINE_TOKEN_PAUSE: Duration = Duration::from_millis(5);
 
 /// Set when the example prints only a picture: the transcript is not printed then.
 static QUIET: AtomicBool = AtomicBool::new(false);
@@ -68,9 +76,22 @@ macro_rules! say {
 // The workflow
 // ----------------------------------------------------------------------------------------
 
-/// Asks the model what to do next: call tools, or answer.
+/// A piece of the model's text, streamed out of `plan` as it arrives.
+#[derive(Clone, Debug)]
+struct Token {
+    /// Which turn of `plan` it belongs to.
+    turn: usize,
+    text: String,
+}
+
+/// Asks the model what to do next: call tools, or answer. Its text is streamed out
+/// through `tokens` as it comes.
 #[event]
-async fn plan(input: EventInput, agent: Context<Agent>) -> anyhow::Result<Flow<Vec<ToolCall>>> {
+async fn plan(
+    input: EventInput,
+    agent: Context<Agent>,
+    tokens: Emitter<Token>,
+) -> anyhow::Result<Flow<Vec<ToolCall>>> {
     if input.behavior() == Behavior::Input {
         // The first turn: the question is the run's input.
         let question = input
@@ -86,11 +107,19 @@ async fn plan(input: EventInput, agent: Context<Agent>) -> anyhow::Result<Flow<V
     if turn > MAX_TURNS {
         bail!("no answer after {MAX_TURNS} turns");
     }
-    let reply = agent.model.chat(&agent.messages()).await?;
+    let stream = |text: &str| {
+        tokens.emit(Token {
+            turn,
+            text: text.to_string(),
+        })
+    };
+    let reply = agent.model.chat(&agent.messages(), stream).await?;
     agent.push(reply.clone());
     if reply.tool_calls.is_empty() {
         let answer = reply.content.unwrap_or_default();
-        say!("[plan] turn {turn}: the model answers");
+        if !tokens.is_watched() {
+            say!("[plan] turn {turn}: the model says: {answer}");
+        }
         if let Ok(mut slot) = agent.answer.lock() {
             *slot = Some(answer);
         }
@@ -360,6 +389,8 @@ enum Model {
         url: String,
         key: String,
         model: String,
+        /// Ask for the reply as a stream of tokens (`stream: true`).
+        stream: bool,
     },
     /// The built-in planner.
     Offline,
@@ -382,6 +413,10 @@ impl Model {
             url: format!("{}/chat/completions", base.trim_end_matches('/')),
             key,
             model: std::env::var("OPENAI_MODEL").unwrap_or_else(|_| "gpt-4o-mini".to_string()),
+            stream: !matches!(
+                std::env::var("OPENAI_STREAM").as_deref(),
+                Ok("0" | "false" | "no" | "off")
+            ),
         })
     }
 
@@ -392,17 +427,26 @@ impl Model {
         }
     }
 
-    /// The model's next message.
-    async fn chat(&self, messages: &[Message]) -> anyhow::Result<Message> {
+    /// The model's next message. Its text is handed to `token` piece by piece as it
+    /// arrives (when the endpoint streams; the offline planner streams its answer too).
+    async fn chat(&self, messages: &[Message], token: impl Fn(&str)) -> anyhow::Result<Message> {
         let Model::Remote {
             client,
             url,
             key,
             model,
+            stream,
         } = self
         else {
             tokio::time::sleep(OFFLINE_THINKING).await;
-            return offline::reply(messages);
+            let reply = offline::reply(messages)?;
+            if let Some(text) = &reply.content {
+                for word in text.split_inclusive(' ') {
+                    token(word);
+                    tokio::time::sleep(OFFLINE_TOKEN_PAUSE).await;
+                }
+            }
+            return Ok(reply);
         };
         #[derive(Deserialize)]
         struct Completion {
@@ -412,8 +456,13 @@ impl Model {
         struct Choice {
             message: Message,
         }
-        let body = json!({ "model": model, "messages": messages, "tools": Tool::schema() });
-        let response = client
+        let body = json!({
+            "model": model,
+            "messages": messages,
+            "tools": Tool::schema(),
+            "stream": stream,
+        });
+        let mut response = client
             .post(url)
             .bearer_auth(key)
             .json(&body)
@@ -428,16 +477,150 @@ impl Model {
                 text.chars().take(500).collect::<String>()
             );
         }
+        let streamed = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
+        if streamed {
+            // Server-sent events: `data: {chunk}` lines, until `data: [DONE]`.
+            let mut reply = sse::Reply::default();
+            let mut pending: Vec<u8> = Vec::new();
+            while let Some(bytes) = response
+                .chunk()
+                .await
+                .with_context(|| format!("{url} broke off its stream"))?
+            {
+                pending.extend_from_slice(&bytes);
+                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let line = String::from_utf8_lossy(&line);
+                    reply
+                        .line(line.trim_end(), &token)
+                        .with_context(|| format!("{url} sent a bad stream chunk"))?;
+                }
+            }
+            return Ok(reply.into_message());
+        }
         let completion: Completion = response
             .json()
             .await
             .with_context(|| format!("{url} sent something that is not a chat completion"))?;
-        completion
+        let message = completion
             .choices
             .into_iter()
             .next()
             .map(|choice| choice.message)
-            .ok_or_else(|| anyhow!("{url} sent a completion with no choice"))
+            .ok_or_else(|| anyhow!("{url} sent a completion with no choice"))?;
+        if let Some(text) = &message.content {
+            token(text); // not streamed: the whole text at once
+        }
+        Ok(message)
+    }
+}
+
+/// The chat-completions stream (`stream: true`): each chunk carries a piece of the text or
+/// of a tool call (its id and name first, then its arguments in pieces), by index.
+mod sse {
+    use serde::Deserialize;
+
+    use super::{FunctionCall, Message, ToolCall};
+
+    #[derive(Deserialize)]
+    struct Chunk {
+        #[serde(default)]
+        choices: Vec<ChunkChoice>,
+    }
+
+    #[derive(Deserialize)]
+    struct ChunkChoice {
+        #[serde(default)]
+        delta: Delta,
+    }
+
+    #[derive(Default, Deserialize)]
+    struct Delta {
+        #[serde(default)]
+        content: Option<String>,
+        #[serde(default)]
+        tool_calls: Vec<CallDelta>,
+    }
+
+    #[derive(Deserialize)]
+    struct CallDelta {
+        index: usize,
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        function: Option<FunctionDelta>,
+    }
+
+    #[derive(Deserialize)]
+    struct FunctionDelta {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        arguments: Option<String>,
+    }
+
+    /// The reply, as its chunks arrive.
+    #[derive(Default)]
+    pub(super) struct Reply {
+        content: Option<String>,
+        calls: Vec<ToolCall>,
+    }
+
+    impl Reply {
+        /// One line of the stream; text pieces go to `token` as they come.
+        pub(super) fn line(&mut self, line: &str, token: impl Fn(&str)) -> anyhow::Result<()> {
+            let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+                return Ok(()); // blank lines, comments, `event:` lines
+            };
+            if data == "[DONE]" {
+                return Ok(());
+            }
+            let chunk: Chunk = serde_json::from_str(data)?;
+            for choice in chunk.choices {
+                if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+                    token(&text);
+                    self.content.get_or_insert_with(String::new).push_str(&text);
+                }
+                for piece in choice.delta.tool_calls {
+                    while self.calls.len() <= piece.index {
+                        self.calls.push(ToolCall {
+                            id: String::new(),
+                            kind: "function".to_string(),
+                            function: FunctionCall {
+                                name: String::new(),
+                                arguments: String::new(),
+                            },
+                        });
+                    }
+                    let call = &mut self.calls[piece.index];
+                    if let Some(id) = piece.id {
+                        call.id = id;
+                    }
+                    if let Some(function) = piece.function {
+                        call.function
+                            .name
+                            .push_str(&function.name.unwrap_or_default());
+                        call.function
+                            .arguments
+                            .push_str(&function.arguments.unwrap_or_default());
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        pub(super) fn into_message(self) -> Message {
+            Message {
+                role: "assistant".to_string(),
+                content: self.content,
+                tool_calls: self.calls,
+                tool_call_id: None,
+            }
+        }
     }
 }
 
@@ -662,12 +845,32 @@ async fn main() -> anyhow::Result<()> {
     say!("model: {}", agent.model.describe());
     say!("question: {question}");
 
-    let results = drive
+    // Watch the run: the model's text is printed token by token, as `plan` streams it.
+    let (run, mut events) = drive
         .invoke(plan)
         .input(EventInput::from_input(question))
         .context_arc(agent.clone())
-        .timed()
-        .await?;
+        .start_with_events();
+    let mut streamed = 0;
+    let mut open_line: Option<u64> = None; // the task whose text is being printed
+    while let Some(event) = events.next().await {
+        let quiet = QUIET.load(Ordering::Relaxed);
+        if let Some(token) = event.emitted::<Token>() {
+            if !quiet {
+                if open_line.is_none() {
+                    print!("[plan] turn {}: the model says: ", token.turn);
+                }
+                print!("{}", token.text);
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+            }
+            open_line = Some(event.task_id);
+            streamed += 1;
+        } else if open_line == Some(event.task_id) && event.kind.is_end() {
+            say!();
+            open_line = None;
+        }
+    }
+    let results = run.await?;
 
     match show {
         Show::RunMermaid => print!("{}", results.to_mermaid()),
@@ -676,6 +879,8 @@ async fn main() -> anyhow::Result<()> {
         Show::Run => {
             let answer = agent.answer.lock().ok().and_then(|a| a.clone());
             println!("Answer: {}", answer.as_deref().unwrap_or("(none)"));
+            let plural = if streamed == 1 { "" } else { "s" };
+            println!("streamed: {streamed} token{plural}");
             println!(
                 "runs: plan {}, action {}, add {}, multiply {}, observe {}",
                 results.count(plan),

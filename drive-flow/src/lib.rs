@@ -50,8 +50,11 @@
 //!   run timeout ([`Invoke::timeout`]), per-event `timeout`, `retries` and `backoff`
 //!   ([`EventOptions`]); [`Invoke::start`] gives a [`RunHandle`] to send outside input to
 //!   events waiting in an [`Inbox`] and to cancel the run, and
-//!   [`Invoke::start_with_events`] a live stream of [`RunEvent`]s. [`Results::report`] tells
-//!   how often each event ran, and, for a run [timed](Invoke::timed), where the time went.
+//!   [`Invoke::start_with_events`] a live stream of [`RunEvent`]s, on which events send
+//!   values of their own as they run ([`Emitter`]: tokens of a model's answer, progress).
+//!   [`Results::report`] tells how often each event ran, and, for a run
+//!   [timed](Invoke::timed), where the time went; [`Results::to_mermaid`] draws what the run
+//!   did on its graph and [`Results::to_gantt`] its timeline.
 //!
 //! Event ids are the functions' full paths (`module::path::fn_name`).
 
@@ -103,9 +106,9 @@ pub use stream::{RunEvent, RunEventKind, RunEvents};
 ///
 /// The function becomes a zero-sized value of the same name that implements [`Event`], used
 /// to name it in `#[listen(..)]`, [`EventInput::get`], [`Results::get`], [`Drive::invoke`] and
-/// goto targets. It may take [`EventInput`], [`Context<T>`] and [`Inbox`] parameters (in any
-/// order, or none) and return `()`, `T`, `Result<T, E>`, [`Flow<T>`] or `Result<Flow<T>, E>`,
-/// where `E` converts into [`BoxError`].
+/// goto targets. It may take [`EventInput`], [`Context<T>`], [`Inbox`] and [`Emitter<T>`]
+/// parameters (in any order, or none) and return `()`, `T`, `Result<T, E>`, [`Flow<T>`] or
+/// `Result<Flow<T>, E>`, where `E` converts into [`BoxError`].
 ///
 /// Options (see [`EventOptions`]): `timeout = "30s"` (per attempt; `ms`, `s`, `m` or `h`),
 /// `retries = 3` (errors and timeouts are retried with the same input), `backoff = "100ms"`
