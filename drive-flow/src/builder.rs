@@ -401,6 +401,7 @@ impl DriveBuilder {
             static_index,
             needs_anything,
             marks: MarksPool::default(),
+            metrics: Default::default(),
         })
     }
 }

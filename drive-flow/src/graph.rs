@@ -95,6 +95,8 @@ pub(crate) struct Graph {
     pub(crate) needs_anything: bool,
     /// Index buffers kept for later runs (see [`crate::marks`]).
     pub(crate) marks: MarksPool,
+    /// Metric handles per event, made on first use (see [`crate::telemetry`]).
+    pub(crate) metrics: crate::telemetry::GraphMetrics,
 }
 
 impl Graph {

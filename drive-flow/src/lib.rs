@@ -82,6 +82,7 @@ mod render;
 mod results;
 mod runner;
 mod stream;
+mod telemetry;
 mod trace;
 
 pub use builder::{DriveBuilder, Group};

@@ -358,7 +358,19 @@ impl<E> Invoke<E> {
 
         static NEXT_RUN_ID: AtomicU64 = AtomicU64::new(1);
         let run_id = NEXT_RUN_ID.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("run", run_id, start = %graph.node(start).name);
+        // Fields as OpenTelemetry reads them: see `crate::telemetry`.
+        let start_name = &graph.node(start).name;
+        let span = tracing::info_span!(
+            "run",
+            otel.name = %format_args!("invoke_workflow {start_name}"),
+            gen_ai.operation.name = "invoke_workflow",
+            run_id,
+            start = %start_name,
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
+        );
         let mut state = RunState::new(graph.clone());
         let input = state.start_input(self.input);
         state.trace_mut().start = Some(start);
@@ -417,6 +429,7 @@ impl<E: 'static> IntoFuture for Invoke<E> {
 /// The run's own task: start the first event, then wait for the end (polling the events
 /// themselves with [`Invoke::inline`]), the run's timeout, or a cancellation.
 async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, Error> {
+    let _in_flight = crate::telemetry::RunInFlight::start();
     let guard = CancelOnDrop(shared.clone());
     let began = Instant::now();
     {
@@ -506,6 +519,7 @@ async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, Error> {
                 // run returned. An aborted task ends at its next `.await`.
                 let _ = task.await;
             }
+            crate::telemetry::run_span_ended(&shared.span, &outcome);
             outcome?;
             return state
                 .map(|state| Results::new(state, began.elapsed()))
@@ -882,6 +896,8 @@ impl Shared {
                 state.trace_mut().timed_run(node, task_id, began, ended);
             }
         }
+        let ending = crate::telemetry::Ending::of(&result);
+        crate::telemetry::event_ended(&self.graph, node, ending, self.timed.then_some(elapsed));
         let flow = match result {
             Ok(flow) => flow,
             Err(error) => {
@@ -1139,9 +1155,17 @@ impl EventTask {
         let span = tracing::info_span!(
             parent: &shared.span,
             "event",
+            otel.name = %node.name,
             event = %node.name,
             run_id = shared.run_id,
             task_id = input.task_id,
+            group = %input.group_name(),
+            behavior = ?input.behavior(),
+            attempts = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
         );
         if let Some(options) = &node.options {
             let attempts = with_options(
@@ -1188,6 +1212,13 @@ impl Future for EventTask {
             Step::Options(attempts) => ready!(Pin::new(attempts).poll(cx)),
             Step::Start(_) | Step::Done => return Poll::Ready(()),
         };
+        match &this.step {
+            Step::Plain(body) => crate::telemetry::event_span_ended(body.span(), attempts, &result),
+            Step::Options(body) => {
+                crate::telemetry::event_span_ended(body.span(), attempts, &result)
+            }
+            _ => {}
+        }
         this.step = Step::Done;
         this.shared.finish(this.key, this.node, attempts, result);
         Poll::Ready(())

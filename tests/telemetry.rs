@@ -1,0 +1,372 @@
+//! What a run tells observability tools: span fields in the OpenTelemetry conventions
+//! (`gen_ai.operation.name`, `otel.name`, `otel.status_code`, outcome, attempts) and metrics
+//! through the `metrics` facade (event runs by event and outcome, event durations, runs in
+//! flight), checked with a recording `tracing` layer and a recording `metrics` recorder.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use drive_flow::{DriveBuilder, EventOptions, Flow, Group};
+use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName};
+use metrics::{Metadata, Recorder, SharedString, Unit};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::Subscriber;
+use tracing_subscriber::layer::{Context as LayerContext, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+// ---------------------------------------------------------------------------------------
+// A layer that keeps every span with its fields, those recorded later included.
+
+type Fields = BTreeMap<String, String>;
+
+#[derive(Clone, Default)]
+struct Spans(Arc<Mutex<Vec<(&'static str, Fields)>>>);
+
+/// The position of a span in [`Spans`], kept in the span's extensions.
+struct At(usize);
+
+struct Visitor<'a>(&'a mut Fields);
+
+impl Visit for Visitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
+        let mut fields = Fields::new();
+        attrs.record(&mut Visitor(&mut fields));
+        let mut spans = self.0.lock().unwrap();
+        spans.push((attrs.metadata().name(), fields));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(At(spans.len() - 1));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let Some(At(at)) = span.extensions().get::<At>().map(|at| At(at.0)) else {
+            return;
+        };
+        values.record(&mut Visitor(&mut self.0.lock().unwrap()[at].1));
+    }
+}
+
+impl Spans {
+    fn named(&self, name: &str) -> Vec<Fields> {
+        let spans = self.0.lock().unwrap();
+        spans
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, fields)| fields.clone())
+            .collect()
+    }
+}
+
+fn trace() -> (Spans, tracing::subscriber::DefaultGuard) {
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    (spans, tracing::subscriber::set_default(subscriber))
+}
+
+/// The fields a test looks at, without those that vary (`run_id`).
+fn pick(fields: &Fields, names: &[&str]) -> Vec<(String, String)> {
+    names
+        .iter()
+        .filter_map(|name| Some((name.to_string(), fields.get(*name)?.clone())))
+        .collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// A metrics recorder that keeps every value, by `name{label=value,...}`.
+
+#[derive(Default)]
+struct Slot {
+    value: Mutex<f64>,
+    max: Mutex<f64>,
+    samples: Mutex<Vec<f64>>,
+}
+
+impl CounterFn for Slot {
+    fn increment(&self, value: u64) {
+        *self.value.lock().unwrap() += value as f64;
+    }
+    fn absolute(&self, value: u64) {
+        *self.value.lock().unwrap() = value as f64;
+    }
+}
+
+impl GaugeFn for Slot {
+    fn increment(&self, value: f64) {
+        let mut now = self.value.lock().unwrap();
+        *now += value;
+        let mut max = self.max.lock().unwrap();
+        *max = max.max(*now);
+    }
+    fn decrement(&self, value: f64) {
+        *self.value.lock().unwrap() -= value;
+    }
+    fn set(&self, value: f64) {
+        *self.value.lock().unwrap() = value;
+    }
+}
+
+impl HistogramFn for Slot {
+    fn record(&self, value: f64) {
+        self.samples.lock().unwrap().push(value);
+    }
+}
+
+#[derive(Clone, Default)]
+struct Metrics(Arc<Mutex<HashMap<String, Arc<Slot>>>>);
+
+impl Metrics {
+    fn slot(&self, key: &Key) -> Arc<Slot> {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|label| format!("{}={}", label.key(), label.value()))
+            .collect();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        self.0.lock().unwrap().entry(name).or_default().clone()
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<Slot>> {
+        self.0.lock().unwrap().get(name).cloned()
+    }
+
+    fn value(&self, name: &str) -> f64 {
+        self.get(name)
+            .map_or(0.0, |slot| *slot.value.lock().unwrap())
+    }
+}
+
+impl Recorder for Metrics {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::from_arc(self.slot(key))
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::from_arc(self.slot(key))
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::from_arc(self.slot(key))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The workflow: `start` → `work` (fails its first attempt, retried) → `again` (goto
+// `work` once, then abort). With `fail`, `work` fails every attempt and the run fails.
+
+fn sample(fail: bool) -> (drive_flow::Drive, drive_flow::Handle<()>) {
+    let mut builder = DriveBuilder::new();
+    let start = builder.event("start", || async { Flow::from(()) });
+    let attempts = Arc::new(AtomicU32::new(0));
+    let work = builder.event("work", move || {
+        let attempts = attempts.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if fail || attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(std::io::Error::other("flaky"))
+            } else {
+                Ok(Flow::from(1))
+            }
+        }
+    });
+    let turns = Arc::new(AtomicU32::new(0));
+    let again = builder.event("again", move || {
+        let turns = turns.clone();
+        async move {
+            if turns.fetch_add(1, Ordering::SeqCst) == 0 {
+                Flow::goto([work], ())
+            } else {
+                Flow::abort()
+            }
+        }
+    });
+    builder.listen(work, Group::new([start]));
+    builder.listen(again, Group::new([work]));
+    builder.options(work, EventOptions::new().retries(1));
+    (builder.build().unwrap(), start)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_run_and_every_event_run_are_spans_in_the_opentelemetry_conventions() {
+    let (spans, _guard) = trace();
+    let (drive, start) = sample(false);
+    drive.invoke(start).await.unwrap();
+
+    let runs = spans.named("run");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        pick(
+            &runs[0],
+            &[
+                "otel.name",
+                "gen_ai.operation.name",
+                "start",
+                "outcome",
+                "otel.status_code"
+            ]
+        ),
+        pairs(&[
+            ("otel.name", "invoke_workflow start"),
+            ("gen_ai.operation.name", "invoke_workflow"),
+            ("start", "start"),
+            ("outcome", "ok"),
+        ])
+    );
+    let run_id = runs[0]["run_id"].clone();
+
+    let events = spans.named("event");
+    let names = [
+        "otel.name",
+        "event",
+        "task_id",
+        "group",
+        "behavior",
+        "attempts",
+        "outcome",
+        "otel.status_code",
+    ];
+    let seen: Vec<_> = events.iter().map(|fields| pick(fields, &names)).collect();
+    let event = |name: &str, task: &str, group: &str, behavior: &str, attempts: &str, outcome| {
+        pairs(&[
+            ("otel.name", name),
+            ("event", name),
+            ("task_id", task),
+            ("group", group),
+            ("behavior", behavior),
+            ("attempts", attempts),
+            ("outcome", outcome),
+        ])
+    };
+    assert_eq!(
+        seen,
+        [
+            event("start", "1", "user_input", "Input", "1", "value"),
+            event("work", "2", "0", "Dispatch", "2", "value"),
+            event("again", "3", "0", "Dispatch", "1", "goto"),
+            event("work", "4", "$goto", "Goto", "1", "value"),
+            event("again", "5", "0", "Dispatch", "1", "abort"),
+        ]
+    );
+    assert!(events.iter().all(|fields| fields["run_id"] == run_id));
+    // The retried event's attempts are spans inside it.
+    let attempts: Vec<String> = spans
+        .named("attempt")
+        .iter()
+        .map(|fields| fields["attempt"].clone())
+        .collect();
+    assert_eq!(attempts, ["1", "2", "1"]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_event_and_its_run_record_the_error() {
+    let (spans, _guard) = trace();
+    let (drive, start) = sample(true);
+    let error = drive.invoke(start).await.unwrap_err();
+    let message = error.to_string();
+
+    let work = spans
+        .named("event")
+        .into_iter()
+        .find(|fields| fields["event"] == "work")
+        .unwrap();
+    assert_eq!(
+        pick(
+            &work,
+            &[
+                "attempts",
+                "outcome",
+                "otel.status_code",
+                "otel.status_description",
+                "error.type"
+            ]
+        ),
+        pairs(&[
+            ("attempts", "2"),
+            ("outcome", "failed"),
+            ("otel.status_code", "ERROR"),
+            ("otel.status_description", &message),
+            ("error.type", "retries_exhausted"),
+        ])
+    );
+    let run = &spans.named("run")[0];
+    assert_eq!(
+        pick(run, &["outcome", "otel.status_code", "error.type"]),
+        pairs(&[
+            ("outcome", "failed"),
+            ("otel.status_code", "ERROR"),
+            ("error.type", "retries_exhausted"),
+        ])
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn metrics_count_event_runs_by_outcome_time_them_and_count_runs_in_flight() {
+    let metrics = Metrics::default();
+    let _local = metrics::set_default_local_recorder(&metrics);
+    let (drive, start) = sample(false);
+    drive.invoke(start).timed().await.unwrap();
+
+    let runs = |event: &str, outcome: &str| {
+        metrics.value(&format!(
+            "drive_flow_event_runs_total{{event={event},outcome={outcome}}}"
+        ))
+    };
+    assert_eq!(runs("start", "value"), 1.0);
+    assert_eq!(runs("work", "value"), 2.0);
+    assert_eq!(runs("work", "failed"), 0.0); // its failed attempt was retried: one run
+    assert_eq!(runs("again", "goto"), 1.0);
+    assert_eq!(runs("again", "abort"), 1.0);
+    let durations = metrics
+        .get("drive_flow_event_duration_seconds{event=work}")
+        .unwrap();
+    let samples = durations.samples.lock().unwrap().clone();
+    assert_eq!(samples.len(), 2);
+    // The first run of `work` made two attempts of 5 ms each.
+    assert!(samples.iter().all(|&s| s >= 0.005), "{samples:?}");
+    let in_flight = metrics.get("drive_flow_runs_in_flight{}").unwrap();
+    assert_eq!(*in_flight.value.lock().unwrap(), 0.0);
+    assert_eq!(*in_flight.max.lock().unwrap(), 1.0);
+
+    // A failed run counts its failed event; an untimed run records no durations.
+    let (failing, start) = sample(true);
+    failing.invoke(start).await.unwrap_err();
+    assert_eq!(runs("work", "failed"), 1.0);
+    assert_eq!(*in_flight.value.lock().unwrap(), 0.0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn two_runs_at_once_are_two_runs_in_flight() {
+    let metrics = Metrics::default();
+    let _local = metrics::set_default_local_recorder(&metrics);
+    let (first, start) = sample(false);
+    let (second, start2) = sample(false);
+    let (a, b) = tokio::join!(first.invoke(start), second.invoke(start2));
+    a.unwrap();
+    b.unwrap();
+    let in_flight = metrics.get("drive_flow_runs_in_flight{}").unwrap();
+    assert_eq!(*in_flight.max.lock().unwrap(), 2.0);
+    assert_eq!(*in_flight.value.lock().unwrap(), 0.0);
+}
