@@ -75,9 +75,9 @@ struct NodeSpec {
     options: Option<Box<EventOptions>>,
 }
 
-/// Builds a [`Drive`] from closures and groups, without macros: for generated graphs,
+/// Builds a [`Drive`](crate::Drive) from closures and groups, without macros: for generated graphs,
 /// tests and plugins. Events defined with `#[event]`/`#[listen]` join with
-/// [`add_registered`](Self::add_registered); [`Drive::new`] is exactly
+/// [`add_registered`](Self::add_registered); [`Drive::new`](crate::Drive::new) is exactly
 /// `DriveBuilder::new().add_registered().build()`.
 ///
 /// Events may be added in any order and groups may form cycles; everything is checked by

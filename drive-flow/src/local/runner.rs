@@ -51,7 +51,7 @@ type AnyContext = Arc<dyn Any + Send + Sync>;
 pub const DEFAULT_MAX_STEPS: u64 = 10_000_000;
 
 /// A run being configured: returned by [`Drive::invoke`](crate::Drive::invoke), run by
-/// awaiting it, or by [`start`](Self::start)ing it to get a [`RunHandle`].
+/// awaiting it, or by [`start`](Self::start)ing it to get a [`RunHandle`](crate::RunHandle).
 ///
 /// ```
 /// use drive_flow::prelude::*;
