@@ -10,10 +10,10 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::{dot, dot_text, labels, mermaid, mermaid_text, Scene};
-use crate::dispatch::EventRun;
-use crate::graph::{Graph, NodeId};
-use crate::input::OutcomeKind;
-use crate::trace::RunTrace;
+use crate::core::dispatch::EventRun;
+use crate::core::graph::{Graph, NodeId};
+use crate::core::input::OutcomeKind;
+use crate::core::trace::RunTrace;
 
 /// The scene of a run: what its start and every event that ran reach, each event with a
 /// note of what it did, those that never ran greyed out.

@@ -4,11 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dispatch::{EventRun, RunState};
-use crate::event::Event;
-use crate::graph::Graph;
-use crate::input::{Latest, OutcomeKind};
-use crate::trace::RunTrace;
+use crate::core::dispatch::{EventRun, RunState};
+use crate::core::event::Event;
+use crate::core::graph::Graph;
+use crate::core::input::{Latest, OutcomeKind};
+use crate::core::trace::RunTrace;
 
 /// The outcome of a run: for every event that ran, its latest outcome and how often it ran.
 ///
@@ -317,7 +317,7 @@ impl Results {
     /// # }
     /// ```
     pub fn to_mermaid(&self) -> String {
-        crate::diagram::run_mermaid(&self.graph, &self.events, &self.trace)
+        crate::core::graph::diagram::run_mermaid(&self.graph, &self.events, &self.trace)
     }
 
     /// The graph of this run as a [Graphviz](https://graphviz.org) digraph: the same picture
@@ -348,7 +348,7 @@ impl Results {
     /// # }
     /// ```
     pub fn to_dot(&self) -> String {
-        crate::diagram::run_dot(&self.graph, &self.events, &self.trace)
+        crate::core::graph::diagram::run_dot(&self.graph, &self.events, &self.trace)
     }
 
     /// The timeline of a [timed](crate::Invoke::timed) run as a Mermaid `gantt` chart: a
@@ -383,7 +383,7 @@ impl Results {
     /// # }
     /// ```
     pub fn to_gantt(&self) -> String {
-        crate::diagram::run_gantt(&self.graph, &self.trace, self.elapsed)
+        crate::core::graph::diagram::run_gantt(&self.graph, &self.trace, self.elapsed)
     }
 
     /// Every goto jump the run made, counted per (source, target) event ids, in the order

@@ -17,7 +17,7 @@
 
 use std::fmt::Write;
 
-use crate::graph::{Graph, GroupId, NodeId};
+use crate::core::graph::{Graph, GroupId, NodeId};
 
 mod run;
 pub(crate) use run::{run_dot, run_gantt, run_mermaid};

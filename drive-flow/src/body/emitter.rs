@@ -6,8 +6,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::context::{Call, EventParam, ParamError};
-use crate::graph::NodeId;
+use crate::body::param::{Call, EventParam, ParamError};
+use crate::core::graph::NodeId;
 
 /// What an event takes to send values out while it runs, to whoever watches the run: each
 /// [`emit`](Self::emit) reaches the run's live stream

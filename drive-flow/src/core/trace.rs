@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::graph::NodeId;
+use crate::core::graph::NodeId;
 
 /// Past this many distinct goto pairs, they are found through a hash map rather than a scan.
 const SCAN_UP_TO: usize = 16;

@@ -31,9 +31,9 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 
-use crate::error::Error;
-use crate::flow::{ErasedFlow, Flow};
-use crate::graph::{Graph, NodeId};
+use crate::core::error::Error;
+use crate::core::flow::{ErasedFlow, Flow};
+use crate::core::graph::{Graph, NodeId};
 
 /// Event runs by event and outcome.
 pub(crate) const EVENT_RUNS: &str = "drive_flow_event_runs_total";

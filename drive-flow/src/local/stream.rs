@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use crate::emitter::Emitted;
-use crate::input::OutcomeKind;
+use crate::body::emitter::Emitted;
+use crate::core::input::OutcomeKind;
 
 /// One thing that happened in a run, as seen on [`RunEvents`].
 ///
