@@ -234,6 +234,11 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     });
 
     let options = event_options(&attrs.options, &root);
+    // `runs = start`: each start spanned at its name, so that a non-event is reported there.
+    let runs = attrs.options.runs.iter().map(|start| {
+        let krate = respan(&krate, start.span());
+        quote_spanned! {start.span()=> __drive_flow_builder.runs(#name, #krate::member(#start)); }
+    });
 
     // Spanned at the function's name: "the other types that implement `Event`" listed in
     // errors point at the functions, and so does a future that is not `Send`.
@@ -287,6 +292,7 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
                     #handler_var,
                 );
                 #(#groups)*
+                #(#runs)*
             }
 
             #krate::inventory::submit! {

@@ -26,13 +26,14 @@ impl AttrKind {
     /// The options this attribute accepts.
     fn options(self) -> &'static [&'static str] {
         match self {
-            AttrKind::Event => &["timeout", "retries", "backoff", "crate"],
+            AttrKind::Event => &["timeout", "retries", "backoff", "runs", "crate"],
             AttrKind::Listen => &[
                 "name",
                 "retrigger",
                 "timeout",
                 "retries",
                 "backoff",
+                "runs",
                 "crate",
             ],
         }
@@ -72,6 +73,8 @@ pub struct EventOpts {
     pub backoff: Option<(u64, Ident)>,
     /// `crate = "path"`: where generated code finds drive-flow, if not at `::drive_flow`.
     pub krate: Option<Path>,
+    /// `runs = start`: the child workflows the event runs (for the pictures), in order.
+    pub runs: Vec<Path>,
 }
 
 /// The parsed function.
@@ -325,6 +328,14 @@ fn parse_option(
                 ),
             }
         }
+        "runs" => match &opt.value {
+            Expr::Path(path) if path.qself.is_none() => options.runs.push(path.path.clone()),
+            other => errors.spanned(
+                other,
+                "expected the start event of the child workflow the event runs: \
+                 `runs = research`",
+            ),
+        },
         "crate" => {
             let path = match &opt.value {
                 Expr::Lit(syn::ExprLit {
@@ -540,7 +551,8 @@ fn check_fn(item: &ItemFn, errors: &mut Errors) -> EventFn {
             FnArg::Receiver(receiver) => errors.spanned(
                 receiver,
                 "an event is a free function, not a method: remove `self` \
-                 (its parameters may be `EventInput`, `Context<T>` and `Inbox`)",
+                 (its parameters may be `EventInput`, `Context<T>`, `Inbox`, `Emitter<T>` \
+                 and `Child`)",
             ),
             FnArg::Typed(typed) => params.push((*typed.ty).clone()),
         }

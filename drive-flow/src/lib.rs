@@ -73,6 +73,7 @@ mod core;
 mod drive;
 mod local;
 
+pub use crate::body::child::{Child, ChildInvoke};
 pub use crate::body::context::Context;
 pub use crate::body::emitter::{Emitted, Emitter};
 pub use crate::body::handler::Handler;
@@ -89,7 +90,7 @@ pub use crate::drive::builder::{DriveBuilder, Group};
 pub use crate::drive::Drive;
 pub use crate::local::handle::RunHandle;
 pub use crate::local::runner::{Invoke, DEFAULT_MAX_STEPS};
-pub use crate::local::stream::{RunEvent, RunEventKind, RunEvents};
+pub use crate::local::stream::{PathStep, RunEvent, RunEventKind, RunEvents};
 
 /// Marks an `async fn` as an event that listens to nothing: it runs when a run starts at
 /// it, or when another event sends it a [`Flow::goto`].

@@ -17,6 +17,8 @@ pub struct Call {
     pub(crate) inbox: Option<InboxLink>,
     /// The run's live stream, for an [`Emitter`](crate::Emitter) in a watched run.
     pub(crate) emitter: Option<crate::body::emitter::EmitLink>,
+    /// The run, for an event that takes a [`Child`](crate::Child).
+    pub(crate) child: Option<crate::body::child::ChildLink>,
 }
 
 /// A context type an event needs.
@@ -35,15 +37,17 @@ pub struct ParamError {
     pub(crate) given: bool,
 }
 
-/// A type an event function may take as a parameter: [`EventInput`] or [`Context<T>`].
+/// A type an event function may take as a parameter: [`EventInput`], [`Context<T>`],
+/// [`Inbox`], [`Emitter<T>`](crate::Emitter) or [`Child`](crate::Child).
 ///
 /// Parameters are optional and may come in any order; declare only those you use.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a valid event parameter",
     label = "unsupported parameter type",
     note = "an event may take `EventInput` (what triggered it), `Context<T>` (the run's \
-            shared context) and `Inbox` (values sent from outside the run), in any order, \
-            or no parameter at all"
+            shared context), `Inbox` (values sent from outside the run), `Emitter<T>` \
+            (values sent out to the run's stream) and `Child` (child workflows), in any \
+            order, or no parameter at all"
 )]
 pub trait EventParam: Sized + Send + 'static {
     /// Take the parameter from the call.

@@ -31,6 +31,15 @@ pub enum BuildError {
         /// The listener, as far as it can be named.
         listener: String,
     },
+    /// A child workflow was declared ([`DriveBuilder::runs`](crate::DriveBuilder::runs), or
+    /// `runs = ..`) for an event, or with a start, that is not part of this graph.
+    #[error("{event} is declared to run the workflow of {child}, but one of them is not an event of this graph")]
+    UnknownChild {
+        /// The event that runs the child, as far as it can be named.
+        event: String,
+        /// The child's start, as far as it can be named.
+        child: String,
+    },
     /// A group with no member.
     #[error("event `{listener}` has a group with no member; a group needs at least one event")]
     EmptyGroup {
@@ -154,6 +163,18 @@ pub enum Error {
         event: String,
         /// Where it was used.
         detail: String,
+    },
+    /// A child workflow run by an event ([`Child`](crate::Child)) failed, and with it the
+    /// event.
+    #[error("event `{event}` failed: its child workflow `{child}` failed: {source}")]
+    Child {
+        /// The event that ran the child.
+        event: String,
+        /// The child's start event.
+        child: String,
+        /// The child run's own error.
+        #[source]
+        source: Box<Error>,
     },
 }
 

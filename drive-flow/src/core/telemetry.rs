@@ -186,6 +186,7 @@ fn error_type(error: &Error) -> &'static str {
         Error::NoRuntime => "no_runtime",
         Error::NoInbox { .. } => "no_inbox",
         Error::UnknownEvent { .. } => "unknown_event",
+        Error::Child { .. } => "child",
     }
 }
 

@@ -109,6 +109,8 @@ pub struct DriveBuilder {
     nodes: Vec<NodeSpec>,
     groups: Vec<(EventRef, Group)>,
     options: Vec<(EventRef, EventOptions)>,
+    /// (event, start of a child workflow it runs), for the pictures.
+    runs: Vec<(EventRef, EventRef)>,
     pub(crate) registered_added: bool,
 }
 
@@ -127,6 +129,7 @@ impl DriveBuilder {
             nodes: Vec::new(),
             groups: Vec::new(),
             options: Vec::new(),
+            runs: Vec::new(),
             registered_added: false,
         }
     }
@@ -171,6 +174,33 @@ impl DriveBuilder {
         self
     }
 
+    /// Declare that `event` runs the child workflow that starts at `child_start` (through
+    /// its [`Child`](crate::Child) parameter), so that [`Drive::to_mermaid`](crate::Drive::to_mermaid)
+    /// and [`Drive::to_dot`](crate::Drive::to_dot) draw that workflow inside a box beside
+    /// `event`. It changes nothing else: an event may run any workflow, declared or not.
+    /// `#[event(runs = child_start)]` (or on `#[listen]`) says the same.
+    ///
+    /// ```
+    /// use drive_flow::{Child, DriveBuilder, EventInput, Flow, Group};
+    ///
+    /// let mut builder = DriveBuilder::new();
+    /// let fetch = builder.event("fetch", || async { Flow::from(1) });
+    /// let parse = builder.event("parse", || async { Flow::from(2) });
+    /// builder.listen(parse, Group::new([fetch]));
+    /// let main = builder.event("main", move |child: Child| async move {
+    ///     let found = child.invoke(fetch).await?;
+    ///     Ok::<_, drive_flow::Error>(Flow::from(found.count(parse)))
+    /// });
+    /// builder.runs(main, fetch);
+    /// let drive = builder.build()?;
+    /// assert!(drive.to_mermaid().contains("subgraph"));
+    /// # Ok::<(), drive_flow::Error>(())
+    /// ```
+    pub fn runs(&mut self, event: impl Event, child_start: impl Into<EventRef>) -> &mut Self {
+        self.runs.push((event.into(), child_start.into()));
+        self
+    }
+
     /// Add an event made by the macros. Generated code only.
     #[doc(hidden)]
     pub fn __static_event(
@@ -206,6 +236,7 @@ impl DriveBuilder {
             nodes: mut specs,
             groups: added_groups,
             options: added_options,
+            runs: added_runs,
             ..
         } = self;
         let count = specs.len();
@@ -295,6 +326,23 @@ impl DriveBuilder {
         }
         drop(stamps);
         drop(last_kept);
+
+        let mut runs = Vec::with_capacity(added_runs.len());
+        for (event, child) in added_runs {
+            let (Some(id), Some(child_id)) = (resolve(event), resolve(child)) else {
+                let name = |key: EventRef| match resolve(key) {
+                    Some(id) => format!("`{}`", specs[id as usize].name),
+                    None => describe_key(key.0),
+                };
+                return Err(BuildError::UnknownChild {
+                    event: name(event),
+                    child: name(child),
+                });
+            };
+            if !runs.contains(&(id, child_id)) {
+                runs.push((id, child_id));
+            }
+        }
 
         for (event, set) in added_options {
             let Some(id) = resolve(event) else {
@@ -395,6 +443,7 @@ impl DriveBuilder {
             needs_anything,
             marks: MarksPool::default(),
             metrics: Default::default(),
+            runs,
         };
         Ok((graph, bodies))
     }

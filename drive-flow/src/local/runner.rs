@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::body::child::{is_child, ChildHost, ChildLink, ChildRequest};
 use crate::body::emitter::{EmitLink, EmitSink, Emitted};
 use crate::body::handler::{Bodies, Body, CallError, CallFuture};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
@@ -40,7 +41,7 @@ use crate::core::input::{EventInput, OutcomeKind};
 use crate::core::options::EventOptions;
 use crate::core::results::Results;
 use crate::local::mailbox::Mailbox;
-use crate::local::stream::{EventSender, RunEvent, RunEventKind};
+use crate::local::stream::{EventSender, PathStep, RunEvent, RunEventKind, RunPath};
 
 type AnyContext = Arc<dyn Any + Send + Sync>;
 
@@ -96,6 +97,11 @@ pub struct Invoke<E> {
     max_runs_per_event: u32,
     timeout: Option<Duration>,
     timed: bool,
+    /// For a child workflow ([`Child`](crate::Child)): the run of the event that runs it.
+    parent: Option<Arc<Shared>>,
+    /// For a child workflow: the events that ran it, outermost first (the last step's
+    /// `run_id` is set when the run gets its id).
+    path: Option<Vec<PathStep>>,
 }
 
 impl<E: Event> Invoke<E> {
@@ -113,6 +119,8 @@ impl<E: Event> Invoke<E> {
             max_runs_per_event: u32::MAX,
             timeout: None,
             timed: false,
+            parent: None,
+            path: None,
         }
     }
 }
@@ -332,6 +340,13 @@ impl<E> Invoke<E> {
             timeout: self.timeout,
             timed: self.timed || events.is_some(),
             watched: events.is_some(),
+            parent: self.parent,
+            path: self.path.map(|mut path| {
+                if let Some(last) = path.last_mut() {
+                    last.run_id = run_id;
+                }
+                RunPath::from(path)
+            }),
             track_inline: self.timed || events.is_some() || self.timeout.is_some() || mailbox,
             signal: Signal::default(),
             inline_started: AtomicBool::new(false),
@@ -505,6 +520,9 @@ fn check_context(
     while let Some(node) = stack.pop() {
         let info = graph.node(node);
         for need in &bodies[node as usize].needs {
+            if is_child(need) {
+                continue; // every run can run a child workflow
+            }
             if is_inbox(need) {
                 if !mailbox {
                     return Err(Error::NoInbox {
@@ -595,6 +613,11 @@ pub(crate) struct Shared {
     timed: bool,
     /// The run has a live stream: its calls get an [`Emitter`](crate::Emitter) link.
     watched: bool,
+    /// For a child workflow: the run of the event that runs it, charged for every event
+    /// run this one triggers.
+    parent: Option<Arc<Shared>>,
+    /// For a child workflow: the events that ran it, on every item of its stream.
+    path: Option<RunPath>,
     /// Keep an entry per inline event: the run is watched, timed, has a timeout or a mailbox.
     track_inline: bool,
     signal: Signal,
@@ -662,6 +685,7 @@ impl Shared {
                 event: self.graph.node(node).name.clone(),
                 task_id,
                 kind: kind(),
+                path: self.path.clone(),
             });
         }
     }
@@ -685,6 +709,16 @@ impl Shared {
                 event: self.graph.node(node).name.to_string(),
                 runs,
             });
+        }
+        if let Some(parent) = &self.parent {
+            if let Err(limit) = parent.charge_step() {
+                let (node, runs) = state.most_triggered().unwrap_or((start.node, 0));
+                return Err(Error::TooManySteps {
+                    limit,
+                    event: self.graph.node(node).name.to_string(),
+                    runs,
+                });
+            }
         }
         let event = state.event_mut(start.node);
         if event.triggered >= self.max_runs {
@@ -771,6 +805,18 @@ impl Shared {
             }),
             _ => None,
         };
+        let child = self.bodies[node as usize]
+            .needs
+            .iter()
+            .any(is_child)
+            .then(|| ChildLink {
+                host: self.clone(),
+                call: CallRef {
+                    key,
+                    node,
+                    task_id: input.task_id,
+                },
+            });
         let emitter = self.watched.then(|| EmitLink {
             run: self.clone(),
             key,
@@ -781,6 +827,7 @@ impl Shared {
             context: self.context.clone(),
             inbox,
             emitter,
+            child,
         }
     }
 
@@ -793,10 +840,20 @@ impl Shared {
         let name = || self.graph.node(node).name.to_string();
         match caught {
             Ok(Ok(flow)) => Ok(flow),
-            Ok(Err(CallError::Failed(source))) => Err(Error::Failed {
-                event: name(),
-                source,
-            }),
+            // A child workflow's failure, returned as it came: it names this event already.
+            Ok(Err(CallError::Failed(source))) => match source.downcast::<Error>() {
+                Ok(error) if matches!(&*error, Error::Child { event, .. } if **event == *self.graph.node(node).name) => {
+                    Err(*error)
+                }
+                Ok(error) => Err(Error::Failed {
+                    event: name(),
+                    source: error,
+                }),
+                Err(source) => Err(Error::Failed {
+                    event: name(),
+                    source,
+                }),
+            },
             Ok(Err(CallError::Param(ParamError { expected, .. }))) if expected == INBOX_PARAM => {
                 Err(Error::NoInbox { event: name() })
             }
@@ -916,6 +973,7 @@ impl Shared {
                     event: self.graph.node(task.node).name.clone(),
                     task_id: task.task_id,
                     kind: RunEventKind::Cancelled,
+                    path: self.path.clone(),
                 });
             }
         }
@@ -1033,6 +1091,84 @@ impl Shared {
             inner.running += 1;
             inner.waiting -= 1;
         }
+    }
+}
+
+impl Shared {
+    /// Count one event run of a child workflow against this run's budget (and its
+    /// parent's, up the chain); `Err(limit)` when the budget is spent.
+    fn charge_step(&self) -> Result<(), u64> {
+        {
+            let mut inner = self.lock();
+            if !inner.is_over() {
+                if inner.steps >= self.max_steps {
+                    return Err(self.max_steps);
+                }
+                inner.steps += 1;
+            }
+        }
+        match &self.parent {
+            Some(parent) => parent.charge_step(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ChildHost for Shared {
+    /// A child run of the same graph, inside the call of the event that runs it: dropping
+    /// the call (however the parent run ends it) drops the child run and cancels its events.
+    fn run_child(
+        self: Arc<Self>,
+        call: CallRef,
+        request: ChildRequest,
+    ) -> futures::future::BoxFuture<'static, Result<Results, Error>> {
+        let parent_event = self.graph.node(call.node).name.clone();
+        let child_name = match self.graph.resolve(request.start) {
+            Some(node) => self.graph.node(node).name.to_string(),
+            None => self.graph.describe(request.start),
+        };
+        // The parent's live stream, if it is watched: the child's items go there too.
+        let events = self.lock().events.clone();
+        let mut path: Vec<PathStep> = self.path.as_deref().unwrap_or_default().to_vec();
+        path.push(PathStep {
+            event: parent_event.clone(),
+            task_id: call.task_id,
+            run_id: 0, // set by `prepare`
+        });
+        let context = request.context.or_else(|| {
+            self.context.clone().map(|context| {
+                let type_id = Any::type_id(&*context);
+                (context, type_id, "the parent run's context")
+            })
+        });
+        let invoke = Invoke::<()> {
+            graph: self.graph.clone(),
+            bodies: self.bodies.clone(),
+            start: request.start,
+            event: PhantomData,
+            input: request.input,
+            context,
+            max_concurrency: request.max_concurrency,
+            inline: false,
+            // The parent's budget bounds the child: every step is charged to it.
+            max_steps: u64::MAX,
+            max_runs_per_event: self.max_runs,
+            timeout: None,
+            timed: request.timed,
+            parent: Some(self),
+            path: Some(path),
+        };
+        Box::pin(async move {
+            let result = match invoke.prepare(false, events) {
+                Ok((shared, start)) => drive(shared, start).await,
+                Err(error) => Err(error),
+            };
+            result.map_err(|source| Error::Child {
+                event: parent_event.to_string(),
+                child: child_name,
+                source: Box::new(source),
+            })
+        })
     }
 }
 

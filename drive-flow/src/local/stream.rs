@@ -42,6 +42,38 @@ pub struct RunEvent {
     pub task_id: u64,
     /// What happened.
     pub kind: RunEventKind,
+    /// Where the run of this item sits, for an item of a child workflow (see
+    /// [`path`](Self::path)); `None` for the watched run's own items.
+    pub(crate) path: Option<RunPath>,
+}
+
+/// The chain of events that ran the child workflows an item comes from, outermost first.
+pub(crate) type RunPath = Arc<[PathStep]>;
+
+/// One event that ran a child workflow: see [`RunEvent::path`].
+///
+/// ```
+/// use drive_flow::{PathStep, RunEvent};
+///
+/// fn describe(event: &RunEvent) -> String {
+///     let path: Vec<String> = event
+///         .path()
+///         .iter()
+///         .map(|step: &PathStep| format!("{}#{} (run {})", step.event, step.task_id, step.run_id))
+///         .collect();
+///     format!("{} / {}#{}", path.join(" / "), event.event, event.task_id)
+/// }
+/// # let _ = describe;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct PathStep {
+    /// The id of the event that ran the child workflow.
+    pub event: Arc<str>,
+    /// Which call of it (its task id, in its own run).
+    pub task_id: u64,
+    /// The id of the child run it started (two child runs of one call differ here).
+    pub run_id: u64,
 }
 
 /// What happened to one call of an event. See [`RunEvent`].
@@ -110,6 +142,14 @@ impl RunEvent {
             RunEventKind::Emitted(item) => item.downcast_ref(),
             _ => None,
         }
+    }
+
+    /// For an item of a child workflow ([`Child`](crate::Child)), the events that ran it,
+    /// outermost first, each with its task id in its own run; empty for an item of the
+    /// watched run itself. `event` and `task_id` are then those of the child's event, in
+    /// the child run.
+    pub fn path(&self) -> &[PathStep] {
+        self.path.as_deref().unwrap_or_default()
     }
 }
 

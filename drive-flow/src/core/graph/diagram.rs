@@ -19,6 +19,7 @@ use std::fmt::Write;
 
 use crate::core::graph::{Graph, GroupId, NodeId};
 
+mod children;
 mod run;
 pub(crate) use run::{run_dot, run_gantt, run_mermaid};
 
@@ -38,6 +39,10 @@ struct Scene {
     notes: Vec<String>,
     /// Per event of the graph: greyed out (in the picture of a run: it never ran).
     idle: Vec<bool>,
+    /// The declared child workflows shown, each in a box.
+    boxes: Vec<children::ChildBox>,
+    /// Per event of the graph: 1 + the index of the box it is drawn in, or 0.
+    boxed: Vec<u32>,
 }
 
 impl Scene {
@@ -75,6 +80,12 @@ impl Scene {
                     stack.push(listener);
                 }
             }
+            // A declared child workflow is part of what its runner does.
+            for child in children::starts_run_by(graph, node) {
+                if !std::mem::replace(&mut reached[child as usize], true) {
+                    stack.push(child);
+                }
+            }
         }
         let mut shown = reached.clone();
         let mut groups = Vec::new();
@@ -104,6 +115,7 @@ impl Scene {
             .map(|(&shown, &reached)| shown && !reached)
             .collect();
         let closes_loop = loops(graph, &nodes, &groups, start);
+        let (boxes, boxed) = children::boxes(graph, &shown);
         Scene {
             nodes,
             groups,
@@ -112,6 +124,8 @@ impl Scene {
             closes_loop,
             notes: vec![String::new(); graph.nodes.len()],
             idle: vec![false; graph.nodes.len()],
+            boxes,
+            boxed,
         }
     }
 }
@@ -217,7 +231,7 @@ fn loops(
 /// The Mermaid flowchart of a scene.
 fn mermaid(graph: &Graph, scene: &Scene) -> String {
     let mut out = String::from("flowchart TD\n");
-    for &node in &scene.nodes {
+    let node_line = |out: &mut String, node: NodeId, indent: &str| {
         let mut label = mermaid_text(&scene.labels[node as usize]);
         let note = &scene.notes[node as usize];
         if !note.is_empty() {
@@ -225,10 +239,23 @@ fn mermaid(graph: &Graph, scene: &Scene) -> String {
             label.push_str(&mermaid_text(note));
         }
         if is_entry(graph, node) {
-            let _ = writeln!(out, "    e{node}([\"{label}\"])");
+            let _ = writeln!(out, "{indent}e{node}([\"{label}\"])");
         } else {
-            let _ = writeln!(out, "    e{node}[\"{label}\"]");
+            let _ = writeln!(out, "{indent}e{node}[\"{label}\"]");
         }
+    };
+    for &node in &scene.nodes {
+        if scene.boxed[node as usize] == 0 {
+            node_line(&mut out, node, "    ");
+        }
+    }
+    for (index, child) in scene.boxes.iter().enumerate() {
+        let runner = mermaid_text(&scene.labels[child.runner as usize]);
+        let _ = writeln!(out, "    subgraph c{index}[\"run by {runner}\"]");
+        for &node in &child.nodes {
+            node_line(&mut out, node, "        ");
+        }
+        out.push_str("    end\n");
     }
     for &group in &scene.groups {
         let info = graph.group(group);
@@ -248,6 +275,9 @@ fn mermaid(graph: &Graph, scene: &Scene) -> String {
             }
             let _ = writeln!(out, "    g{group} --> e{listener}");
         }
+    }
+    for child in &scene.boxes {
+        let _ = writeln!(out, "    e{} ==>|\"runs\"| e{}", child.runner, child.start);
     }
     let outside: Vec<String> = scene
         .nodes
@@ -275,7 +305,30 @@ fn mermaid(graph: &Graph, scene: &Scene) -> String {
 /// The Graphviz DOT digraph of a scene.
 fn dot(graph: &Graph, scene: &Scene) -> String {
     let mut out = String::from("digraph drive_flow {\n    node [shape=box];\n");
-    for &node in &scene.nodes {
+    let mut order: Vec<(NodeId, &str)> = scene
+        .nodes
+        .iter()
+        .filter(|&&node| scene.boxed[node as usize] == 0)
+        .map(|&node| (node, "    "))
+        .collect();
+    let mut box_of_position = Vec::new();
+    for (index, child) in scene.boxes.iter().enumerate() {
+        box_of_position.push((order.len(), index));
+        order.extend(child.nodes.iter().map(|&node| (node, "        ")));
+    }
+    for (position, &(node, indent)) in order.iter().enumerate() {
+        for &(at, index) in &box_of_position {
+            if at == position {
+                if index > 0 {
+                    out.push_str("    }\n");
+                }
+                let runner = dot_text(&scene.labels[scene.boxes[index].runner as usize]);
+                let _ = writeln!(
+                    out,
+                    "    subgraph cluster_c{index} {{\n        label=\"run by {runner}\";\n        style=dashed;"
+                );
+            }
+        }
         let mut label = dot_text(&scene.labels[node as usize]);
         let note = &scene.notes[node as usize];
         if !note.is_empty() {
@@ -293,7 +346,10 @@ fn dot(graph: &Graph, scene: &Scene) -> String {
         } else {
             ""
         };
-        let _ = writeln!(out, "    e{node} [label=\"{label}\"{style}{idle}];");
+        let _ = writeln!(out, "{indent}e{node} [label=\"{label}\"{style}{idle}];");
+    }
+    if !scene.boxes.is_empty() {
+        out.push_str("    }\n");
     }
     for &group in &scene.groups {
         let info = graph.group(group);
@@ -323,6 +379,13 @@ fn dot(graph: &Graph, scene: &Scene) -> String {
             }
             let _ = writeln!(out, "    g{group} -> e{listener};");
         }
+    }
+    for child in &scene.boxes {
+        let _ = writeln!(
+            out,
+            "    e{} -> e{} [label=\"runs\", style=bold];",
+            child.runner, child.start
+        );
     }
     out.push_str("}\n");
     out

@@ -98,6 +98,8 @@ pub(crate) struct Graph {
     pub(crate) marks: MarksPool,
     /// Metric handles per event, made on first use (see [`crate::telemetry`]).
     pub(crate) metrics: crate::core::telemetry::GraphMetrics,
+    /// (event, start of a child workflow it runs), as declared: drawn in the pictures.
+    pub(crate) runs: Vec<(NodeId, NodeId)>,
 }
 
 impl Graph {

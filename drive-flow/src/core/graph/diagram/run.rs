@@ -26,8 +26,14 @@ fn scene(graph: &Graph, events: &[EventRun], trace: &RunTrace) -> Scene {
         .collect();
     let mut scene = Scene::from_roots(graph, &roots, trace.start);
     for &node in &scene.nodes {
-        scene.idle[node as usize] = true;
-        scene.notes[node as usize] = String::from("not run");
+        if scene.boxed[node as usize] == 0 {
+            scene.idle[node as usize] = true;
+            scene.notes[node as usize] = String::from("not run");
+        } else {
+            // A declared child workflow runs in child runs of its own, with results of
+            // their own: this run's results do not say what it did.
+            scene.notes[node as usize] = String::from("child workflow");
+        }
     }
     for event in events.iter().filter(|event| event.completions > 0) {
         let node = event.node as usize;
