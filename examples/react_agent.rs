@@ -34,10 +34,13 @@
 //! cargo run --example react_agent -- --run-mermaid         # what a run did, on the graph
 //! cargo run --example react_agent -- --run-dot             # the same, as Graphviz DOT
 //! cargo run --example react_agent -- --gantt               # the run's timeline
+//! cargo run --example react_agent -- --otel                # the run's OpenTelemetry spans
 //! ```
 //!
 //! With `--run-mermaid`, `--run-dot` or `--gantt` the agent runs (timed) and prints only
-//! the picture (any question follows the flag).
+//! the picture (any question follows the flag). With `--otel` it prints only the run's
+//! spans, exported through `tracing-opentelemetry` and OpenTelemetry's stdout exporter: the
+//! run span (`invoke_workflow plan`) and a span per event run, with their attributes.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -816,6 +819,30 @@ enum Show {
     RunDot,
     /// The timeline of a run (`--gantt`).
     Gantt,
+    /// The run's spans, through OpenTelemetry, to stdout (`--otel`).
+    Otel,
+}
+
+/// Export every `tracing` span through OpenTelemetry to stdout: a `tracing` subscriber
+/// with the `tracing-opentelemetry` layer over an SDK tracer whose exporter prints each
+/// span as it ends. Nothing else is needed from the workflow: drive-flow's spans follow
+/// the OpenTelemetry conventions (`otel.name`, `gen_ai.operation.name`, `otel.status_code`).
+fn export_spans_to_stdout() -> anyhow::Result<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name("react_agent")
+        .build();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_simple_exporter(opentelemetry_stdout::SpanExporter::default())
+        .build();
+    let tracer = provider.tracer("react_agent");
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+    tracing::subscriber::set_global_default(subscriber)?;
+    Ok(provider)
 }
 
 #[tokio::main]
@@ -834,7 +861,12 @@ async fn main() -> anyhow::Result<()> {
         Some("--run-mermaid") => Show::RunMermaid,
         Some("--run-dot") => Show::RunDot,
         Some("--gantt") => Show::Gantt,
+        Some("--otel") => Show::Otel,
         _ => Show::Run,
+    };
+    let spans = match show {
+        Show::Otel => Some(export_spans_to_stdout()?),
+        _ => None,
     };
     if show != Show::Run {
         args.next();
@@ -876,6 +908,11 @@ async fn main() -> anyhow::Result<()> {
         Show::RunMermaid => print!("{}", results.to_mermaid()),
         Show::RunDot => print!("{}", results.to_dot()),
         Show::Gantt => print!("{}", results.to_gantt()),
+        Show::Otel => {
+            if let Some(provider) = spans {
+                provider.shutdown()?; // every span is exported by now
+            }
+        }
         Show::Run => {
             let answer = agent.answer.lock().ok().and_then(|a| a.clone());
             println!("Answer: {}", answer.as_deref().unwrap_or("(none)"));

@@ -48,6 +48,14 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
         let mut fields = Fields::new();
         attrs.record(&mut Visitor(&mut fields));
         let mut spans = self.0.lock().unwrap();
+        // The parent span, and the event it is the span of, if any.
+        if let Some(parent) = ctx.span(id).and_then(|span| span.parent()) {
+            fields.insert("(parent)".to_string(), parent.name().to_string());
+            let at = parent.extensions().get::<At>().map(|at| at.0);
+            if let Some(event) = at.and_then(|at| spans[at].1.get("event").cloned()) {
+                fields.insert("(parent event)".to_string(), event);
+            }
+        }
         spans.push((attrs.metadata().name(), fields));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(At(spans.len() - 1));
@@ -369,4 +377,36 @@ async fn two_runs_at_once_are_two_runs_in_flight() {
     let in_flight = metrics.get("drive_flow_runs_in_flight{}").unwrap();
     assert_eq!(*in_flight.max.lock().unwrap(), 2.0);
     assert_eq!(*in_flight.value.lock().unwrap(), 0.0);
+}
+
+mod nested {
+    use drive_flow::prelude::*;
+    use drive_flow::Child;
+
+    #[event]
+    pub async fn parent(child: Child) -> Result<usize, drive_flow::Error> {
+        Ok(child.invoke(kid).await?.len())
+    }
+
+    #[event]
+    pub async fn kid() {}
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_child_runs_span_is_inside_the_span_of_the_event_that_runs_it() {
+    let (spans, _guard) = trace();
+    drive_flow::Drive::new()
+        .unwrap()
+        .invoke(nested::parent)
+        .await
+        .unwrap();
+    let runs = spans.named("run");
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].get("(parent)"), None);
+    assert_eq!(
+        runs[1]["otel.name"],
+        "invoke_workflow telemetry::nested::kid"
+    );
+    assert_eq!(runs[1]["(parent)"], "event");
+    assert_eq!(runs[1]["(parent event)"], "telemetry::nested::parent");
 }
