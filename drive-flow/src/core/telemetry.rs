@@ -78,24 +78,21 @@ struct EventMetrics {
     duration: Histogram,
 }
 
-/// The metric handles of every event of a graph, each made on first use.
+/// The metric handles of one event of a graph, made the first time it ends: until then a
+/// node of the graph keeps two words for them, and a run never allocates for the events it
+/// does not touch.
 #[derive(Default)]
-pub(crate) struct GraphMetrics {
-    events: OnceLock<Box<[OnceLock<EventMetrics>]>>,
-}
+pub(crate) struct MetricsSlot(OnceLock<Box<EventMetrics>>);
 
-impl GraphMetrics {
+impl MetricsSlot {
     fn event(&self, graph: &Graph, node: NodeId) -> &EventMetrics {
-        let events = self
-            .events
-            .get_or_init(|| (0..graph.nodes.len()).map(|_| OnceLock::new()).collect());
-        events[node as usize].get_or_init(|| {
+        self.0.get_or_init(|| {
             describe();
             let name = graph.node(node).name.clone();
             let runs = |outcome: Ending| {
                 metrics::counter!(EVENT_RUNS, "event" => name.clone(), "outcome" => outcome.as_str())
             };
-            EventMetrics {
+            Box::new(EventMetrics {
                 runs: [
                     runs(Ending::Value),
                     runs(Ending::Goto),
@@ -103,7 +100,7 @@ impl GraphMetrics {
                     runs(Ending::Failed),
                 ],
                 duration: metrics::histogram!(EVENT_DURATION, "event" => name),
-            }
+            })
         })
     }
 }
@@ -124,7 +121,7 @@ fn describe() {
 
 /// Count one event run that ended (and its time, if the run reads the clock).
 pub(crate) fn event_ended(graph: &Graph, node: NodeId, ending: Ending, took: Option<Duration>) {
-    let metrics = graph.metrics.event(graph, node);
+    let metrics = graph.node(node).metrics.event(graph, node);
     metrics.runs[ending as usize].increment(1);
     if let Some(took) = took {
         metrics.duration.record(took.as_secs_f64());

@@ -424,6 +424,7 @@ impl DriveBuilder {
             nodes.push(Node {
                 name: spec.name,
                 options: spec.options,
+                metrics: Default::default(),
             });
             bodies.push(Body {
                 handler: spec.handler,
@@ -442,7 +443,6 @@ impl DriveBuilder {
             static_index,
             needs_anything,
             marks: MarksPool::default(),
-            metrics: Default::default(),
             runs,
         };
         Ok((graph, bodies))

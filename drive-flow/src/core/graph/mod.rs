@@ -66,6 +66,8 @@ pub(crate) struct Node {
     pub(crate) name: Arc<str>,
     /// `None` for an event without timeout or retries (most events): a node stays small.
     pub(crate) options: Option<Box<EventOptions>>,
+    /// Its metric handles, made the first time it ends (see [`crate::core::telemetry`]).
+    pub(crate) metrics: crate::core::telemetry::MetricsSlot,
 }
 
 /// One group of one listener.
@@ -96,8 +98,6 @@ pub(crate) struct Graph {
     pub(crate) needs_anything: bool,
     /// Index buffers kept for later runs (see [`crate::core::graph::marks`]).
     pub(crate) marks: MarksPool,
-    /// Metric handles per event, made on first use (see [`crate::telemetry`]).
-    pub(crate) metrics: crate::core::telemetry::GraphMetrics,
     /// (event, start of a child workflow it runs), as declared: drawn in the pictures.
     pub(crate) runs: Vec<(NodeId, NodeId)>,
 }
