@@ -390,5 +390,37 @@ fn runs_on_the_attribute_declares_the_child_workflow() {
     );
 }
 
+mod inboxed {
+    use drive_flow::prelude::*;
+    use drive_flow::Child;
+
+    #[event]
+    pub async fn asks(child: Child) -> Result<(), drive_flow::Error> {
+        child.invoke(waits_for_input).await?;
+        Ok(())
+    }
+
+    #[event]
+    pub async fn waits_for_input(inbox: Inbox) -> Result<u8, drive_flow::InboxError> {
+        inbox.recv("value").await
+    }
+}
+
+#[tokio::test]
+async fn a_child_workflow_has_no_inbox() {
+    let run = Drive::new().unwrap().invoke(inboxed::asks).start();
+    let error = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the run ends")
+        .unwrap_err();
+    match error {
+        drive_flow::Error::Child { source, .. } => assert!(
+            matches!(*source, drive_flow::Error::NoInbox { ref event } if event == "child::inboxed::waits_for_input"),
+            "{source}"
+        ),
+        other => panic!("expected Error::Child, got {other}"),
+    }
+}
+
 #[allow(dead_code)]
 fn unused(_: Arc<AtomicBool>, _: AtomicU32, _: Emitter<u8>) {}

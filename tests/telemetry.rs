@@ -1,16 +1,14 @@
 //! What a run tells observability tools: span fields in the OpenTelemetry conventions
-//! (`gen_ai.operation.name`, `otel.name`, `otel.status_code`, outcome, attempts) and metrics
-//! through the `metrics` facade (event runs by event and outcome, event durations, runs in
-//! flight), checked with a recording `tracing` layer and a recording `metrics` recorder.
+//! (`gen_ai.operation.name`, `otel.name`, `otel.status_code`, outcome, attempts), checked
+//! with a recording `tracing` layer. Metrics (feature `metrics`) are checked in
+//! `drive-flow/tests/metrics.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drive_flow::{DriveBuilder, EventOptions, Flow, Group};
-use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName};
-use metrics::{Metadata, Recorder, SharedString, Unit};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::Subscriber;
@@ -101,84 +99,6 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-}
-
-// ---------------------------------------------------------------------------------------
-// A metrics recorder that keeps every value, by `name{label=value,...}`.
-
-#[derive(Default)]
-struct Slot {
-    value: Mutex<f64>,
-    max: Mutex<f64>,
-    samples: Mutex<Vec<f64>>,
-}
-
-impl CounterFn for Slot {
-    fn increment(&self, value: u64) {
-        *self.value.lock().unwrap() += value as f64;
-    }
-    fn absolute(&self, value: u64) {
-        *self.value.lock().unwrap() = value as f64;
-    }
-}
-
-impl GaugeFn for Slot {
-    fn increment(&self, value: f64) {
-        let mut now = self.value.lock().unwrap();
-        *now += value;
-        let mut max = self.max.lock().unwrap();
-        *max = max.max(*now);
-    }
-    fn decrement(&self, value: f64) {
-        *self.value.lock().unwrap() -= value;
-    }
-    fn set(&self, value: f64) {
-        *self.value.lock().unwrap() = value;
-    }
-}
-
-impl HistogramFn for Slot {
-    fn record(&self, value: f64) {
-        self.samples.lock().unwrap().push(value);
-    }
-}
-
-#[derive(Clone, Default)]
-struct Metrics(Arc<Mutex<HashMap<String, Arc<Slot>>>>);
-
-impl Metrics {
-    fn slot(&self, key: &Key) -> Arc<Slot> {
-        let labels: Vec<String> = key
-            .labels()
-            .map(|label| format!("{}={}", label.key(), label.value()))
-            .collect();
-        let name = format!("{}{{{}}}", key.name(), labels.join(","));
-        self.0.lock().unwrap().entry(name).or_default().clone()
-    }
-
-    fn get(&self, name: &str) -> Option<Arc<Slot>> {
-        self.0.lock().unwrap().get(name).cloned()
-    }
-
-    fn value(&self, name: &str) -> f64 {
-        self.get(name)
-            .map_or(0.0, |slot| *slot.value.lock().unwrap())
-    }
-}
-
-impl Recorder for Metrics {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::from_arc(self.slot(key))
-    }
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::from_arc(self.slot(key))
-    }
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::from_arc(self.slot(key))
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -328,55 +248,6 @@ async fn a_failed_event_and_its_run_record_the_error() {
             ("error.type", "retries_exhausted"),
         ])
     );
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn metrics_count_event_runs_by_outcome_time_them_and_count_runs_in_flight() {
-    let metrics = Metrics::default();
-    let _local = metrics::set_default_local_recorder(&metrics);
-    let (drive, start) = sample(false);
-    drive.invoke(start).timed().await.unwrap();
-
-    let runs = |event: &str, outcome: &str| {
-        metrics.value(&format!(
-            "drive_flow_event_runs_total{{event={event},outcome={outcome}}}"
-        ))
-    };
-    assert_eq!(runs("start", "value"), 1.0);
-    assert_eq!(runs("work", "value"), 2.0);
-    assert_eq!(runs("work", "failed"), 0.0); // its failed attempt was retried: one run
-    assert_eq!(runs("again", "goto"), 1.0);
-    assert_eq!(runs("again", "abort"), 1.0);
-    let durations = metrics
-        .get("drive_flow_event_duration_seconds{event=work}")
-        .unwrap();
-    let samples = durations.samples.lock().unwrap().clone();
-    assert_eq!(samples.len(), 2);
-    // The first run of `work` made two attempts of 5 ms each.
-    assert!(samples.iter().all(|&s| s >= 0.005), "{samples:?}");
-    let in_flight = metrics.get("drive_flow_runs_in_flight{}").unwrap();
-    assert_eq!(*in_flight.value.lock().unwrap(), 0.0);
-    assert_eq!(*in_flight.max.lock().unwrap(), 1.0);
-
-    // A failed run counts its failed event; an untimed run records no durations.
-    let (failing, start) = sample(true);
-    failing.invoke(start).await.unwrap_err();
-    assert_eq!(runs("work", "failed"), 1.0);
-    assert_eq!(*in_flight.value.lock().unwrap(), 0.0);
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn two_runs_at_once_are_two_runs_in_flight() {
-    let metrics = Metrics::default();
-    let _local = metrics::set_default_local_recorder(&metrics);
-    let (first, start) = sample(false);
-    let (second, start2) = sample(false);
-    let (a, b) = tokio::join!(first.invoke(start), second.invoke(start2));
-    a.unwrap();
-    b.unwrap();
-    let in_flight = metrics.get("drive_flow_runs_in_flight{}").unwrap();
-    assert_eq!(*in_flight.max.lock().unwrap(), 2.0);
-    assert_eq!(*in_flight.value.lock().unwrap(), 0.0);
 }
 
 mod nested {

@@ -55,6 +55,12 @@
 //!   [`Results::report`] tells how often each event ran, and, for a run
 //!   [timed](Invoke::timed), where the time went; [`Results::to_mermaid`] draws what the run
 //!   did on its graph and [`Results::to_gantt`] its timeline.
+//! - Nested workflows: an event that takes a [`Child`] runs another workflow of the drive
+//!   as a child of its run, sharing its cancellation, timeout, loop budget and live stream.
+//! - Observability: every run and every event run is a `tracing` span whose fields follow
+//!   the OpenTelemetry conventions (`tracing-opentelemetry` exports them as they are), and
+//!   with the cargo feature `metrics`, event runs, their durations and the runs in flight
+//!   are reported through the `metrics` facade. Without a subscriber, spans cost a branch.
 //!
 //! Event ids are the functions' full paths (`module::path::fn_name`).
 

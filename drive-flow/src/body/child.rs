@@ -36,7 +36,12 @@ pub(crate) const CHILD_PARAM: &str = "drive_flow::Child";
 /// - **context**: the child gets the parent run's context unless given another;
 /// - **errors**: a child that fails gives [`Error::Child`], naming the parent event, the
 ///   child's start and the child's own error; an event that returns it with `?` fails with
-///   it (not wrapped again).
+///   it (not wrapped again);
+/// - **no inbox**: nothing can send to a child run from outside, so a child workflow that
+///   reaches an event taking an [`Inbox`](crate::Inbox) fails with
+///   [`Error::NoInbox`] before it starts;
+/// - **spans**: the child's run span is a child of the span of the event that runs it, so
+///   a trace holds the whole tree.
 ///
 /// Declare the child in the pictures with `runs = start` on the event's attribute (or
 /// [`DriveBuilder::runs`](crate::DriveBuilder::runs)): Mermaid and DOT then draw the child

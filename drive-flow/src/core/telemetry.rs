@@ -12,7 +12,8 @@
 //! recorded unless the application installs a `tracing` subscriber: the fields are then not
 //! even formatted.
 //!
-//! **Metrics**, through the [`metrics`] facade, with a small fixed set of labels:
+//! **Metrics** (cargo feature `metrics`), through the `metrics` facade, with a small fixed
+//! set of labels:
 //! - `drive_flow_event_runs_total` (counter; labels `event`, `outcome` = `value`, `goto`,
 //!   `abort` or `failed`): event runs, counted when they end;
 //! - `drive_flow_event_duration_seconds` (histogram; label `event`): how long each event run
@@ -20,15 +21,16 @@
 //!   clock ([`Invoke::timed`](crate::Invoke::timed), or watched);
 //! - `drive_flow_runs_in_flight` (gauge, no label): runs started and not yet ended.
 //!
-//! Without a recorder (the application installs one: a Prometheus exporter, an
-//! OpenTelemetry bridge, ...) all of it is a no-op: an event's handles are registered the
-//! first time it ends in a drive (with the recorder in place then: install the recorder
-//! before running workflows) and kept, so an event run then costs a branch, never an
-//! allocation or a lock.
+//! Without the feature none of it is compiled. With it, an event's handles are registered
+//! with the recorder the first time the event ends in a drive (install the recorder before
+//! running workflows; without one they are no-ops) and kept in its graph node, so an event
+//! run then costs a branch and a counter, never an allocation or a lock.
 
+#[cfg(feature = "metrics")]
 use std::sync::OnceLock;
 use std::time::Duration;
 
+#[cfg(feature = "metrics")]
 use metrics::{Counter, Histogram};
 
 use crate::core::error::Error;
@@ -36,10 +38,13 @@ use crate::core::flow::{ErasedFlow, Flow};
 use crate::core::graph::{Graph, NodeId};
 
 /// Event runs by event and outcome.
+#[cfg(feature = "metrics")]
 pub(crate) const EVENT_RUNS: &str = "drive_flow_event_runs_total";
 /// How long event runs took, by event, in seconds.
+#[cfg(feature = "metrics")]
 pub(crate) const EVENT_DURATION: &str = "drive_flow_event_duration_seconds";
 /// Runs in flight.
+#[cfg(feature = "metrics")]
 pub(crate) const RUNS_IN_FLIGHT: &str = "drive_flow_runs_in_flight";
 
 /// How an event run ended, for its span and its metrics.
@@ -72,6 +77,7 @@ impl Ending {
 }
 
 /// The metric handles of one event, registered the first time it ends.
+#[cfg(feature = "metrics")]
 struct EventMetrics {
     /// By [`Ending`], in its order.
     runs: [Counter; 4],
@@ -81,9 +87,11 @@ struct EventMetrics {
 /// The metric handles of one event of a graph, made the first time it ends: until then a
 /// node of the graph keeps two words for them, and a run never allocates for the events it
 /// does not touch.
+#[cfg(feature = "metrics")]
 #[derive(Default)]
 pub(crate) struct MetricsSlot(OnceLock<Box<EventMetrics>>);
 
+#[cfg(feature = "metrics")]
 impl MetricsSlot {
     fn event(&self, graph: &Graph, node: NodeId) -> &EventMetrics {
         self.0.get_or_init(|| {
@@ -106,6 +114,7 @@ impl MetricsSlot {
 }
 
 /// Describe the metrics to the recorder, once.
+#[cfg(feature = "metrics")]
 fn describe() {
     static DESCRIBED: OnceLock<()> = OnceLock::new();
     DESCRIBED.get_or_init(|| {
@@ -120,6 +129,11 @@ fn describe() {
 }
 
 /// Count one event run that ended (and its time, if the run reads the clock).
+#[cfg(not(feature = "metrics"))]
+pub(crate) fn event_ended(_: &Graph, _: NodeId, _: Ending, _: Option<Duration>) {}
+
+/// Count one event run that ended (and its time, if the run reads the clock).
+#[cfg(feature = "metrics")]
 pub(crate) fn event_ended(graph: &Graph, node: NodeId, ending: Ending, took: Option<Duration>) {
     let metrics = graph.node(node).metrics.event(graph, node);
     metrics.runs[ending as usize].increment(1);
@@ -192,11 +206,13 @@ pub(crate) struct RunInFlight(());
 
 impl RunInFlight {
     pub(crate) fn start() -> Self {
+        #[cfg(feature = "metrics")]
         metrics::gauge!(RUNS_IN_FLIGHT).increment(1.0);
         RunInFlight(())
     }
 }
 
+#[cfg(feature = "metrics")]
 impl Drop for RunInFlight {
     fn drop(&mut self) {
         metrics::gauge!(RUNS_IN_FLIGHT).decrement(1.0);

@@ -424,6 +424,7 @@ impl DriveBuilder {
             nodes.push(Node {
                 name: spec.name,
                 options: spec.options,
+                #[cfg(feature = "metrics")]
                 metrics: Default::default(),
             });
             bodies.push(Body {
