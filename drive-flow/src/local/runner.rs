@@ -802,10 +802,12 @@ impl Shared {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let task = inner.tasks.try_remove(key);
-        inner.running -= 1;
+        // Once the run is over its counts are no longer kept (an event woken from its
+        // `Inbox` as the run closed ends without taking its slot back): checked first.
         if inner.is_over() {
             return;
         }
+        inner.running -= 1;
         let (task_id, elapsed) = task.map_or((0, Duration::ZERO), |task| {
             let elapsed = match (ended, task.began) {
                 (Some(ended), Some(began)) => ended.saturating_duration_since(began),
