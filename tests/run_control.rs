@@ -6,7 +6,7 @@
 
 use std::future::IntoFuture;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use drive_flow::prelude::*;
@@ -302,6 +302,60 @@ async fn a_run_past_its_timeout_fails_naming_the_events_in_flight() {
 
 // ---------------------------------------------------------------------------------------
 // Retries
+
+/// An attempt that does not yield until past its timeout (CPU work, blocking calls): the
+/// timer cannot fire, yet the attempt timed out (issue 10, item 2).
+mod busy_timeout {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use drive_flow::prelude::*;
+
+    #[event(timeout = "100ms")]
+    pub async fn busy() -> u8 {
+        std::thread::sleep(Duration::from_millis(500));
+        1
+    }
+
+    pub static BUSY_TWICE_CALLS: AtomicU32 = AtomicU32::new(0);
+
+    /// Busy past its timeout on its first attempt only.
+    #[event(timeout = "100ms", retries = 1)]
+    pub async fn busy_first() -> u32 {
+        let call = BUSY_TWICE_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        if call == 1 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        call
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_that_ran_past_its_timeout_without_yielding_timed_out() {
+    let error = Drive::new()
+        .unwrap()
+        .invoke(busy_timeout::busy)
+        .await
+        .unwrap_err();
+    match &error {
+        Error::Timeout { event, after } => {
+            assert_eq!(*event, id("busy_timeout::busy"));
+            assert_eq!(*after, Duration::from_millis(100));
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_that_ran_past_its_timeout_without_yielding_is_retried() {
+    let results = Drive::new()
+        .unwrap()
+        .invoke(busy_timeout::busy_first)
+        .await
+        .unwrap();
+    assert_eq!(results.get(busy_timeout::busy_first), Some(&2));
+    assert_eq!(results.stats(busy_timeout::busy_first).attempts, 2);
+}
 
 mod retry {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -707,6 +761,88 @@ async fn the_run_timeout_applies_while_an_event_waits_for_input() {
         "{error:?}"
     );
     assert!(began.elapsed() < Duration::from_millis(1_000));
+}
+
+/// An `Inbox` moved out of its event (into a spawned task) and read after its run ended:
+/// `recv` fails at once instead of waiting for ever (issue 10, item 5).
+mod late_inbox {
+    use std::sync::Mutex;
+
+    use drive_flow::prelude::*;
+    use tokio::sync::oneshot;
+
+    pub type Reply = oneshot::Sender<Result<u8, drive_flow::InboxError>>;
+    pub type Slot = Mutex<Option<Reply>>;
+
+    /// Hands its inbox to a task that reads it later, and returns at once: the run ends.
+    #[event]
+    pub async fn hand_off(inbox: Inbox, reply: Context<Slot>) {
+        let reply = reply.lock().unwrap().take().unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let _ = reply.send(inbox.recv::<u8>("late").await);
+        });
+    }
+
+    /// Hands its inbox to a task that waits on it at once, then waits for ever itself.
+    #[event]
+    pub async fn hand_off_and_wait(inbox: Inbox, reply: Context<Slot>) {
+        let reply = reply.lock().unwrap().take().unwrap();
+        tokio::spawn(async move {
+            let _ = reply.send(inbox.recv::<u8>("late").await);
+        });
+        std::future::pending::<()>().await;
+    }
+}
+
+fn assert_run_over(received: Result<u8, drive_flow::InboxError>) {
+    let error = received.unwrap_err();
+    assert_eq!(
+        error,
+        drive_flow::InboxError::RunEnded {
+            key: String::from("late")
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "no value can come under `late`: the run has ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recv_after_the_run_ended_fails_at_once() {
+    let (reply, received) = tokio::sync::oneshot::channel();
+    let run = Drive::new()
+        .unwrap()
+        .invoke(late_inbox::hand_off)
+        .context(Mutex::new(Some(reply)))
+        .start();
+    run.await.unwrap();
+    let received = tokio::time::timeout(Duration::from_secs(2), received)
+        .await
+        .expect("recv after the end of the run waited for ever")
+        .unwrap();
+    assert_run_over(received);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recv_waiting_when_the_run_is_cancelled_fails_at_once() {
+    let (reply, received) = tokio::sync::oneshot::channel();
+    let (run, mut events) = Drive::new()
+        .unwrap()
+        .invoke(late_inbox::hand_off_and_wait)
+        .context(Mutex::new(Some(reply)))
+        .start_with_events();
+    let mut seen = Vec::new();
+    wait_for(&mut events, &mut seen, |e| e.kind == RunEventKind::Started).await;
+    tokio::time::sleep(Duration::from_millis(100)).await; // the task waits in `recv`
+    run.cancel();
+    assert!(matches!(run.await, Err(Error::Cancelled)));
+    let received = tokio::time::timeout(Duration::from_secs(2), received)
+        .await
+        .expect("recv waited for ever after the run was cancelled")
+        .unwrap();
+    assert_run_over(received);
 }
 
 mod impatient {

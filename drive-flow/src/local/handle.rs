@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::core::error::Error;
 use crate::core::results::Results;
-use crate::local::runner::{drive, Invoke, Shared};
+use crate::local::runner::{drive, panic_message, Invoke, Shared};
 use crate::local::stream::{EventSender, RunEvents};
 
 impl<E> Invoke<E> {
@@ -234,10 +234,17 @@ impl Future for RunHandle {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.state {
-            // A run task that did not complete was cancelled (the runtime shut down).
-            State::Running(join) => Pin::new(join)
-                .poll(cx)
-                .map(|joined| joined.unwrap_or(Err(Error::Cancelled))),
+            // A run task that did not complete was cancelled (the runtime shut down), or
+            // panicked: the runner catches the panics of events and of their drops, so that
+            // would be a bug of the runner, reported as such rather than as a cancellation.
+            State::Running(join) => Pin::new(join).poll(cx).map(|joined| match joined {
+                Ok(outcome) => outcome,
+                Err(error) if error.is_panic() => Err(Error::Panicked {
+                    event: format!("(the task of run {})", self.run_id()),
+                    message: panic_message(&*error.into_panic()),
+                }),
+                Err(_) => Err(Error::Cancelled),
+            }),
             State::Failed(error) => Poll::Ready(Err(error.take().unwrap_or(Error::Cancelled))),
         }
     }

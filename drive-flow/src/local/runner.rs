@@ -330,7 +330,6 @@ impl<E> Invoke<E> {
                 tasks: slab::Slab::new(),
                 inline: Vec::new(),
                 outcome: None,
-                aborted: Vec::new(),
                 events,
                 steps: 0,
                 scratch: Vec::new(),
@@ -372,7 +371,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     let mut deadline = shared
         .timeout
         .map(|after| Box::pin(tokio::time::sleep(after)));
-    let mut in_task = FuturesUnordered::new();
+    let mut in_task = InlineEvents::default();
     let mut ended_in_a_row = 0;
     loop {
         let woken = poll_fn(|cx| loop {
@@ -430,26 +429,60 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
                     shared.close(&mut inner, Err(Error::RunTimeout { after, running }));
                 }
             }
-            inner.outcome.take().map(|outcome| {
-                (
-                    outcome,
-                    inner.state.take(),
-                    std::mem::take(&mut inner.aborted),
-                )
-            })
+            inner
+                .outcome
+                .take()
+                .map(|outcome| (outcome, inner.state.take()))
         };
-        if let Some((outcome, state, aborted)) = ended {
+        if let Some((outcome, state)) = ended {
             drop(in_task); // events run inline are cancelled here
             drop(guard); // nothing left to cancel
-            for task in aborted {
-                // Wait until every cancelled event has stopped: none of them acts after the
-                // run returned. An aborted task ends at its next `.await`.
-                let _ = task.await;
-            }
+                         // Cancelled event tasks are not waited for: an aborted task ends at its next
+                         // `.await`, and one that blocks its thread (CPU work, blocking I/O) cannot be
+                         // pre-empted, so waiting would hold the run's error back for as long as it
+                         // blocks. None of them acts on the run any more: the run is over, so their
+                         // completions, waits and stream events are ignored (see `Shared::finish`).
             outcome?;
             return state
                 .map(|state| Results::new(state, began.elapsed()))
                 .ok_or(Error::Cancelled);
+        }
+    }
+}
+
+/// The events a run polls in its own task ([`Invoke::inline`]). Dropping them cancels them;
+/// a panic in the drop of a cancelled event (a `Drop` of one of its values) is caught and
+/// logged, as tokio does for a spawned event: the run reports its own outcome, and the panic
+/// does not reach whoever awaits or drops the run.
+#[derive(Default)]
+struct InlineEvents(FuturesUnordered<EventTask>);
+
+impl std::ops::Deref for InlineEvents {
+    type Target = FuturesUnordered<EventTask>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for InlineEvents {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for InlineEvents {
+    fn drop(&mut self) {
+        for event in std::mem::take(&mut self.0) {
+            let name = event.shared.graph.node(event.node).name.clone();
+            let dropped = std::panic::catch_unwind(AssertUnwindSafe(move || drop(event)));
+            if let Err(panic) = dropped {
+                tracing::warn!(
+                    event = %name,
+                    panic = %panic_message(&*panic),
+                    "a cancelled event panicked while it was dropped"
+                );
+            }
         }
     }
 }
@@ -603,8 +636,6 @@ struct Inner {
     inline: Vec<(usize, Start)>,
     /// Set once: the run is over, successfully or not.
     outcome: Option<Result<(), Error>>,
-    /// Tasks cancelled by [`Shared::close`], awaited before the run returns.
-    aborted: Vec<JoinHandle<()>>,
     /// The live event stream, while someone watches and the run goes on.
     events: Option<EventSender>,
     /// Event runs triggered so far.
@@ -871,11 +902,15 @@ impl Shared {
     fn cancel_all(&self, inner: &mut Inner) {
         inner.queue.clear();
         inner.inline.clear();
+        if let Some(mailbox) = &self.mailbox {
+            mailbox.close(); // every `recv` of the run fails from now on
+        }
+        // A `recv` (of an `Inbox` kept past its event) waiting for a slot goes on, and ends.
+        self.resume.notify_waiters();
         let events = inner.events.take();
         for task in inner.tasks.drain() {
             if let Some(handle) = task.handle {
-                handle.abort();
-                inner.aborted.push(handle);
+                handle.abort(); // not waited for: see `drive`
             }
             if let Some(events) = &events {
                 let _ = events.send(RunEvent {
@@ -1132,13 +1167,24 @@ async fn with_options(
         let caught = AssertUnwindSafe(body).catch_unwind();
         let span = tracing::info_span!("attempt", attempt);
         let result = match options.timeout {
-            Some(after) => match tokio::time::timeout(after, caught).instrument(span).await {
-                Ok(caught) => shared.settle(node_id, caught),
-                Err(_) => Err(Error::Timeout {
+            Some(after) => {
+                let deadline = tokio::time::Instant::now() + after;
+                let timed_out = || Error::Timeout {
                     event: node.name.to_string(),
                     after,
-                }),
-            },
+                };
+                match tokio::time::timeout_at(deadline, caught)
+                    .instrument(span)
+                    .await
+                {
+                    // An attempt that did not yield until past its deadline (CPU work, a
+                    // blocking call) ends before the timer can fire: it timed out all the
+                    // same, unless it panicked.
+                    Ok(Ok(_)) if tokio::time::Instant::now() > deadline => Err(timed_out()),
+                    Ok(caught) => shared.settle(node_id, caught),
+                    Err(_) => Err(timed_out()),
+                }
+            }
             None => shared.settle(node_id, caught.instrument(span).await),
         };
         let error = match result {
@@ -1176,7 +1222,7 @@ async fn with_options(
     }
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(text) = panic.downcast_ref::<&str>() {
         (*text).to_string()
     } else if let Some(text) = panic.downcast_ref::<String>() {
@@ -1194,7 +1240,6 @@ impl Drop for CancelOnDrop {
         let mut inner = self.0.lock();
         inner.state = None;
         self.0.cancel_all(&mut inner);
-        inner.aborted.clear();
     }
 }
 
