@@ -37,6 +37,17 @@ pub enum BuildError {
         /// The listening event.
         listener: String,
     },
+    /// [`Drive::new`](crate::Drive::new) found no event at all in the program: the crates
+    /// defining them are not linked into it (a crate nothing names is left out by the
+    /// linker), or none was defined. A [`DriveBuilder`](crate::DriveBuilder) may build an
+    /// empty graph; `Drive::new` may not.
+    #[error(
+        "Drive::new() found no event in this program: events made with #[event]/#[listen] \
+         are collected from the crates linked into the binary, and a crate that only defines \
+         events and is never named by the binary is not linked; name it (`use my_events as _;`, \
+         or use any of its items), or build the graph with `Drive::builder()`"
+    )]
+    NoEvents,
 }
 
 /// A failed run. Every variant that concerns an event names it.

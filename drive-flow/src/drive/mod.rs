@@ -49,13 +49,26 @@ pub struct Drive {
 impl Drive {
     /// Every event of the binary made with `#[event]`/`#[listen]`, graph built and checked.
     ///
+    /// **Events of another crate** are there only if that crate is linked into the binary.
+    /// The linker leaves out a crate the binary never names, so the events of a "plugin"
+    /// crate that only defines events (and that nothing uses) are silently missing. Name
+    /// the crate somewhere in the binary, for instance `use my_events as _;` in `main.rs`,
+    /// or use any of its items (its events, in `drive.invoke(my_events::start)`).
+    ///
     /// # Errors
-    /// [`Error::Build`] when two events share an id (events defined inside function bodies
-    /// take the path of the enclosing module).
+    /// [`Error::Build`]: [`BuildError::DuplicateEvent`] when two events share an id (events
+    /// defined inside function bodies take the path of the enclosing module), and
+    /// [`BuildError::NoEvents`] when the program has no event at all (the mistake above, or
+    /// a program that defines none: build such graphs with [`Drive::builder`], which
+    /// allows an empty one).
     pub fn new() -> Result<Self, Error> {
         let mut builder = DriveBuilder::new();
         builder.add_registered();
-        Ok(builder.build()?)
+        let drive = builder.build()?;
+        if drive.is_empty() {
+            return Err(BuildError::NoEvents.into());
+        }
+        Ok(drive)
     }
 
     /// A builder for graphs made without macros (or mixing both).
@@ -243,6 +256,9 @@ impl Drive {
 
 impl DriveBuilder {
     /// Check and index the graph.
+    ///
+    /// A builder without any event builds an empty drive (unlike [`Drive::new`], which
+    /// refuses a program without events).
     ///
     /// # Errors
     /// [`BuildError`] when two events share a name, when a group names an event that is not
