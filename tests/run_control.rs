@@ -49,6 +49,77 @@ async fn wait_for(
 }
 
 // ---------------------------------------------------------------------------------------
+// A run is a future: spawn it, block on it, join or race it (issue 10, item 9)
+
+mod as_future {
+    use std::time::Duration;
+
+    use drive_flow::prelude::*;
+
+    #[event]
+    pub async fn seven() -> u8 {
+        7
+    }
+
+    #[event]
+    pub async fn slow() -> u8 {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        1
+    }
+}
+
+#[tokio::test]
+async fn a_run_can_be_spawned() {
+    let drive = Drive::new().unwrap();
+    let results = tokio::spawn(drive.invoke(as_future::seven))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(results.get(as_future::seven), Some(&7));
+}
+
+#[test]
+fn a_run_can_be_blocked_on() {
+    let drive = Drive::new().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime.block_on(drive.invoke(as_future::seven)).unwrap();
+    assert_eq!(results.get(as_future::seven), Some(&7));
+    let handle = runtime.handle().clone();
+    let results = std::thread::spawn(move || handle.block_on(drive.invoke(as_future::seven)))
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(results.get(as_future::seven), Some(&7));
+}
+
+#[tokio::test]
+async fn runs_can_be_joined_and_raced() {
+    let drive = Drive::new().unwrap();
+    let (a, b) = tokio::join!(
+        drive.invoke(as_future::seven),
+        drive.invoke(as_future::seven).inline()
+    );
+    assert_eq!(a.unwrap().get(as_future::seven), Some(&7));
+    assert_eq!(b.unwrap().get(as_future::seven), Some(&7));
+    let winner = tokio::select! {
+        slow = drive.invoke(as_future::slow) => slow.map(|r| r.get(as_future::slow).copied()),
+        fast = drive.invoke(as_future::seven) => fast.map(|r| r.get(as_future::seven).copied()),
+    };
+    assert_eq!(winner.unwrap(), Some(7));
+    // The run that loses a `select!` is dropped, which cancels it.
+    let raced = tokio::select! {
+        biased;
+        done = drive.invoke(as_future::slow) => Some(done),
+        () = tokio::time::sleep(Duration::from_millis(20)) => None,
+    };
+    assert!(raced.is_none());
+}
+
+// ---------------------------------------------------------------------------------------
 // Loop budgets
 
 mod budget {

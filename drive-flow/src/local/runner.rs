@@ -9,7 +9,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::{HashSet, VecDeque};
-use std::future::{poll_fn, Future, IntoFuture};
+use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -77,9 +77,27 @@ pub const DEFAULT_MAX_STEPS: u64 = 10_000_000;
 /// # }
 /// ```
 ///
-/// The future is `Send + 'static`, so a run can be spawned. Dropping it cancels every event
-/// it started. It must be polled inside a tokio runtime; events run as tokio tasks, so they
-/// use every worker thread of a multi-thread runtime.
+/// An `Invoke` is itself the run's [`Future`], `Send + 'static`: await it, spawn it
+/// (`tokio::spawn(drive.invoke(start))`), block on it (`Handle::block_on`), or race it in
+/// `join!`/`select!`. The run is set up on its first poll; configure it before. Dropping it
+/// cancels every event it started. It must be polled inside a tokio runtime; events run as
+/// tokio tasks, so they use every worker thread of a multi-thread runtime.
+///
+/// ```
+/// use drive_flow::prelude::*;
+///
+/// #[event]
+/// async fn answer() -> u8 { 42 }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), drive_flow::Error> {
+/// let drive = Drive::new()?;
+/// let spawned = tokio::spawn(drive.invoke(answer));
+/// let results = spawned.await.expect("the run's task")?;
+/// assert_eq!(results.get(answer), Some(&42));
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a run does nothing until it is awaited or started"]
 pub struct Invoke<E> {
     graph: Arc<Graph>,
@@ -95,7 +113,12 @@ pub struct Invoke<E> {
     max_runs_per_event: u32,
     timeout: Option<Duration>,
     timed: bool,
+    /// The run, once polled: set up on the first poll.
+    running: Option<Running>,
 }
+
+/// A run polled through [`Invoke`]'s own `Future` implementation.
+type Running = Pin<Box<dyn Future<Output = Result<Results, Error>> + Send + 'static>>;
 
 impl<E: Event> Invoke<E> {
     pub(crate) fn new(graph: Arc<Graph>, bodies: Bodies, start: E) -> Self {
@@ -112,6 +135,7 @@ impl<E: Event> Invoke<E> {
             max_runs_per_event: u32::MAX,
             timeout: None,
             timed: false,
+            running: None,
         }
     }
 }
@@ -339,17 +363,47 @@ impl<E> Invoke<E> {
     }
 }
 
+impl<E> Invoke<E> {
+    /// Move the run's settings out, for its first poll (what is left is never run).
+    fn take_settings(&mut self) -> Invoke<E> {
+        Invoke {
+            graph: self.graph.clone(),
+            bodies: self.bodies.clone(),
+            start: self.start,
+            event: PhantomData,
+            input: std::mem::replace(&mut self.input, EventInput::start()),
+            context: self.context.take(),
+            max_concurrency: self.max_concurrency,
+            inline: self.inline,
+            max_steps: self.max_steps,
+            max_runs_per_event: self.max_runs_per_event,
+            timeout: self.timeout,
+            timed: self.timed,
+            running: None,
+        }
+    }
+}
+
 // No `E: Event` bound: an `Invoke` is only made for an event, and a bound here would add a
 // second error ("is not a future") to the one `Drive::invoke` reports for a non-event.
-impl<E: 'static> IntoFuture for Invoke<E> {
+impl<E> Future for Invoke<E> {
     type Output = Result<Results, Error>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<Results, Error>> + Send + 'static>>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let (shared, start) = self.prepare(false, None)?;
-            drive(shared, start).await
-        })
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        // Every field is `Unpin`.
+        let this = self.get_mut();
+        let running = match &mut this.running {
+            Some(running) => running,
+            None => {
+                // Set up inside the runtime that polls it, as `.await` always did.
+                let prepared = this.take_settings().prepare(false, None);
+                this.running.insert(Box::pin(async move {
+                    let (shared, start) = prepared?;
+                    drive(shared, start).await
+                }))
+            }
+        };
+        running.as_mut().poll(cx)
     }
 }
 
