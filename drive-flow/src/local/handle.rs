@@ -161,7 +161,10 @@ impl RunHandle {
 
     /// Cancel the run: every event in flight is cancelled (none of them goes on past its
     /// current `.await`), queued events never start, and the run ends with
-    /// [`Error::Cancelled`]. Does nothing if the run has already ended.
+    /// [`Error::Cancelled`] at once, without waiting for its events to stop: an event that
+    /// blocks its thread (no `.await`) cannot be pre-empted and stops when it next yields,
+    /// its result ignored (see [`Invoke::timeout`](crate::Invoke::timeout)). Does nothing
+    /// if the run has already ended.
     ///
     /// ```
     /// use drive_flow::prelude::*;

@@ -223,6 +223,12 @@ impl<E> Invoke<E> {
     /// not ended `timeout` after it started; every event in flight is cancelled. No limit by
     /// default.
     ///
+    /// The run returns on time even if an event blocks its thread: cancelled events are not
+    /// waited for. Tokio cannot pre-empt such an event, though: it stops at its next
+    /// `.await` (what it returns is ignored), and until then it holds its worker thread, or
+    /// the whole run on a current-thread runtime or with [`inline`](Self::inline). Run
+    /// blocking work with `tokio::task::spawn_blocking` and await it.
+    ///
     /// ```
     /// use std::time::Duration;
     /// use drive_flow::prelude::*;
