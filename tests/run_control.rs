@@ -749,6 +749,100 @@ async fn the_stream_ends_when_the_run_fails() {
     assert_eq!(end_of("failing::lingers"), RunEventKind::Cancelled);
 }
 
+/// A run with a fan-out, a join and a goto, rebuilt as a tree from the causes carried by
+/// the `Started` events (issue 10, item 13).
+mod causes {
+    use std::time::Duration;
+
+    use drive_flow::prelude::*;
+
+    /// The first turn from the run's input, the second from `merge`'s goto.
+    #[event]
+    pub async fn begin(input: EventInput) -> u8 {
+        if input.behavior() == Behavior::Goto {
+            2
+        } else {
+            1
+        }
+    }
+
+    #[listen(begin)]
+    pub async fn left(input: EventInput) -> u8 {
+        input.get(begin).copied().unwrap_or(0)
+    }
+
+    /// Ends after `left`: its completion is the one that makes the join fire.
+    #[listen(begin)]
+    pub async fn right(input: EventInput) -> u8 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        input.get(begin).copied().unwrap_or(0)
+    }
+
+    #[listen(left, right, name = "both")]
+    pub async fn merge(input: EventInput) -> Flow<u8> {
+        match input.get(left) {
+            Some(1) => Flow::goto(begin, 0),
+            _ => Flow::from(2),
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_started_event_carries_its_cause_and_the_run_rebuilds_as_a_tree() {
+    use std::collections::BTreeMap;
+
+    let (run, events) = Drive::new()
+        .unwrap()
+        .invoke(causes::begin)
+        .start_with_events();
+    let mut seen = collect(events).await;
+    assert_eq!(run.await.unwrap().get(causes::merge), Some(&2));
+    // Only the causes are used, not the order the stream delivered them in.
+    seen.reverse();
+    let mut children: BTreeMap<Option<u64>, Vec<(u64, String)>> = BTreeMap::new();
+    for event in &seen {
+        match (&event.kind, &event.cause) {
+            (RunEventKind::Started, Some(cause)) => {
+                let short = event.event.rsplit("::").next().unwrap();
+                let label = format!("{short} ({:?}, {})", cause.behavior, cause.group);
+                children
+                    .entry(cause.after)
+                    .or_default()
+                    .push((event.task_id, label));
+            }
+            (RunEventKind::Started, None) => panic!("a Started event without a cause: {event:?}"),
+            (_, cause) => assert_eq!(*cause, None, "{event:?}"),
+        }
+    }
+    fn draw(
+        children: &BTreeMap<Option<u64>, Vec<(u64, String)>>,
+        parent: Option<u64>,
+        depth: usize,
+        out: &mut String,
+    ) {
+        let mut calls = children.get(&parent).cloned().unwrap_or_default();
+        calls.sort(); // by task id: siblings in the order they were triggered
+        for (task_id, label) in calls {
+            out.push_str(&format!("{}{label}\n", "  ".repeat(depth)));
+            draw(children, Some(task_id), depth + 1, out);
+        }
+    }
+    let mut tree = String::new();
+    draw(&children, None, 0, &mut tree);
+    assert_eq!(
+        tree,
+        "begin (Input, user_input)
+  left (Dispatch, 0)
+  right (Dispatch, 0)
+    merge (Dispatch, both)
+      begin (Goto, $goto)
+        left (Dispatch, 0)
+        right (Dispatch, 0)
+          merge (Dispatch, both)
+"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Outside input
 

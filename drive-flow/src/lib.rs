@@ -85,7 +85,7 @@ pub use crate::drive::builder::{DriveBuilder, Group};
 pub use crate::drive::Drive;
 pub use crate::local::handle::RunHandle;
 pub use crate::local::runner::{Invoke, DEFAULT_MAX_STEPS};
-pub use crate::local::stream::{RunEvent, RunEventKind, RunEvents};
+pub use crate::local::stream::{Cause, RunEvent, RunEventKind, RunEvents};
 
 /// Marks an `async fn` as an event that listens to nothing: it runs when a run starts at
 /// it, or when another event sends it a [`Flow::goto`].

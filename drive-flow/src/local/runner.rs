@@ -39,7 +39,7 @@ use crate::core::input::{EventInput, OutcomeKind};
 use crate::core::options::EventOptions;
 use crate::core::results::Results;
 use crate::local::mailbox::Mailbox;
-use crate::local::stream::{EventSender, RunEvent, RunEventKind};
+use crate::local::stream::{Cause, EventSender, RunEvent, RunEventKind};
 
 type AnyContext = Arc<dyn Any + Send + Sync>;
 
@@ -365,7 +365,14 @@ impl<E> Invoke<E> {
                 scratch: Vec::new(),
             }),
         });
-        Ok((shared, Start { node: start, input }))
+        Ok((
+            shared,
+            Start {
+                node: start,
+                input,
+                cause: 0,
+            },
+        ))
     }
 }
 
@@ -733,6 +740,7 @@ impl Shared {
                 event: self.graph.node(node).name.clone(),
                 task_id,
                 kind: kind(),
+                cause: None,
             });
         }
     }
@@ -780,7 +788,18 @@ impl Shared {
         inner.running += 1;
         let node = start.node;
         let task_id = start.input.task_id;
-        self.emit(inner, node, task_id, || RunEventKind::Started);
+        if let Some(events) = &inner.events {
+            let _ = events.send(RunEvent {
+                event: self.graph.node(node).name.clone(),
+                task_id,
+                kind: RunEventKind::Started,
+                cause: Some(Cause {
+                    behavior: start.input.behavior(),
+                    group: Arc::from(start.input.group_name()),
+                    after: (start.cause != 0).then_some(start.cause),
+                }),
+            });
+        }
         if self.inline {
             // Inline events are cancelled by dropping them, so they need an entry only when
             // something asks about the events in flight.
@@ -933,7 +952,8 @@ impl Shared {
             None => Ok(()),
         };
         let mut scheduled = completed;
-        for start in starts.drain(..) {
+        for mut start in starts.drain(..) {
+            start.cause = task_id;
             if scheduled.is_ok() {
                 scheduled = self.schedule(inner, start, ended);
             }
@@ -977,6 +997,7 @@ impl Shared {
                     event: self.graph.node(task.node).name.clone(),
                     task_id: task.task_id,
                     kind: RunEventKind::Cancelled,
+                    cause: None,
                 });
             }
         }
