@@ -77,6 +77,7 @@ pub use crate::body::param::EventParam;
 pub use crate::core::error::{BuildError, Error};
 pub use crate::core::event::{Event, EventRef, Handle, Targets};
 pub use crate::core::flow::{BoxError, Flow, IntoFlow};
+pub use crate::core::graph::view::{EventInfo, GroupInfo};
 pub use crate::core::graph::Retrigger;
 pub use crate::core::input::{Behavior, EventInput, InputResult, InputResults, OutcomeKind};
 pub use crate::core::options::EventOptions;

@@ -10,7 +10,8 @@ use crate::body::handler::Bodies;
 use crate::core::error::BuildError;
 use crate::core::error::Error;
 use crate::core::event::Event;
-use crate::core::graph::Graph;
+use crate::core::graph::view::EventInfo;
+use crate::core::graph::{Graph, NodeId};
 use crate::drive::builder::DriveBuilder;
 use crate::local::runner::Invoke;
 
@@ -241,6 +242,47 @@ impl Drive {
             Some(node) => crate::core::graph::diagram::dot_from(&self.graph, node),
             None => crate::core::graph::diagram::dot_unknown(&self.graph.describe(start.__key())),
         }
+    }
+
+    /// Every event of the graph, with its groups, as the graph was built (duplicate groups
+    /// dropped, a member repeated in a group counted once, default group names given), in
+    /// registration order: for [`Drive::new`], the order of the events' ids. For tools that
+    /// draw or check a workflow; [`to_mermaid`](Self::to_mermaid) shows the same graph.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn start() {}
+    /// #[listen(start)]
+    /// async fn hello() {}
+    /// #[listen(start)]
+    /// async fn world() {}
+    /// #[listen(hello, world)]
+    /// async fn adding() {}
+    ///
+    /// let drive = Drive::new().unwrap();
+    /// let listing: Vec<String> = drive
+    ///     .events()
+    ///     .map(|event| {
+    ///         let groups: Vec<String> = event
+    ///             .groups()
+    ///             .map(|g| {
+    ///                 let members: Vec<&str> = g.members().map(|m| m.name()).collect();
+    ///                 format!("<{}> {}", g.name(), members.join(" + "))
+    ///             })
+    ///             .collect();
+    ///         format!("{}: {}", event.name(), groups.join(", "))
+    ///     })
+    ///     .collect();
+    /// assert_eq!(
+    ///     listing,
+    ///     ["adding: <0> hello + world", "hello: <0> start", "start: ", "world: <0> start"]
+    /// );
+    /// ```
+    pub fn events(&self) -> impl ExactSizeIterator<Item = EventInfo<'_>> {
+        let graph = &*self.graph;
+        (0..graph.nodes.len() as NodeId).map(move |node| EventInfo::new(graph, node))
     }
 
     /// How many events the graph holds.

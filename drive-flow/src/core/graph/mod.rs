@@ -4,6 +4,7 @@
 pub(crate) mod diagram;
 pub(crate) mod marks;
 pub(crate) mod render;
+pub(crate) mod view;
 
 use std::collections::HashMap;
 use std::ops::Range;
