@@ -407,6 +407,9 @@ async fn a_handle_finds_nothing_in_another_drive() {
     assert_eq!(results.get(one), None);
 }
 
+/// A group as `Drive::events` lists it: name, retrigger mode, member ids.
+type ListedGroup = (String, Retrigger, Vec<String>);
+
 /// `Drive::events` lists the graph as built: duplicate groups dropped, a repeated member
 /// counted once, default names given, retrigger modes kept (issue 10, item 14).
 #[test]
@@ -424,7 +427,7 @@ fn the_typed_view_lists_events_and_groups_as_built() {
         )
         .listen(b, Group::new([a]).name("from a"));
     let drive = builder.build().unwrap();
-    let listing: Vec<(usize, String, String, Vec<(String, Retrigger, Vec<String>)>)> = drive
+    let listing: Vec<(usize, String, String, Vec<ListedGroup>)> = drive
         .events()
         .map(|event| {
             let groups = event
