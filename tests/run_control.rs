@@ -70,7 +70,11 @@ mod as_future {
 
 #[tokio::test]
 async fn a_run_can_be_spawned() {
+    fn a_send_sync_static_future<F: std::future::Future + Send + Sync + 'static>(future: F) -> F {
+        future
+    }
     let drive = Drive::new().unwrap();
+    let _configured = a_send_sync_static_future(drive.invoke(as_future::seven).inline());
     let results = tokio::spawn(drive.invoke(as_future::seven))
         .await
         .unwrap()

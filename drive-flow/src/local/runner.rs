@@ -113,8 +113,9 @@ pub struct Invoke<E> {
     max_runs_per_event: u32,
     timeout: Option<Duration>,
     timed: bool,
-    /// The run, once polled: set up on the first poll.
-    running: Option<Running>,
+    /// The run, once polled: set up on the first poll. In a mutex only so that an `Invoke`
+    /// stays `Sync`; `poll` has `&mut self` and never locks it (`get_mut`).
+    running: Mutex<Option<Running>>,
 }
 
 /// A run polled through [`Invoke`]'s own `Future` implementation.
@@ -135,7 +136,7 @@ impl<E: Event> Invoke<E> {
             max_runs_per_event: u32::MAX,
             timeout: None,
             timed: false,
-            running: None,
+            running: Mutex::new(None),
         }
     }
 }
@@ -377,6 +378,13 @@ impl<E> Invoke<E> {
 }
 
 impl<E> Invoke<E> {
+    /// The run, once polled (never locked: `&mut self` is exclusive).
+    fn running(&mut self) -> &mut Option<Running> {
+        self.running
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Move the run's settings out, for its first poll (what is left is never run).
     fn take_settings(&mut self) -> Invoke<E> {
         Invoke {
@@ -392,7 +400,7 @@ impl<E> Invoke<E> {
             max_runs_per_event: self.max_runs_per_event,
             timeout: self.timeout,
             timed: self.timed,
-            running: None,
+            running: Mutex::new(None),
         }
     }
 }
@@ -405,18 +413,18 @@ impl<E> Future for Invoke<E> {
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
         // Every field is `Unpin`.
         let this = self.get_mut();
-        let running = match &mut this.running {
-            Some(running) => running,
+        let run = match this.running().take() {
+            Some(run) => run,
             None => {
                 // Set up inside the runtime that polls it, as `.await` always did.
                 let prepared = this.take_settings().prepare(false, None);
-                this.running.insert(Box::pin(async move {
+                Box::pin(async move {
                     let (shared, start) = prepared?;
                     drive(shared, start).await
-                }))
+                })
             }
         };
-        running.as_mut().poll(cx)
+        this.running().insert(run).as_mut().poll(cx)
     }
 }
 
