@@ -480,6 +480,32 @@ mod blocking {
         Err(String::from("gave up"))
     }
 
+    static BLOCKING_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Each attempt blocks 300 ms and fails; retried at once (no backoff).
+    #[event(retries = 3)]
+    async fn blocks_and_fails() -> Result<(), String> {
+        BLOCKING_ATTEMPTS.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+        Err(String::from("failed"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_blocking_attempt_ending_after_its_run_is_not_retried() {
+        let begun = Instant::now();
+        let error = Drive::new()
+            .unwrap()
+            .invoke(blocks_and_fails)
+            .timeout(Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::RunTimeout { .. }), "{error:?}");
+        assert!(begun.elapsed() < Duration::from_millis(250));
+        // Past the time all four attempts would take: only the first one ran.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(BLOCKING_ATTEMPTS.load(Ordering::SeqCst), 1);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_run_timeout_returns_on_time_while_an_event_blocks() {
         let flag = Arc::new(Flag::default());

@@ -1298,6 +1298,11 @@ async fn with_options(
         tracing::warn!(attempt, ?delay, %error, "event attempt failed; retrying");
         {
             let inner = shared.lock();
+            if inner.is_over() {
+                // Cancelled while an attempt blocked its thread (no `.await` to stop at):
+                // no further attempt, and the run ignores what this one returns.
+                return (attempt, Err(error));
+            }
             shared.emit(&inner, node_id, task_id, || RunEventKind::Retrying {
                 attempt,
                 delay,
