@@ -1,6 +1,6 @@
 //! [`DriveBuilder`]: the programmatic way to make a graph. The macros are sugar over it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -148,7 +148,8 @@ impl DriveBuilder {
     ///
     /// The closure takes up to three parameters among [`EventInput`](crate::EventInput) and
     /// [`Context<T>`](crate::Context), and returns `()`, [`Flow<T>`](crate::Flow) or a
-    /// `Result` of either. Names must be unique within a graph.
+    /// `Result` of either. A name must differ from every other event's name or id in the
+    /// graph ([`build`](Self::build) fails with [`BuildError::DuplicateEvent`] otherwise).
     pub fn event<Args, H: Handler<Args>>(
         &mut self,
         name: impl Into<String>,
@@ -204,9 +205,16 @@ impl DriveBuilder {
 
     /// Check and index the graph.
     ///
+    /// Two events made by the macros may share an id (two `#[event] async fn step()` in two
+    /// function bodies of one module): each is its own value, so in-process runs tell them
+    /// apart, and where they are shown (errors, tracing, [`Drive::debug_string`], diagrams)
+    /// each is named `id@file:line:column`, after its definition. Durable runs, which store
+    /// events by id, refuse such a graph: see [`Drive::check_unique_ids`].
+    ///
     /// # Errors
-    /// [`BuildError`] when two events share a name, when a group names an event that is not
-    /// in the graph, or when a group is empty.
+    /// [`BuildError`] when a name given to [`event`](Self::event) is the name or id of
+    /// another event, when a group names an event that is not in the graph, or when a group
+    /// is empty.
     pub fn build(self) -> Result<Drive, BuildError> {
         let graph = self.into_graph()?;
         Ok(Drive::from_graph(Arc::new(graph)))
@@ -223,15 +231,31 @@ impl DriveBuilder {
         let count = specs.len();
         let mut static_index = HashMap::new();
         {
-            let mut names = HashSet::with_capacity(count);
+            // Events of the macros are told apart by their statics, so two of one id (defined
+            // in two function bodies of one module) are accepted, shown with their sites; a
+            // name given to the builder must differ from every other.
+            let mut first_of_name: HashMap<&str, usize> = HashMap::with_capacity(count);
+            let mut ambiguous = Vec::new();
             for (index, spec) in specs.iter().enumerate() {
-                if !names.insert(&*spec.name) {
-                    return Err(BuildError::DuplicateEvent {
-                        event: spec.name.to_string(),
-                    });
+                if let Some(&first) = first_of_name.get(&*spec.name) {
+                    let (EventKey::Static(_), EventKey::Static(_)) = (specs[first].key, spec.key)
+                    else {
+                        return Err(BuildError::DuplicateEvent {
+                            event: spec.name.to_string(),
+                        });
+                    };
+                    ambiguous.extend([first, index]);
+                } else {
+                    first_of_name.insert(&spec.name, index);
                 }
                 if let EventKey::Static(meta) = spec.key {
                     static_index.insert(meta as *const StaticEvent as usize, index as NodeId);
+                }
+            }
+            drop(first_of_name);
+            for index in ambiguous {
+                if let EventKey::Static(meta) = specs[index].key {
+                    specs[index].name = Arc::from(format!("{}@{}", meta.id, meta.site()));
                 }
             }
         }
@@ -385,6 +409,10 @@ impl DriveBuilder {
         let mut nodes: Vec<Node> = Vec::with_capacity(count);
         nodes.extend(specs.into_iter().map(|spec| Node {
             name: spec.name,
+            meta: match spec.key {
+                EventKey::Static(meta) => Some(meta),
+                EventKey::Node { .. } => None,
+            },
             handler: spec.handler,
             needs: spec.needs,
             options: spec.options,

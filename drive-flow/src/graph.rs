@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::context::ContextNeed;
-use crate::event::EventKey;
+use crate::event::{EventKey, StaticEvent};
 use crate::handler::ErasedHandler;
 use crate::marks::MarksPool;
 use crate::options::EventOptions;
@@ -60,7 +60,11 @@ impl Retrigger {
 
 /// One event of a built graph.
 pub(crate) struct Node {
+    /// Its id; for an event of the macros whose id another event of the graph shares, the id
+    /// followed by `@file:line:column`.
     pub(crate) name: Arc<str>,
+    /// For an event of the macros, its metadata (id and definition site).
+    pub(crate) meta: Option<&'static StaticEvent>,
     pub(crate) handler: ErasedHandler,
     pub(crate) needs: Box<[ContextNeed]>,
     /// `None` for an event without timeout or retries (most events): a node stays small.

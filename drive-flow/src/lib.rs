@@ -173,6 +173,7 @@ pub mod __private {
     pub use crate::handler::ErasedHandler;
     pub use crate::registry::Registration;
     pub use crate::{DriveBuilder, Event, EventOptions, EventRef, Flow, Group, Retrigger};
+    pub use drive_flow_macros::__then;
     pub use inventory;
 
     /// An event, as a group member; spanned at the name so that a non-event is reported there.
