@@ -279,6 +279,15 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
         quote_spanned! {ty.span()=> <#ty as #krate::EventParam>::context_need() }
     });
 
+    // One context type per event: each parameter against every earlier one, reported at the
+    // later one.
+    let one_context = event.params.iter().enumerate().flat_map(|(later, ty)| {
+        let krate = respan(&krate, ty.span());
+        event.params[..later].iter().map(move |earlier| {
+            quote_spanned! {ty.span()=> #krate::one_context::<#ty, #earlier>(); }
+        })
+    });
+
     let groups = attrs.groups.iter().map(|group| {
         let members = group.members.iter().map(|member| {
             // Spanned at the name only, so that a non-event is reported there.
@@ -336,6 +345,7 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
             // Its code is partly spanned at the user's function (for errors): no lints.
             #[allow(unused, clippy::all, clippy::pedantic)]
             fn __drive_flow_register(__drive_flow_builder: &mut #krate::DriveBuilder) {
+                #(#one_context)*
                 #handler
                 __drive_flow_builder.__static_event(
                     &__DRIVE_FLOW_META,

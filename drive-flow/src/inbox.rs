@@ -164,6 +164,8 @@ pub(crate) fn is_inbox(need: &ContextNeed) -> bool {
 }
 
 impl EventParam for Inbox {
+    type ContextKind = crate::context::NoContext;
+
     fn from_call(call: &Call) -> Result<Self, ParamError> {
         match &call.inbox {
             Some(link) => Ok(Inbox {

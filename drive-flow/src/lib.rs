@@ -102,7 +102,9 @@ pub use stream::{RunEvent, RunEventKind, RunEvents};
 /// to name it in `#[listen(..)]`, [`EventInput::get`], [`Results::get`], [`Drive::invoke`] and
 /// goto targets. It may take [`EventInput`], [`Context<T>`] and [`Inbox`] parameters (in any
 /// order, or none) and return `()`, `T`, `Result<T, E>`, [`Flow<T>`] or `Result<Flow<T>, E>`,
-/// where `E` converts into [`BoxError`].
+/// where `E` converts into [`BoxError`]. A run has one context, so an event takes at most
+/// one context type: `Context<A>` and `Context<B>` together are a compile error (the same
+/// `Context<T>` twice is allowed: both are the run's context).
 ///
 /// Options (see [`EventOptions`]): `timeout = "30s"` (per attempt; `ms`, `s`, `m` or `h`),
 /// `retries = 3` (errors and timeouts are retried with the same input), `backoff = "100ms"`
@@ -167,7 +169,9 @@ pub mod prelude {
 /// Used by the code the macros generate. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::context::{Call, ContextNeed, EventParam, ParamError};
+    pub use crate::context::{
+        one_context, Call, ContextNeed, EventParam, NoContext, OneContext, ParamError,
+    };
     pub use crate::event::{EventKey, StaticEvent};
     pub use crate::flow::{into_flow, result_flow, result_into_flow, EventError};
     pub use crate::handler::ErasedHandler;
