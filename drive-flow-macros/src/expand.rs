@@ -125,7 +125,8 @@ impl Handle {
     fn new<D: quote::ToTokens>(docs: &[D], vis: &syn::Visibility, name: &syn::Ident) -> Self {
         let module_name = format_ident!("__drive_flow_{}", name, span = name.span());
         // Spanned at the name: "struct `a` defined here" in errors points at the function.
-        let handle_struct = quote_spanned! {name.span()=> pub struct #name; };
+        let inner_vis = respan(&inner_visibility(vis), name.span());
+        let handle_struct = quote_spanned! {name.span()=> #inner_vis struct #name; };
         let module = quote! {
             #[allow(non_snake_case)]
             mod #module_name {
@@ -162,6 +163,28 @@ impl Handle {
         quote! {
             #[#root::__private::__then(#import #rest)]
             #module
+        }
+    }
+}
+
+/// The visibility, inside the handle's module, that is `vis` in the function's scope.
+fn inner_visibility(vis: &syn::Visibility) -> TokenStream {
+    match vis {
+        syn::Visibility::Public(_) => quote!(#vis),
+        syn::Visibility::Inherited => quote!(pub(super)),
+        syn::Visibility::Restricted(restricted) => {
+            let path = &restricted.path;
+            let first = path.segments.first().map(|s| s.ident.to_string());
+            match first.as_deref() {
+                Some("crate") if path.leading_colon.is_none() => quote!(#vis),
+                Some("self") if path.segments.len() == 1 => quote!(pub(super)),
+                Some("self") => {
+                    let rest = path.segments.iter().skip(1);
+                    quote!(pub(in super #(::#rest)*))
+                }
+                Some("super") => quote!(pub(in super::#path)),
+                _ => quote!(#vis),
+            }
         }
     }
 }

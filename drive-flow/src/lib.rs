@@ -100,7 +100,8 @@ pub use stream::{RunEvent, RunEventKind, RunEvents};
 ///
 /// The function becomes a zero-sized value of the same name that implements [`Event`], used
 /// to name it in `#[listen(..)]`, [`EventInput::get`], [`Results::get`], [`Drive::invoke`] and
-/// goto targets. It may take [`EventInput`], [`Context<T>`] and [`Inbox`] parameters (in any
+/// goto targets. The name is a unit struct too, so it cannot also name a `mod` (or another
+/// type) of the same scope. An event is a free function: in an `impl` block it is an error. It may take [`EventInput`], [`Context<T>`] and [`Inbox`] parameters (in any
 /// order, or none) and return `()`, `T`, `Result<T, E>`, [`Flow<T>`] or `Result<Flow<T>, E>`,
 /// where `E` converts into [`BoxError`]. A run has one context, so an event takes at most
 /// one context type: `Context<A>` and `Context<B>` together are a compile error (the same
