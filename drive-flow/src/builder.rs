@@ -50,7 +50,8 @@ impl Group {
         }
     }
 
-    /// Name the group (by default its position among the listener's groups: `"0"`, `"1"`, …).
+    /// Name the group (by default its position among the listener's groups: `"0"`, `"1"`, …;
+    /// an empty name gives the default name too).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(Arc::from(name.into()));
         self
@@ -372,9 +373,10 @@ impl DriveBuilder {
             }
             let start = slots.len() as u32;
             slots.extend_from_slice(members);
+            // A group named `""` takes its default name, as in Python (`name or index`).
             let name = match group.name.take() {
-                Some(name) => name,
-                None => default_name(&mut default_names, group.position),
+                Some(name) if !name.is_empty() => name,
+                _ => default_name(&mut default_names, group.position),
             };
             groups.push(GroupInfo {
                 listener: group.listener,
