@@ -105,6 +105,33 @@ async fn a_builder_graph_runs_like_a_macro_graph() {
 }
 
 #[tokio::test]
+async fn a_group_named_empty_takes_its_default_name() {
+    let log = Log::default();
+    let mut builder = DriveBuilder::new();
+    let start = builder.event("start", || async { Flow::from(1) });
+    let second = builder.event("second", || async { Flow::from(2) });
+    let l = log.clone();
+    let listener = builder.event("listener", move |input: EventInput| {
+        let l = l.clone();
+        async move { l.record("listener", &input) }
+    });
+    builder
+        .listen(second, Group::new([start]))
+        .listen(listener, Group::new([start]).name("named"))
+        .listen(listener, Group::new([second]).name(""));
+    builder.build().unwrap().invoke(start).await.unwrap();
+    let mut calls = log.of("listener");
+    calls.sort_by(|p, q| p.1.cmp(&q.1));
+    assert_eq!(
+        calls,
+        [
+            call("listener", "1", Behavior::Dispatch, &[("second", 2)]),
+            call("listener", "named", Behavior::Dispatch, &[("start", 1)]),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn groups_take_a_name_and_a_retrigger_mode() {
     use std::sync::atomic::{AtomicI32, Ordering};
 

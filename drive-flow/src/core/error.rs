@@ -8,14 +8,33 @@ use crate::core::flow::BoxError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// Two events have the same id (or builder name).
+    /// A name given to [`DriveBuilder::event`](crate::DriveBuilder::event) is the name or
+    /// id of another event of the graph. (Two events of the macros may share an id in
+    /// process; see [`AmbiguousEvent`](Self::AmbiguousEvent).)
     #[error(
-        "two events have the id `{event}`; events defined inside function bodies take the path \
-         of the enclosing module, so give them distinct names"
+        "two events are named `{event}`; a name given to `DriveBuilder::event` must differ \
+         from the name or id of every other event of the graph"
     )]
     DuplicateEvent {
-        /// The shared id.
+        /// The shared name.
         event: String,
+    },
+    /// Two events made by the macros have the same id: functions of the same name defined
+    /// in two function bodies of one module (events take the path of the module). A drive
+    /// in process tells them apart; a durable run, which stores events by id, cannot. Given
+    /// by [`Drive::check_unique_ids`](crate::Drive::check_unique_ids).
+    #[error(
+        "two events have the id `{id}`, defined at {first} and at {second}: events defined \
+         inside function bodies take the path of the enclosing module; rename one so that \
+         runs stored by id can tell them apart"
+    )]
+    AmbiguousEvent {
+        /// The shared id.
+        id: String,
+        /// Where the first is defined: `file:line:column`.
+        first: String,
+        /// Where the second is defined: `file:line:column`.
+        second: String,
     },
     /// An event listens to an event that is not part of this graph.
     #[error("event `{listener}` listens to {member}, which is not an event of this graph")]
