@@ -64,9 +64,50 @@ impl<'a> EventInfo<'a> {
     }
 
     /// The event's id: `module::path::fn_name` for an event made with the macros, the name
-    /// given to [`DriveBuilder::event`](crate::DriveBuilder::event) otherwise.
+    /// given to [`DriveBuilder::event`](crate::DriveBuilder::event) otherwise. Two events of
+    /// the macros defined in two function bodies of one module share their id; see
+    /// [`label`](Self::label) and [`site`](Self::site).
     pub fn id(&self) -> &'a str {
+        let node = self.graph.node(self.node);
+        match node.meta {
+            Some(meta) => meta.id,
+            None => &node.name,
+        }
+    }
+
+    /// How errors, traces and pictures name the event: its id, followed by
+    /// `@file:line:column` when another event of the graph shares the id.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// fn first() {
+    ///     #[event]
+    ///     async fn step() {}
+    /// }
+    /// fn second() {
+    ///     #[event]
+    ///     async fn step() {}
+    /// }
+    ///
+    /// let drive = Drive::new().unwrap();
+    /// assert_eq!(drive.events().len(), 2);
+    /// for event in drive.events() {
+    ///     assert_eq!(event.id(), format!("{}::step", module_path!()));
+    ///     assert_eq!(event.name(), "step");
+    ///     let (file, line, column) = event.site().unwrap();
+    ///     assert_eq!(event.label(), format!("{}@{file}:{line}:{column}", event.id()));
+    /// }
+    /// ```
+    pub fn label(&self) -> &'a str {
         &self.graph.node(self.node).name
+    }
+
+    /// Where an event of the macros is defined: `(file, line, column)` of its name; `None`
+    /// for an event of the builder.
+    pub fn site(&self) -> Option<(&'static str, u32, u32)> {
+        let meta = self.graph.node(self.node).meta?;
+        Some((meta.file, meta.line, meta.column))
     }
 
     /// The id without its module path (the function's name for an event of the macros).
@@ -136,7 +177,7 @@ impl<'a> GroupInfo<'a> {
 impl fmt::Debug for EventInfo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventInfo")
-            .field("id", &self.id())
+            .field("id", &self.label())
             .field("groups", &self.groups().collect::<Vec<_>>())
             .finish()
     }
@@ -149,7 +190,7 @@ impl fmt::Debug for GroupInfo<'_> {
             .field("retrigger", &self.retrigger())
             .field(
                 "members",
-                &self.members().map(|m| m.id()).collect::<Vec<_>>(),
+                &self.members().map(|m| m.label()).collect::<Vec<_>>(),
             )
             .finish()
     }
