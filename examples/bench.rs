@@ -10,7 +10,11 @@
 //! `BENCH_QUICK=1` is the same as `--quick`. `--only NAME[,NAME]` keeps some workloads.
 //! `--smoke` (10 and 1 000 events, a few seconds even in a debug build) only checks that
 //! every workload runs; its figures mean nothing and it judges no target.
-//! `--repeat WORKLOAD SIZE MODE SECONDS` runs one cell in a loop (for `perf record`). The
+//! `--scaling` runs only the core-scaling section (a fan-out and a diamond of 20 000 events
+//! whose bodies busy-spin 0, 1 and 5 µs, on 1, 2 and all worker threads, drive-flow's
+//! speed-up beside the spawn baseline's); every other mode runs it after the other tables.
+//! `--repeat WORKLOAD SIZE MODE SECONDS` runs one cell in a loop (for `perf record`;
+//! `Nx` in place of `SECONDS` runs it exactly N times, for callgrind). The
 //! workloads and the two baselines are in `benches/support/workloads.rs`, shared with
 //! `cargo bench --bench overhead`. The process exits 0 whether targets are met or not:
 //! timings on a shared machine are noisy, so read the ratios.
@@ -24,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use drive_flow::Drive;
-use workloads::{build_drive, runtime, Kind, Mode, Prepared, Spec, KINDS, MODES};
+use workloads::{build_drive, runtime, runtime_with, Kind, Mode, Prepared, Spec, KINDS, MODES};
 
 /// Counts heap bytes and allocations while `TRACK` is on (only in `--child` processes,
 /// around one run); otherwise one relaxed load per allocation.
@@ -78,6 +82,12 @@ const MAX_RATIO_RSS: f64 = 2.0;
 const MAX_BUILD_NS: f64 = 1_000.0;
 /// The size at which memory and flatness are judged.
 const BIG: usize = 100_000;
+/// Core scaling: events per run, CPU per body (µs), and how close drive-flow's speed-up
+/// from 1 worker to more must come to the spawn baseline's (drive's / baseline's).
+const SCALING_EVENTS: usize = 20_000;
+const SCALING_SPINS_US: [u64; 3] = [0, 1, 5];
+const SCALING_KINDS: [Kind; 2] = [Kind::FanOut, Kind::Diamond];
+const MIN_SPEEDUP_RATIO: f64 = 0.9;
 
 struct Row {
     kind: Kind,
@@ -117,6 +127,7 @@ fn main() {
         .filter(|k| only.as_ref().is_none_or(|o| o.contains(k)))
         .collect();
     let smoke = args.iter().any(|a| a == "--smoke");
+    let scaling_only = args.iter().any(|a| a == "--scaling");
     let (sizes, mem_size, budget): (&[usize], usize, u64) = if smoke {
         (&[10, 1_000], 1_000, 5)
     } else if quick {
@@ -126,6 +137,23 @@ fn main() {
     };
     let budget = Duration::from_millis(budget);
     let started = Instant::now();
+    let scaling_budget = Duration::from_millis(if smoke {
+        5
+    } else if quick {
+        800
+    } else {
+        1_500
+    });
+    if scaling_only {
+        let scaling = time_scaling(smoke, scaling_budget);
+        print_scaling(&scaling, smoke);
+        if !smoke {
+            println!("\ntargets");
+            print_scaling_target(&scaling);
+        }
+        println!("\ntotal time {:.1} s", started.elapsed().as_secs_f64());
+        return;
+    }
 
     println!(
         "drive-flow overhead benchmark{} — {}, {} cores; tokio multi-thread runtime, 2 workers",
@@ -191,11 +219,15 @@ fn main() {
 
     let macro_rows = time_macros(&rt, budget);
     let registry = time_registry(&rt, budget, if smoke { 1_000 } else { BIG });
+    drop(rt); // its idle workers would share the machine with the scaling runtimes
+    let scaling = time_scaling(smoke, scaling_budget);
 
     print_tables(&rows, mem_size, &rss, &macro_rows);
     print_registry(&registry);
+    print_scaling(&scaling, smoke);
     if !smoke {
         print_targets(&rows, &rss, &registry);
+        print_scaling_target(&scaling);
     }
     println!("\ntotal time {:.1} s", started.elapsed().as_secs_f64());
 }
@@ -341,6 +373,162 @@ fn time_registry(
     rows
 }
 
+/// One cell of the core-scaling section: ns/event of drive-flow (a task per event) and of
+/// the spawn baseline on a runtime with `workers` worker threads.
+struct ScaleRow {
+    kind: Kind,
+    spin_us: u64,
+    events: usize,
+    workers: usize,
+    drive: f64,
+    base: f64,
+}
+
+/// The worker counts of the scaling section: 1, 2 and every core if there are more.
+fn scaling_workers() -> Vec<usize> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut workers = vec![1, 2];
+    if cores > 2 {
+        workers.push(cores);
+    }
+    workers
+}
+
+/// Core scaling: each workload and body size on runtimes of 1, 2 (and all) worker threads,
+/// drive-flow and the spawn baseline in interleaved blocks (every runtime and mode sees the
+/// same machine load); the fastest block of each.
+fn time_scaling(smoke: bool, budget: Duration) -> Vec<ScaleRow> {
+    let n = if smoke { 1_000 } else { SCALING_EVENTS };
+    let runtimes: Vec<(usize, tokio::runtime::Runtime)> = scaling_workers()
+        .into_iter()
+        .map(|w| (w, runtime_with(w)))
+        .collect();
+    const SCALE_MODES: [Mode; 2] = [Mode::Drive, Mode::Spawn];
+    let mut rows = Vec::new();
+    for kind in SCALING_KINDS {
+        for spin_us in SCALING_SPINS_US {
+            let spec = Spec::spinning(kind, n, Duration::from_micros(spin_us));
+            let prepared = Prepared::from_spec(spec, &SCALE_MODES);
+            let events = prepared.spec.events;
+            // samples[runtime][mode]; warm every runtime and mode up once (not timed).
+            let mut samples: Vec<[Vec<f64>; 2]> =
+                runtimes.iter().map(|_| Default::default()).collect();
+            for (_, rt) in &runtimes {
+                if let Err(error) = rt.block_on(prepared.verify(false)) {
+                    println!("ERROR: {error}");
+                }
+                for mode in SCALE_MODES {
+                    rt.block_on(prepared.run(mode));
+                }
+            }
+            let start = Instant::now();
+            for round in 0..200 {
+                if round >= 5 && start.elapsed() > budget {
+                    break;
+                }
+                for ((_, rt), per_mode) in runtimes.iter().zip(samples.iter_mut()) {
+                    for (mode, sample) in SCALE_MODES.into_iter().zip(per_mode.iter_mut()) {
+                        let ns = rt.block_on(async {
+                            let t = Instant::now();
+                            prepared.run(mode).await;
+                            t.elapsed().as_secs_f64() * 1e9 / events as f64
+                        });
+                        sample.push(ns);
+                    }
+                }
+            }
+            for ((workers, _), per_mode) in runtimes.iter().zip(samples) {
+                let [drive, base] = per_mode.map(|mut s| fastest(&mut s));
+                rows.push(ScaleRow {
+                    kind,
+                    spin_us,
+                    events,
+                    workers: *workers,
+                    drive,
+                    base,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Speed-ups of a scaling row over the same workload and body on 1 worker: drive's,
+/// the baseline's, and drive's over the baseline's.
+fn speedups(rows: &[ScaleRow], row: &ScaleRow) -> Option<(f64, f64, f64)> {
+    let one = rows
+        .iter()
+        .find(|r| r.kind == row.kind && r.spin_us == row.spin_us && r.workers == 1)?;
+    let drive = one.drive / row.drive;
+    let base = one.base / row.base;
+    Some((drive, base, drive / base))
+}
+
+fn print_scaling(rows: &[ScaleRow], smoke: bool) {
+    println!();
+    println!(
+        "core scaling: {} events per run, each body busy (CPU) for the given µs; drive (a task per event) and base-spawn",
+        rows.first().map_or(0, |r| r.events)
+    );
+    println!("ns per event (fastest of interleaved blocks); x = drive / base-spawn;");
+    println!(
+        "speed-up = ns/event on 1 worker / on this many, drive's and base-spawn's; rel = drive's / base's{}",
+        if smoke { "" } else { "; ! = rel < 0.90" }
+    );
+    println!(
+        "{:<13}{:>8}{:>8}{:>8}{:>11}{:>7}{:>10}{:>7}{:>7}",
+        "workload", "body µs", "workers", "drive", "base-spawn", "x", "speed-up", "base", "rel"
+    );
+    for row in rows {
+        let (speedup, base, rel) = match speedups(rows, row) {
+            Some((d, b, r)) if row.workers > 1 => (
+                format!("{d:.2}"),
+                format!("{b:.2}"),
+                format!("{r:.2}{}", mark(smoke || r >= MIN_SPEEDUP_RATIO)),
+            ),
+            _ => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "{:<13}{:>8}{:>8}{:>8.0}{:>11.0}{:>7.2}{:>10}{:>7}{:>7}",
+            row.kind.name(),
+            row.spin_us,
+            row.workers,
+            row.drive,
+            row.base,
+            row.drive / row.base,
+            speedup,
+            base,
+            rel
+        );
+    }
+}
+
+fn print_scaling_target(rows: &[ScaleRow]) {
+    let misses: Vec<String> = rows
+        .iter()
+        .filter(|r| r.workers > 1)
+        .filter_map(|r| {
+            let (d, b, rel) = speedups(rows, r)?;
+            (rel < MIN_SPEEDUP_RATIO).then(|| {
+                format!(
+                    "{}/{}µs/{}w {d:.2} vs {b:.2}",
+                    r.kind.name(),
+                    r.spin_us,
+                    r.workers
+                )
+            })
+        })
+        .collect();
+    let name = format!(
+        "core scaling: drive's speed-up ≥ {MIN_SPEEDUP_RATIO}× base-spawn's, every body and worker count"
+    );
+    if misses.is_empty() {
+        println!("  met     {name}");
+    } else {
+        println!("  MISSED  {name}: {}", misses.join(", "));
+    }
+}
+
 fn print_registry(rows: &[(usize, [f64; 2])]) {
     println!();
     println!(
@@ -446,6 +634,12 @@ fn repeat(args: &[String]) {
     let kind = args.first().and_then(|a| Kind::parse(a));
     let n = args.get(1).and_then(|a| a.parse().ok());
     let mode = args.get(2).and_then(|a| Mode::parse(a));
+    // `SECONDS`, or `Nx`: exactly N runs (callgrind: the difference of two counts is the
+    // cost of the runs alone).
+    let times: Option<u64> = args
+        .get(3)
+        .and_then(|a| a.strip_suffix('x'))
+        .and_then(|a| a.parse().ok());
     let seconds: f64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5.0);
     let mode = mode.or(Some(Mode::Drive)); // "build" is checked below
     let (Some(kind), Some(n), Some(mode)) = (kind, n, mode) else {
@@ -471,7 +665,10 @@ fn repeat(args: &[String]) {
     let prepared = Prepared::new(kind, n, &[mode]);
     let start = Instant::now();
     let mut runs = 0u64;
-    while start.elapsed().as_secs_f64() < seconds {
+    while match times {
+        Some(times) => runs < times,
+        None => start.elapsed().as_secs_f64() < seconds,
+    } {
         rt.block_on(prepared.run(mode));
         runs += 1;
     }

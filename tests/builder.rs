@@ -105,6 +105,33 @@ async fn a_builder_graph_runs_like_a_macro_graph() {
 }
 
 #[tokio::test]
+async fn a_group_named_empty_takes_its_default_name() {
+    let log = Log::default();
+    let mut builder = DriveBuilder::new();
+    let start = builder.event("start", || async { Flow::from(1) });
+    let second = builder.event("second", || async { Flow::from(2) });
+    let l = log.clone();
+    let listener = builder.event("listener", move |input: EventInput| {
+        let l = l.clone();
+        async move { l.record("listener", &input) }
+    });
+    builder
+        .listen(second, Group::new([start]))
+        .listen(listener, Group::new([start]).name("named"))
+        .listen(listener, Group::new([second]).name(""));
+    builder.build().unwrap().invoke(start).await.unwrap();
+    let mut calls = log.of("listener");
+    calls.sort_by(|p, q| p.1.cmp(&q.1));
+    assert_eq!(
+        calls,
+        [
+            call("listener", "1", Behavior::Dispatch, &[("second", 2)]),
+            call("listener", "named", Behavior::Dispatch, &[("start", 1)]),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn groups_take_a_name_and_a_retrigger_mode() {
     use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -405,4 +432,80 @@ async fn a_handle_finds_nothing_in_another_drive() {
     let results = registered.invoke(macro_events::source).await.unwrap();
     assert_eq!(results.get(macro_events::doubled), Some(&40));
     assert_eq!(results.get(one), None);
+}
+
+/// A group as `Drive::events` lists it: name, retrigger mode, member ids.
+type ListedGroup = (String, Retrigger, Vec<String>);
+
+/// `Drive::events` lists the graph as built: duplicate groups dropped, a repeated member
+/// counted once, default names given, retrigger modes kept (issue 10, item 14).
+#[test]
+fn the_typed_view_lists_events_and_groups_as_built() {
+    let mut builder = DriveBuilder::new();
+    let a = builder.event("flow::a", || async { Flow::from(1) });
+    let b = builder.event("flow::b", || async { Flow::from(2) });
+    let c = builder.event("flow::c", || async { Flow::from(3) });
+    builder
+        .listen(c, Group::new([a]))
+        .listen(c, Group::new([a]).name("dropped").retrigger(Retrigger::Any)) // duplicate
+        .listen(
+            c,
+            Group::new([EventRef::from(b), a.into(), b.into()]).retrigger(Retrigger::Any),
+        )
+        .listen(b, Group::new([a]).name("from a"));
+    let drive = builder.build().unwrap();
+    let listing: Vec<(usize, String, String, Vec<ListedGroup>)> = drive
+        .events()
+        .map(|event| {
+            let groups = event
+                .groups()
+                .map(|group| {
+                    assert_eq!(group.listener().id(), event.id());
+                    let members = group.members().map(|m| m.id().to_string()).collect();
+                    (group.name().to_string(), group.retrigger(), members)
+                })
+                .collect();
+            (
+                event.index(),
+                event.id().to_string(),
+                event.name().to_string(),
+                groups,
+            )
+        })
+        .collect();
+    let strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        listing,
+        vec![
+            (0, "flow::a".to_string(), "a".to_string(), vec![]),
+            (
+                1,
+                "flow::b".to_string(),
+                "b".to_string(),
+                vec![("from a".to_string(), Retrigger::All, strings(&["flow::a"]))]
+            ),
+            (
+                2,
+                "flow::c".to_string(),
+                "c".to_string(),
+                vec![
+                    ("0".to_string(), Retrigger::All, strings(&["flow::a"])),
+                    (
+                        "1".to_string(),
+                        Retrigger::Any,
+                        strings(&["flow::b", "flow::a"])
+                    ),
+                ]
+            ),
+        ]
+    );
+    assert_eq!(drive.events().len(), 3);
+    let a_info = drive.events().find(|e| e.is(a)).unwrap();
+    assert!(!a_info.is(b));
+    // Where `a` is a member: c's two groups and b's group, by listener in registration order.
+    let listeners: Vec<(&str, &str)> = a_info
+        .listeners()
+        .map(|g| (g.listener().name(), g.name()))
+        .collect();
+    assert_eq!(listeners, [("b", "from a"), ("c", "0"), ("c", "1")]);
 }

@@ -306,3 +306,81 @@ mod independent_runs {
         }
     }
 }
+
+/// A value sent to an event waiting in its `Inbox`, racing a `cancel()` of the run from
+/// another thread: the runner's count of running events must not underflow (it panicked
+/// with "attempt to subtract with overflow" in debug builds; issue 10, item 3). Thousands
+/// of tries; any panic on any thread (the runner's own, caught by tokio, included) fails.
+mod send_races_cancel {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Mutex, Once};
+    use std::time::Duration;
+
+    use drive_flow::prelude::*;
+    use drive_flow::{InboxError, RunEventKind};
+    use futures::StreamExt;
+
+    static PANICS: AtomicUsize = AtomicUsize::new(0);
+    static MESSAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// Count every panic of the process from now on (tokio catches a task's panic and
+    /// drops it with the aborted task: only the hook sees it).
+    fn count_panics() {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                PANICS.fetch_add(1, Ordering::SeqCst);
+                if let Ok(mut messages) = MESSAGES.lock() {
+                    messages.push(info.to_string());
+                }
+                previous(info);
+            }));
+        });
+    }
+
+    #[event]
+    pub async fn waits(inbox: Inbox) -> Result<u8, InboxError> {
+        inbox.recv::<u8>("go").await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn send_racing_cancel_never_panics() {
+        count_panics();
+        let drive = Drive::new().unwrap();
+        let tries = async {
+            for attempt in 0..3_000u32 {
+                let (run, mut events) = drive.invoke(waits).start_with_events();
+                while let Some(event) = events.next().await {
+                    if matches!(event.kind, RunEventKind::Waiting { .. }) {
+                        break;
+                    }
+                }
+                // Two threads: one sends, the other cancels a moment later (a few spins,
+                // varied from try to try, so that the cancel lands at every point of the
+                // woken event's way to its end).
+                std::thread::scope(|scope| {
+                    scope.spawn(|| run.send("go", 1u8));
+                    scope.spawn(|| {
+                        for _ in 0..(attempt % 64) * 16 {
+                            std::hint::spin_loop();
+                        }
+                        run.cancel();
+                    });
+                });
+                let result = run.await;
+                assert!(
+                    matches!(result, Err(Error::Cancelled) | Ok(_)),
+                    "try {attempt}: {result:?}"
+                );
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(120), tries)
+            .await
+            .expect("3 000 tries take well under two minutes");
+        // Let the last cancelled tasks end before counting.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let messages = MESSAGES.lock().unwrap().clone();
+        assert_eq!(PANICS.load(Ordering::SeqCst), 0, "{messages:#?}");
+    }
+}

@@ -452,3 +452,173 @@ mod unknown_events {
         }
     }
 }
+
+/// A run returns its error on time while an event blocks its worker thread (no `.await`):
+/// it does not wait for the events it cancelled (issue 10, item 1). The blocked event goes on
+/// until it yields; tokio cannot pre-empt it.
+mod blocking {
+    use super::*;
+
+    /// Blocks its thread for 3 s, then sets the flag.
+    #[event]
+    async fn stuck(flag: Context<Flag>) {
+        std::thread::sleep(Duration::from_secs(3));
+        flag.set();
+    }
+
+    #[event]
+    async fn start() {}
+
+    #[listen(start)]
+    async fn stuck_sibling() {
+        std::thread::sleep(Duration::from_secs(3));
+    }
+
+    #[listen(start)]
+    async fn fails_soon() -> Result<(), String> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Err(String::from("gave up"))
+    }
+
+    static BLOCKING_ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Each attempt blocks 300 ms and fails; retried at once (no backoff).
+    #[event(retries = 3)]
+    async fn blocks_and_fails() -> Result<(), String> {
+        BLOCKING_ATTEMPTS.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+        Err(String::from("failed"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_blocking_attempt_ending_after_its_run_is_not_retried() {
+        let begun = Instant::now();
+        let error = Drive::new()
+            .unwrap()
+            .invoke(blocks_and_fails)
+            .timeout(Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::RunTimeout { .. }), "{error:?}");
+        assert!(begun.elapsed() < Duration::from_millis(250));
+        // Past the time all four attempts would take: only the first one ran.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(BLOCKING_ATTEMPTS.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_run_timeout_returns_on_time_while_an_event_blocks() {
+        let flag = Arc::new(Flag::default());
+        let begun = Instant::now();
+        let error = Drive::new()
+            .unwrap()
+            .invoke(stuck)
+            .context_arc(flag.clone())
+            .timeout(Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        let elapsed = begun.elapsed();
+        match &error {
+            Error::RunTimeout { after, running } => {
+                assert_eq!(*after, Duration::from_millis(200));
+                assert_eq!(running, &["failures::blocking::stuck"]);
+            }
+            other => panic!("expected RunTimeout, got {other:?}"),
+        }
+        assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+        assert!(!flag.is_set(), "the run returned before the event was done");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn cancel_returns_on_time_while_an_event_blocks() {
+        let flag = Arc::new(Flag::default());
+        let run = Drive::new()
+            .unwrap()
+            .invoke(stuck)
+            .context_arc(flag.clone())
+            .start();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let begun = Instant::now();
+        run.cancel();
+        let result = run.await;
+        let elapsed = begun.elapsed();
+        assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
+        assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+        assert!(!flag.is_set());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failing_sibling_fails_the_run_on_time_while_an_event_blocks() {
+        let begun = Instant::now();
+        let error = Drive::new().unwrap().invoke(start).await.unwrap_err();
+        let elapsed = begun.elapsed();
+        assert_eq!(
+            error.to_string(),
+            "event `failures::blocking::fails_soon` failed: gave up"
+        );
+        assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    }
+}
+
+/// An event cancelled because a sibling failed, whose local value panics when dropped: the
+/// run reports the sibling's failure, and the panic does not reach the caller, inline or
+/// not, awaited or started (issue 10, item 4).
+mod panic_in_drop {
+    use super::*;
+
+    /// Panics when dropped: held across an `.await` by an event that gets cancelled.
+    struct Bomb;
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("a value of a cancelled event panicked in Drop");
+        }
+    }
+
+    #[event]
+    async fn start() {}
+
+    #[listen(start)]
+    async fn holds_a_bomb() {
+        let bomb = Bomb;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        std::mem::forget(bomb);
+    }
+
+    #[listen(start)]
+    async fn fails() -> Result<(), String> {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(String::from("the real failure"))
+    }
+
+    fn assert_real_failure(result: Result<Results, Error>) {
+        match result {
+            Err(Error::Failed { event, source }) => {
+                assert_eq!(event, "failures::panic_in_drop::fails");
+                assert_eq!(source.to_string(), "the real failure");
+            }
+            other => panic!("expected the failure of `fails`, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn inline_awaited() {
+        let drive = Drive::new().unwrap();
+        let run = std::future::IntoFuture::into_future(drive.invoke(start).inline());
+        let caught = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await;
+        assert_real_failure(caught.expect("the panic in Drop reached the caller"));
+    }
+
+    #[tokio::test]
+    async fn inline_started() {
+        let drive = Drive::new().unwrap();
+        assert_real_failure(drive.invoke(start).inline().start().await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spawned_awaited_and_started() {
+        let drive = Drive::new().unwrap();
+        assert_real_failure(drive.invoke(start).await);
+        assert_real_failure(drive.invoke(start).start().await);
+    }
+}

@@ -6,7 +6,7 @@
 
 use std::future::IntoFuture;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use drive_flow::prelude::*;
@@ -46,6 +46,81 @@ async fn wait_for(
         Some(true),
         "expected event not seen; saw {seen:#?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// A run is a future: spawn it, block on it, join or race it (issue 10, item 9)
+
+mod as_future {
+    use std::time::Duration;
+
+    use drive_flow::prelude::*;
+
+    #[event]
+    pub async fn seven() -> u8 {
+        7
+    }
+
+    #[event]
+    pub async fn slow() -> u8 {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        1
+    }
+}
+
+#[tokio::test]
+async fn a_run_can_be_spawned() {
+    fn a_send_sync_static_future<F: std::future::Future + Send + Sync + 'static>(future: F) -> F {
+        future
+    }
+    let drive = Drive::new().unwrap();
+    let _configured = a_send_sync_static_future(drive.invoke(as_future::seven).inline());
+    let results = tokio::spawn(drive.invoke(as_future::seven))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(results.get(as_future::seven), Some(&7));
+}
+
+#[test]
+fn a_run_can_be_blocked_on() {
+    let drive = Drive::new().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime.block_on(drive.invoke(as_future::seven)).unwrap();
+    assert_eq!(results.get(as_future::seven), Some(&7));
+    let handle = runtime.handle().clone();
+    let results = std::thread::spawn(move || handle.block_on(drive.invoke(as_future::seven)))
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(results.get(as_future::seven), Some(&7));
+}
+
+#[tokio::test]
+async fn runs_can_be_joined_and_raced() {
+    let drive = Drive::new().unwrap();
+    let (a, b) = tokio::join!(
+        drive.invoke(as_future::seven),
+        drive.invoke(as_future::seven).inline()
+    );
+    assert_eq!(a.unwrap().get(as_future::seven), Some(&7));
+    assert_eq!(b.unwrap().get(as_future::seven), Some(&7));
+    let winner = tokio::select! {
+        slow = drive.invoke(as_future::slow) => slow.map(|r| r.get(as_future::slow).copied()),
+        fast = drive.invoke(as_future::seven) => fast.map(|r| r.get(as_future::seven).copied()),
+    };
+    assert_eq!(winner.unwrap(), Some(7));
+    // The run that loses a `select!` is dropped, which cancels it.
+    let raced = tokio::select! {
+        biased;
+        done = drive.invoke(as_future::slow) => Some(done),
+        () = tokio::time::sleep(Duration::from_millis(20)) => None,
+    };
+    assert!(raced.is_none());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -302,6 +377,60 @@ async fn a_run_past_its_timeout_fails_naming_the_events_in_flight() {
 
 // ---------------------------------------------------------------------------------------
 // Retries
+
+/// An attempt that does not yield until past its timeout (CPU work, blocking calls): the
+/// timer cannot fire, yet the attempt timed out (issue 10, item 2).
+mod busy_timeout {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use drive_flow::prelude::*;
+
+    #[event(timeout = "100ms")]
+    pub async fn busy() -> u8 {
+        std::thread::sleep(Duration::from_millis(500));
+        1
+    }
+
+    pub static BUSY_TWICE_CALLS: AtomicU32 = AtomicU32::new(0);
+
+    /// Busy past its timeout on its first attempt only.
+    #[event(timeout = "100ms", retries = 1)]
+    pub async fn busy_first() -> u32 {
+        let call = BUSY_TWICE_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        if call == 1 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        call
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_that_ran_past_its_timeout_without_yielding_timed_out() {
+    let error = Drive::new()
+        .unwrap()
+        .invoke(busy_timeout::busy)
+        .await
+        .unwrap_err();
+    match &error {
+        Error::Timeout { event, after } => {
+            assert_eq!(*event, id("busy_timeout::busy"));
+            assert_eq!(*after, Duration::from_millis(100));
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_that_ran_past_its_timeout_without_yielding_is_retried() {
+    let results = Drive::new()
+        .unwrap()
+        .invoke(busy_timeout::busy_first)
+        .await
+        .unwrap();
+    assert_eq!(results.get(busy_timeout::busy_first), Some(&2));
+    assert_eq!(results.stats(busy_timeout::busy_first).attempts, 2);
+}
 
 mod retry {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -624,6 +753,100 @@ async fn the_stream_ends_when_the_run_fails() {
     assert_eq!(end_of("failing::lingers"), RunEventKind::Cancelled);
 }
 
+/// A run with a fan-out, a join and a goto, rebuilt as a tree from the causes carried by
+/// the `Started` events (issue 10, item 13).
+mod causes {
+    use std::time::Duration;
+
+    use drive_flow::prelude::*;
+
+    /// The first turn from the run's input, the second from `merge`'s goto.
+    #[event]
+    pub async fn begin(input: EventInput) -> u8 {
+        if input.behavior() == Behavior::Goto {
+            2
+        } else {
+            1
+        }
+    }
+
+    #[listen(begin)]
+    pub async fn left(input: EventInput) -> u8 {
+        input.get(begin).copied().unwrap_or(0)
+    }
+
+    /// Ends after `left`: its completion is the one that makes the join fire.
+    #[listen(begin)]
+    pub async fn right(input: EventInput) -> u8 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        input.get(begin).copied().unwrap_or(0)
+    }
+
+    #[listen(left, right, name = "both")]
+    pub async fn merge(input: EventInput) -> Flow<u8> {
+        match input.get(left) {
+            Some(1) => Flow::goto(begin, 0),
+            _ => Flow::from(2),
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_started_event_carries_its_cause_and_the_run_rebuilds_as_a_tree() {
+    use std::collections::BTreeMap;
+
+    let (run, events) = Drive::new()
+        .unwrap()
+        .invoke(causes::begin)
+        .start_with_events();
+    let mut seen = collect(events).await;
+    assert_eq!(run.await.unwrap().get(causes::merge), Some(&2));
+    // Only the causes are used, not the order the stream delivered them in.
+    seen.reverse();
+    let mut children: BTreeMap<Option<u64>, Vec<(u64, String)>> = BTreeMap::new();
+    for event in &seen {
+        match (&event.kind, &event.cause) {
+            (RunEventKind::Started, Some(cause)) => {
+                let short = event.event.rsplit("::").next().unwrap();
+                let label = format!("{short} ({:?}, {})", cause.behavior, cause.group);
+                children
+                    .entry(cause.after)
+                    .or_default()
+                    .push((event.task_id, label));
+            }
+            (RunEventKind::Started, None) => panic!("a Started event without a cause: {event:?}"),
+            (_, cause) => assert_eq!(*cause, None, "{event:?}"),
+        }
+    }
+    fn draw(
+        children: &BTreeMap<Option<u64>, Vec<(u64, String)>>,
+        parent: Option<u64>,
+        depth: usize,
+        out: &mut String,
+    ) {
+        let mut calls = children.get(&parent).cloned().unwrap_or_default();
+        calls.sort(); // by task id: siblings in the order they were triggered
+        for (task_id, label) in calls {
+            out.push_str(&format!("{}{label}\n", "  ".repeat(depth)));
+            draw(children, Some(task_id), depth + 1, out);
+        }
+    }
+    let mut tree = String::new();
+    draw(&children, None, 0, &mut tree);
+    assert_eq!(
+        tree,
+        "begin (Input, user_input)
+  left (Dispatch, 0)
+  right (Dispatch, 0)
+    merge (Dispatch, both)
+      begin (Goto, $goto)
+        left (Dispatch, 0)
+        right (Dispatch, 0)
+          merge (Dispatch, both)
+"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Outside input
 
@@ -707,6 +930,88 @@ async fn the_run_timeout_applies_while_an_event_waits_for_input() {
         "{error:?}"
     );
     assert!(began.elapsed() < Duration::from_millis(1_000));
+}
+
+/// An `Inbox` moved out of its event (into a spawned task) and read after its run ended:
+/// `recv` fails at once instead of waiting for ever (issue 10, item 5).
+mod late_inbox {
+    use std::sync::Mutex;
+
+    use drive_flow::prelude::*;
+    use tokio::sync::oneshot;
+
+    pub type Reply = oneshot::Sender<Result<u8, drive_flow::InboxError>>;
+    pub type Slot = Mutex<Option<Reply>>;
+
+    /// Hands its inbox to a task that reads it later, and returns at once: the run ends.
+    #[event]
+    pub async fn hand_off(inbox: Inbox, reply: Context<Slot>) {
+        let reply = reply.lock().unwrap().take().unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let _ = reply.send(inbox.recv::<u8>("late").await);
+        });
+    }
+
+    /// Hands its inbox to a task that waits on it at once, then waits for ever itself.
+    #[event]
+    pub async fn hand_off_and_wait(inbox: Inbox, reply: Context<Slot>) {
+        let reply = reply.lock().unwrap().take().unwrap();
+        tokio::spawn(async move {
+            let _ = reply.send(inbox.recv::<u8>("late").await);
+        });
+        std::future::pending::<()>().await;
+    }
+}
+
+fn assert_run_over(received: Result<u8, drive_flow::InboxError>) {
+    let error = received.unwrap_err();
+    assert_eq!(
+        error,
+        drive_flow::InboxError::RunEnded {
+            key: String::from("late")
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "no value can come under `late`: the run has ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recv_after_the_run_ended_fails_at_once() {
+    let (reply, received) = tokio::sync::oneshot::channel();
+    let run = Drive::new()
+        .unwrap()
+        .invoke(late_inbox::hand_off)
+        .context(Mutex::new(Some(reply)))
+        .start();
+    run.await.unwrap();
+    let received = tokio::time::timeout(Duration::from_secs(2), received)
+        .await
+        .expect("recv after the end of the run waited for ever")
+        .unwrap();
+    assert_run_over(received);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recv_waiting_when_the_run_is_cancelled_fails_at_once() {
+    let (reply, received) = tokio::sync::oneshot::channel();
+    let (run, mut events) = Drive::new()
+        .unwrap()
+        .invoke(late_inbox::hand_off_and_wait)
+        .context(Mutex::new(Some(reply)))
+        .start_with_events();
+    let mut seen = Vec::new();
+    wait_for(&mut events, &mut seen, |e| e.kind == RunEventKind::Started).await;
+    tokio::time::sleep(Duration::from_millis(100)).await; // the task waits in `recv`
+    run.cancel();
+    assert!(matches!(run.await, Err(Error::Cancelled)));
+    let received = tokio::time::timeout(Duration::from_secs(2), received)
+        .await
+        .expect("recv waited for ever after the run was cancelled")
+        .unwrap();
+    assert_run_over(received);
 }
 
 mod impatient {

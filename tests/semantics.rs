@@ -292,6 +292,51 @@ mod two_groups {
     }
 }
 
+/// A group named `""` takes its default name, as in Python (`name or str(index)`): c's
+/// nearest group, named `""`, is `"0"`; its next, named `""` too, is `"1"`.
+mod empty_group_name {
+    use super::*;
+
+    #[event]
+    async fn a() -> i32 {
+        1
+    }
+
+    #[listen(a)]
+    async fn b() -> i32 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        2
+    }
+
+    #[listen(a, name = "")]
+    #[listen(b, name = "")]
+    async fn c(input: EventInput, log: Context<Log>) {
+        log.record("c", &input);
+    }
+
+    #[tokio::test]
+    async fn is_the_default_name() {
+        let (log, _) = run_logged(a).await;
+        assert_eq!(
+            log.all(),
+            [
+                seen(
+                    "c",
+                    "1",
+                    Behavior::Dispatch,
+                    &[("semantics::empty_group_name::a", 1)]
+                ),
+                seen(
+                    "c",
+                    "0",
+                    Behavior::Dispatch,
+                    &[("semantics::empty_group_name::b", 2)]
+                ),
+            ]
+        );
+    }
+}
+
 /// goto: a returns 1; b (listens a) returns goto([a], 2); a runs again with group "$goto",
 /// Goto, {b: 2}, and aborts; c (listens b) never runs; a ran twice.
 mod goto {

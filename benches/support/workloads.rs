@@ -11,7 +11,9 @@
 //! - [`Mode::Futures`]: the same work as futures polled by one `FuturesUnordered` in the
 //!   caller's task, no spawn.
 //!
-//! Event bodies are trivial, so what is measured is each scheduler's own cost per event.
+//! Event bodies are trivial, so what is measured is each scheduler's own cost per event;
+//! the core-scaling workloads ([`Spec::spinning`]) give every body the same fixed amount of
+//! CPU work (a busy spin on the clock, not a sleep), in drive-flow and in the baselines.
 
 #![allow(dead_code)] // each includer uses a part
 
@@ -19,6 +21,7 @@ use std::collections::VecDeque;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use drive_flow::{Drive, DriveBuilder, EventInput, Flow, Group, Handle, Results};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -131,6 +134,8 @@ pub struct Spec {
     pub events: usize,
     /// Goto loop only: turns (`tick` + `tok`).
     pub turns: u64,
+    /// CPU time each event body spends (busy-spinning on the clock); zero: none.
+    pub spin: Duration,
 }
 
 impl Spec {
@@ -197,6 +202,16 @@ impl Spec {
             groups,
             events,
             turns,
+            spin: Duration::ZERO,
+        }
+    }
+
+    /// [`Spec::new`] with every event body busy for `spin` (CPU, not a sleep): the
+    /// core-scaling workloads.
+    pub fn spinning(kind: Kind, n: usize, spin: Duration) -> Spec {
+        Spec {
+            spin,
+            ..Spec::new(kind, n)
         }
     }
 
@@ -248,8 +263,15 @@ pub fn build_drive(spec: &Spec) -> Built {
             start: Start::Turn(tick),
         };
     }
+    let spin = spec.spin;
     let handles: Vec<Handle<()>> = (0..spec.nodes)
-        .map(|i| builder.event(format!("e{i}"), || async {}))
+        .map(|i| {
+            if spin.is_zero() {
+                builder.event(format!("e{i}"), || async {})
+            } else {
+                builder.event(format!("e{i}"), move || async move { busy(spin) })
+            }
+        })
         .collect();
     for (listener, members) in &spec.groups {
         builder.listen(
@@ -313,6 +335,8 @@ pub struct Dag {
     indegree: Vec<u32>,
     /// Goto loop only: events per run.
     goto_events: u64,
+    /// CPU time of each body.
+    spin: Duration,
 }
 
 impl Dag {
@@ -349,6 +373,7 @@ impl Dag {
             } else {
                 0
             },
+            spin: spec.spin,
         }
     }
 
@@ -362,8 +387,19 @@ impl Dag {
     }
 }
 
-/// The body of one hand-written event: trivial, and not optimised away.
-async fn body(node: u32) -> u32 {
+/// Keep the thread busy for `spin` (reading the clock in a loop): an event's CPU work.
+pub fn busy(spin: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < spin {
+        std::hint::spin_loop();
+    }
+}
+
+/// The body of one hand-written event: trivial (or busy for `spin`), and not optimised away.
+async fn body(node: u32, spin: Duration) -> u32 {
+    if !spin.is_zero() {
+        busy(spin);
+    }
     black_box(node)
 }
 
@@ -379,7 +415,7 @@ struct SpawnRun {
 
 fn spawn_event(run: Arc<SpawnRun>, node: u32, permit: Option<OwnedSemaphorePermit>) {
     tokio::spawn(async move {
-        body(node).await;
+        body(node, run.dag.spin).await;
         drop(permit);
         for &next in run.dag.successors(node) {
             if run.pending[next as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -404,12 +440,13 @@ fn spawn_event(run: Arc<SpawnRun>, node: u32, permit: Option<OwnedSemaphorePermi
 
 struct GotoRun {
     events: u64,
+    spin: Duration,
     done: Notify,
 }
 
 fn spawn_turn(run: Arc<GotoRun>, event: u64) {
     tokio::spawn(async move {
-        body(event as u32).await;
+        body(event as u32, run.spin).await;
         if event + 1 < run.events {
             spawn_turn(run, event + 1); // tok's goto: the next event is a new task
         } else {
@@ -423,6 +460,7 @@ pub async fn run_spawn(dag: &Arc<Dag>, cap: Option<usize>) {
     if dag.goto_events > 0 {
         let run = Arc::new(GotoRun {
             events: dag.goto_events,
+            spin: dag.spin,
             done: Notify::new(),
         });
         spawn_turn(run.clone(), 0);
@@ -450,10 +488,10 @@ pub async fn run_spawn(dag: &Arc<Dag>, cap: Option<usize>) {
 pub async fn run_futures(dag: &Dag, cap: Option<usize>) {
     let mut running = FuturesUnordered::new();
     if dag.goto_events > 0 {
-        running.push(body(0));
+        running.push(body(0, dag.spin));
         while let Some(event) = running.next().await {
             if u64::from(event) + 1 < dag.goto_events {
-                running.push(body(event + 1));
+                running.push(body(event + 1, dag.spin));
             }
         }
         return;
@@ -461,13 +499,13 @@ pub async fn run_futures(dag: &Dag, cap: Option<usize>) {
     let cap = cap.unwrap_or(usize::MAX);
     let mut pending = dag.indegree.clone();
     let mut queue = VecDeque::new();
-    running.push(body(0));
+    running.push(body(0, dag.spin));
     while let Some(node) = running.next().await {
         for &next in dag.successors(node) {
             pending[next as usize] -= 1;
             if pending[next as usize] == 0 {
                 if running.len() < cap {
-                    running.push(body(next));
+                    running.push(body(next, dag.spin));
                 } else {
                     queue.push_back(next);
                 }
@@ -475,7 +513,7 @@ pub async fn run_futures(dag: &Dag, cap: Option<usize>) {
         }
         while running.len() < cap {
             match queue.pop_front() {
-                Some(next) => running.push(body(next)),
+                Some(next) => running.push(body(next, dag.spin)),
                 None => break,
             }
         }
@@ -548,8 +586,13 @@ impl Prepared {
 
 /// The runtime every mode runs on: multi-thread, 2 workers.
 pub fn runtime() -> tokio::runtime::Runtime {
+    runtime_with(2)
+}
+
+/// A multi-thread runtime with `workers` worker threads (the core-scaling section).
+pub fn runtime_with(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("tokio runtime")

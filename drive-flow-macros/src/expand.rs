@@ -64,13 +64,9 @@ fn describe_item(item: &TokenStream) -> (&'static str, TokenStream) {
 /// still reported and IDEs still complete inside it. Nothing is registered: the crate does
 /// not compile anyway.
 fn placeholder(mut function: ItemFn, root: &TokenStream) -> TokenStream {
-    if function
-        .sig
-        .inputs
-        .iter()
-        .any(|input| matches!(input, syn::FnArg::Receiver(_)))
-    {
-        // A method: its impl block can hold neither a struct nor a free function.
+    if parse::associated_sign(&function).is_some() {
+        // A method or an associated function: its impl block can hold neither a module nor
+        // a free function, and the error already says why.
         return quote!(#function);
     }
     let krate = quote!(#root::__private);
@@ -89,37 +85,124 @@ fn placeholder(mut function: ItemFn, root: &TokenStream) -> TokenStream {
         }
         _ => quote!(()),
     };
-    let handle = handle(&docs, &vis, &name);
-    quote! {
-        #handle
-
+    let handle = Handle::new(&docs, &vis, &name);
+    let path = &handle.path;
+    let meta = static_meta(&name, root);
+    let rest = quote! {
         const _: () = {
             #[allow(dead_code, non_snake_case, clippy::all)]
             #function
 
-            static __DRIVE_FLOW_META: #krate::StaticEvent = #krate::StaticEvent {
-                id: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
-            };
+            #meta
 
-            impl #krate::Event for #name {
+            impl #krate::Event for #path {
                 type Output = #output;
                 fn __key(&self) -> #krate::EventKey {
                     #krate::EventKey::Static(&__DRIVE_FLOW_META)
                 }
             }
         };
+    };
+    handle.emit(rest, root)
+}
+
+/// The event's zero-sized handle: a unit struct named like the function, with its docs, in
+/// a module of its own (`__drive_flow_<name>`), imported under the function's name.
+///
+/// Generated code names the struct through its module. So an event named like a `mod` of
+/// the same scope is one error, at the import ("the name `x` is defined multiple times"),
+/// and not one error per generated use of the name.
+struct Handle {
+    /// The module holding the struct.
+    module: TokenStream,
+    /// The import of the struct under the function's name, with the function's visibility.
+    import: TokenStream,
+    /// The path of the struct from the function's scope: `__drive_flow_<name>::<name>`.
+    path: TokenStream,
+}
+
+impl Handle {
+    fn new<D: quote::ToTokens>(docs: &[D], vis: &syn::Visibility, name: &syn::Ident) -> Self {
+        let module_name = format_ident!("__drive_flow_{}", name, span = name.span());
+        // Spanned at the name: "struct `a` defined here" in errors points at the function.
+        let inner_vis = respan(&inner_visibility(vis), name.span());
+        let handle_struct = quote_spanned! {name.span()=> #inner_vis struct #name; };
+        let module = quote! {
+            #[allow(non_snake_case)]
+            mod #module_name {
+                #(#docs)*
+                #[allow(non_camel_case_types)]
+                #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+                #handle_struct
+            }
+        };
+        // At the name, with the call site's context: a clash with a `mod` of the same name is
+        // reported there, without a suggestion to edit generated code.
+        let import = located_at(
+            quote! {
+                #[allow(unused_imports)]
+                #vis use #module_name::#name;
+            },
+            name.span(),
+        );
+        Handle {
+            module,
+            import,
+            path: quote!(#module_name::#name),
+        }
+    }
+
+    /// The handle, then `rest` (what the event generates beside it).
+    ///
+    /// `rest` and the import go in an attribute of the module, expanded only once the module
+    /// is accepted: on an associated function, whose `impl` block holds no module, the user
+    /// sees one error ("module is not supported in `trait`s or `impl`s", at `#[event]`),
+    /// and not one for each generated item that an `impl` block cannot hold or resolve.
+    fn emit(self, rest: TokenStream, root: &TokenStream) -> TokenStream {
+        let Handle { module, import, .. } = self;
+        quote! {
+            #[#root::__private::__then(#import #rest)]
+            #module
+        }
     }
 }
 
-/// The event's zero-sized handle: a unit struct named like the function, with its docs.
-fn handle<D: quote::ToTokens>(docs: &[D], vis: &syn::Visibility, name: &syn::Ident) -> TokenStream {
-    // Spanned at the name: "struct `a` defined here" in errors points at the function.
-    let handle_struct = quote_spanned! {name.span()=> #vis struct #name; };
+/// The visibility, inside the handle's module, that is `vis` in the function's scope.
+fn inner_visibility(vis: &syn::Visibility) -> TokenStream {
+    match vis {
+        syn::Visibility::Public(_) => quote!(#vis),
+        syn::Visibility::Inherited => quote!(pub(super)),
+        syn::Visibility::Restricted(restricted) => {
+            let path = &restricted.path;
+            let first = path.segments.first().map(|s| s.ident.to_string());
+            match first.as_deref() {
+                Some("crate") if path.leading_colon.is_none() => quote!(#vis),
+                Some("self") if path.segments.len() == 1 => quote!(pub(super)),
+                Some("self") => {
+                    let rest = path.segments.iter().skip(1);
+                    quote!(pub(in super #(::#rest)*))
+                }
+                Some("super") => quote!(pub(in super::#path)),
+                _ => quote!(#vis),
+            }
+        }
+    }
+}
+
+/// The event's `StaticEvent`: its id (the function's full path) and where it is defined
+/// (`file!()`, `line!()` and `column!()` at its name).
+fn static_meta(name: &syn::Ident, root: &TokenStream) -> TokenStream {
+    let krate = quote!(#root::__private);
+    let site = quote_spanned! {name.span()=>
+        file: ::core::file!(),
+        line: ::core::line!(),
+        column: ::core::column!(),
+    };
     quote! {
-        #(#docs)*
-        #[allow(non_camel_case_types)]
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-        #handle_struct
+        static __DRIVE_FLOW_META: #krate::StaticEvent = #krate::StaticEvent {
+            id: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
+            #site
+        };
     }
 }
 
@@ -171,6 +254,8 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     let (docs, other_attrs): (Vec<_>, Vec<_>) =
         item.attrs.iter().partition(|a| a.path().is_ident("doc"));
 
+    let handle = Handle::new(&docs, vis, name);
+    let path = handle.path.clone();
     let body_name = format_ident!("__drive_flow_body_{}", name);
     let mut body = item.clone();
     body.sig.ident = body_name.clone();
@@ -217,6 +302,15 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
         quote_spanned! {ty.span()=> <#ty as #krate::EventParam>::context_need() }
     });
 
+    // One context type per event: each parameter against every earlier one, reported at the
+    // later one.
+    let one_context = event.params.iter().enumerate().flat_map(|(later, ty)| {
+        let krate = respan(&krate, ty.span());
+        event.params[..later].iter().map(move |earlier| {
+            quote_spanned! {ty.span()=> #krate::one_context::<#ty, #earlier>(); }
+        })
+    });
+
     let groups = attrs.groups.iter().map(|group| {
         let members = group.members.iter().map(|member| {
             // Spanned at the name only, so that a non-event is reported there.
@@ -229,7 +323,7 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
             Retrigger::Any => quote!(.retrigger(#krate::Retrigger::Any)),
         });
         quote! {
-            __drive_flow_builder.listen(#name, #krate::Group::new([#(#members),*]) #named #retrigger);
+            __drive_flow_builder.listen(#path, #krate::Group::new([#(#members),*]) #named #retrigger);
         }
     });
 
@@ -245,7 +339,7 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     // The crate's path too: its tokens would otherwise keep the span they were made with.
     let krate_at_name = respan(&krate, name.span());
     let event_impl = quote_spanned! {name.span()=>
-        impl #krate_at_name::Event for #name {
+        impl #krate_at_name::Event for #path {
             type Output = #output;
             fn __key(&self) -> #krate_at_name::EventKey {
                 #krate_at_name::EventKey::Static(&__DRIVE_FLOW_META)
@@ -254,7 +348,7 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     };
     let handler = quote_spanned! {name.span()=>
         let #handler_var = #krate_at_name::ErasedHandler::for_event(
-            #name,
+            #path,
             |#call: #krate_at_name::Call| {
                 #(#extract)*
                 async move {
@@ -266,24 +360,20 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
         );
     };
 
-    let handle = handle(&docs, vis, name);
-
-    quote! {
-        #handle
-
+    let meta = static_meta(name, &root);
+    let rest = quote! {
         const _: () = {
             #[allow(non_snake_case, clippy::all)]
             #body
 
-            static __DRIVE_FLOW_META: #krate::StaticEvent = #krate::StaticEvent {
-                id: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
-            };
+            #meta
 
             #event_impl
 
             // Its code is partly spanned at the user's function (for errors): no lints.
             #[allow(unused, clippy::all, clippy::pedantic)]
             fn __drive_flow_register(__drive_flow_builder: &mut #krate::DriveBuilder) {
+                #(#one_context)*
                 #handler
                 __drive_flow_builder.__static_event(
                     &__DRIVE_FLOW_META,
@@ -299,7 +389,8 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
                 #krate::Registration { meta: &__DRIVE_FLOW_META, register: __drive_flow_register }
             }
         };
-    }
+    };
+    handle.emit(rest, &root)
 }
 
 /// The event's `EventOptions`, from `timeout`, `retries` and `backoff`.

@@ -23,3 +23,15 @@ pub fn event(attr: TokenStream, item: TokenStream) -> TokenStream {
 pub fn listen(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::entry(parse::AttrKind::Listen, attr.into(), item.into()).into()
 }
+
+/// Emits the item, then the attribute's arguments. Generated code only: `#[event]` and
+/// `#[listen]` put what they generate in this attribute of the event's handle module, so that
+/// where a module is refused (in an `impl` block) the rest is never expanded, and the user
+/// sees one error instead of one per generated item.
+#[doc(hidden)]
+#[proc_macro_attribute]
+pub fn __then(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut out = item;
+    out.extend(attr);
+    out
+}

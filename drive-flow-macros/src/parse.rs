@@ -545,6 +545,13 @@ fn check_fn(item: &ItemFn, errors: &mut Errors) -> EventFn {
     if let Some(variadic) = &sig.variadic {
         errors.spanned(variadic, "an event function cannot be variadic");
     }
+    if let Some(AssociatedSign::SelfType(span)) = associated_sign(item) {
+        errors.push(syn::Error::new(
+            span,
+            "an event cannot use `Self`: it is a free function, not an associated function \
+             of an `impl` block; move it out of the `impl` and name the type",
+        ));
+    }
     let mut params = Vec::new();
     for input in &sig.inputs {
         match input {
@@ -566,6 +573,62 @@ fn check_fn(item: &ItemFn, errors: &mut Errors) -> EventFn {
         params,
         returns,
     }
+}
+
+/// A sign that the function is a method or an associated function of an `impl` block
+/// (which the macro cannot see): a `self` parameter, or `Self`.
+pub enum AssociatedSign {
+    Receiver,
+    /// `Self` in the signature, or in the body outside the items nested in it.
+    SelfType(Span),
+}
+
+pub fn associated_sign(item: &ItemFn) -> Option<AssociatedSign> {
+    if item
+        .sig
+        .inputs
+        .iter()
+        .any(|input| matches!(input, FnArg::Receiver(_)))
+    {
+        return Some(AssociatedSign::Receiver);
+    }
+    find_self(item.sig.to_token_stream(), false)
+        .or_else(|| find_self(item.block.to_token_stream(), true))
+        .map(AssociatedSign::SelfType)
+}
+
+/// The first `Self` in `tokens`; with `skip_items`, not inside an `impl`, `trait`, `struct`,
+/// `enum` or `union` nested in a body, where `Self` is that item's own.
+fn find_self(tokens: TokenStream, skip_items: bool) -> Option<Span> {
+    use proc_macro2::{Delimiter, TokenTree};
+    let mut tokens = tokens.into_iter();
+    while let Some(token) = tokens.next() {
+        match token {
+            TokenTree::Ident(ident) if ident == "Self" => return Some(ident.span()),
+            TokenTree::Ident(ident)
+                if skip_items
+                    && ["impl", "trait", "struct", "enum", "union"]
+                        .iter()
+                        .any(|keyword| ident == keyword) =>
+            {
+                // To the end of the item: its body, or the `;` of a unit or tuple struct.
+                for token in tokens.by_ref() {
+                    match token {
+                        TokenTree::Group(group) if group.delimiter() == Delimiter::Brace => break,
+                        TokenTree::Punct(punct) if punct.as_char() == ';' => break,
+                        _ => {}
+                    }
+                }
+            }
+            TokenTree::Group(group) => {
+                if let Some(span) = find_self(group.stream(), skip_items) {
+                    return Some(span);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The first `impl Trait` inside a return type, if any.

@@ -88,6 +88,7 @@ pub use crate::body::param::EventParam;
 pub use crate::core::error::{BuildError, Error};
 pub use crate::core::event::{Event, EventRef, Handle, Targets};
 pub use crate::core::flow::{BoxError, Flow, IntoFlow};
+pub use crate::core::graph::view::{EventInfo, GroupInfo};
 pub use crate::core::graph::Retrigger;
 pub use crate::core::input::{Behavior, EventInput, InputResult, InputResults, OutcomeKind};
 pub use crate::core::options::EventOptions;
@@ -96,16 +97,20 @@ pub use crate::drive::builder::{DriveBuilder, Group};
 pub use crate::drive::Drive;
 pub use crate::local::handle::RunHandle;
 pub use crate::local::runner::{Invoke, DEFAULT_MAX_STEPS};
-pub use crate::local::stream::{PathStep, RunEvent, RunEventKind, RunEvents};
+pub use crate::local::stream::{Cause, PathStep, RunEvent, RunEventKind, RunEvents};
 
 /// Marks an `async fn` as an event that listens to nothing: it runs when a run starts at
 /// it, or when another event sends it a [`Flow::goto`].
 ///
 /// The function becomes a zero-sized value of the same name that implements [`Event`], used
 /// to name it in `#[listen(..)]`, [`EventInput::get`], [`Results::get`], [`Drive::invoke`] and
-/// goto targets. It may take [`EventInput`], [`Context<T>`], [`Inbox`] and [`Emitter<T>`]
+/// goto targets. The name is a unit struct too, so it cannot also name a `mod` (or another
+/// type) of the same scope. An event is a free function: in an `impl` block it is an error.
+/// It may take [`EventInput`], [`Context<T>`], [`Inbox`], [`Emitter<T>`] and [`Child`]
 /// parameters (in any order, or none) and return `()`, `T`, `Result<T, E>`, [`Flow<T>`] or
-/// `Result<Flow<T>, E>`, where `E` converts into [`BoxError`].
+/// `Result<Flow<T>, E>`, where `E` converts into [`BoxError`]. A run has one context, so an
+/// event takes at most one context type: `Context<A>` and `Context<B>` together are a
+/// compile error (the same `Context<T>` twice is allowed: both are the run's context).
 ///
 /// Options (see [`EventOptions`]): `timeout = "30s"` (per attempt; `ms`, `s`, `m` or `h`),
 /// `retries = 3` (errors and timeouts are retried with the same input), `backoff = "100ms"`
@@ -171,11 +176,14 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::body::handler::ErasedHandler;
-    pub use crate::body::param::{Call, ContextNeed, EventParam, ParamError};
+    pub use crate::body::param::{
+        one_context, Call, ContextNeed, EventParam, NoContext, OneContext, ParamError,
+    };
     pub use crate::core::event::{EventKey, StaticEvent};
     pub use crate::core::flow::{into_flow, result_flow, result_into_flow, EventError};
     pub use crate::drive::registry::Registration;
     pub use crate::{DriveBuilder, Event, EventOptions, EventRef, Flow, Group, Retrigger};
+    pub use drive_flow_macros::__then;
     pub use inventory;
 
     /// An event, as a group member; spanned at the name so that a non-event is reported there.

@@ -131,6 +131,8 @@ impl fmt::Debug for Child {
 }
 
 impl EventParam for Child {
+    type ContextKind = crate::body::param::NoContext;
+
     fn from_call(call: &Call) -> Result<Self, ParamError> {
         match &call.child {
             Some(link) => Ok(Child { link: link.clone() }),

@@ -125,6 +125,8 @@ impl<T> fmt::Debug for Emitter<T> {
 }
 
 impl<T: Send + Sync + 'static> EventParam for Emitter<T> {
+    type ContextKind = crate::body::param::NoContext;
+
     fn from_call(call: &Call) -> Result<Self, ParamError> {
         Ok(Emitter {
             link: call.emitter.clone(),

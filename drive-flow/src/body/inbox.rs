@@ -57,8 +57,14 @@ pub struct Inbox {
 /// What a runner does for the [`Inbox`] of its calls: each runner (in-process, durable)
 /// implements it, so that the inbox needs nothing of any runner.
 pub(crate) trait InboxHost: Send + Sync + 'static {
-    /// Wait for the next value sent to the run under `key` for `call`, and take it.
-    fn recv(self: Arc<Self>, call: CallRef, key: String) -> BoxFuture<'static, Message>;
+    /// Wait for the next value sent to the run under `key` for `call`, and take it; fail
+    /// with [`InboxError::RunEnded`] once the run has ended (at once, or when it ends while
+    /// the call waits).
+    fn recv(
+        self: Arc<Self>,
+        call: CallRef,
+        key: String,
+    ) -> BoxFuture<'static, Result<Message, InboxError>>;
 }
 
 /// Which call of a run an [`Inbox`] belongs to.
@@ -101,6 +107,21 @@ pub enum InboxError {
         /// The type sent.
         sent: &'static str,
     },
+    /// The run is over (it ended, failed or was cancelled), so no value can come: an
+    /// `Inbox` kept past the end of its event (moved into a spawned task) and read then, or
+    /// read while its run ended.
+    ///
+    /// ```
+    /// use drive_flow::InboxError;
+    ///
+    /// let error = InboxError::RunEnded { key: "approval".into() };
+    /// assert_eq!(error.to_string(), "no value can come under `approval`: the run has ended");
+    /// ```
+    #[error("no value can come under `{key}`: the run has ended")]
+    RunEnded {
+        /// The key.
+        key: String,
+    },
 }
 
 impl Inbox {
@@ -111,7 +132,8 @@ impl Inbox {
     /// `timeout` and [`RunHandle::cancel`](crate::RunHandle::cancel) still end it.
     ///
     /// # Errors
-    /// [`InboxError::WrongType`] when the value sent is not a `T`.
+    /// [`InboxError::WrongType`] when the value sent is not a `T`;
+    /// [`InboxError::RunEnded`] when the run is over (then at once, without waiting).
     ///
     /// ```
     /// use drive_flow::prelude::*;
@@ -134,7 +156,7 @@ impl Inbox {
     /// ```
     pub async fn recv<T: Send + 'static>(&self, key: &str) -> Result<T, InboxError> {
         let host = self.link.host.clone();
-        let message = host.recv(self.link.call, key.to_string()).await;
+        let message = host.recv(self.link.call, key.to_string()).await?;
         message.downcast(key)
     }
 }

@@ -50,6 +50,11 @@ pub struct ParamError {
             order, or no parameter at all"
 )]
 pub trait EventParam: Sized + Send + 'static {
+    /// The context this parameter reads: `Context<T>` itself, [`NoContext`] for the others
+    /// (an event takes one context type: see [`OneContext`]).
+    #[doc(hidden)]
+    type ContextKind;
+
     /// Take the parameter from the call.
     #[doc(hidden)]
     fn from_call(call: &Call) -> Result<Self, ParamError>;
@@ -62,12 +67,16 @@ pub trait EventParam: Sized + Send + 'static {
 }
 
 impl EventParam for EventInput {
+    type ContextKind = NoContext;
+
     fn from_call(call: &Call) -> Result<Self, ParamError> {
         Ok(call.input.clone())
     }
 }
 
 impl<T: Send + Sync + 'static> EventParam for Context<T> {
+    type ContextKind = Context<T>;
+
     fn from_call(call: &Call) -> Result<Self, ParamError> {
         let error = |given| ParamError {
             expected: std::any::type_name::<T>(),
@@ -94,6 +103,8 @@ pub(crate) fn is_inbox(need: &ContextNeed) -> bool {
 }
 
 impl EventParam for Inbox {
+    type ContextKind = NoContext;
+
     fn from_call(call: &Call) -> Result<Self, ParamError> {
         match &call.inbox {
             Some(link) => Ok(Inbox { link: link.clone() }),
@@ -110,4 +121,40 @@ impl EventParam for Inbox {
             type_name: INBOX_PARAM,
         })
     }
+}
+
+/// The [`EventParam::ContextKind`] of a parameter that is not a [`Context`]. Generated code
+/// only.
+#[doc(hidden)]
+pub struct NoContext;
+
+/// The parameters of one event read at most one context type: every event of a run gets the
+/// one value given to [`Invoke::context`](crate::Invoke::context), so an event taking
+/// `Context<A>` and `Context<B>` could never run. Taking the same `Context<T>` twice is
+/// allowed (both are the run's context). `#[event]`/`#[listen]` check each parameter
+/// against every earlier one, and report a conflict at the later one. Generated code only.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "an event takes one context type, but this one takes `{Earlier}` and `{Self}`",
+    label = "a second context type",
+    note = "every event of a run gets the one value given to `Invoke::context`: put what \
+            the event needs in one type and take `Context` of it"
+)]
+pub trait OneContext<Earlier> {}
+
+/// A parameter that is not a context goes with any other.
+#[diagnostic::do_not_recommend]
+impl<Earlier> OneContext<Earlier> for NoContext {}
+#[diagnostic::do_not_recommend]
+impl<T> OneContext<NoContext> for Context<T> {}
+#[diagnostic::do_not_recommend]
+impl<T> OneContext<Context<T>> for Context<T> {}
+
+/// Whether parameter `Later` of an event reads no other context type than `Earlier`, an
+/// earlier parameter. Generated code only.
+#[doc(hidden)]
+pub fn one_context<Later: EventParam, Earlier: EventParam>()
+where
+    Later::ContextKind: OneContext<Earlier::ContextKind>,
+{
 }

@@ -15,6 +15,10 @@ use crate::core::trace::RunTrace;
 pub(crate) struct Start {
     pub(crate) node: NodeId,
     pub(crate) input: EventInput,
+    /// The task id of the call whose completion triggered it (the group member that made the
+    /// group fire, or the event that returned the goto); `0` for the run's start. Set by the
+    /// runner, which knows the call ([`complete`] leaves it `0`).
+    pub(crate) cause: u64,
 }
 
 /// What a run knows of one event it triggered or completed.
@@ -340,6 +344,7 @@ pub(crate) fn complete<S: DispatchState>(
                 starts.push(Start {
                     node: target,
                     input,
+                    cause: 0,
                 });
             }
         }
@@ -385,6 +390,7 @@ pub(crate) fn complete<S: DispatchState>(
                 starts.push(Start {
                     node: group.listener,
                     input,
+                    cause: 0,
                 });
             }
         }

@@ -8,14 +8,33 @@ use crate::core::flow::BoxError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// Two events have the same id (or builder name).
+    /// A name given to [`DriveBuilder::event`](crate::DriveBuilder::event) is the name or
+    /// id of another event of the graph. (Two events of the macros may share an id in
+    /// process; see [`AmbiguousEvent`](Self::AmbiguousEvent).)
     #[error(
-        "two events have the id `{event}`; events defined inside function bodies take the path \
-         of the enclosing module, so give them distinct names"
+        "two events are named `{event}`; a name given to `DriveBuilder::event` must differ \
+         from the name or id of every other event of the graph"
     )]
     DuplicateEvent {
-        /// The shared id.
+        /// The shared name.
         event: String,
+    },
+    /// Two events made by the macros have the same id: functions of the same name defined
+    /// in two function bodies of one module (events take the path of the module). A drive
+    /// in process tells them apart; a durable run, which stores events by id, cannot. Given
+    /// by [`Drive::check_unique_ids`](crate::Drive::check_unique_ids).
+    #[error(
+        "two events have the id `{id}`, defined at {first} and at {second}: events defined \
+         inside function bodies take the path of the enclosing module; rename one so that \
+         runs stored by id can tell them apart"
+    )]
+    AmbiguousEvent {
+        /// The shared id.
+        id: String,
+        /// Where the first is defined: `file:line:column`.
+        first: String,
+        /// Where the second is defined: `file:line:column`.
+        second: String,
     },
     /// An event listens to an event that is not part of this graph.
     #[error("event `{listener}` listens to {member}, which is not an event of this graph")]
@@ -46,6 +65,17 @@ pub enum BuildError {
         /// The listening event.
         listener: String,
     },
+    /// [`Drive::new`](crate::Drive::new) found no event at all in the program: the crates
+    /// defining them are not linked into it (a crate nothing names is left out by the
+    /// linker), or none was defined. A [`DriveBuilder`](crate::DriveBuilder) may build an
+    /// empty graph; `Drive::new` may not.
+    #[error(
+        "Drive::new() found no event in this program: events made with #[event]/#[listen] \
+         are collected from the crates linked into the binary, and a crate that only defines \
+         events and is never named by the binary is not linked; name it (`use my_events as _;`, \
+         or use any of its items), or build the graph with `Drive::builder()`"
+    )]
+    NoEvents,
 }
 
 /// A failed run. Every variant that concerns an event names it.

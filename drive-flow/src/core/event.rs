@@ -85,8 +85,22 @@ impl fmt::Debug for EventKey {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct StaticEvent {
-    /// The full path of the function, `module::path::fn_name`.
+    /// The full path of the function, `module::path::fn_name`. Two events defined in two
+    /// function bodies of one module share it; their statics tell them apart.
     pub id: &'static str,
+    /// Where the function is defined (`file!()`, `line!()`, `column!()` of its name).
+    pub file: &'static str,
+    /// The line of the function's name, from 1.
+    pub line: u32,
+    /// The column of the function's name, from 1.
+    pub column: u32,
+}
+
+impl StaticEvent {
+    /// Where the event is defined: `file:line:column`.
+    pub(crate) fn site(&self) -> String {
+        format!("{}:{}:{}", self.file, self.line, self.column)
+    }
 }
 
 /// A typed handle to an event made with [`DriveBuilder::event`](crate::DriveBuilder::event).

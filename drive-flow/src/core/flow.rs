@@ -55,6 +55,36 @@ pub enum Flow<T> {
 
 impl<T> Flow<T> {
     /// Send `payload` to every target: they run next, with group name `"$goto"`.
+    ///
+    /// The targets ([`Targets`]) are one event (`tick` or `[tick]`), or several in a tuple:
+    /// `(plan, log)`. Each event is a type of its own, so an array of two different events,
+    /// `[plan, log]`, does not compile ("expected `plan`, found `log`"); an array holds
+    /// events of one type only, such as [`Handle`](crate::Handle)s of one output type, or
+    /// [`EventRef`](crate::EventRef)s (`[plan.into(), log.into()]`).
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn plan(input: EventInput) -> u32 {
+    ///     input.get(review).copied().unwrap_or(0)
+    /// }
+    /// #[event]
+    /// async fn log(input: EventInput) -> u32 {
+    ///     input.get(review).copied().unwrap_or(0)
+    /// }
+    /// #[event]
+    /// async fn review() -> Flow<u32> {
+    ///     Flow::goto((plan, log), 7) // both run next, each with {review: 7}
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let results = Drive::new()?.invoke(review).await?;
+    /// assert_eq!((results.get(plan), results.get(log)), (Some(&7), Some(&7)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn goto(targets: impl Targets, payload: T) -> Self {
         Flow::Goto {
             targets: targets.into_targets(),

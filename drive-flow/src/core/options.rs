@@ -8,6 +8,9 @@ use std::time::Duration;
 /// [`DriveBuilder::options`](crate::DriveBuilder::options).
 ///
 /// - **timeout**: an attempt that runs longer fails with [`Error::Timeout`](crate::Error::Timeout).
+///   An attempt that does not yield until past its timeout (CPU work, a blocking call)
+///   cannot be stopped by the timer, but when it ends it has timed out all the same,
+///   whatever it returned (a panic stays a panic).
 ///   It counts wall time, including time spent waiting in an [`Inbox`](crate::Inbox).
 ///   None by default.
 /// - **retries**: an attempt that returns an error or times out is run again, with the same

@@ -1,6 +1,6 @@
 //! [`DriveBuilder`]: the programmatic way to make a graph. The macros are sugar over it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -49,7 +49,8 @@ impl Group {
         }
     }
 
-    /// Name the group (by default its position among the listener's groups: `"0"`, `"1"`, …).
+    /// Name the group (by default its position among the listener's groups: `"0"`, `"1"`, …;
+    /// an empty name gives the default name too).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(Arc::from(name.into()));
         self
@@ -138,7 +139,8 @@ impl DriveBuilder {
     ///
     /// The closure takes up to three parameters among [`EventInput`](crate::EventInput) and
     /// [`Context<T>`](crate::Context), and returns `()`, [`Flow<T>`](crate::Flow) or a
-    /// `Result` of either. Names must be unique within a graph.
+    /// `Result` of either. A name must differ from every other event's name or id in the
+    /// graph ([`build`](Self::build) fails with [`BuildError::DuplicateEvent`] otherwise).
     pub fn event<Args, H: Handler<Args>>(
         &mut self,
         name: impl Into<String>,
@@ -219,11 +221,7 @@ impl DriveBuilder {
         });
     }
 
-    /// Check and index the graph.
-    ///
-    /// # Errors
-    /// [`BuildError`] when two events share a name, when a group names an event that is not
-    /// in the graph, or when a group is empty.
+    /// The checked, indexed graph, without the bodies (tests of the dispatch core).
     #[cfg(test)]
     pub(crate) fn into_graph(self) -> Result<Graph, BuildError> {
         self.into_parts().map(|(graph, _)| graph)
@@ -242,15 +240,31 @@ impl DriveBuilder {
         let count = specs.len();
         let mut static_index = HashMap::new();
         {
-            let mut names = HashSet::with_capacity(count);
+            // Events of the macros are told apart by their statics, so two of one id (defined
+            // in two function bodies of one module) are accepted, shown with their sites; a
+            // name given to the builder must differ from every other.
+            let mut first_of_name: HashMap<&str, usize> = HashMap::with_capacity(count);
+            let mut ambiguous = Vec::new();
             for (index, spec) in specs.iter().enumerate() {
-                if !names.insert(&*spec.name) {
-                    return Err(BuildError::DuplicateEvent {
-                        event: spec.name.to_string(),
-                    });
+                if let Some(&first) = first_of_name.get(&*spec.name) {
+                    let (EventKey::Static(_), EventKey::Static(_)) = (specs[first].key, spec.key)
+                    else {
+                        return Err(BuildError::DuplicateEvent {
+                            event: spec.name.to_string(),
+                        });
+                    };
+                    ambiguous.extend([first, index]);
+                } else {
+                    first_of_name.insert(&spec.name, index);
                 }
                 if let EventKey::Static(meta) = spec.key {
                     static_index.insert(meta as *const StaticEvent as usize, index as NodeId);
+                }
+            }
+            drop(first_of_name);
+            for index in ambiguous {
+                if let EventKey::Static(meta) = specs[index].key {
+                    specs[index].name = Arc::from(format!("{}@{}", meta.id, meta.site()));
                 }
             }
         }
@@ -384,9 +398,10 @@ impl DriveBuilder {
             }
             let start = slots.len() as u32;
             slots.extend_from_slice(members);
+            // A group named `""` takes its default name, as in Python (`name or index`).
             let name = match group.name.take() {
-                Some(name) => name,
-                None => default_name(&mut default_names, group.position),
+                Some(name) if !name.is_empty() => name,
+                _ => default_name(&mut default_names, group.position),
             };
             groups.push(GroupInfo {
                 listener: group.listener,
@@ -423,6 +438,10 @@ impl DriveBuilder {
         for spec in specs {
             nodes.push(Node {
                 name: spec.name,
+                meta: match spec.key {
+                    EventKey::Static(meta) => Some(meta),
+                    EventKey::Node { .. } => None,
+                },
                 options: spec.options,
                 #[cfg(feature = "metrics")]
                 metrics: Default::default(),

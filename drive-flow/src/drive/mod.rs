@@ -3,14 +3,15 @@
 pub(crate) mod builder;
 pub(crate) mod registry;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use crate::body::handler::Bodies;
-use crate::core::error::BuildError;
-use crate::core::error::Error;
-use crate::core::event::Event;
-use crate::core::graph::Graph;
+use crate::core::error::{BuildError, Error};
+use crate::core::event::{Event, StaticEvent};
+use crate::core::graph::view::EventInfo;
+use crate::core::graph::{Graph, NodeId};
 use crate::drive::builder::DriveBuilder;
 use crate::local::runner::Invoke;
 
@@ -49,13 +50,73 @@ pub struct Drive {
 impl Drive {
     /// Every event of the binary made with `#[event]`/`#[listen]`, graph built and checked.
     ///
+    /// Events defined inside function bodies take the path of the enclosing module, so two
+    /// of the same name in two function bodies share an id: the drive tells them apart and
+    /// shows each as `id@file:line:column` (see [`check_unique_ids`](Self::check_unique_ids)
+    /// for runs that need unique ids).
+    ///
+    /// **Events of another crate** are there only if that crate is linked into the binary.
+    /// The linker leaves out a crate the binary never names, so the events of a "plugin"
+    /// crate that only defines events (and that nothing uses) are silently missing. Name
+    /// the crate somewhere in the binary, for instance `use my_events as _;` in `main.rs`,
+    /// or use any of its items (its events, in `drive.invoke(my_events::start)`).
+    ///
     /// # Errors
-    /// [`Error::Build`] when two events share an id (events defined inside function bodies
-    /// take the path of the enclosing module).
+    /// [`Error::Build`] when the graph cannot be built, and [`BuildError::NoEvents`] when
+    /// the program has no event at all (the mistake above, or a program that defines none:
+    /// build such graphs with [`Drive::builder`], which allows an empty one).
     pub fn new() -> Result<Self, Error> {
         let mut builder = DriveBuilder::new();
         builder.add_registered();
-        Ok(builder.build()?)
+        let drive = builder.build()?;
+        if drive.is_empty() {
+            return Err(BuildError::NoEvents.into());
+        }
+        Ok(drive)
+    }
+
+    /// Check that no two events of the drive share an id. A drive in process does not need
+    /// it (events are told apart by their handles), but whatever stores events by id does:
+    /// durable runs call it before they start.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    /// use drive_flow::BuildError;
+    ///
+    /// fn first() {
+    ///     #[event]
+    ///     async fn step() {}
+    /// }
+    /// fn second() {
+    ///     #[event]
+    ///     async fn step() {}
+    /// }
+    ///
+    /// let drive = Drive::new().unwrap();
+    /// match drive.check_unique_ids() {
+    ///     Err(BuildError::AmbiguousEvent { id, first, second }) => {
+    ///         assert!(id.ends_with("::step"));
+    ///         assert_ne!(first, second); // `file:line:column` of each definition
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// [`BuildError::AmbiguousEvent`] naming a shared id and where two of its events are
+    /// defined (for [`Drive::new`]: the first such id, and its first two sites, in order).
+    pub fn check_unique_ids(&self) -> Result<(), BuildError> {
+        let mut seen: HashMap<&str, &StaticEvent> = HashMap::new();
+        for meta in self.graph.nodes.iter().filter_map(|node| node.meta) {
+            if let Some(first) = seen.insert(meta.id, meta) {
+                return Err(BuildError::AmbiguousEvent {
+                    id: meta.id.to_string(),
+                    first: first.site(),
+                    second: meta.site(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A builder for graphs made without macros (or mixing both).
@@ -230,6 +291,47 @@ impl Drive {
         }
     }
 
+    /// Every event of the graph, with its groups, as the graph was built (duplicate groups
+    /// dropped, a member repeated in a group counted once, default group names given), in
+    /// registration order: for [`Drive::new`], the order of the events' ids. For tools that
+    /// draw or check a workflow; [`to_mermaid`](Self::to_mermaid) shows the same graph.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn start() {}
+    /// #[listen(start)]
+    /// async fn hello() {}
+    /// #[listen(start)]
+    /// async fn world() {}
+    /// #[listen(hello, world)]
+    /// async fn adding() {}
+    ///
+    /// let drive = Drive::new().unwrap();
+    /// let listing: Vec<String> = drive
+    ///     .events()
+    ///     .map(|event| {
+    ///         let groups: Vec<String> = event
+    ///             .groups()
+    ///             .map(|g| {
+    ///                 let members: Vec<&str> = g.members().map(|m| m.name()).collect();
+    ///                 format!("<{}> {}", g.name(), members.join(" + "))
+    ///             })
+    ///             .collect();
+    ///         format!("{}: {}", event.name(), groups.join(", "))
+    ///     })
+    ///     .collect();
+    /// assert_eq!(
+    ///     listing,
+    ///     ["adding: <0> hello + world", "hello: <0> start", "start: ", "world: <0> start"]
+    /// );
+    /// ```
+    pub fn events(&self) -> impl ExactSizeIterator<Item = EventInfo<'_>> {
+        let graph = &*self.graph;
+        (0..graph.nodes.len() as NodeId).map(move |node| EventInfo::new(graph, node))
+    }
+
     /// How many events the graph holds.
     pub fn len(&self) -> usize {
         self.graph.nodes.len()
@@ -244,9 +346,19 @@ impl Drive {
 impl DriveBuilder {
     /// Check and index the graph.
     ///
+    /// Two events made by the macros may share an id (two `#[event] async fn step()` in two
+    /// function bodies of one module): each is its own value, so in-process runs tell them
+    /// apart, and where they are shown (errors, tracing, [`Drive::debug_string`], diagrams)
+    /// each is named `id@file:line:column`, after its definition. Durable runs, which store
+    /// events by id, refuse such a graph: see [`Drive::check_unique_ids`].
+    ///
+    /// A builder without any event builds an empty drive (unlike [`Drive::new`], which
+    /// refuses a program without events).
+    ///
     /// # Errors
-    /// [`BuildError`] when two events share a name, when a group names an event that is not
-    /// in the graph, or when a group is empty.
+    /// [`BuildError`] when a name given to [`event`](Self::event) is the name or id of
+    /// another event, when a group names an event that is not in the graph, or when a group
+    /// is empty.
     pub fn build(self) -> Result<Drive, BuildError> {
         let (graph, bodies) = self.into_parts()?;
         Ok(Drive {

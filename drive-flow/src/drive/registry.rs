@@ -28,9 +28,10 @@ impl DriveBuilder {
     }
 }
 
-/// Every registration of the binary, sorted by event id (inventory's order is unspecified).
+/// Every registration of the binary, sorted by event id, then by definition site (events of
+/// one id defined in two function bodies): inventory's order is unspecified.
 fn registrations() -> Vec<&'static Registration> {
     let mut all: Vec<&'static Registration> = inventory::iter::<Registration>.into_iter().collect();
-    all.sort_by(|a, b| a.meta.id.cmp(b.meta.id));
+    all.sort_by_key(|r| (r.meta.id, r.meta.file, r.meta.line, r.meta.column));
     all
 }

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::core::error::Error;
 use crate::core::results::Results;
-use crate::local::runner::{drive, Invoke, Shared};
+use crate::local::runner::{drive, panic_message, Invoke, Shared};
 use crate::local::stream::{EventSender, RunEvents};
 
 impl<E> Invoke<E> {
@@ -161,7 +161,10 @@ impl RunHandle {
 
     /// Cancel the run: every event in flight is cancelled (none of them goes on past its
     /// current `.await`), queued events never start, and the run ends with
-    /// [`Error::Cancelled`]. Does nothing if the run has already ended.
+    /// [`Error::Cancelled`] at once, without waiting for its events to stop: an event that
+    /// blocks its thread (no `.await`) cannot be pre-empted and stops when it next yields,
+    /// its result ignored (see [`Invoke::timeout`](crate::Invoke::timeout)). Does nothing
+    /// if the run has already ended.
     ///
     /// ```
     /// use drive_flow::prelude::*;
@@ -234,10 +237,17 @@ impl Future for RunHandle {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.state {
-            // A run task that did not complete was cancelled (the runtime shut down).
-            State::Running(join) => Pin::new(join)
-                .poll(cx)
-                .map(|joined| joined.unwrap_or(Err(Error::Cancelled))),
+            // A run task that did not complete was cancelled (the runtime shut down), or
+            // panicked: the runner catches the panics of events and of their drops, so that
+            // would be a bug of the runner, reported as such rather than as a cancellation.
+            State::Running(join) => Pin::new(join).poll(cx).map(|joined| match joined {
+                Ok(outcome) => outcome,
+                Err(error) if error.is_panic() => Err(Error::Panicked {
+                    event: format!("(the task of run {})", self.run_id()),
+                    message: panic_message(&*error.into_panic()),
+                }),
+                Err(_) => Err(Error::Cancelled),
+            }),
             State::Failed(error) => Poll::Ready(Err(error.take().unwrap_or(Error::Cancelled))),
         }
     }

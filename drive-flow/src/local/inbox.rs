@@ -5,18 +5,24 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::body::inbox::{CallRef, InboxHost, Message};
+use crate::body::inbox::{CallRef, InboxError, InboxHost, Message};
 use crate::local::runner::Shared;
 
 impl InboxHost for Shared {
-    fn recv(self: Arc<Self>, call: CallRef, key: String) -> BoxFuture<'static, Message> {
+    fn recv(
+        self: Arc<Self>,
+        call: CallRef,
+        key: String,
+    ) -> BoxFuture<'static, Result<Message, InboxError>> {
         Box::pin(async move {
             let Some(mailbox) = self.mailbox.as_ref() else {
                 // Not reachable: a link exists only for runs with a mailbox.
-                return std::future::pending().await;
+                return Err(InboxError::RunEnded { key });
             };
+            // `None`: the run is over (its mailbox closed when it ended).
+            let ended = |key: String| InboxError::RunEnded { key };
             let notify = match mailbox.take(&key) {
-                Ok(message) => return message,
+                Ok(message) => return message.ok_or_else(|| ended(key)),
                 Err(notify) => notify,
             };
             let mut waiting = Waiting::begin(&self, call, &key);
@@ -30,7 +36,7 @@ impl InboxHost for Shared {
                 notified.await;
             };
             waiting.resume().await;
-            message
+            message.ok_or_else(|| ended(key))
         })
     }
 }

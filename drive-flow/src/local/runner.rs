@@ -9,7 +9,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::{HashSet, VecDeque};
-use std::future::{poll_fn, Future, IntoFuture};
+use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -41,7 +41,7 @@ use crate::core::input::{EventInput, OutcomeKind};
 use crate::core::options::EventOptions;
 use crate::core::results::Results;
 use crate::local::mailbox::Mailbox;
-use crate::local::stream::{EventSender, PathStep, RunEvent, RunEventKind, RunPath};
+use crate::local::stream::{Cause, EventSender, PathStep, RunEvent, RunEventKind, RunPath};
 
 type AnyContext = Arc<dyn Any + Send + Sync>;
 
@@ -79,9 +79,27 @@ pub const DEFAULT_MAX_STEPS: u64 = 10_000_000;
 /// # }
 /// ```
 ///
-/// The future is `Send + 'static`, so a run can be spawned. Dropping it cancels every event
-/// it started. It must be polled inside a tokio runtime; events run as tokio tasks, so they
-/// use every worker thread of a multi-thread runtime.
+/// An `Invoke` is itself the run's [`Future`], `Send + 'static`: await it, spawn it
+/// (`tokio::spawn(drive.invoke(start))`), block on it (`Handle::block_on`), or race it in
+/// `join!`/`select!`. The run is set up on its first poll; configure it before. Dropping it
+/// cancels every event it started. It must be polled inside a tokio runtime; events run as
+/// tokio tasks, so they use every worker thread of a multi-thread runtime.
+///
+/// ```
+/// use drive_flow::prelude::*;
+///
+/// #[event]
+/// async fn answer() -> u8 { 42 }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), drive_flow::Error> {
+/// let drive = Drive::new()?;
+/// let spawned = tokio::spawn(drive.invoke(answer));
+/// let results = spawned.await.expect("the run's task")?;
+/// assert_eq!(results.get(answer), Some(&42));
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a run does nothing until it is awaited or started"]
 pub struct Invoke<E> {
     graph: Arc<Graph>,
@@ -102,7 +120,13 @@ pub struct Invoke<E> {
     /// For a child workflow: the events that ran it, outermost first (the last step's
     /// `run_id` is set when the run gets its id).
     path: Option<Vec<PathStep>>,
+    /// The run, once polled: set up on the first poll. In a mutex only so that an `Invoke`
+    /// stays `Sync`; `poll` has `&mut self` and never locks it (`get_mut`).
+    running: Mutex<Option<Running>>,
 }
+
+/// A run polled through [`Invoke`]'s own `Future` implementation.
+type Running = Pin<Box<dyn Future<Output = Result<Results, Error>> + Send + 'static>>;
 
 impl<E: Event> Invoke<E> {
     pub(crate) fn new(graph: Arc<Graph>, bodies: Bodies, start: E) -> Self {
@@ -121,6 +145,7 @@ impl<E: Event> Invoke<E> {
             timed: false,
             parent: None,
             path: None,
+            running: Mutex::new(None),
         }
     }
 }
@@ -207,6 +232,12 @@ impl<E> Invoke<E> {
     /// Fail the run with [`Error::RunTimeout`] (naming the events still in flight) if it has
     /// not ended `timeout` after it started; every event in flight is cancelled. No limit by
     /// default.
+    ///
+    /// The run returns on time even if an event blocks its thread: cancelled events are not
+    /// waited for. Tokio cannot pre-empt such an event, though: it stops at its next
+    /// `.await` (what it returns is ignored), and until then it holds its worker thread, or
+    /// the whole run on a current-thread runtime or with [`inline`](Self::inline). Run
+    /// blocking work with `tokio::task::spawn_blocking` and await it.
     ///
     /// ```
     /// use std::time::Duration;
@@ -361,27 +392,72 @@ impl<E> Invoke<E> {
                 tasks: slab::Slab::new(),
                 inline: Vec::new(),
                 outcome: None,
-                aborted: Vec::new(),
                 events,
                 steps: 0,
                 scratch: Vec::new(),
             }),
         });
-        Ok((shared, Start { node: start, input }))
+        Ok((
+            shared,
+            Start {
+                node: start,
+                input,
+                cause: 0,
+            },
+        ))
+    }
+}
+
+impl<E> Invoke<E> {
+    /// The run, once polled (never locked: `&mut self` is exclusive).
+    fn running(&mut self) -> &mut Option<Running> {
+        self.running
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Move the run's settings out, for its first poll (what is left is never run).
+    fn take_settings(&mut self) -> Invoke<E> {
+        Invoke {
+            graph: self.graph.clone(),
+            bodies: self.bodies.clone(),
+            start: self.start,
+            event: PhantomData,
+            input: std::mem::replace(&mut self.input, EventInput::start()),
+            context: self.context.take(),
+            max_concurrency: self.max_concurrency,
+            inline: self.inline,
+            max_steps: self.max_steps,
+            max_runs_per_event: self.max_runs_per_event,
+            timeout: self.timeout,
+            timed: self.timed,
+            parent: self.parent.take(),
+            path: self.path.take(),
+            running: Mutex::new(None),
+        }
     }
 }
 
 // No `E: Event` bound: an `Invoke` is only made for an event, and a bound here would add a
 // second error ("is not a future") to the one `Drive::invoke` reports for a non-event.
-impl<E: 'static> IntoFuture for Invoke<E> {
+impl<E> Future for Invoke<E> {
     type Output = Result<Results, Error>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<Results, Error>> + Send + 'static>>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let (shared, start) = self.prepare(false, None)?;
-            drive(shared, start).await
-        })
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        // Every field is `Unpin`.
+        let this = self.get_mut();
+        let run = match this.running().take() {
+            Some(run) => run,
+            None => {
+                // Set up inside the runtime that polls it, as `.await` always did.
+                let prepared = this.take_settings().prepare(false, None);
+                Box::pin(async move {
+                    let (shared, start) = prepared?;
+                    drive(shared, start).await
+                })
+            }
+        };
+        this.running().insert(run).as_mut().poll(cx)
     }
 }
 
@@ -404,7 +480,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     let mut deadline = shared
         .timeout
         .map(|after| Box::pin(tokio::time::sleep(after)));
-    let mut in_task = FuturesUnordered::new();
+    let mut in_task = InlineEvents::default();
     let mut ended_in_a_row = 0;
     loop {
         let woken = poll_fn(|cx| loop {
@@ -462,27 +538,61 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
                     shared.close(&mut inner, Err(Error::RunTimeout { after, running }));
                 }
             }
-            inner.outcome.take().map(|outcome| {
-                (
-                    outcome,
-                    inner.state.take(),
-                    std::mem::take(&mut inner.aborted),
-                )
-            })
+            inner
+                .outcome
+                .take()
+                .map(|outcome| (outcome, inner.state.take()))
         };
-        if let Some((outcome, state, aborted)) = ended {
+        if let Some((outcome, state)) = ended {
             drop(in_task); // events run inline are cancelled here
             drop(guard); // nothing left to cancel
-            for task in aborted {
-                // Wait until every cancelled event has stopped: none of them acts after the
-                // run returned. An aborted task ends at its next `.await`.
-                let _ = task.await;
-            }
+                         // Cancelled event tasks are not waited for: an aborted task ends at its next
+                         // `.await`, and one that blocks its thread (CPU work, blocking I/O) cannot be
+                         // pre-empted, so waiting would hold the run's error back for as long as it
+                         // blocks. None of them acts on the run any more: the run is over, so their
+                         // completions, waits and stream events are ignored (see `Shared::finish`).
             crate::core::telemetry::run_span_ended(&shared.span, &outcome);
             outcome?;
             return state
                 .map(|state| Results::new(state, began.elapsed()))
                 .ok_or(Error::Cancelled);
+        }
+    }
+}
+
+/// The events a run polls in its own task ([`Invoke::inline`]). Dropping them cancels them;
+/// a panic in the drop of a cancelled event (a `Drop` of one of its values) is caught and
+/// logged, as tokio does for a spawned event: the run reports its own outcome, and the panic
+/// does not reach whoever awaits or drops the run.
+#[derive(Default)]
+struct InlineEvents(FuturesUnordered<EventTask>);
+
+impl std::ops::Deref for InlineEvents {
+    type Target = FuturesUnordered<EventTask>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for InlineEvents {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for InlineEvents {
+    fn drop(&mut self) {
+        for event in std::mem::take(&mut self.0) {
+            let name = event.shared.graph.node(event.node).name.clone();
+            let dropped = std::panic::catch_unwind(AssertUnwindSafe(move || drop(event)));
+            if let Err(panic) = dropped {
+                tracing::warn!(
+                    event = %name,
+                    panic = %panic_message(&*panic),
+                    "a cancelled event panicked while it was dropped"
+                );
+            }
         }
     }
 }
@@ -646,8 +756,6 @@ struct Inner {
     inline: Vec<(usize, Start)>,
     /// Set once: the run is over, successfully or not.
     outcome: Option<Result<(), Error>>,
-    /// Tasks cancelled by [`Shared::close`], awaited before the run returns.
-    aborted: Vec<JoinHandle<()>>,
     /// The live event stream, while someone watches and the run goes on.
     events: Option<EventSender>,
     /// Event runs triggered so far.
@@ -686,6 +794,7 @@ impl Shared {
                 task_id,
                 kind: kind(),
                 path: self.path.clone(),
+                cause: None,
             });
         }
     }
@@ -743,7 +852,19 @@ impl Shared {
         inner.running += 1;
         let node = start.node;
         let task_id = start.input.task_id;
-        self.emit(inner, node, task_id, || RunEventKind::Started);
+        if let Some(events) = &inner.events {
+            let _ = events.send(RunEvent {
+                event: self.graph.node(node).name.clone(),
+                task_id,
+                kind: RunEventKind::Started,
+                cause: Some(Cause {
+                    behavior: start.input.behavior(),
+                    group: Arc::from(start.input.group_name()),
+                    after: (start.cause != 0).then_some(start.cause),
+                }),
+                path: self.path.clone(),
+            });
+        }
         if self.inline {
             // Inline events are cancelled by dropping them, so they need an entry only when
             // something asks about the events in flight.
@@ -885,10 +1006,12 @@ impl Shared {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let task = inner.tasks.try_remove(key);
-        inner.running -= 1;
+        // Once the run is over its counts are no longer kept (an event woken from its
+        // `Inbox` as the run closed ends without taking its slot back): checked first.
         if inner.is_over() {
             return;
         }
+        inner.running -= 1;
         let (task_id, elapsed, began) = task.map_or((0, Duration::ZERO, None), |task| {
             let elapsed = match (ended, task.began) {
                 (Some(ended), Some(began)) => ended.saturating_duration_since(began),
@@ -933,7 +1056,8 @@ impl Shared {
             None => Ok(()),
         };
         let mut scheduled = completed;
-        for start in starts.drain(..) {
+        for mut start in starts.drain(..) {
+            start.cause = task_id;
             if scheduled.is_ok() {
                 scheduled = self.schedule(inner, start, ended);
             }
@@ -962,11 +1086,15 @@ impl Shared {
     fn cancel_all(&self, inner: &mut Inner) {
         inner.queue.clear();
         inner.inline.clear();
+        if let Some(mailbox) = &self.mailbox {
+            mailbox.close(); // every `recv` of the run fails from now on
+        }
+        // A `recv` (of an `Inbox` kept past its event) waiting for a slot goes on, and ends.
+        self.resume.notify_waiters();
         let events = inner.events.take();
         for task in inner.tasks.drain() {
             if let Some(handle) = task.handle {
-                handle.abort();
-                inner.aborted.push(handle);
+                handle.abort(); // not waited for: see `drive`
             }
             if let Some(events) = &events {
                 let _ = events.send(RunEvent {
@@ -974,6 +1102,7 @@ impl Shared {
                     task_id: task.task_id,
                     kind: RunEventKind::Cancelled,
                     path: self.path.clone(),
+                    cause: None,
                 });
             }
         }
@@ -1157,6 +1286,7 @@ impl ChildHost for Shared {
             timed: request.timed,
             parent: Some(self),
             path: Some(path),
+            running: Mutex::new(None),
         };
         Box::pin(async move {
             let result = match invoke.prepare(false, events) {
@@ -1331,13 +1461,24 @@ async fn with_options(
         let caught = AssertUnwindSafe(body).catch_unwind();
         let span = tracing::info_span!("attempt", attempt);
         let result = match options.timeout {
-            Some(after) => match tokio::time::timeout(after, caught).instrument(span).await {
-                Ok(caught) => shared.settle(node_id, caught),
-                Err(_) => Err(Error::Timeout {
+            Some(after) => {
+                let deadline = tokio::time::Instant::now() + after;
+                let timed_out = || Error::Timeout {
                     event: node.name.to_string(),
                     after,
-                }),
-            },
+                };
+                match tokio::time::timeout_at(deadline, caught)
+                    .instrument(span)
+                    .await
+                {
+                    // An attempt that did not yield until past its deadline (CPU work, a
+                    // blocking call) ends before the timer can fire: it timed out all the
+                    // same, unless it panicked.
+                    Ok(Ok(_)) if tokio::time::Instant::now() > deadline => Err(timed_out()),
+                    Ok(caught) => shared.settle(node_id, caught),
+                    Err(_) => Err(timed_out()),
+                }
+            }
             None => shared.settle(node_id, caught.instrument(span).await),
         };
         let error = match result {
@@ -1362,6 +1503,11 @@ async fn with_options(
         tracing::warn!(attempt, ?delay, %error, "event attempt failed; retrying");
         {
             let inner = shared.lock();
+            if inner.is_over() {
+                // Cancelled while an attempt blocked its thread (no `.await` to stop at):
+                // no further attempt, and the run ignores what this one returns.
+                return (attempt, Err(error));
+            }
             shared.emit(&inner, node_id, task_id, || RunEventKind::Retrying {
                 attempt,
                 delay,
@@ -1375,7 +1521,7 @@ async fn with_options(
     }
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(text) = panic.downcast_ref::<&str>() {
         (*text).to_string()
     } else if let Some(text) = panic.downcast_ref::<String>() {
@@ -1393,7 +1539,6 @@ impl Drop for CancelOnDrop {
         let mut inner = self.0.lock();
         inner.state = None;
         self.0.cancel_all(&mut inner);
-        inner.aborted.clear();
     }
 }
 

@@ -10,7 +10,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 use crate::body::emitter::Emitted;
-use crate::core::input::OutcomeKind;
+use crate::core::input::{Behavior, OutcomeKind};
 
 /// One thing that happened in a run, as seen on [`RunEvents`].
 ///
@@ -18,6 +18,10 @@ use crate::core::input::OutcomeKind;
 /// `Retrying` and `Waiting`, then one of `Finished`, `Failed` or `Cancelled` (or nothing more,
 /// for a call still in flight when another event failed). An event triggered by another one
 /// is `Started` after that one's `Finished`.
+///
+/// The `Started` event of a call carries its [`Cause`]: the call that triggered it (by task
+/// id) and the group, so that a run can be rebuilt as a tree (every call's parent) without
+/// relying on the order in which the stream delivers events.
 ///
 /// ```
 /// use drive_flow::{RunEvent, RunEventKind};
@@ -42,9 +46,59 @@ pub struct RunEvent {
     pub task_id: u64,
     /// What happened.
     pub kind: RunEventKind,
+    /// What triggered the call: set on its [`Started`](RunEventKind::Started) event,
+    /// `None` on the others (they share its `task_id`).
+    pub cause: Option<Cause>,
     /// Where the run of this item sits, for an item of a child workflow (see
     /// [`path`](Self::path)); `None` for the watched run's own items.
     pub(crate) path: Option<RunPath>,
+}
+
+/// What triggered one call of an event, carried by its `Started` [`RunEvent`].
+///
+/// - The run's start: behavior [`Input`](crate::Behavior::Input), group `"user_input"`,
+///   `after: None`.
+/// - A group that fired: behavior [`Dispatch`](crate::Behavior::Dispatch), the group's
+///   name, and `after`: the call of the member whose completion made it fire.
+/// - A goto: behavior [`Goto`](crate::Behavior::Goto), group `"$goto"`, and `after`: the
+///   call that returned the goto.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use drive_flow::prelude::*;
+/// use drive_flow::RunEventKind;
+/// use futures::StreamExt;
+///
+/// #[event]
+/// async fn first() {}
+/// #[listen(first)]
+/// async fn second() {}
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), drive_flow::Error> {
+/// let (run, events) = Drive::new()?.invoke(first).start_with_events();
+/// let started: Vec<_> = events.filter(|e| std::future::ready(e.kind == RunEventKind::Started)).collect().await;
+/// run.await?;
+/// // Each call's parent, by task id.
+/// let name: HashMap<u64, &str> = started.iter().map(|e| (e.task_id, &*e.event)).collect();
+/// let second_call = started.iter().find(|e| e.event.ends_with("::second")).unwrap();
+/// let cause = second_call.cause.as_ref().unwrap();
+/// assert_eq!(cause.behavior, Behavior::Dispatch);
+/// assert_eq!(&*cause.group, "0");
+/// assert!(name[&cause.after.unwrap()].ends_with("::first"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cause {
+    /// How the call was triggered: the run's input, a group, or a goto.
+    pub behavior: Behavior,
+    /// The group name, as [`EventInput::group_name`](crate::EventInput::group_name) gives it.
+    pub group: Arc<str>,
+    /// The task id of the call whose completion triggered this one; `None` for the run's
+    /// start.
+    pub after: Option<u64>,
 }
 
 /// The chain of events that ran the child workflows an item comes from, outermost first.

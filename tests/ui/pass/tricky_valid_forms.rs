@@ -57,6 +57,24 @@ async fn plain_flow() -> Flow<()> {
     Flow::goto(vec![drive_flow::EventRef::from(unit)], ())
 }
 
+/// `Self` inside items nested in the body is theirs: not a sign of an associated function.
+#[listen(unit)]
+async fn nested_items() -> u8 {
+    struct Local(u8);
+    impl Local {
+        fn new() -> Self {
+            Self(1)
+        }
+    }
+    Local::new().0
+}
+
+/// The same context type twice: both are the run's context.
+#[listen(unit)]
+async fn same_context_twice(a: Context<u32>, b: Context<u32>) -> u32 {
+    *a + *b
+}
+
 /// An event that is also an entry point (`#[event]` together with `#[listen]`).
 #[event]
 #[listen(plain_flow)]

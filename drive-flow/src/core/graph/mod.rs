@@ -4,12 +4,13 @@
 pub(crate) mod diagram;
 pub(crate) mod marks;
 pub(crate) mod render;
+pub(crate) mod view;
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::core::event::EventKey;
+use crate::core::event::{EventKey, StaticEvent};
 use crate::core::graph::marks::MarksPool;
 use crate::core::options::EventOptions;
 
@@ -63,7 +64,11 @@ impl Retrigger {
 /// One event of a built graph. Its body lives beside the graph, in the runner's table of
 /// bodies indexed by [`NodeId`]: the graph is ids, groups and options only.
 pub(crate) struct Node {
+    /// Its id; for an event of the macros whose id another event of the graph shares, the id
+    /// followed by `@file:line:column`.
     pub(crate) name: Arc<str>,
+    /// For an event of the macros, its metadata (id and definition site).
+    pub(crate) meta: Option<&'static StaticEvent>,
     /// `None` for an event without timeout or retries (most events): a node stays small.
     pub(crate) options: Option<Box<EventOptions>>,
     /// Its metric handles, made the first time it ends (see [`crate::core::telemetry`]).
