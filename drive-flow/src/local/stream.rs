@@ -15,9 +15,12 @@ use crate::core::input::{Behavior, OutcomeKind};
 /// One thing that happened in a run, as seen on [`RunEvents`].
 ///
 /// For one call of an event (one `task_id`), the stream shows `Started`, then any number of
-/// `Retrying` and `Waiting`, then one of `Finished`, `Failed` or `Cancelled` (or nothing more,
-/// for a call still in flight when another event failed). An event triggered by another one
-/// is `Started` after that one's `Finished`.
+/// `Retrying`, `Waiting` and `Emitted` (values the call sent with an
+/// [`Emitter`](crate::Emitter), in the order it sent them), then one of `Finished`, `Failed`
+/// or `Cancelled` (or nothing more, for a call still in flight when another event failed).
+/// An event triggered by another one is `Started` after that one's `Finished`. Items of a
+/// child workflow ([`Child`](crate::Child)) follow the same rules within their own run, and
+/// name it with their [`path`](Self::path).
 ///
 /// The `Started` event of a call carries its [`Cause`]: the call that triggered it (by task
 /// id) and the group, so that a run can be rebuilt as a tree (every call's parent) without
