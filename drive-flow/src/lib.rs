@@ -62,6 +62,9 @@ mod context;
 mod diagram;
 mod dispatch;
 mod drive;
+/// Durable runs on PostgreSQL (cargo feature `postgres`).
+#[cfg(feature = "postgres")]
+pub mod durable;
 mod error;
 mod event;
 mod flow;

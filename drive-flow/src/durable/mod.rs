@@ -1,0 +1,17 @@
+//! Durable runs on PostgreSQL (cargo feature `postgres`): runs that survive a crash of
+//! any process, wait for outside input for days, and spread over many worker processes
+//! and machines.
+//!
+//! See [`PgStore`] to connect and prepare the database.
+
+mod error;
+mod queue;
+mod sql;
+mod store;
+mod stored;
+
+pub use error::{DurableError, RunId};
+pub use store::{PgOptions, PgStore, DEFAULT_SCHEMA, SCHEMA_VERSION};
+
+#[doc(hidden)]
+pub use sqlx;
