@@ -4,12 +4,19 @@
 //!
 //! See [`PgStore`] to connect and prepare the database.
 
+mod client;
+pub(crate) mod codec;
+mod drive;
 mod error;
 mod queue;
+mod results;
 mod sql;
 mod store;
 mod stored;
+mod values;
 
+pub use client::{DurableInvoke, HistoryEntry, RunState, RunStatus};
+pub use drive::DurableDrive;
 pub use error::{DurableError, RunId};
 pub use store::{PgOptions, PgStore, DEFAULT_SCHEMA, SCHEMA_VERSION};
 
