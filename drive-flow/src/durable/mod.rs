@@ -6,6 +6,7 @@
 
 mod client;
 pub(crate) mod codec;
+mod complete;
 mod drive;
 mod error;
 mod queue;
@@ -13,12 +14,15 @@ mod results;
 mod sql;
 mod store;
 mod stored;
+mod task_input;
 mod values;
+mod worker;
 
 pub use client::{DurableInvoke, HistoryEntry, RunState, RunStatus};
 pub use drive::DurableDrive;
 pub use error::{DurableError, RunId};
 pub use store::{PgOptions, PgStore, DEFAULT_SCHEMA, SCHEMA_VERSION};
+pub use worker::{Worker, DEFAULT_LEASE};
 
 #[doc(hidden)]
 pub use sqlx;

@@ -317,30 +317,86 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await?;
         for (id,) in &overdue {
-            let running: Vec<(String,)> = sqlx::query_as(&format!(
-                "SELECT event FROM {}.tasks WHERE run_id = $1 AND state IN ('running', 'waiting') ORDER BY id",
-                super::store::quote(self.schema())
-            ))
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-            let timeout_ms: Option<i64> = sqlx::query(&format!(
-                "SELECT timeout_ms FROM {}.runs WHERE id = $1",
-                super::store::quote(self.schema())
-            ))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-            let error = super::stored::StoredError::run_timeout(
-                Duration::from_millis(timeout_ms.unwrap_or(0).max(0) as u64),
-                running.into_iter().map(|(event,)| event).collect(),
-            );
-            self.end_run(&mut tx, RunId(*id), "failed", Some(&error))
-                .await?;
+            self.timeout_run(&mut tx, RunId(*id)).await?;
         }
         tx.commit().await?;
         Ok(overdue.len())
+    }
+
+    /// End a run (locked by the caller) whose deadline passed, naming what was in flight.
+    pub(crate) async fn timeout_run(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        run: RunId,
+    ) -> Result<(), DurableError> {
+        let schema = super::store::quote(self.schema());
+        let running: Vec<(String,)> = sqlx::query_as(&format!(
+            "SELECT event FROM {schema}.tasks WHERE run_id = $1 AND state IN ('running', 'waiting') ORDER BY id"
+        ))
+        .bind(run.0)
+        .fetch_all(&mut **tx)
+        .await?;
+        let timeout_ms: Option<i64> = sqlx::query(&format!(
+            "SELECT timeout_ms FROM {schema}.runs WHERE id = $1"
+        ))
+        .bind(run.0)
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0);
+        let error = super::stored::StoredError::run_timeout(
+            Duration::from_millis(timeout_ms.unwrap_or(0).max(0) as u64),
+            running.into_iter().map(|(event,)| event).collect(),
+        );
+        self.end_run(tx, run, "failed", Some(&error)).await
+    }
+
+    /// The error of a run over its `max_steps`: the event triggered most often (ties: the
+    /// last registered), as in-process runs name it.
+    pub(crate) async fn too_many_steps(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        run: RunId,
+        limit: i64,
+        index: &super::drive::DurableIndex,
+    ) -> Result<crate::Error, DurableError> {
+        let rows: Vec<(String, i32)> = sqlx::query_as(&format!(
+            "SELECT event, triggered FROM {}.event_state WHERE run_id = $1 AND triggered > 0",
+            super::store::quote(self.schema())
+        ))
+        .bind(run.0)
+        .fetch_all(&mut **tx)
+        .await?;
+        let most = rows
+            .iter()
+            .filter_map(|(event, runs)| index.node(event).map(|node| (*runs, node, event)))
+            .max_by_key(|(runs, node, _)| (*runs, *node));
+        let (runs, event) =
+            most.map_or((0, String::new()), |(runs, _, event)| (runs, event.clone()));
+        Ok(crate::Error::TooManySteps {
+            limit: u64::try_from(limit).unwrap_or(0),
+            event,
+            runs: runs as u32,
+        })
+    }
+
+    /// Whether the run (with a concurrency cap) still has queued tasks.
+    pub(crate) async fn has_queued(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        run_id: RunId,
+        run: &RunRow,
+    ) -> Result<bool, DurableError> {
+        if run.max_concurrency.is_none() {
+            return Ok(false);
+        }
+        let (queued,): (bool,) = sqlx::query_as(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {}.tasks WHERE run_id = $1 AND state = 'queued')",
+            super::store::quote(self.schema())
+        ))
+        .bind(run_id.0)
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(queued)
     }
 
     /// The run's row, locked for this transaction; `None` when it is not running.
@@ -369,7 +425,6 @@ impl PgStore {
             open_tasks: row.get(6),
             next_task_id: row.get(7),
             overdue: row.get::<Option<bool>, _>(8).unwrap_or(false),
-            timeout_ms: row.get(9),
         }))
     }
 
@@ -421,7 +476,6 @@ pub(crate) struct RunRow {
     pub(crate) open_tasks: i32,
     pub(crate) next_task_id: i64,
     pub(crate) overdue: bool,
-    pub(crate) timeout_ms: Option<i64>,
 }
 
 impl RunRow {

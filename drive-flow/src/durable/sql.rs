@@ -77,7 +77,7 @@ impl Sql {
             task_done: t("DELETE FROM {s}.tasks
                 WHERE id = $1 AND attempt = $2 AND state = 'running'"),
             lock_run: t("SELECT status, max_steps, max_runs_per_event, max_concurrency, steps,
-                    in_flight, open_tasks, next_task_id, deadline < now() AS overdue, timeout_ms
+                    in_flight, open_tasks, next_task_id, deadline < now() AS overdue
                 FROM {s}.runs WHERE id = $1 FOR UPDATE"),
             history: t("INSERT INTO {s}.history
                     (run_id, task_id, event, input, outcome, value, error, worker, attempt,

@@ -227,7 +227,7 @@ impl PgStore {
                 .await?
                 .map(|row| row.get(0));
         let found = found.unwrap_or(0);
-        if found > SCHEMA_VERSION || found < 0 {
+        if !(0..=SCHEMA_VERSION).contains(&found) {
             return Err(DurableError::SchemaVersion {
                 schema: schema.clone(),
                 found,
