@@ -26,3 +26,6 @@ pub use worker::{Worker, DEFAULT_LEASE};
 
 #[doc(hidden)]
 pub use sqlx;
+
+#[cfg(test)]
+mod tests;
