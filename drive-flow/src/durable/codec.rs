@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::{Handle, StaticEvent};
+use crate::core::event::{Handle, StaticEvent};
 use crate::DriveBuilder;
 
 /// A type-erased output value.
@@ -53,7 +53,7 @@ impl Codec {
             },
             decode: |json| {
                 serde_json::from_value::<T>(json)
-                    .map(|value| crate::flow::erase_value(value))
+                    .map(|value| crate::core::flow::erase_value(value))
                     .map_err(|e| e.to_string())
             },
         }
@@ -160,7 +160,7 @@ fn builder_codecs() -> &'static Mutex<HashMap<(u32, u32), Codec>> {
 
 /// The codec given for a builder's node.
 pub(crate) fn builder_codec(graph: u32, node: u32) -> Option<Codec> {
-    crate::lock::lock(builder_codecs())
+    crate::core::lock::lock(builder_codecs())
         .get(&(graph, node))
         .copied()
 }
@@ -181,7 +181,8 @@ impl DriveBuilder {
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        crate::lock::lock(builder_codecs()).insert((event.graph, event.node), Codec::of::<T>());
+        crate::core::lock::lock(builder_codecs())
+            .insert((event.graph, event.node), Codec::of::<T>());
         self
     }
 }

@@ -9,7 +9,7 @@ use super::drive::DurableDrive;
 use super::queue::Claimed;
 use super::store::{PgOptions, PgStore};
 use super::worker::WorkerShared;
-use crate::flow::{erase_value, Flow};
+use crate::core::flow::{erase_value, Flow};
 use crate::{DriveBuilder, Group};
 
 fn url() -> String {

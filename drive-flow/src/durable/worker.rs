@@ -20,10 +20,10 @@ use super::queue::Claimed;
 use super::store::PgStore;
 use super::stored::StoredError;
 use super::task_input;
-use crate::context::{Call, ParamError};
-use crate::flow::ErasedFlow;
-use crate::handler::CallError;
-use crate::options::EventOptions;
+use crate::body::handler::CallError;
+use crate::body::param::{Call, ParamError};
+use crate::core::flow::ErasedFlow;
+use crate::core::options::EventOptions;
 use crate::{Drive, Error};
 
 type AnyContext = Arc<dyn Any + Send + Sync>;
@@ -156,7 +156,10 @@ impl Worker {
     /// worker was not given. Database errors while running are logged and retried with
     /// a backoff (the server may be restarting), not returned.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), DurableError> {
-        let index = Arc::new(DurableIndex::new(self.drive.graph.clone())?);
+        let index = Arc::new(DurableIndex::new(
+            self.drive.graph.clone(),
+            self.drive.bodies.clone(),
+        )?);
         check_contexts(&index, self.context.as_ref())?;
         self.store.check_version().await?;
         let shared = Arc::new(WorkerShared {
@@ -324,9 +327,9 @@ fn check_contexts(
     index: &DurableIndex,
     context: Option<&(AnyContext, TypeId, &'static str)>,
 ) -> Result<(), DurableError> {
-    for node in &index.graph.nodes {
-        for need in node.needs.iter() {
-            if crate::inbox::is_inbox(need) {
+    for (node, body) in index.graph.nodes.iter().zip(index.bodies.iter()) {
+        for need in body.needs.iter() {
+            if crate::body::param::is_inbox(need) {
                 continue;
             }
             let given = match context {
@@ -403,7 +406,7 @@ async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Rec
         context: shared.context.clone(),
         inbox: None,
     };
-    let body = index.graph.node(node).handler.call(call);
+    let body = index.bodies[node as usize].handler.call(call);
     let name = task.event.clone();
     let body = async move {
         let caught = AssertUnwindSafe(body).catch_unwind();
@@ -430,7 +433,7 @@ async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Rec
         tokio::select! {
             result = body => match result {
                 Ok(flow) => BodyEnd::Done(flow),
-                Err(error) => match crate::lock::lock(&parked).take() {
+                Err(error) => match crate::core::lock::lock(&parked).take() {
                     Some(key) => BodyEnd::Parked(key),
                     None => BodyEnd::Failed(error),
                 },
@@ -484,7 +487,7 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 async fn finish(
     shared: &Arc<WorkerShared>,
     task: &Claimed,
-    node: crate::graph::NodeId,
+    node: crate::core::graph::NodeId,
     options: &EventOptions,
     end: BodyEnd,
 ) {
