@@ -29,6 +29,7 @@ pub struct Codec {
     pub(crate) type_name: &'static str,
     pub(crate) encode: fn(&(dyn Any + Send + Sync)) -> Result<Value, String>,
     pub(crate) decode: fn(Value) -> Result<AnyValue, String>,
+    pub(crate) decode_boxed: fn(Value) -> Result<Box<dyn Any + Send>, String>,
 }
 
 impl std::fmt::Debug for Codec {
@@ -54,6 +55,11 @@ impl Codec {
             decode: |json| {
                 serde_json::from_value::<T>(json)
                     .map(|value| crate::core::flow::erase_value(value))
+                    .map_err(|e| e.to_string())
+            },
+            decode_boxed: |json| {
+                serde_json::from_value::<T>(json)
+                    .map(|value| Box::new(value) as Box<dyn Any + Send>)
                     .map_err(|e| e.to_string())
             },
         }

@@ -9,6 +9,7 @@ pub(crate) mod codec;
 mod complete;
 mod drive;
 mod error;
+mod inbox;
 mod queue;
 mod results;
 mod sql;

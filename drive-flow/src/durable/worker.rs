@@ -16,12 +16,14 @@ use tokio::task::JoinSet;
 
 use super::drive::{DurableDrive, DurableIndex};
 use super::error::DurableError;
+use super::inbox::TaskInbox;
 use super::queue::Claimed;
 use super::store::PgStore;
 use super::stored::StoredError;
 use super::task_input;
 use crate::body::handler::CallError;
-use crate::body::param::{Call, ParamError};
+use crate::body::inbox::{CallRef, InboxLink};
+use crate::body::param::{is_inbox, Call, ParamError};
 use crate::core::flow::ErasedFlow;
 use crate::core::options::EventOptions;
 use crate::{Drive, Error};
@@ -329,7 +331,7 @@ fn check_contexts(
 ) -> Result<(), DurableError> {
     for (node, body) in index.graph.nodes.iter().zip(index.bodies.iter()) {
         for need in body.needs.iter() {
-            if crate::body::param::is_inbox(need) {
+            if is_inbox(need) {
                 continue;
             }
             let given = match context {
@@ -400,11 +402,25 @@ async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Rec
         .as_deref()
         .cloned()
         .unwrap_or_default();
-    let parked = Arc::new(std::sync::Mutex::new(None::<String>));
+    let takes_inbox = index.bodies[node as usize].needs.iter().any(is_inbox);
+    let (inbox, mut parked) = if takes_inbox {
+        let (host, parked) = TaskInbox::new(shared.drive.store.clone(), task.run, task.id);
+        let link = InboxLink {
+            host,
+            call: CallRef {
+                key: 0,
+                node,
+                task_id: task.task_id as u64,
+            },
+        };
+        (Some(link), Some(parked))
+    } else {
+        (None, None)
+    };
     let call = Call {
         input,
         context: shared.context.clone(),
-        inbox: None,
+        inbox,
     };
     let body = index.bodies[node as usize].handler.call(call);
     let name = task.event.clone();
@@ -430,14 +446,21 @@ async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Rec
                 }
             }
         };
+        let parking = async {
+            match parked.as_mut() {
+                Some(parked) => match parked.await {
+                    Ok(key) => key,
+                    Err(_) => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             result = body => match result {
                 Ok(flow) => BodyEnd::Done(flow),
-                Err(error) => match crate::core::lock::lock(&parked).take() {
-                    Some(key) => BodyEnd::Parked(key),
-                    None => BodyEnd::Failed(error),
-                },
+                Err(error) => BodyEnd::Failed(error),
             },
+            key = parking => BodyEnd::Parked(key),
             () = renewing => BodyEnd::Lost,
             _ = stop.wait_for(|stop| *stop) => BodyEnd::Stopped,
         }
