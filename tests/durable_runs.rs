@@ -248,6 +248,7 @@ async fn a_cancelled_run_ends_and_refuses_input() {
 // Human in the loop: `publish` waits for an approval; the code before `recv` runs again
 // when the value comes.
 static PUBLISH_STARTS: AtomicU32 = AtomicU32::new(0);
+static PUBLISH_KEYS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 #[event]
 async fn draft() -> String {
@@ -257,6 +258,7 @@ async fn draft() -> String {
 #[listen(draft)]
 async fn publish(input: EventInput, inbox: Inbox) -> Result<String, drive_flow::InboxError> {
     PUBLISH_STARTS.fetch_add(1, Ordering::SeqCst);
+    PUBLISH_KEYS.lock().unwrap().push(input.idempotency_key());
     let approved: bool = inbox.recv("approval").await?;
     let note: String = inbox.recv("note").await?;
     let text = input.get(draft).cloned().unwrap_or_default();
@@ -311,6 +313,9 @@ async fn an_event_waiting_for_input_parks_and_runs_again_when_it_comes() {
     );
     assert_eq!(results.count(publish), 1, "it completed once");
     assert_eq!(PUBLISH_STARTS.load(Ordering::SeqCst), 3);
+    // The same idempotency key every time: the run's id and the task's.
+    let key = format!("{run}-2");
+    assert_eq!(*PUBLISH_KEYS.lock().unwrap(), [key.clone(), key.clone(), key]);
     let outcomes: Vec<String> = client
         .history(run)
         .await

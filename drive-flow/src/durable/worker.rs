@@ -2,6 +2,7 @@
 //! outcomes.
 
 use std::any::{Any, TypeId};
+use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -180,6 +181,8 @@ impl Worker {
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut backoff = Backoff::default();
         let mut last_sweep = tokio::time::Instant::now() - self.poll;
+        let mut sweeps: u64 = 0;
+        let mut reported: HashSet<String> = HashSet::new();
         tokio::pin!(shutdown);
         loop {
             let free = self.concurrency - in_flight.len();
@@ -214,6 +217,10 @@ impl Worker {
                 if let Err(error) = shared.drive.store.sweep_deadlines().await {
                     tracing::warn!(%error, "the sweep of run deadlines failed");
                 }
+                sweeps += 1;
+                if sweeps % UNKNOWN_EVERY == 1 {
+                    report_unknown(&shared, &mut reported).await;
+                }
             }
             if full_batch && in_flight.len() < self.concurrency {
                 continue; // more may be ready
@@ -237,6 +244,31 @@ impl Worker {
             while in_flight.join_next().await.is_some() {}
         }
         Ok(())
+    }
+}
+
+/// How many polls apart a worker looks for ready events it does not know.
+const UNKNOWN_EVERY: u64 = 30;
+
+/// Say once per event in the log that ready events of an event this worker does not know
+/// wait for other workers (an older or newer binary's events).
+async fn report_unknown(shared: &WorkerShared, reported: &mut HashSet<String>) {
+    let found: Result<Vec<(String,)>, sqlx::Error> = sqlx::query_as(&format!(
+        "SELECT DISTINCT event FROM {}.tasks WHERE state = 'ready' AND ready_at <= now() \
+         AND NOT (event = ANY($1)) LIMIT 20",
+        super::store::quote(shared.drive.store.schema())
+    ))
+    .bind(&shared.drive.index.known)
+    .fetch_all(shared.drive.store.pool())
+    .await;
+    for (event,) in found.unwrap_or_default() {
+        if reported.insert(event.clone()) {
+            tracing::warn!(
+                worker = %shared.name,
+                event = %event,
+                "ready events of `{event}` wait for another worker: this worker does not know that event (another binary's?)"
+            );
+        }
     }
 }
 
@@ -380,7 +412,8 @@ async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Rec
     );
     let _entered = span.enter();
     drop(_entered);
-    let input = match task_input::decode(index, node, &task.input, task.task_id as u64) {
+    let input = match task_input::decode(index, node, &task.input, task.task_id as u64, task.run.0)
+    {
         Ok(input) => input,
         Err(error) => {
             let stored = StoredError::decode(&error.event, error.detail);
