@@ -315,7 +315,10 @@ async fn an_event_waiting_for_input_parks_and_runs_again_when_it_comes() {
     assert_eq!(PUBLISH_STARTS.load(Ordering::SeqCst), 3);
     // The same idempotency key every time: the run's id and the task's.
     let key = format!("{run}-2");
-    assert_eq!(*PUBLISH_KEYS.lock().unwrap(), [key.clone(), key.clone(), key]);
+    assert_eq!(
+        *PUBLISH_KEYS.lock().unwrap(),
+        [key.clone(), key.clone(), key]
+    );
     let outcomes: Vec<String> = client
         .history(run)
         .await
