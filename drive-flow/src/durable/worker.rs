@@ -12,7 +12,7 @@ use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::postgres::PgListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinSet;
 
 use super::drive::{DurableDrive, DurableIndex};
@@ -176,7 +176,12 @@ impl Worker {
         });
         tracing::info!(worker = %shared.name, concurrency = self.concurrency, "durable worker started");
         let wake = Arc::new(Notify::new());
-        let listening = tokio::spawn(listen(shared.drive.store.clone(), wake.clone()));
+        let (ended, _) = broadcast::channel::<i64>(256);
+        let listening = tokio::spawn(listen(
+            shared.drive.store.clone(),
+            wake.clone(),
+            ended.clone(),
+        ));
         let (stop_sender, stop) = watch::channel(false);
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut backoff = Backoff::default();
@@ -198,7 +203,12 @@ impl Worker {
                         backoff.reset();
                         full_batch = tasks.len() == free;
                         for task in tasks {
-                            in_flight.spawn(run_task(shared.clone(), task, stop.clone()));
+                            in_flight.spawn(run_task(
+                                shared.clone(),
+                                task,
+                                stop.clone(),
+                                ended.subscribe(),
+                            ));
                         }
                     }
                     Err(error) => {
@@ -320,8 +330,9 @@ impl Backoff {
 }
 
 /// Wake the worker on every notification of new work, and after every reconnection of
-/// the listening connection (notifications sent meanwhile are lost).
-async fn listen(store: PgStore, wake: Arc<Notify>) {
+/// the listening connection (notifications sent meanwhile are lost); pass on the ids of
+/// runs that ended (cancelled, failed), whose events in flight stop at once.
+async fn listen(store: PgStore, wake: Arc<Notify>, ended: broadcast::Sender<i64>) {
     let mut backoff = Backoff::default();
     loop {
         let mut listener = match PgListener::connect_with(store.pool()).await {
@@ -332,7 +343,11 @@ async fn listen(store: PgStore, wake: Arc<Notify>) {
                 continue;
             }
         };
-        if let Err(error) = listener.listen(&store.sql().work_channel).await {
+        let channels = [
+            store.sql().work_channel.as_str(),
+            store.sql().done_channel.as_str(),
+        ];
+        if let Err(error) = listener.listen_all(channels).await {
             tracing::debug!(%error, "LISTEN failed; polling meanwhile");
             tokio::time::sleep(backoff.next()).await;
             continue;
@@ -341,6 +356,11 @@ async fn listen(store: PgStore, wake: Arc<Notify>) {
         wake.notify_one();
         loop {
             match listener.try_recv().await {
+                Ok(Some(notification)) if notification.channel() == store.sql().done_channel => {
+                    if let Ok(run) = notification.payload().parse::<i64>() {
+                        let _ = ended.send(run);
+                    }
+                }
                 Ok(Some(_)) => wake.notify_one(),
                 Ok(None) => {
                     // Reconnected: what was sent meanwhile is lost; look now.
@@ -393,10 +413,28 @@ pub(crate) enum BodyEnd {
     Lost,
     /// The worker shuts down: give the task back.
     Stopped,
+    /// The run ended meanwhile (cancelled, or failed elsewhere): nothing to write.
+    Ended,
+}
+
+/// Until the run `run` ends (a notification on the done channel).
+async fn run_ended(ended: &mut broadcast::Receiver<i64>, run: i64) {
+    loop {
+        match ended.recv().await {
+            Ok(id) if id == run => return,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
+    }
 }
 
 /// Claim to commit, for one task.
-async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Receiver<bool>) {
+async fn run_task(
+    shared: Arc<WorkerShared>,
+    task: Claimed,
+    mut stop: watch::Receiver<bool>,
+    mut ended: broadcast::Receiver<i64>,
+) {
     let index = &shared.drive.index;
     let Some(node) = index.node(&task.event) else {
         tracing::warn!(event = %task.event, "claimed an event this worker does not know");
@@ -495,6 +533,7 @@ async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Rec
             },
             key = parking => BodyEnd::Parked(key),
             () = renewing => BodyEnd::Lost,
+            () = run_ended(&mut ended, task.run.0) => BodyEnd::Ended,
             _ = stop.wait_for(|stop| *stop) => BodyEnd::Stopped,
         }
     };
@@ -578,6 +617,10 @@ async fn finish(
             }
             BodyEnd::Parked(key) => store.park(task, key, worker).await,
             BodyEnd::Stopped => store.release(task).await,
+            BodyEnd::Ended => {
+                tracing::info!(event = %task.event, run = %task.run, "the run ended meanwhile; the event was stopped");
+                return;
+            }
             BodyEnd::Lost => {
                 tracing::warn!(event = %task.event, run = %task.run, "lease lost (taken over, or the run ended); the outcome is dropped");
                 return;
