@@ -83,7 +83,10 @@ fn default_name() -> String {
 }
 
 impl Worker {
-    /// How many events it runs at once (default 16; `0` counts as `1`).
+    /// How many events it runs at once (default 16; `0` counts as `1`). Each event holds a
+    /// connection of the store's pool while it completes, and the worker one more to
+    /// listen: give the pool [`max_connections`](super::PgOptions::max_connections) of at
+    /// least `concurrency + 2`, or events wait for connections.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
