@@ -316,6 +316,7 @@ pub(crate) fn complete<S: DispatchState>(
                     }),
                     user: None,
                     task_id: progress.task_id(),
+                    run: 0,
                 };
                 starts.push(Start {
                     node: target,
@@ -362,6 +363,7 @@ pub(crate) fn complete<S: DispatchState>(
                     entries,
                     user: None,
                     task_id: progress.task_id(),
+                    run: 0,
                 };
                 starts.push(Start {
                     node: group.listener,
