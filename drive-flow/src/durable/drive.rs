@@ -26,6 +26,9 @@ pub(crate) struct DurableIndex {
 impl DurableIndex {
     /// Index the graph; every event needs a codec.
     pub(crate) fn new(graph: Arc<Graph>, bodies: Bodies) -> Result<Self, DurableError> {
+        // Events are stored by id: two events of one id (two function bodies of one module)
+        // would be one event to every worker.
+        graph.check_unique_ids().map_err(DurableError::Build)?;
         let mut codecs = Vec::with_capacity(graph.nodes.len());
         // Static events by their metadata address.
         let mut statics: HashMap<NodeId, usize> = HashMap::new();
@@ -114,7 +117,10 @@ impl Drive {
     ///
     /// # Errors
     /// [`DurableError::NotSerializable`] naming the first event (by id) whose output type
-    /// is not `Serialize + DeserializeOwned`: durable runs store every output as JSON.
+    /// is not `Serialize + DeserializeOwned`: durable runs store every output as JSON;
+    /// [`DurableError::Build`] with [`BuildError::AmbiguousEvent`](crate::BuildError::AmbiguousEvent)
+    /// naming both definitions when two events share an id (see
+    /// [`Drive::check_unique_ids`]).
     pub fn durable(&self, store: &PgStore) -> Result<DurableDrive, DurableError> {
         Ok(DurableDrive {
             store: store.clone(),

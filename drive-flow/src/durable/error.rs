@@ -121,6 +121,11 @@ pub enum DurableError {
         /// What serde said.
         detail: String,
     },
+    /// Two events of the drive share an id (two `#[event] async fn step()` in two function
+    /// bodies of one module, say): durable runs store events by id, so the drive cannot run
+    /// durably. The error names both definitions.
+    #[error("{0}")]
+    Build(#[from] crate::BuildError),
     /// An event's output type cannot cross processes: it is not
     /// `Serialize + DeserializeOwned`.
     #[error(

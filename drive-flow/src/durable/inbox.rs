@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::error::RunId;
 use super::store::PgStore;
 use super::values::value_codec;
-use crate::body::inbox::{CallRef, InboxHost, Message};
+use crate::body::inbox::{CallRef, InboxError, InboxHost, Message};
 use crate::core::lock::lock;
 
 /// The inbox of one claimed task.
@@ -62,7 +62,11 @@ impl TaskInbox {
 }
 
 impl InboxHost for TaskInbox {
-    fn recv(self: Arc<Self>, _call: CallRef, key: String) -> BoxFuture<'static, Message> {
+    fn recv(
+        self: Arc<Self>,
+        _call: CallRef,
+        key: String,
+    ) -> BoxFuture<'static, Result<Message, InboxError>> {
         async move {
             let mut delay = std::time::Duration::from_millis(100);
             loop {
@@ -77,7 +81,7 @@ impl InboxHost for TaskInbox {
                 match found {
                     Ok(Some(row)) => {
                         lock(&self.taken).push(row.get::<i64, _>(0));
-                        return TaskInbox::message(&row.get::<Value, _>(1));
+                        return Ok(TaskInbox::message(&row.get::<Value, _>(1)));
                     }
                     Ok(None) => {
                         if let Some(park) = lock(&self.park).take() {
