@@ -186,6 +186,13 @@ impl Message {
         }
     }
 
+    /// A value already boxed, with the name of its type (a durable runner decodes values
+    /// by the type name stored with them).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn from_box(value: Box<dyn Any + Send>, type_name: &'static str) -> Self {
+        Message { value, type_name }
+    }
+
     fn downcast<T: 'static>(self, key: &str) -> Result<T, InboxError> {
         match self.value.downcast::<T>() {
             Ok(value) => Ok(*value),

@@ -340,6 +340,7 @@ pub(crate) fn complete<S: DispatchState>(
                     }),
                     user: None,
                     task_id: progress.task_id(),
+                    run: 0,
                 };
                 starts.push(Start {
                     node: target,
@@ -386,6 +387,7 @@ pub(crate) fn complete<S: DispatchState>(
                     entries,
                     user: None,
                     task_id: progress.task_id(),
+                    run: 0,
                 };
                 starts.push(Start {
                     node: group.listener,

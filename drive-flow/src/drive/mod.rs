@@ -3,13 +3,12 @@
 pub(crate) mod builder;
 pub(crate) mod registry;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use crate::body::handler::Bodies;
 use crate::core::error::{BuildError, Error};
-use crate::core::event::{Event, StaticEvent};
+use crate::core::event::Event;
 use crate::core::graph::view::EventInfo;
 use crate::core::graph::{Graph, NodeId};
 use crate::drive::builder::DriveBuilder;
@@ -106,17 +105,7 @@ impl Drive {
     /// [`BuildError::AmbiguousEvent`] naming a shared id and where two of its events are
     /// defined (for [`Drive::new`]: the first such id, and its first two sites, in order).
     pub fn check_unique_ids(&self) -> Result<(), BuildError> {
-        let mut seen: HashMap<&str, &StaticEvent> = HashMap::new();
-        for meta in self.graph.nodes.iter().filter_map(|node| node.meta) {
-            if let Some(first) = seen.insert(meta.id, meta) {
-                return Err(BuildError::AmbiguousEvent {
-                    id: meta.id.to_string(),
-                    first: first.site(),
-                    second: meta.site(),
-                });
-            }
-        }
-        Ok(())
+        self.graph.check_unique_ids()
     }
 
     /// A builder for graphs made without macros (or mixing both).

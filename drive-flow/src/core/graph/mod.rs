@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::core::error::BuildError;
 use crate::core::event::{EventKey, StaticEvent};
 use crate::core::graph::marks::MarksPool;
 use crate::core::options::EventOptions;
@@ -137,6 +138,22 @@ impl Graph {
     /// Find an event of this graph.
     pub(crate) fn resolve(&self, key: EventKey) -> Option<NodeId> {
         resolve_key(self.tag, self.nodes.len(), &self.static_index, key)
+    }
+
+    /// Check that no two events of the graph share an id (see
+    /// [`Drive::check_unique_ids`](crate::Drive::check_unique_ids)).
+    pub(crate) fn check_unique_ids(&self) -> Result<(), BuildError> {
+        let mut seen: HashMap<&str, &StaticEvent> = HashMap::new();
+        for meta in self.nodes.iter().filter_map(|node| node.meta) {
+            if let Some(first) = seen.insert(meta.id, meta) {
+                return Err(BuildError::AmbiguousEvent {
+                    id: meta.id.to_string(),
+                    first: first.site(),
+                    second: meta.site(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Describe a key for an error message, even when it is not in this graph.
