@@ -276,6 +276,9 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
 
             #event_impl
 
+            // The output's JSON codec, for durable runs (nothing without that feature).
+            #krate::codec!(&__DRIVE_FLOW_META, #output);
+
             // Its code is partly spanned at the user's function (for errors): no lints.
             #[allow(unused, clippy::all, clippy::pedantic)]
             fn __drive_flow_register(__drive_flow_builder: &mut #krate::DriveBuilder) {

@@ -171,6 +171,53 @@ impl RunState {
         input
     }
 
+    /// Seed the state of one event, loaded from elsewhere (a durable run's rows).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn seed_event(
+        &mut self,
+        node: NodeId,
+        latest: Option<Latest>,
+        completions: u32,
+        triggered: u32,
+    ) {
+        let event = self.progress.event_mut(node);
+        event.latest = latest;
+        event.completions = completions;
+        event.triggered = triggered;
+    }
+
+    /// Seed the state of one group: how many members have run, which slots were delivered.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn seed_group(
+        &mut self,
+        group: GroupId,
+        ready: u32,
+        delivered: &[bool],
+        fired: bool,
+    ) {
+        let range = self.graph.group(group).slots.clone();
+        let mut count = 0;
+        for (slot, &was) in range.zip(delivered.iter()) {
+            self.progress.marks.delivered[slot as usize] = was;
+            count += u32::from(was);
+        }
+        let state = self.progress.group_mut(group);
+        state.ready = ready;
+        state.delivered = count;
+        state.fired = fired || count > 0;
+    }
+
+    /// A group's state: members that have run, delivered slots, whether it fired.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn group_snapshot(&mut self, group: GroupId) -> (u32, Vec<bool>, bool) {
+        let range = self.graph.group(group).slots.clone();
+        let delivered = range
+            .map(|slot| self.progress.marks.delivered[slot as usize])
+            .collect();
+        let state = self.progress.group_mut(group);
+        (state.ready, delivered, state.fired)
+    }
+
     /// Record that `node` finished with `flow`, and push onto `starts` what runs next,
     /// listeners in registration order.
     ///

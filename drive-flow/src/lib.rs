@@ -62,6 +62,9 @@ mod context;
 mod diagram;
 mod dispatch;
 mod drive;
+/// Durable runs on PostgreSQL (cargo feature `postgres`).
+#[cfg(feature = "postgres")]
+pub mod durable;
 mod error;
 mod event;
 mod flow;
@@ -164,6 +167,14 @@ pub mod prelude {
     pub use drive_flow_macros::{event, listen};
 }
 
+/// Without the cargo feature `postgres`, an event's output codec is not captured.
+#[cfg(not(feature = "postgres"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __drive_flow_codec {
+    ($meta:expr, $output:ty) => {};
+}
+
 /// Used by the code the macros generate. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
@@ -174,6 +185,11 @@ pub mod __private {
     pub use crate::registry::Registration;
     pub use crate::{DriveBuilder, Event, EventOptions, EventRef, Flow, Group, Retrigger};
     pub use inventory;
+
+    /// Captures an event's output codec (cargo feature `postgres`), or nothing.
+    pub use crate::__drive_flow_codec as codec;
+    #[cfg(feature = "postgres")]
+    pub use crate::durable::codec::{CodecProbe, CodecRegistration, ViaNothing, ViaSerde};
 
     /// An event, as a group member; spanned at the name so that a non-event is reported there.
     pub fn member<E: Event>(event: E) -> EventRef {

@@ -46,6 +46,22 @@ impl Results {
         }
     }
 
+    /// Results of a run whose state was kept elsewhere (a durable run): an entry per
+    /// event it touched, in any order.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn from_parts(
+        graph: Arc<Graph>,
+        mut events: Vec<EventRun>,
+        elapsed: Duration,
+    ) -> Self {
+        events.sort_unstable_by_key(|event| event.node);
+        Results {
+            graph,
+            events,
+            elapsed,
+        }
+    }
+
     fn entry<E: Event>(&self, event: E) -> Option<&EventRun> {
         let node = self.graph.resolve(event.__key())?;
         let at = self

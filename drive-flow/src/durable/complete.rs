@@ -1,0 +1,402 @@
+//! The completion of one event, in one transaction: the fenced release of its task, the
+//! run's row locked (one run's completions take turns), the state of only the groups the
+//! event is a member of (its fan-out, never the whole run) run through the dispatch core,
+//! the changed rows written back, the triggered events inserted, the history appended,
+//! the counters kept, the run ended when nothing is left, and one notification.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::error::DurableError;
+use super::queue::{Claimed, HistoryRow};
+use super::stored::StoredError;
+use super::task_input;
+use super::worker::WorkerShared;
+use crate::dispatch::{RunState, Start};
+use crate::flow::{AnyValue, ErasedFlow, Flow};
+use crate::graph::{Graph, GroupId, NodeId};
+use crate::input::Latest;
+use crate::Error;
+
+/// An event's row, as loaded.
+#[derive(Clone)]
+struct EventRow {
+    latest: Option<Latest>,
+    completions: u32,
+    triggered: u32,
+}
+
+/// A group's row, as loaded.
+struct GroupRow {
+    ready: u32,
+    delivered: Vec<bool>,
+    fired: bool,
+}
+
+/// A group's state after the dispatch: members that ran, delivered slots, fired.
+type GroupSnapshot = (u32, Vec<bool>, bool);
+
+/// Values inside a completion stay JSON: the dispatch core only moves them.
+fn json_value(value: Value) -> AnyValue {
+    Arc::new(value)
+}
+
+fn latest_of(kind: Option<&str>, value: Option<Value>) -> Option<Latest> {
+    match kind? {
+        "value" => Some(Latest::Value(json_value(value.unwrap_or(Value::Null)))),
+        "goto" => Some(Latest::Goto(json_value(value.unwrap_or(Value::Null)))),
+        _ => Some(Latest::Abort),
+    }
+}
+
+/// The outcome with its value encoded by the event's codec.
+fn encode_flow(
+    shared: &WorkerShared,
+    node: NodeId,
+    flow: &ErasedFlow,
+) -> Result<(Flow<AnyValue>, &'static str, Option<Value>), String> {
+    let codec = &shared.drive.index.codecs[node as usize];
+    Ok(match flow {
+        Flow::Value(value) => {
+            let json = codec.encode(&**value)?;
+            (Flow::Value(json_value(json.clone())), "value", Some(json))
+        }
+        Flow::Goto { targets, payload } => {
+            let json = codec.encode(&**payload)?;
+            (
+                Flow::Goto {
+                    targets: targets.clone(),
+                    payload: json_value(json.clone()),
+                },
+                "goto",
+                Some(json),
+            )
+        }
+        Flow::Abort => (Flow::Abort, "abort", None),
+    })
+}
+
+/// Complete `task` (of event `node`) with `flow`. `Ok(false)`: the claim was stale (its
+/// lease taken over, or its run ended), nothing was written.
+pub(crate) async fn complete(
+    shared: &WorkerShared,
+    task: &Claimed,
+    node: NodeId,
+    flow: &ErasedFlow,
+) -> Result<bool, DurableError> {
+    let index = &shared.drive.index;
+    let graph: &Arc<Graph> = &index.graph;
+    let store = &shared.drive.store;
+    let sql = store.sql();
+    let (flow, kind, value) = match encode_flow(shared, node, flow) {
+        Ok(encoded) => encoded,
+        Err(detail) => {
+            let error = Error::Failed {
+                event: task.event.clone(),
+                source: format!("its output cannot be serialized to JSON: {detail}").into(),
+            };
+            return store
+                .fail_run(task, &StoredError::from_error(&error), &shared.name)
+                .await;
+        }
+    };
+
+    let mut tx = store.pool().begin().await?;
+    let Some(run) = store.lock_run(&mut tx, task.run).await? else {
+        return Ok(false);
+    };
+    let released = sqlx::query(&sql.task_done)
+        .bind(task.id)
+        .bind(task.attempt)
+        .execute(&mut *tx)
+        .await?;
+    if released.rows_affected() != 1 {
+        return Ok(false);
+    }
+    store
+        .record(
+            &mut tx,
+            task,
+            HistoryRow {
+                outcome: kind,
+                value,
+                error: None,
+                worker: &shared.name,
+            },
+        )
+        .await?;
+    if run.overdue {
+        store.timeout_run(&mut tx, task.run).await?;
+        tx.commit().await?;
+        return Ok(true);
+    }
+
+    // What this completion may touch: the event, the members and listeners of the groups
+    // it is a member of, and its goto targets.
+    let mut touched: Vec<NodeId> = vec![node];
+    let groups: Vec<GroupId> = graph.member_of(node).iter().map(|&(g, _)| g).collect();
+    for &group in &groups {
+        let info = graph.group(group);
+        touched.extend_from_slice(graph.members(info));
+        touched.push(info.listener);
+    }
+    if let Flow::Goto { targets, .. } = &flow {
+        touched.extend(targets.iter().filter_map(|t| graph.resolve(t.0)));
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    let names: Vec<String> = touched.iter().map(|&n| index.name(n).to_string()).collect();
+    let mut events: HashMap<NodeId, EventRow> = HashMap::with_capacity(touched.len());
+    for row in sqlx::query(&sql.load_events)
+        .bind(task.run.0)
+        .bind(&names)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let Some(at) = index.node(row.get::<&str, _>(0)) else {
+            continue;
+        };
+        events.insert(
+            at,
+            EventRow {
+                latest: latest_of(row.get(1), row.get(2)),
+                completions: row.get::<i32, _>(3) as u32,
+                triggered: row.get::<i32, _>(4) as u32,
+            },
+        );
+    }
+    let group_key = |group: GroupId| {
+        let info = graph.group(group);
+        let k = group - graph.listens[info.listener as usize];
+        (index.name(info.listener).to_string(), k as i32)
+    };
+    let (listeners, ks): (Vec<String>, Vec<i32>) = groups.iter().map(|&g| group_key(g)).unzip();
+    let mut group_rows: HashMap<GroupId, GroupRow> = HashMap::with_capacity(groups.len());
+    for row in sqlx::query(&sql.load_groups)
+        .bind(task.run.0)
+        .bind(&listeners)
+        .bind(&ks)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        let Some(listener) = index.node(row.get::<&str, _>(0)) else {
+            continue;
+        };
+        let k: i32 = row.get(1);
+        let group = graph.listens[listener as usize] + k as u32;
+        group_rows.insert(
+            group,
+            GroupRow {
+                ready: row.get::<i32, _>(2) as u32,
+                delivered: row.get(3),
+                fired: row.get(4),
+            },
+        );
+    }
+
+    // The dispatch core, over this partial state.
+    let mut state = RunState::new(graph.clone());
+    for (&at, row) in &events {
+        state.seed_event(at, row.latest.clone(), row.completions, row.triggered);
+    }
+    for (&group, row) in &group_rows {
+        state.seed_group(group, row.ready, &row.delivered, row.fired);
+    }
+    let mut starts: Vec<Start> = Vec::new();
+    if let Err(error) = state.complete(node, flow, &mut starts) {
+        store
+            .end_run(
+                &mut tx,
+                task.run,
+                "failed",
+                Some(&StoredError::from_error(&error)),
+            )
+            .await?;
+        tx.commit().await?;
+        return Ok(true);
+    }
+    let own = state.event_mut(node);
+    let own_row = EventRow {
+        latest: own.latest.clone(),
+        completions: own.completions,
+        triggered: own.triggered,
+    };
+    events.insert(node, own_row);
+    let snapshots: Vec<(GroupId, GroupSnapshot)> = groups
+        .iter()
+        .map(|&g| (g, state.group_snapshot(g)))
+        .collect();
+    drop(state);
+
+    // Budgets, counted as each start is triggered, as in-process runs do.
+    let mut steps = run.steps;
+    let mut starts_changed: Vec<NodeId> = Vec::new();
+    for start in &starts {
+        if u64::try_from(steps).unwrap_or(u64::MAX) >= u64::try_from(run.max_steps).unwrap_or(0) {
+            let error = store
+                .too_many_steps(&mut tx, task.run, run.max_steps, index)
+                .await?;
+            store
+                .end_run(
+                    &mut tx,
+                    task.run,
+                    "failed",
+                    Some(&StoredError::from_error(&error)),
+                )
+                .await?;
+            tx.commit().await?;
+            return Ok(true);
+        }
+        let entry = events.entry(start.node).or_insert(EventRow {
+            latest: None,
+            completions: 0,
+            triggered: 0,
+        });
+        let limit = u32::try_from(run.max_runs_per_event).unwrap_or(0);
+        if entry.triggered >= limit {
+            let error = Error::TooManyRuns {
+                event: index.name(start.node).to_string(),
+                runs: entry.triggered,
+                limit,
+            };
+            store
+                .end_run(
+                    &mut tx,
+                    task.run,
+                    "failed",
+                    Some(&StoredError::from_error(&error)),
+                )
+                .await?;
+            tx.commit().await?;
+            return Ok(true);
+        }
+        entry.triggered += 1;
+        steps += 1;
+        starts_changed.push(start.node);
+    }
+
+    // Write back what changed: the event, the started events' counters, the groups.
+    let mut changed: Vec<NodeId> = vec![node];
+    changed.extend(starts_changed);
+    changed.sort_unstable();
+    changed.dedup();
+    let mut e_names = Vec::with_capacity(changed.len());
+    let mut e_kinds = Vec::with_capacity(changed.len());
+    let mut e_values = Vec::with_capacity(changed.len());
+    let mut e_completions = Vec::with_capacity(changed.len());
+    let mut e_triggered = Vec::with_capacity(changed.len());
+    for at in &changed {
+        let row = &events[at];
+        let (kind, value) = match &row.latest {
+            Some(latest) => {
+                let (kind, value) = task_input::latest_json(latest);
+                (Some(kind.to_string()), Some(value))
+            }
+            None => (None, None),
+        };
+        e_names.push(index.name(*at).to_string());
+        e_kinds.push(kind);
+        e_values.push(value);
+        e_completions.push(row.completions as i32);
+        e_triggered.push(row.triggered as i32);
+    }
+    sqlx::query(&sql.upsert_event)
+        .bind(task.run.0)
+        .bind(&e_names)
+        .bind(&e_kinds)
+        .bind(&e_values)
+        .bind(&e_completions)
+        .bind(&e_triggered)
+        .execute(&mut *tx)
+        .await?;
+    if !snapshots.is_empty() {
+        let mut g_listeners = Vec::with_capacity(snapshots.len());
+        let mut g_ks = Vec::with_capacity(snapshots.len());
+        let mut g_ready = Vec::with_capacity(snapshots.len());
+        let mut g_delivered = Vec::with_capacity(snapshots.len());
+        let mut g_fired = Vec::with_capacity(snapshots.len());
+        for (group, (ready, delivered, fired)) in &snapshots {
+            let (listener, k) = group_key(*group);
+            g_listeners.push(listener);
+            g_ks.push(k);
+            g_ready.push(*ready as i32);
+            g_delivered.push(
+                delivered
+                    .iter()
+                    .map(|d| if *d { "t" } else { "f" })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            g_fired.push(*fired);
+        }
+        sqlx::query(&sql.upsert_group)
+            .bind(task.run.0)
+            .bind(&g_listeners)
+            .bind(&g_ks)
+            .bind(&g_ready)
+            .bind(&g_delivered)
+            .bind(&g_fired)
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    // The triggered events: queued ones of the run first, then these, within its cap.
+    let mut in_flight = run.in_flight - 1;
+    in_flight += store.promote(&mut tx, task.run, &run, in_flight).await?;
+    let mut readied = in_flight > run.in_flight - 1;
+    let mut t_ids = Vec::with_capacity(starts.len());
+    let mut t_events = Vec::with_capacity(starts.len());
+    let mut t_inputs = Vec::with_capacity(starts.len());
+    let mut t_states = Vec::with_capacity(starts.len());
+    let mut t_causes = Vec::with_capacity(starts.len());
+    let queued_before = store.has_queued(&mut tx, task.run, &run).await?;
+    for (position, start) in starts.iter().enumerate() {
+        t_ids.push(run.next_task_id + position as i64 + 1);
+        t_events.push(index.name(start.node).to_string());
+        t_inputs.push(task_input::encode(index, start.node, &start.input));
+        let state = if !queued_before && run.has_room(in_flight) {
+            in_flight += 1;
+            readied = true;
+            "ready"
+        } else {
+            "queued"
+        };
+        t_states.push(state);
+        t_causes.push(match start.input.behavior {
+            crate::Behavior::Goto => "goto",
+            _ => "dispatch",
+        });
+    }
+    if !starts.is_empty() {
+        sqlx::query(&sql.insert_task)
+            .bind(task.run.0)
+            .bind(&t_ids)
+            .bind(&t_events)
+            .bind(&t_inputs)
+            .bind(&t_states)
+            .bind(&t_causes)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let open_tasks = run.open_tasks - 1 + starts.len() as i32;
+    if open_tasks <= 0 {
+        store.end_run(&mut tx, task.run, "succeeded", None).await?;
+    } else {
+        sqlx::query(&sql.run_counters)
+            .bind(task.run.0)
+            .bind(steps)
+            .bind(in_flight)
+            .bind(open_tasks)
+            .bind(run.next_task_id + starts.len() as i64)
+            .execute(&mut *tx)
+            .await?;
+        if readied {
+            store.notify_work(&mut *tx).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(true)
+}

@@ -1,0 +1,72 @@
+//! A durable run's [`Results`], read back from its event states.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::drive::DurableDrive;
+use super::error::{DurableError, RunId};
+use crate::dispatch::EventRun;
+use crate::input::Latest;
+use crate::Results;
+
+/// The latest outcome of `event` as stored (`kind`, `value`), decoded with its codec.
+pub(crate) fn decode_latest(
+    drive: &DurableDrive,
+    run: RunId,
+    node: crate::graph::NodeId,
+    kind: Option<&str>,
+    value: Option<Value>,
+) -> Result<Option<Latest>, DurableError> {
+    let codec = &drive.index.codecs[node as usize];
+    let decode = |value: Option<Value>| {
+        codec
+            .decode(value.unwrap_or(Value::Null))
+            .map_err(|detail| DurableError::Decode {
+                run,
+                event: drive.index.name(node).to_string(),
+                detail,
+            })
+    };
+    Ok(match kind {
+        None => None,
+        Some("value") => Some(Latest::Value(decode(value)?)),
+        Some("goto") => Some(Latest::Goto(decode(value)?)),
+        Some(_) => Some(Latest::Abort),
+    })
+}
+
+/// The results of a run that ended.
+pub(crate) async fn load(
+    drive: &DurableDrive,
+    run: RunId,
+    elapsed: Duration,
+) -> Result<Results, DurableError> {
+    let rows = sqlx::query(&drive.store.sql().all_events)
+        .bind(run.0)
+        .fetch_all(drive.store.pool())
+        .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: &str = row.get(0);
+        let Some(node) = drive.index.node(name) else {
+            tracing::warn!(run = %run, event = name, "the run has an event this process does not know; left out of its results");
+            continue;
+        };
+        let latest = decode_latest(drive, run, node, row.get(1), row.get(2))?;
+        events.push(EventRun {
+            node,
+            completions: row.get::<i32, _>(3) as u32,
+            triggered: row.get::<i32, _>(4) as u32,
+            attempts: 0,
+            nanos: 0,
+            latest,
+        });
+    }
+    Ok(Results::from_parts(
+        drive.index.graph.clone(),
+        events,
+        elapsed,
+    ))
+}

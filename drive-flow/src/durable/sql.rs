@@ -1,0 +1,156 @@
+//! The SQL of the durable backend, with the schema name (checked and quoted) put in once,
+//! when the store is made. Every value is a bound parameter.
+
+use super::store::quote;
+
+/// The statements of one store.
+pub(crate) struct Sql {
+    pub(crate) work_channel: String,
+    pub(crate) done_channel: String,
+    pub(crate) claim: String,
+    pub(crate) renew: String,
+    pub(crate) release: String,
+    pub(crate) retry: String,
+    pub(crate) park: String,
+    pub(crate) task_done: String,
+    pub(crate) lock_run: String,
+    pub(crate) history: String,
+    pub(crate) end_run: String,
+    pub(crate) delete_run_tasks: String,
+    pub(crate) sweep_deadlines: String,
+    pub(crate) insert_run: String,
+    pub(crate) insert_task: String,
+    pub(crate) run_status: String,
+    pub(crate) run_history: String,
+    pub(crate) insert_inbox: String,
+    pub(crate) wake_waiting: String,
+    pub(crate) promote_queued: String,
+    pub(crate) take_inbox: String,
+    pub(crate) pending_inbox: String,
+    pub(crate) load_events: String,
+    pub(crate) load_groups: String,
+    pub(crate) upsert_event: String,
+    pub(crate) upsert_group: String,
+    pub(crate) all_events: String,
+    pub(crate) run_counters: String,
+}
+
+impl Sql {
+    pub(crate) fn new(schema: &str) -> Self {
+        let s = quote(schema);
+        let t = |text: &str| text.replace("{s}", &s);
+        Sql {
+            work_channel: format!("{schema}.work"),
+            done_channel: format!("{schema}.done"),
+            // Expired leases first, then ready tasks in order; every test inside the CTEs
+            // (a filter after the LIMIT would waste slots); SKIP LOCKED so that claimers
+            // never wait for each other; the attempt is the fencing token.
+            claim: t("WITH expired AS (
+                    SELECT id FROM {s}.tasks
+                    WHERE state = 'running' AND lease_until < now() AND event = ANY($1)
+                    ORDER BY lease_until LIMIT $2 FOR UPDATE SKIP LOCKED),
+                ready AS (
+                    SELECT id FROM {s}.tasks
+                    WHERE state = 'ready' AND ready_at <= now() AND event = ANY($1)
+                    ORDER BY ready_at, id LIMIT $2 FOR UPDATE SKIP LOCKED),
+                picked AS (
+                    SELECT id FROM (SELECT id, 0 AS rank FROM expired
+                                    UNION ALL SELECT id, 1 FROM ready) both_kinds
+                    ORDER BY rank LIMIT $2)
+                UPDATE {s}.tasks t
+                SET state = 'running', attempt = t.attempt + 1, worker = $3,
+                    lease_until = now() + ($4::float8 * interval '1 millisecond')
+                FROM picked WHERE t.id = picked.id
+                RETURNING t.id, t.run_id, t.task_id, t.event, t.input, t.attempt, t.failures,
+                          now() AS started_at"),
+            renew: t("UPDATE {s}.tasks SET lease_until = now() + ($3::float8 * interval '1 millisecond')
+                WHERE id = $1 AND attempt = $2 AND state = 'running'"),
+            release: t("UPDATE {s}.tasks SET state = 'ready', worker = NULL, lease_until = NULL,
+                    ready_at = now()
+                WHERE id = $1 AND attempt = $2 AND state = 'running'"),
+            retry: t("UPDATE {s}.tasks SET state = 'ready', worker = NULL, lease_until = NULL,
+                    failures = failures + 1, ready_at = now() + ($3::float8 * interval '1 millisecond')
+                WHERE id = $1 AND attempt = $2 AND state = 'running'"),
+            park: t("UPDATE {s}.tasks SET state = 'waiting', worker = NULL, lease_until = NULL,
+                    waiting_key = $3
+                WHERE id = $1 AND attempt = $2 AND state = 'running'"),
+            task_done: t("DELETE FROM {s}.tasks
+                WHERE id = $1 AND attempt = $2 AND state = 'running'"),
+            lock_run: t("SELECT status, max_steps, max_runs_per_event, max_concurrency, steps,
+                    in_flight, open_tasks, next_task_id, deadline < now() AS overdue
+                FROM {s}.runs WHERE id = $1 FOR UPDATE"),
+            history: t("INSERT INTO {s}.history
+                    (run_id, task_id, event, input, outcome, value, error, worker, attempt,
+                     started_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+            end_run: t("UPDATE {s}.runs SET status = $2, error = $3, ended_at = now(),
+                    in_flight = 0, open_tasks = 0
+                WHERE id = $1 AND status = 'running'"),
+            delete_run_tasks: t("DELETE FROM {s}.tasks WHERE run_id = $1"),
+            sweep_deadlines: t("SELECT id FROM {s}.runs
+                WHERE status = 'running' AND deadline IS NOT NULL AND deadline < now()
+                LIMIT 100 FOR UPDATE SKIP LOCKED"),
+            insert_run: t("INSERT INTO {s}.runs
+                    (start_event, input, deadline, timeout_ms, max_steps, max_runs_per_event,
+                     max_concurrency, steps, in_flight, open_tasks, next_task_id)
+                VALUES ($1, $2, now() + ($3::float8 * interval '1 millisecond'), $3, $4, $5, $6,
+                        1, 1, 1, 1)
+                RETURNING id"),
+            insert_task: t("INSERT INTO {s}.tasks (run_id, task_id, event, input, state, cause)
+                SELECT $1, unnest($2::bigint[]), unnest($3::text[]), unnest($4::jsonb[]),
+                       unnest($5::text[]), unnest($6::text[])"),
+            run_status: t("SELECT status, error, steps, open_tasks, start_event, created_at,
+                    ended_at
+                FROM {s}.runs WHERE id = $1"),
+            run_history: t("SELECT task_id, event, input, outcome, value, error, worker,
+                    attempt, started_at, ended_at
+                FROM {s}.history WHERE run_id = $1 ORDER BY id"),
+            insert_inbox: t("INSERT INTO {s}.inbox (run_id, key, value) VALUES ($1, $2, $3)"),
+            wake_waiting: t("UPDATE {s}.tasks SET state = $3, waiting_key = NULL,
+                    ready_at = now()
+                WHERE id = (SELECT id FROM {s}.tasks
+                            WHERE run_id = $1 AND state = 'waiting' AND waiting_key = $2
+                            ORDER BY id LIMIT 1)
+                RETURNING id"),
+            promote_queued: t("UPDATE {s}.tasks SET state = 'ready', ready_at = now()
+                WHERE id IN (SELECT id FROM {s}.tasks
+                             WHERE run_id = $1 AND state = 'queued'
+                             ORDER BY id LIMIT $2)"),
+            take_inbox: t("UPDATE {s}.inbox SET consumed_by = $3
+                WHERE seq = (SELECT seq FROM {s}.inbox
+                             WHERE run_id = $1 AND key = $2
+                               AND (consumed_by IS NULL OR consumed_by = $3)
+                               AND NOT (seq = ANY($4))
+                             ORDER BY seq LIMIT 1)
+                RETURNING seq, value"),
+            pending_inbox: t("SELECT EXISTS (SELECT 1 FROM {s}.inbox
+                WHERE run_id = $1 AND key = $2 AND consumed_by IS NULL)"),
+            load_events: t("SELECT event, kind, value, completions, triggered
+                FROM {s}.event_state WHERE run_id = $1 AND event = ANY($2)"),
+            load_groups: t("SELECT listener, group_index, ready, delivered, fired
+                FROM {s}.group_state
+                WHERE run_id = $1 AND (listener, group_index) IN
+                      (SELECT * FROM unnest($2::text[], $3::int[]))"),
+            upsert_event: t("INSERT INTO {s}.event_state
+                    (run_id, event, kind, value, completions, triggered)
+                SELECT $1, unnest($2::text[]), unnest($3::text[]), unnest($4::jsonb[]),
+                       unnest($5::int[]), unnest($6::int[])
+                ON CONFLICT (run_id, event) DO UPDATE SET kind = EXCLUDED.kind,
+                    value = EXCLUDED.value, completions = EXCLUDED.completions,
+                    triggered = EXCLUDED.triggered"),
+            upsert_group: t("INSERT INTO {s}.group_state
+                    (run_id, listener, group_index, ready, delivered, fired)
+                SELECT $1, l, g, r, string_to_array(d, ',')::boolean[], f
+                FROM unnest($2::text[], $3::int[], $4::int[], $5::text[], $6::boolean[])
+                     AS x(l, g, r, d, f)
+                ON CONFLICT (run_id, listener, group_index) DO UPDATE SET
+                    ready = EXCLUDED.ready, delivered = EXCLUDED.delivered,
+                    fired = EXCLUDED.fired"),
+            all_events: t("SELECT event, kind, value, completions, triggered
+                FROM {s}.event_state WHERE run_id = $1"),
+            run_counters: t("UPDATE {s}.runs SET steps = $2, in_flight = $3, open_tasks = $4,
+                    next_task_id = $5
+                WHERE id = $1"),
+        }
+    }
+}

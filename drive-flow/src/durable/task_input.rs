@@ -1,0 +1,145 @@
+//! A task's input as stored: what an [`EventInput`] holds, as JSON.
+//!
+//! `{"group": name, "group_index": k, "behavior": "dispatch" | "goto" | "input",
+//!   "entries": [{"event": id, "kind": "value" | "goto" | "abort", "value": json}],
+//!   "user": {"type": name, "value": json} | null}`
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::drive::DurableIndex;
+use super::values::decode_typed;
+use crate::graph::NodeId;
+use crate::input::{Behavior, Entries, Entry, EventInput, Latest, Origin};
+
+/// Why a stored input could not be read: the event concerned, and what went wrong.
+pub(crate) struct InputError {
+    pub(crate) event: String,
+    pub(crate) detail: String,
+}
+
+/// The input of a task of event `node`, read back: every value decoded with the codec of
+/// the event that produced it.
+pub(crate) fn decode(
+    index: &DurableIndex,
+    node: NodeId,
+    stored: &Value,
+    task_id: u64,
+) -> Result<EventInput, InputError> {
+    let graph = &index.graph;
+    let own = || index.name(node).to_string();
+    let behavior = match stored.get("behavior").and_then(Value::as_str) {
+        Some("dispatch") => Behavior::Dispatch,
+        Some("goto") => Behavior::Goto,
+        _ => Behavior::Input,
+    };
+    let origin = match behavior {
+        Behavior::Dispatch => {
+            let k = stored
+                .get("group_index")
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as u32;
+            let first = graph.listens[node as usize];
+            let end = graph.listens[node as usize + 1];
+            if first + k >= end {
+                return Err(InputError {
+                    event: own(),
+                    detail: format!("it has no group number {k} in this build"),
+                });
+            }
+            Origin::Group(first + k)
+        }
+        Behavior::Goto => Origin::Goto,
+        Behavior::Input => Origin::UserInput,
+    };
+    let mut entries = Vec::new();
+    if let Some(stored_entries) = stored.get("entries").and_then(Value::as_array) {
+        for entry in stored_entries {
+            let name = entry.get("event").and_then(Value::as_str).unwrap_or("");
+            let member = index.node(name).ok_or_else(|| InputError {
+                event: own(),
+                detail: format!("its input names `{name}`, which this build does not know"),
+            })?;
+            let codec = &index.codecs[member as usize];
+            let value = entry.get("value").cloned().unwrap_or(Value::Null);
+            let decoded = |value: Value| {
+                codec.decode(value).map_err(|detail| InputError {
+                    event: name.to_string(),
+                    detail,
+                })
+            };
+            let latest = match entry.get("kind").and_then(Value::as_str) {
+                Some("value") => Latest::Value(decoded(value)?),
+                Some("goto") => Latest::Goto(decoded(value)?),
+                _ => Latest::Abort,
+            };
+            entries.push(Entry {
+                node: member,
+                latest,
+            });
+        }
+    }
+    let entries = match entries.len() {
+        0 => Entries::Empty,
+        1 => Entries::One(entries.pop().expect("one entry")),
+        _ => Entries::Many(entries.into()),
+    };
+    let user = match stored.get("user") {
+        Some(user) if !user.is_null() => Some(decode_typed(user).map_err(|detail| InputError {
+            event: own(),
+            detail: format!("its run's input: {detail}"),
+        })?),
+        _ => None,
+    };
+    Ok(EventInput {
+        graph: Some(graph.clone()),
+        origin,
+        behavior,
+        entries,
+        user,
+        task_id,
+    })
+}
+
+/// The JSON of a latest outcome whose value is already JSON (as in a completion, where
+/// values are kept as [`Value`]s).
+pub(crate) fn latest_json(latest: &Latest) -> (&'static str, Value) {
+    match latest {
+        Latest::Value(value) => ("value", json_of(value)),
+        Latest::Goto(value) => ("goto", json_of(value)),
+        Latest::Abort => ("abort", Value::Null),
+    }
+}
+
+fn json_of(value: &Arc<dyn std::any::Any + Send + Sync>) -> Value {
+    value
+        .downcast_ref::<Value>()
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The stored input of a task started by a completion, whose values are JSON.
+pub(crate) fn encode(index: &DurableIndex, node: NodeId, input: &EventInput) -> Value {
+    let graph = &index.graph;
+    let (behavior, group_index) = match input.origin {
+        Origin::Group(group) => ("dispatch", Some(group - graph.listens[node as usize])),
+        Origin::Goto => ("goto", None),
+        Origin::UserInput => ("input", None),
+    };
+    let entries: Vec<Value> = input
+        .entries
+        .iter()
+        .map(|entry| {
+            let (kind, value) = latest_json(&entry.latest);
+            json!({ "event": index.name(entry.node), "kind": kind, "value": value })
+        })
+        .collect();
+    json!({
+        "group": input.group_name(),
+        "group_index": group_index,
+        "behavior": behavior,
+        "entries": entries,
+        "user": Value::Null,
+    })
+}

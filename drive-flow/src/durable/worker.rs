@@ -1,0 +1,549 @@
+//! [`Worker`]: claims ready events of durable runs, runs their bodies, and commits their
+//! outcomes.
+
+use std::any::{Any, TypeId};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::postgres::PgListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use super::drive::{DurableDrive, DurableIndex};
+use super::error::DurableError;
+use super::queue::Claimed;
+use super::store::PgStore;
+use super::stored::StoredError;
+use super::task_input;
+use crate::context::{Call, ParamError};
+use crate::flow::ErasedFlow;
+use crate::handler::CallError;
+use crate::options::EventOptions;
+use crate::{Drive, Error};
+
+type AnyContext = Arc<dyn Any + Send + Sync>;
+
+/// The default lease of a claimed event: renewed every third of it while the event runs;
+/// when a worker dies, its events run again elsewhere once their lease expired.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// A worker process's loop over durable runs: made by [`Drive::worker`], configured, then
+/// [`run`](Self::run).
+///
+/// It claims ready events of any run of the store (up to its
+/// [`concurrency`](Self::concurrency) at once, `FOR UPDATE SKIP LOCKED`, with a lease it
+/// renews while the event runs), runs each body with the worker's own
+/// [`context`](Self::context), and commits the outcome, the run's join state and the
+/// events it triggers in one transaction. Idle, it waits for a `NOTIFY` (and looks every
+/// [`poll_interval`](Self::poll_interval) anyway). It leaves events it does not know (an
+/// older or newer binary's) to other workers.
+///
+/// Bodies run **at least once**: a worker that dies mid-event, or loses its lease, has its
+/// event run again by another. Give side effects the stable key
+/// [`EventInput::task_id`](crate::EventInput::task_id) together with the run's id.
+pub struct Worker {
+    drive: Drive,
+    store: PgStore,
+    concurrency: usize,
+    context: Option<(AnyContext, TypeId, &'static str)>,
+    lease: Duration,
+    name: String,
+    poll: Duration,
+    grace: Duration,
+}
+
+impl Drive {
+    /// A worker that runs this drive's events of the durable runs in `store` (cargo
+    /// feature `postgres`). Configure it, then [`run`](Worker::run) it.
+    pub fn worker(&self, store: &PgStore) -> Worker {
+        Worker {
+            drive: self.clone(),
+            store: store.clone(),
+            concurrency: 16,
+            context: None,
+            lease: DEFAULT_LEASE,
+            name: default_name(),
+            poll: Duration::from_secs(1),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+fn default_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| String::from("worker"));
+    format!("{host}:{}", std::process::id())
+}
+
+impl Worker {
+    /// How many events it runs at once (default 16; `0` counts as `1`).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// The value its events read as [`Context<T>`](crate::Context): this worker's own
+    /// (clients, pools, configuration), not the run's. What a run must remember travels in
+    /// its events' outputs.
+    pub fn context<T: Send + Sync + 'static>(self, context: T) -> Self {
+        self.context_arc(Arc::new(context))
+    }
+
+    /// Like [`context`](Self::context), keeping a pointer on the caller's side.
+    pub fn context_arc<T: Send + Sync + 'static>(mut self, context: Arc<T>) -> Self {
+        self.context = Some((context, TypeId::of::<T>(), std::any::type_name::<T>()));
+        self
+    }
+
+    /// The lease of a claimed event (default 30 s), renewed every third of it while the
+    /// event runs: how long a dead worker's events wait before others take them.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// Its name in the history and the logs (default `HOSTNAME:pid`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How often an idle worker looks for work without a notification (default 1 s): the
+    /// fallback when a notification is lost, and the clock of retries with a backoff and
+    /// of run deadlines.
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How long a shutdown waits for the events in flight to finish (default 10 s);
+    /// those still running then are given back, to run again elsewhere.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Make `T` known by name: the type of a run's input data or of an inbox value that
+    /// this binary did not submit or send itself.
+    pub fn value_type<T>(self) -> Self
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        super::values::register_value_type::<T>();
+        self
+    }
+
+    /// Run until SIGINT (Ctrl-C) or SIGTERM, then shut down gracefully.
+    ///
+    /// # Errors
+    /// As [`run_until`](Self::run_until).
+    pub async fn run(self) -> Result<(), DurableError> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Run until `shutdown` completes: then claim nothing more, let the events in flight
+    /// finish within the [`grace`](Self::grace) period, and give back the others.
+    ///
+    /// # Errors
+    /// Before anything runs: [`DurableError::NotSerializable`] for an event whose output
+    /// cannot be stored, [`DurableError::NotMigrated`] / [`DurableError::SchemaVersion`]
+    /// for a schema that does not fit, [`DurableError::Run`] with
+    /// [`Error::Context`](crate::Error::Context) for an event whose `Context<T>` the
+    /// worker was not given. Database errors while running are logged and retried with
+    /// a backoff (the server may be restarting), not returned.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), DurableError> {
+        let index = Arc::new(DurableIndex::new(self.drive.graph.clone())?);
+        check_contexts(&index, self.context.as_ref())?;
+        self.store.check_version().await?;
+        let shared = Arc::new(WorkerShared {
+            drive: DurableDrive {
+                store: self.store.clone(),
+                index,
+            },
+            context: self.context.map(|(context, _, _)| context),
+            lease: self.lease,
+            name: self.name,
+        });
+        tracing::info!(worker = %shared.name, concurrency = self.concurrency, "durable worker started");
+        let wake = Arc::new(Notify::new());
+        let listening = tokio::spawn(listen(shared.drive.store.clone(), wake.clone()));
+        let (stop_sender, stop) = watch::channel(false);
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut backoff = Backoff::default();
+        let mut last_sweep = tokio::time::Instant::now() - self.poll;
+        tokio::pin!(shutdown);
+        loop {
+            let free = self.concurrency - in_flight.len();
+            let mut full_batch = false;
+            if free > 0 {
+                let claimed = shared
+                    .drive
+                    .store
+                    .claim(&shared.name, &shared.drive.index.known, free, shared.lease)
+                    .await;
+                match claimed {
+                    Ok(tasks) => {
+                        backoff.reset();
+                        full_batch = tasks.len() == free;
+                        for task in tasks {
+                            in_flight.spawn(run_task(shared.clone(), task, stop.clone()));
+                        }
+                    }
+                    Err(error) => {
+                        let delay = backoff.next();
+                        tracing::warn!(%error, ?delay, "claim failed; trying again");
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            if last_sweep.elapsed() >= self.poll {
+                last_sweep = tokio::time::Instant::now();
+                if let Err(error) = shared.drive.store.sweep_deadlines().await {
+                    tracing::warn!(%error, "the sweep of run deadlines failed");
+                }
+            }
+            if full_batch && in_flight.len() < self.concurrency {
+                continue; // more may be ready
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                () = wake.notified(), if in_flight.len() < self.concurrency => {}
+                () = tokio::time::sleep(self.poll) => {}
+            }
+        }
+        tracing::info!(worker = %shared.name, in_flight = in_flight.len(), "durable worker shutting down");
+        listening.abort();
+        let finished = tokio::time::timeout(self.grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            // Past the grace period: every event still running gives its task back.
+            let _ = stop_sender.send(true);
+            while in_flight.join_next().await.is_some() {}
+        }
+        Ok(())
+    }
+}
+
+/// What every task of a worker shares.
+pub(crate) struct WorkerShared {
+    pub(crate) drive: DurableDrive,
+    pub(crate) context: Option<AnyContext>,
+    pub(crate) lease: Duration,
+    pub(crate) name: String,
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A delay that doubles from 100 ms to 5 s.
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let delay = Duration::from_millis(100).saturating_mul(1 << self.0.min(6));
+        self.0 += 1;
+        delay.min(Duration::from_secs(5))
+    }
+
+    fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
+/// Wake the worker on every notification of new work, and after every reconnection of
+/// the listening connection (notifications sent meanwhile are lost).
+async fn listen(store: PgStore, wake: Arc<Notify>) {
+    let mut backoff = Backoff::default();
+    loop {
+        let mut listener = match PgListener::connect_with(store.pool()).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::debug!(%error, "LISTEN connection failed; polling meanwhile");
+                tokio::time::sleep(backoff.next()).await;
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(&store.sql().work_channel).await {
+            tracing::debug!(%error, "LISTEN failed; polling meanwhile");
+            tokio::time::sleep(backoff.next()).await;
+            continue;
+        }
+        backoff.reset();
+        wake.notify_one();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => wake.notify_one(),
+                Ok(None) => {
+                    // Reconnected: what was sent meanwhile is lost; look now.
+                    wake.notify_one();
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "LISTEN connection lost");
+                    tokio::time::sleep(backoff.next()).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Refuse to start a worker without the context some event takes.
+fn check_contexts(
+    index: &DurableIndex,
+    context: Option<&(AnyContext, TypeId, &'static str)>,
+) -> Result<(), DurableError> {
+    for node in &index.graph.nodes {
+        for need in node.needs.iter() {
+            if crate::inbox::is_inbox(need) {
+                continue;
+            }
+            let given = match context {
+                Some((_, type_id, _)) if *type_id == need.type_id => continue,
+                Some((_, _, name)) => format!("the worker was given a `{name}`"),
+                None => String::from("the worker has no context (give one with `.context(..)`)"),
+            };
+            return Err(DurableError::Run(Error::Context {
+                event: node.name.to_string(),
+                expected: need.type_name,
+                given,
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// How one claimed task's body ended.
+pub(crate) enum BodyEnd {
+    /// It produced a flow.
+    Done(ErasedFlow),
+    /// It failed with this error.
+    Failed(Error),
+    /// It waits for a value under this key (its body was dropped).
+    Parked(String),
+    /// The lease was lost (taken over, or the run ended): nothing is written.
+    Lost,
+    /// The worker shuts down: give the task back.
+    Stopped,
+}
+
+/// Claim to commit, for one task.
+async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Receiver<bool>) {
+    let index = &shared.drive.index;
+    let Some(node) = index.node(&task.event) else {
+        tracing::warn!(event = %task.event, "claimed an event this worker does not know");
+        let _ = shared.drive.store.release(&task).await;
+        return;
+    };
+    let span = tracing::info_span!(
+        "durable_event",
+        event = %task.event,
+        run = %task.run,
+        task_id = task.task_id,
+        attempt = task.attempt
+    );
+    let _entered = span.enter();
+    drop(_entered);
+    let input = match task_input::decode(index, node, &task.input, task.task_id as u64) {
+        Ok(input) => input,
+        Err(error) => {
+            let stored = StoredError::decode(&error.event, error.detail);
+            if let Err(error) = shared
+                .drive
+                .store
+                .fail_run(&task, &stored, &shared.name)
+                .await
+            {
+                tracing::warn!(%error, "could not fail the run");
+            }
+            return;
+        }
+    };
+    let options = index
+        .graph
+        .node(node)
+        .options
+        .as_deref()
+        .cloned()
+        .unwrap_or_default();
+    let parked = Arc::new(std::sync::Mutex::new(None::<String>));
+    let call = Call {
+        input,
+        context: shared.context.clone(),
+        inbox: None,
+    };
+    let body = index.graph.node(node).handler.call(call);
+    let name = task.event.clone();
+    let body = async move {
+        let caught = AssertUnwindSafe(body).catch_unwind();
+        match options.timeout {
+            Some(after) => match tokio::time::timeout(after, caught).await {
+                Ok(caught) => settle(&name, caught),
+                Err(_) => Err(Error::Timeout { event: name, after }),
+            },
+            None => settle(&name, caught.await),
+        }
+    };
+    let end = {
+        let renew_every = shared.lease / 3;
+        let renewing = async {
+            loop {
+                tokio::time::sleep(renew_every).await;
+                match shared.drive.store.renew(&task, shared.lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(error) => tracing::warn!(%error, "lease renewal failed; trying again"),
+                }
+            }
+        };
+        tokio::select! {
+            result = body => match result {
+                Ok(flow) => BodyEnd::Done(flow),
+                Err(error) => match crate::lock::lock(&parked).take() {
+                    Some(key) => BodyEnd::Parked(key),
+                    None => BodyEnd::Failed(error),
+                },
+            },
+            () = renewing => BodyEnd::Lost,
+            _ = stop.wait_for(|stop| *stop) => BodyEnd::Stopped,
+        }
+    };
+    finish(&shared, &task, node, &options, end).await;
+}
+
+/// What one attempt ended with.
+fn settle(
+    event: &str,
+    caught: std::thread::Result<Result<ErasedFlow, CallError>>,
+) -> Result<ErasedFlow, Error> {
+    match caught {
+        Ok(Ok(flow)) => Ok(flow),
+        Ok(Err(CallError::Failed(source))) => Err(Error::Failed {
+            event: event.to_string(),
+            source,
+        }),
+        Ok(Err(CallError::Param(ParamError { expected, given }))) => Err(Error::Context {
+            event: event.to_string(),
+            expected,
+            given: String::from(if given {
+                "the worker was given a context of another type"
+            } else {
+                "the worker has no context"
+            }),
+        }),
+        Err(panic) => Err(Error::Panicked {
+            event: event.to_string(),
+            message: panic_message(&*panic),
+        }),
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        String::from("(a panic payload that is not a string)")
+    }
+}
+
+/// Write what the body ended with, retrying the write on database errors (the server may
+/// be restarting) for as long as the lease would hold.
+async fn finish(
+    shared: &Arc<WorkerShared>,
+    task: &Claimed,
+    node: crate::graph::NodeId,
+    options: &EventOptions,
+    end: BodyEnd,
+) {
+    let store = &shared.drive.store;
+    let worker = shared.name.as_str();
+    let deadline = tokio::time::Instant::now() + shared.lease;
+    let mut backoff = Backoff::default();
+    loop {
+        let written: Result<bool, DurableError> = match &end {
+            BodyEnd::Done(flow) => super::complete::complete(shared, task, node, flow).await,
+            BodyEnd::Failed(error) => {
+                let retryable = matches!(error, Error::Failed { .. } | Error::Timeout { .. });
+                let failures = task.failures.max(0) as u32;
+                if retryable && failures < options.retries {
+                    let delay = options.delay_before_retry(failures + 1);
+                    tracing::warn!(attempt = failures + 1, ?delay, %error, "event attempt failed; retrying");
+                    store.retry(task, delay, &error.to_string(), worker).await
+                } else {
+                    let error = if retryable && options.retries > 0 {
+                        Error::RetriesExhausted {
+                            event: task.event.clone(),
+                            attempts: failures + 1,
+                            last: Box::new(copy_error(error)),
+                        }
+                    } else {
+                        copy_error(error)
+                    };
+                    store
+                        .fail_run(task, &StoredError::from_error(&error), worker)
+                        .await
+                }
+            }
+            BodyEnd::Parked(key) => store.park(task, key, worker).await,
+            BodyEnd::Stopped => store.release(task).await,
+            BodyEnd::Lost => {
+                tracing::warn!(event = %task.event, run = %task.run, "lease lost (taken over, or the run ended); the outcome is dropped");
+                return;
+            }
+        };
+        match written {
+            Ok(true) => return,
+            Ok(false) => {
+                tracing::warn!(event = %task.event, run = %task.run, "the task is no longer this worker's (lease taken over, or the run ended); its outcome was refused");
+                return;
+            }
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                let delay = backoff.next();
+                tracing::warn!(%error, ?delay, "could not write an event's outcome; trying again");
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not write an event's outcome before its lease expired; it will run again");
+                return;
+            }
+        }
+    }
+}
+
+/// An error again (errors holding a boxed source are not `Clone`).
+fn copy_error(error: &Error) -> Error {
+    StoredError::from_error(error).to_error()
+}

@@ -1,0 +1,246 @@
+//! Durable runs end to end: a client submits, a worker (in this process, over its own
+//! pool) runs, the client waits for exact results.
+
+mod durable_support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use drive_flow::durable::{DurableError, RunId, RunState};
+use drive_flow::prelude::*;
+use durable_support::TestDb;
+
+// A join and a fan-out: start -> hello, world -> adding.
+#[event]
+async fn start() {}
+
+#[listen(start)]
+async fn hello() -> i32 {
+    1
+}
+
+#[listen(start)]
+async fn world() -> i32 {
+    2
+}
+
+#[listen(hello, world)]
+async fn adding(input: EventInput) -> i32 {
+    input.get(hello).copied().unwrap_or(0) + input.get(world).copied().unwrap_or(0)
+}
+
+// A goto: first_a returns 1, then aborts when sent a goto; goes_back gotos first_a; never
+// listens to goes_back and never runs.
+#[event]
+async fn first_a(input: EventInput) -> Flow<i32> {
+    match input.behavior() {
+        Behavior::Goto => Flow::abort(),
+        _ => Flow::from(1),
+    }
+}
+
+#[listen(first_a)]
+async fn goes_back(input: EventInput) -> Flow<i32> {
+    Flow::goto(first_a, input.get(first_a).copied().unwrap_or(0) + 1)
+}
+
+#[listen(goes_back)]
+async fn never() -> i32 {
+    99
+}
+
+// Input data and a loop with a counter: counts down from the run's input.
+#[event]
+async fn countdown(input: EventInput) -> Flow<u32> {
+    let from = match input.behavior() {
+        Behavior::Input => input.user::<u32>().copied().unwrap_or(0),
+        _ => input.get(countdown).copied().unwrap_or(0),
+    };
+    if from == 0 {
+        Flow::from(0)
+    } else {
+        Flow::goto(countdown, from - 1)
+    }
+}
+
+/// A worker on its own pool until the returned sender is dropped or sent.
+async fn worker(
+    db: &TestDb,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), DurableError>>,
+) {
+    let store = db.another_store().await;
+    let drive = Drive::new().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        drive
+            .worker(&store)
+            .concurrency(8)
+            .lease(Duration::from_secs(5))
+            .poll_interval(Duration::from_millis(100))
+            .name("test-worker")
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_and_a_fan_out_give_exact_results() {
+    let db = TestDb::migrated().await;
+    let (stop, handle) = worker(&db).await;
+    let client = Drive::new().unwrap().durable(&db.store).unwrap();
+    let run = client.invoke(start).submit().await.unwrap();
+    let results = client.wait(run).await.unwrap();
+    assert_eq!(results.get(adding), Some(&3));
+    assert_eq!(results.get(hello), Some(&1));
+    assert_eq!(results.get(world), Some(&2));
+    for (event, count) in [(results.count(start), 1), (results.count(adding), 1)] {
+        assert_eq!(event, count);
+    }
+    assert_eq!(client.status(run).await.unwrap().state, RunState::Succeeded);
+    let history = client.history(run).await.unwrap();
+    let events: Vec<(&str, &str)> = history
+        .iter()
+        .map(|h| (h.event.rsplit("::").next().unwrap(), h.outcome.as_str()))
+        .collect();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[0], ("start", "value"));
+    assert_eq!(events[3], ("adding", "value"));
+    assert_eq!(history[3].value, Some(serde_json::json!(3)));
+    assert!(history
+        .iter()
+        .all(|h| h.worker.as_deref() == Some("test-worker") && h.attempt == 1));
+    // The join's input lists its members in group order.
+    let members: Vec<&str> = history[3].input["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().rsplit("::").next().unwrap())
+        .collect();
+    assert_eq!(members, ["hello", "world"]);
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goto_runs_its_target_again_and_dispatches_nothing_else() {
+    let db = TestDb::migrated().await;
+    let (stop, handle) = worker(&db).await;
+    let client = Drive::new().unwrap().durable(&db.store).unwrap();
+    let run = client.invoke(first_a).submit().await.unwrap();
+    let results = client.wait(run).await.unwrap();
+    assert_eq!(results.count(first_a), 2);
+    assert_eq!(results.outcome(first_a), Some(OutcomeKind::Abort));
+    assert_eq!(results.outcome(goes_back), Some(OutcomeKind::Goto));
+    assert_eq!(results.count(never), 0);
+    // The same graph in-process gives the same outcomes and counts.
+    let local = Drive::new().unwrap().invoke(first_a).await.unwrap();
+    assert_eq!(
+        local.iter().collect::<Vec<_>>(),
+        results.iter().collect::<Vec<_>>()
+    );
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_input_reaches_the_start_and_loops_count_exactly() {
+    let db = TestDb::migrated().await;
+    let (stop, handle) = worker(&db).await;
+    let client = Drive::new().unwrap().durable(&db.store).unwrap();
+    let run = client.invoke(countdown).input(5u32).submit().await.unwrap();
+    let results = client.wait(run).await.unwrap();
+    assert_eq!(results.count(countdown), 6);
+    assert_eq!(results.get(countdown), Some(&0));
+    assert_eq!(client.status(run).await.unwrap().steps, 6);
+    // A budget stops it as in-process runs are stopped.
+    let run = client
+        .invoke(countdown)
+        .input(50u32)
+        .max_runs_per_event(3)
+        .submit()
+        .await
+        .unwrap();
+    match client.wait(run).await {
+        Err(DurableError::Run(Error::TooManyRuns {
+            event,
+            runs: 3,
+            limit: 3,
+        })) => {
+            assert!(event.ends_with("::countdown"), "{event}");
+        }
+        other => panic!("expected TooManyRuns, got {other:?}"),
+    }
+    let run = client
+        .invoke(countdown)
+        .input(50u32)
+        .max_steps(4)
+        .submit()
+        .await
+        .unwrap();
+    match client.wait(run).await {
+        Err(DurableError::Run(Error::TooManySteps {
+            limit: 4,
+            runs: 4,
+            event,
+        })) => {
+            assert!(event.ends_with("::countdown"), "{event}");
+        }
+        other => panic!("expected TooManySteps, got {other:?}"),
+    }
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_run_is_named() {
+    let db = TestDb::migrated().await;
+    let client = Drive::new().unwrap().durable(&db.store).unwrap();
+    let nobody = RunId::from_i64(424242);
+    assert!(matches!(client.status(nobody).await, Err(DurableError::UnknownRun(r)) if r == nobody));
+    assert!(matches!(client.wait(nobody).await, Err(DurableError::UnknownRun(r)) if r == nobody));
+    assert!(matches!(client.cancel(nobody).await, Err(DurableError::UnknownRun(r)) if r == nobody));
+    assert!(
+        matches!(client.history(nobody).await, Err(DurableError::UnknownRun(r)) if r == nobody)
+    );
+    assert!(matches!(
+        client.send(nobody, "k", &true).await,
+        Err(DurableError::UnknownRun(r)) if r == nobody
+    ));
+}
+
+static SLOW_STARTED: AtomicU32 = AtomicU32::new(0);
+
+#[event]
+async fn slow() -> u8 {
+    SLOW_STARTED.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_ends_and_refuses_input() {
+    let db = TestDb::migrated().await;
+    let (stop, handle) = worker(&db).await;
+    let client = Drive::new().unwrap().durable(&db.store).unwrap();
+    let run = client.invoke(slow).submit().await.unwrap();
+    while SLOW_STARTED.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.cancel(run).await.unwrap();
+    assert!(matches!(
+        client.wait(run).await,
+        Err(DurableError::Run(Error::Cancelled))
+    ));
+    assert_eq!(client.status(run).await.unwrap().state, RunState::Cancelled);
+    assert!(
+        matches!(client.send(run, "k", &1u8).await, Err(DurableError::RunFinished(r)) if r == run)
+    );
+    assert!(matches!(client.cancel(run).await, Err(DurableError::RunFinished(r)) if r == run));
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}

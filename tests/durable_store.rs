@@ -1,0 +1,146 @@
+//! The store: connecting, the schema and its version.
+
+mod durable_support;
+
+use drive_flow::durable::{sqlx, DurableError, PgOptions, PgStore, SCHEMA_VERSION};
+use durable_support::{url, TestDb};
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_records_the_version() {
+    let db = TestDb::new().await;
+    assert!(matches!(
+        db.store.check_version().await,
+        Err(DurableError::NotMigrated { ref schema }) if *schema == db.schema
+    ));
+    db.store.migrate().await.unwrap();
+    db.store.migrate().await.unwrap();
+    // A second process migrating at the same time waits its turn and changes nothing.
+    let other = db.another_store().await;
+    let (a, b) = tokio::join!(db.store.migrate(), other.migrate());
+    a.unwrap();
+    b.unwrap();
+    db.store.check_version().await.unwrap();
+    let (versions, version): (i64, i32) = sqlx::query_as(&format!(
+        "SELECT count(*), max(version) FROM \"{}\".schema_version",
+        db.schema
+    ))
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    assert_eq!((versions, version), (1, SCHEMA_VERSION));
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 \
+         ORDER BY table_name",
+    )
+    .bind(&db.schema)
+    .fetch_all(db.store.pool())
+    .await
+    .unwrap();
+    let tables: Vec<&str> = tables.iter().map(|(t,)| t.as_str()).collect();
+    assert_eq!(
+        tables,
+        [
+            "event_state",
+            "group_state",
+            "history",
+            "inbox",
+            "runs",
+            "schema_version",
+            "tasks"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_claim_has_a_partial_index_on_ready_tasks() {
+    let db = TestDb::migrated().await;
+    let (definition,): (String,) = sqlx::query_as(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'tasks_claim'",
+    )
+    .bind(&db.schema)
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    assert!(
+        definition.contains("(ready_at, id) WHERE (state = 'ready'::text)"),
+        "{definition}"
+    );
+}
+
+#[tokio::test]
+async fn a_schema_of_another_version_is_refused_by_name() {
+    let db = TestDb::migrated().await;
+    sqlx::query(&format!(
+        "UPDATE \"{}\".schema_version SET version = 99",
+        db.schema
+    ))
+    .execute(db.store.pool())
+    .await
+    .unwrap();
+    for error in [
+        db.store.migrate().await.unwrap_err(),
+        db.store.check_version().await.unwrap_err(),
+    ] {
+        match error {
+            DurableError::SchemaVersion {
+                schema,
+                found,
+                expected,
+            } => {
+                assert_eq!(
+                    (schema, found, expected),
+                    (db.schema.clone(), 99, SCHEMA_VERSION)
+                );
+            }
+            other => panic!("expected SchemaVersion, got {other:?}"),
+        }
+    }
+    // Nothing was changed by the refused migration.
+    let (version,): (i32,) = sqlx::query_as(&format!(
+        "SELECT version FROM \"{}\".schema_version",
+        db.schema
+    ))
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(version, 99);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_clear_error_without_the_password() {
+    // Port 1 on the loopback: nothing listens there.
+    let error = PgStore::connect_with(
+        "postgres://someone:s3cret@127.0.0.1:1/app",
+        PgOptions::default().acquire_timeout(std::time::Duration::from_secs(5)),
+    )
+    .await
+    .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, DurableError::Unreachable { ref target, .. } if target == "127.0.0.1:1/app"),
+        "{error:?}"
+    );
+    assert!(
+        text.starts_with("cannot reach PostgreSQL at 127.0.0.1:1/app: "),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+}
+
+#[tokio::test]
+async fn bad_urls_and_schema_names_are_refused_before_connecting() {
+    let error = PgStore::connect("mysql://x").await.unwrap_err();
+    assert!(
+        matches!(error, DurableError::InvalidUrl { .. }),
+        "{error:?}"
+    );
+    for name in ["Bad", "a;b", "x\" cascade", "1a", ""] {
+        let error = PgStore::connect_with(&url(), PgOptions::default().schema(name))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, DurableError::InvalidSchemaName { name: ref got } if got == name),
+            "{error:?}"
+        );
+    }
+}
