@@ -46,7 +46,10 @@ impl Fleet {
     /// A fleet whose workers get these `DF_WORKER_*` variables (and `DF_WORKER_NAME`).
     pub fn new(env: &[(&str, String)]) -> Fleet {
         Fleet {
-            env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             workers: Vec::new(),
             lines: Arc::new(Mutex::new(Vec::new())),
             started: 0,
@@ -59,7 +62,13 @@ impl Fleet {
         let name = format!("w{}", self.started);
         let exe = std::env::current_exe().expect("the test binary's path");
         let mut child = Command::new(exe)
-            .args([WORKER_TEST, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                WORKER_TEST,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("DF_WORKER_NAME", &name)
             .stdin(Stdio::null())
@@ -224,8 +233,18 @@ pub fn pg_restart() {
         panic!("DRIVE_FLOW_PG_CLUSTER={cluster:?}: expected \"VERSION NAME\"");
     };
     let status = Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", version, name, "restart", "-m", "fast"])
+        .args([
+            "--skip-systemctl-redirect",
+            version,
+            name,
+            "restart",
+            "-m",
+            "fast",
+        ])
         .status()
         .expect("run pg_ctlcluster");
-    assert!(status.success(), "pg_ctlcluster {version} {name} restart: {status}");
+    assert!(
+        status.success(),
+        "pg_ctlcluster {version} {name} restart: {status}"
+    );
 }
