@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod graph;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
