@@ -244,3 +244,125 @@ async fn a_cancelled_run_ends_and_refuses_input() {
     stop.send(()).unwrap();
     handle.await.unwrap().unwrap();
 }
+
+// Human in the loop: `publish` waits for an approval; the code before `recv` runs again
+// when the value comes.
+static PUBLISH_STARTS: AtomicU32 = AtomicU32::new(0);
+
+#[event]
+async fn draft() -> String {
+    String::from("release v2")
+}
+
+#[listen(draft)]
+async fn publish(input: EventInput, inbox: Inbox) -> Result<String, drive_flow::InboxError> {
+    PUBLISH_STARTS.fetch_add(1, Ordering::SeqCst);
+    let approved: bool = inbox.recv("approval").await?;
+    let note: String = inbox.recv("note").await?;
+    let text = input.get(draft).cloned().unwrap_or_default();
+    Ok(if approved {
+        format!("published {text} ({note})")
+    } else {
+        String::from("dropped")
+    })
+}
+
+async fn waiting_on(client: &drive_flow::durable::DurableDrive, run: RunId, key: &str) {
+    let expected = format!("waiting for a value under `{key}`");
+    for _ in 0..200 {
+        let history = client.history(run).await.unwrap();
+        if history
+            .iter()
+            .any(|h| h.outcome == "waiting" && h.error.as_deref() == Some(expected.as_str()))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the run never waited on `{key}`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_waiting_for_input_parks_and_runs_again_when_it_comes() {
+    let db = TestDb::migrated().await;
+    let (stop, handle) = worker(&db).await;
+    let client = Drive::new().unwrap().durable(&db.store).unwrap();
+    let run = client.invoke(draft).submit().await.unwrap();
+    waiting_on(&client, run, "approval").await;
+    let status = client.status(run).await.unwrap();
+    assert_eq!((status.state, status.open_tasks), (RunState::Running, 1));
+    assert_eq!(PUBLISH_STARTS.load(Ordering::SeqCst), 1);
+
+    client.send(run, "approval", &true).await.unwrap();
+    waiting_on(&client, run, "note").await;
+    assert_eq!(
+        PUBLISH_STARTS.load(Ordering::SeqCst),
+        2,
+        "ran again from its start"
+    );
+    client
+        .send(run, "note", &String::from("ok by ann"))
+        .await
+        .unwrap();
+    let results = client.wait(run).await.unwrap();
+    assert_eq!(
+        results.get(publish).map(String::as_str),
+        Some("published release v2 (ok by ann)")
+    );
+    assert_eq!(results.count(publish), 1, "it completed once");
+    assert_eq!(PUBLISH_STARTS.load(Ordering::SeqCst), 3);
+    let outcomes: Vec<String> = client
+        .history(run)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| format!("{}:{}", h.event.rsplit("::").next().unwrap(), h.outcome))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "draft:value",
+            "publish:waiting",
+            "publish:waiting",
+            "publish:value"
+        ]
+    );
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+// The same shape without a counter shared with another test.
+#[event]
+async fn memo() -> String {
+    String::from("memo")
+}
+
+#[listen(memo)]
+async fn file_memo(input: EventInput, inbox: Inbox) -> Result<String, drive_flow::InboxError> {
+    let approved: bool = inbox.recv("approval").await?;
+    let note: String = inbox.recv("note").await?;
+    let text = input.get(memo).cloned().unwrap_or_default();
+    Ok(format!("{text}: {approved} {note}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_sent_before_the_event_waits_are_taken_without_parking() {
+    let db = TestDb::migrated().await;
+    let client = Drive::new().unwrap().durable(&db.store).unwrap();
+    let run = client.invoke(memo).submit().await.unwrap();
+    client
+        .send(run, "note", &String::from("early"))
+        .await
+        .unwrap();
+    client.send(run, "approval", &false).await.unwrap();
+    let (stop, handle) = worker(&db).await;
+    let results = client.wait(run).await.unwrap();
+    assert_eq!(
+        results.get(file_memo).map(String::as_str),
+        Some("memo: false early")
+    );
+    let history = client.history(run).await.unwrap();
+    assert!(history.iter().all(|h| h.outcome != "waiting"));
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}

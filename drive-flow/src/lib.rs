@@ -57,46 +57,38 @@
 
 #![warn(missing_docs)]
 
-mod builder;
-mod context;
-mod diagram;
-mod dispatch;
+// The layout: imports point one way, `drive` -> `local` -> `body` -> `core`.
+//
+// - `core`: pure and synchronous, no tokio: event ids, the graph (index, marks, pictures),
+//   options, flows, inputs, the dispatch core (SEMANTICS step 3), results, errors.
+// - `body`: what an event body touches at run time: its parameters (context, inbox) and
+//   the erased body (handler).
+// - `local`: the in-process runner (tokio tasks), its handle and its event stream.
+// - `drive`: the entry: `Drive`, `DriveBuilder`, and the registry the macros submit to.
+mod body;
+mod core;
 mod drive;
 /// Durable runs on PostgreSQL (cargo feature `postgres`).
 #[cfg(feature = "postgres")]
 pub mod durable;
-mod error;
-mod event;
-mod flow;
-mod graph;
-mod handle;
-mod handler;
-mod inbox;
-mod input;
-mod lock;
-mod marks;
-mod options;
-mod registry;
-mod render;
-mod results;
-mod runner;
-mod stream;
+mod local;
 
-pub use builder::{DriveBuilder, Group};
-pub use context::{Context, EventParam};
-pub use drive::Drive;
-pub use error::{BuildError, Error};
-pub use event::{Event, EventRef, Handle, Targets};
-pub use flow::{BoxError, Flow, IntoFlow};
-pub use graph::Retrigger;
-pub use handle::RunHandle;
-pub use handler::Handler;
-pub use inbox::{Inbox, InboxError};
-pub use input::{Behavior, EventInput, InputResult, InputResults, OutcomeKind};
-pub use options::EventOptions;
-pub use results::{EventStats, Report, Results};
-pub use runner::{Invoke, DEFAULT_MAX_STEPS};
-pub use stream::{RunEvent, RunEventKind, RunEvents};
+pub use crate::body::context::Context;
+pub use crate::body::handler::Handler;
+pub use crate::body::inbox::{Inbox, InboxError};
+pub use crate::body::param::EventParam;
+pub use crate::core::error::{BuildError, Error};
+pub use crate::core::event::{Event, EventRef, Handle, Targets};
+pub use crate::core::flow::{BoxError, Flow, IntoFlow};
+pub use crate::core::graph::Retrigger;
+pub use crate::core::input::{Behavior, EventInput, InputResult, InputResults, OutcomeKind};
+pub use crate::core::options::EventOptions;
+pub use crate::core::results::{EventStats, Report, Results};
+pub use crate::drive::builder::{DriveBuilder, Group};
+pub use crate::drive::Drive;
+pub use crate::local::handle::RunHandle;
+pub use crate::local::runner::{Invoke, DEFAULT_MAX_STEPS};
+pub use crate::local::stream::{RunEvent, RunEventKind, RunEvents};
 
 /// Marks an `async fn` as an event that listens to nothing: it runs when a run starts at
 /// it, or when another event sends it a [`Flow::goto`].
@@ -178,11 +170,11 @@ macro_rules! __drive_flow_codec {
 /// Used by the code the macros generate. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::context::{Call, ContextNeed, EventParam, ParamError};
-    pub use crate::event::{EventKey, StaticEvent};
-    pub use crate::flow::{into_flow, result_flow, result_into_flow, EventError};
-    pub use crate::handler::ErasedHandler;
-    pub use crate::registry::Registration;
+    pub use crate::body::handler::ErasedHandler;
+    pub use crate::body::param::{Call, ContextNeed, EventParam, ParamError};
+    pub use crate::core::event::{EventKey, StaticEvent};
+    pub use crate::core::flow::{into_flow, result_flow, result_into_flow, EventError};
+    pub use crate::drive::registry::Registration;
     pub use crate::{DriveBuilder, Event, EventOptions, EventRef, Flow, Group, Retrigger};
     pub use inventory;
 

@@ -14,7 +14,7 @@ use super::drive::DurableDrive;
 use super::error::{DurableError, RunId};
 use super::stored::StoredError;
 use super::values::encode_typed;
-use crate::event::{Event, EventKey};
+use crate::core::event::{Event, EventKey};
 use crate::Results;
 
 /// How often a waiting client looks at its run when no notification came (a fallback: a
@@ -173,7 +173,7 @@ impl<E> DurableInvoke<'_, E> {
         let store = &self.drive.store;
         let sql = store.sql();
         let input = json!({
-            "group": crate::graph::USER_INPUT_GROUP,
+            "group": crate::core::graph::USER_INPUT_GROUP,
             "behavior": "input",
             "entries": [],
             "user": user,

@@ -13,10 +13,10 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::event::{Handle, StaticEvent};
+use crate::core::event::{Handle, StaticEvent};
 use crate::DriveBuilder;
 
 /// A type-erased output value.
@@ -29,6 +29,7 @@ pub struct Codec {
     pub(crate) type_name: &'static str,
     pub(crate) encode: fn(&(dyn Any + Send + Sync)) -> Result<Value, String>,
     pub(crate) decode: fn(Value) -> Result<AnyValue, String>,
+    pub(crate) decode_boxed: fn(Value) -> Result<Box<dyn Any + Send>, String>,
 }
 
 impl std::fmt::Debug for Codec {
@@ -53,7 +54,39 @@ impl Codec {
             },
             decode: |json| {
                 serde_json::from_value::<T>(json)
-                    .map(|value| crate::flow::erase_value(value))
+                    .map(|value| crate::core::flow::erase_value(value))
+                    .map_err(|e| e.to_string())
+            },
+            decode_boxed: |json| {
+                serde_json::from_value::<T>(json)
+                    .map(|value| Box::new(value) as Box<dyn Any + Send>)
+                    .map_err(|e| e.to_string())
+            },
+        }
+    }
+
+    /// The codec of `T`, read from owned JSON values through `Deserialize<'static>`.
+    pub(crate) fn of_static<T>() -> Codec
+    where
+        T: Serialize + Deserialize<'static> + Send + Sync + 'static,
+    {
+        Codec {
+            type_name: std::any::type_name::<T>(),
+            encode: |value| match value.downcast_ref::<T>() {
+                Some(value) => serde_json::to_value(value).map_err(|e| e.to_string()),
+                None => Err(format!(
+                    "the value is not a `{}` (an internal error)",
+                    std::any::type_name::<T>()
+                )),
+            },
+            decode: |json| {
+                T::deserialize(json)
+                    .map(|value| crate::core::flow::erase_value(value))
+                    .map_err(|e| e.to_string())
+            },
+            decode_boxed: |json| {
+                T::deserialize(json)
+                    .map(|value| Box::new(value) as Box<dyn Any + Send>)
                     .map_err(|e| e.to_string())
             },
         }
@@ -105,9 +138,17 @@ pub trait ViaSerde {
     fn probe(&self) -> Result<Codec, &'static str>;
 }
 
-impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> ViaSerde for CodecProbe<T> {
+// `Deserialize<'static>`, not `DeserializeOwned`: trait selection ignores lifetimes, so a
+// higher-ranked bound on an output such as `&'static str` would be a hard error instead of
+// a fallback to `ViaNothing`. Every output is `'static`, so for the types that can be read
+// from an owned JSON value the two bounds agree; the others (borrowed strings) get a codec
+// whose decoding fails with a clear error naming the event.
+impl<T> ViaSerde for CodecProbe<T>
+where
+    T: Serialize + Deserialize<'static> + Send + Sync + 'static,
+{
     fn probe(&self) -> Result<Codec, &'static str> {
-        Ok(Codec::of::<T>())
+        Ok(Codec::of_static::<T>())
     }
 }
 
@@ -160,7 +201,7 @@ fn builder_codecs() -> &'static Mutex<HashMap<(u32, u32), Codec>> {
 
 /// The codec given for a builder's node.
 pub(crate) fn builder_codec(graph: u32, node: u32) -> Option<Codec> {
-    crate::lock::lock(builder_codecs())
+    crate::core::lock::lock(builder_codecs())
         .get(&(graph, node))
         .copied()
 }
@@ -181,7 +222,8 @@ impl DriveBuilder {
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        crate::lock::lock(builder_codecs()).insert((event.graph, event.node), Codec::of::<T>());
+        crate::core::lock::lock(builder_codecs())
+            .insert((event.graph, event.node), Codec::of::<T>());
         self
     }
 }

@@ -15,29 +15,49 @@ use super::queue::{Claimed, HistoryRow};
 use super::stored::StoredError;
 use super::task_input;
 use super::worker::WorkerShared;
-use crate::dispatch::{RunState, Start};
-use crate::flow::{AnyValue, ErasedFlow, Flow};
-use crate::graph::{Graph, GroupId, NodeId};
-use crate::input::Latest;
+use crate::core::dispatch::{self, DispatchState, EventRun, GroupRun, Start};
+use crate::core::flow::{AnyValue, ErasedFlow, Flow};
+use crate::core::graph::{Graph, GroupId, NodeId};
+use crate::core::input::Latest;
 use crate::Error;
 
-/// An event's row, as loaded.
-#[derive(Clone)]
-struct EventRow {
-    latest: Option<Latest>,
-    completions: u32,
-    triggered: u32,
+/// The part of a run's dispatch state that one completion touches, loaded from its rows:
+/// the events and groups of the groups the finished event is a member of (and the
+/// listeners and goto targets it may start). The dispatch core runs over it as over an
+/// in-process run's state.
+struct PartialState {
+    events: HashMap<NodeId, EventRun>,
+    groups: HashMap<GroupId, GroupRun>,
+    delivered: HashMap<u32, bool>,
+    next_task_id: u64,
 }
 
-/// A group's row, as loaded.
-struct GroupRow {
-    ready: u32,
-    delivered: Vec<bool>,
-    fired: bool,
-}
+impl DispatchState for PartialState {
+    fn event_mut(&mut self, node: NodeId) -> &mut EventRun {
+        self.events
+            .entry(node)
+            .or_insert_with(|| EventRun::new(node))
+    }
 
-/// A group's state after the dispatch: members that ran, delivered slots, fired.
-type GroupSnapshot = (u32, Vec<bool>, bool);
+    fn latest(&self, node: NodeId) -> Option<&Latest> {
+        self.events.get(&node)?.latest.as_ref()
+    }
+
+    fn group_mut(&mut self, group: GroupId) -> &mut GroupRun {
+        self.groups
+            .entry(group)
+            .or_insert_with(|| GroupRun::new(group))
+    }
+
+    fn delivered_mut(&mut self, slot: u32) -> &mut bool {
+        self.delivered.entry(slot).or_insert(false)
+    }
+
+    fn task_id(&mut self) -> u64 {
+        self.next_task_id += 1;
+        self.next_task_id
+    }
+}
 
 /// Values inside a completion stay JSON: the dispatch core only moves them.
 fn json_value(value: Value) -> AnyValue {
@@ -149,7 +169,12 @@ pub(crate) async fn complete(
     touched.sort_unstable();
     touched.dedup();
     let names: Vec<String> = touched.iter().map(|&n| index.name(n).to_string()).collect();
-    let mut events: HashMap<NodeId, EventRow> = HashMap::with_capacity(touched.len());
+    let mut state = PartialState {
+        events: HashMap::with_capacity(touched.len()),
+        groups: HashMap::with_capacity(groups.len()),
+        delivered: HashMap::new(),
+        next_task_id: u64::try_from(run.next_task_id).unwrap_or(0),
+    };
     for row in sqlx::query(&sql.load_events)
         .bind(task.run.0)
         .bind(&names)
@@ -159,14 +184,10 @@ pub(crate) async fn complete(
         let Some(at) = index.node(row.get::<&str, _>(0)) else {
             continue;
         };
-        events.insert(
-            at,
-            EventRow {
-                latest: latest_of(row.get(1), row.get(2)),
-                completions: row.get::<i32, _>(3) as u32,
-                triggered: row.get::<i32, _>(4) as u32,
-            },
-        );
+        let entry = state.event_mut(at);
+        entry.latest = latest_of(row.get(1), row.get(2));
+        entry.completions = row.get::<i32, _>(3) as u32;
+        entry.triggered = row.get::<i32, _>(4) as u32;
     }
     let group_key = |group: GroupId| {
         let info = graph.group(group);
@@ -174,7 +195,6 @@ pub(crate) async fn complete(
         (index.name(info.listener).to_string(), k as i32)
     };
     let (listeners, ks): (Vec<String>, Vec<i32>) = groups.iter().map(|&g| group_key(g)).unzip();
-    let mut group_rows: HashMap<GroupId, GroupRow> = HashMap::with_capacity(groups.len());
     for row in sqlx::query(&sql.load_groups)
         .bind(task.run.0)
         .bind(&listeners)
@@ -187,26 +207,23 @@ pub(crate) async fn complete(
         };
         let k: i32 = row.get(1);
         let group = graph.listens[listener as usize] + k as u32;
-        group_rows.insert(
-            group,
-            GroupRow {
-                ready: row.get::<i32, _>(2) as u32,
-                delivered: row.get(3),
-                fired: row.get(4),
-            },
-        );
+        let delivered: Vec<bool> = row.get(3);
+        let mut count = 0;
+        for (slot, was) in graph.group(group).slots.clone().zip(delivered) {
+            state.delivered.insert(slot, was);
+            count += u32::from(was);
+        }
+        let entry = state.group_mut(group);
+        entry.ready = row.get::<i32, _>(2) as u32;
+        entry.delivered = count;
+        entry.fired = row.get(4);
     }
 
     // The dispatch core, over this partial state.
-    let mut state = RunState::new(graph.clone());
-    for (&at, row) in &events {
-        state.seed_event(at, row.latest.clone(), row.completions, row.triggered);
-    }
-    for (&group, row) in &group_rows {
-        state.seed_group(group, row.ready, &row.delivered, row.fired);
-    }
     let mut starts: Vec<Start> = Vec::new();
-    if let Err(error) = state.complete(node, flow, &mut starts) {
+    let dispatched =
+        dispatch::complete(graph, &mut state, &mut Vec::new(), node, flow, &mut starts);
+    if let Err(error) = dispatched {
         store
             .end_run(
                 &mut tx,
@@ -218,18 +235,6 @@ pub(crate) async fn complete(
         tx.commit().await?;
         return Ok(true);
     }
-    let own = state.event_mut(node);
-    let own_row = EventRow {
-        latest: own.latest.clone(),
-        completions: own.completions,
-        triggered: own.triggered,
-    };
-    events.insert(node, own_row);
-    let snapshots: Vec<(GroupId, GroupSnapshot)> = groups
-        .iter()
-        .map(|&g| (g, state.group_snapshot(g)))
-        .collect();
-    drop(state);
 
     // Budgets, counted as each start is triggered, as in-process runs do.
     let mut steps = run.steps;
@@ -250,11 +255,7 @@ pub(crate) async fn complete(
             tx.commit().await?;
             return Ok(true);
         }
-        let entry = events.entry(start.node).or_insert(EventRow {
-            latest: None,
-            completions: 0,
-            triggered: 0,
-        });
+        let entry = state.event_mut(start.node);
         let limit = u32::try_from(run.max_runs_per_event).unwrap_or(0);
         if entry.triggered >= limit {
             let error = Error::TooManyRuns {
@@ -289,7 +290,7 @@ pub(crate) async fn complete(
     let mut e_completions = Vec::with_capacity(changed.len());
     let mut e_triggered = Vec::with_capacity(changed.len());
     for at in &changed {
-        let row = &events[at];
+        let row = state.event_mut(*at);
         let (kind, value) = match &row.latest {
             Some(latest) => {
                 let (kind, value) = task_input::latest_json(latest);
@@ -312,25 +313,26 @@ pub(crate) async fn complete(
         .bind(&e_triggered)
         .execute(&mut *tx)
         .await?;
-    if !snapshots.is_empty() {
-        let mut g_listeners = Vec::with_capacity(snapshots.len());
-        let mut g_ks = Vec::with_capacity(snapshots.len());
-        let mut g_ready = Vec::with_capacity(snapshots.len());
-        let mut g_delivered = Vec::with_capacity(snapshots.len());
-        let mut g_fired = Vec::with_capacity(snapshots.len());
-        for (group, (ready, delivered, fired)) in &snapshots {
-            let (listener, k) = group_key(*group);
+    if !groups.is_empty() {
+        let mut g_listeners = Vec::with_capacity(groups.len());
+        let mut g_ks = Vec::with_capacity(groups.len());
+        let mut g_ready = Vec::with_capacity(groups.len());
+        let mut g_delivered = Vec::with_capacity(groups.len());
+        let mut g_fired = Vec::with_capacity(groups.len());
+        for &group in &groups {
+            let (listener, k) = group_key(group);
+            let delivered: Vec<&str> = graph
+                .group(group)
+                .slots
+                .clone()
+                .map(|slot| if *state.delivered_mut(slot) { "t" } else { "f" })
+                .collect();
+            let entry = state.group_mut(group);
             g_listeners.push(listener);
             g_ks.push(k);
-            g_ready.push(*ready as i32);
-            g_delivered.push(
-                delivered
-                    .iter()
-                    .map(|d| if *d { "t" } else { "f" })
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-            g_fired.push(*fired);
+            g_ready.push(entry.ready as i32);
+            g_fired.push(entry.fired);
+            g_delivered.push(delivered.join(","));
         }
         sqlx::query(&sql.upsert_group)
             .bind(task.run.0)
@@ -353,8 +355,8 @@ pub(crate) async fn complete(
     let mut t_states = Vec::with_capacity(starts.len());
     let mut t_causes = Vec::with_capacity(starts.len());
     let queued_before = store.has_queued(&mut tx, task.run, &run).await?;
-    for (position, start) in starts.iter().enumerate() {
-        t_ids.push(run.next_task_id + position as i64 + 1);
+    for start in &starts {
+        t_ids.push(start.input.task_id as i64);
         t_events.push(index.name(start.node).to_string());
         t_inputs.push(task_input::encode(index, start.node, &start.input));
         let state = if !queued_before && run.has_room(in_flight) {
@@ -390,7 +392,7 @@ pub(crate) async fn complete(
             .bind(steps)
             .bind(in_flight)
             .bind(open_tasks)
-            .bind(run.next_task_id + starts.len() as i64)
+            .bind(state.next_task_id as i64)
             .execute(&mut *tx)
             .await?;
         if readied {

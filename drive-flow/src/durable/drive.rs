@@ -7,13 +7,16 @@ use std::sync::Arc;
 use super::codec::{builder_codec, static_codecs, Codec};
 use super::error::DurableError;
 use super::store::PgStore;
-use crate::graph::{Graph, NodeId};
+use crate::body::handler::Bodies;
+use crate::core::graph::{Graph, NodeId};
 use crate::Drive;
 
 /// What a durable process knows of its graph: events by their stable id, and each
 /// event's output codec.
 pub(crate) struct DurableIndex {
     pub(crate) graph: Arc<Graph>,
+    /// The event bodies, by node id.
+    pub(crate) bodies: Bodies,
     pub(crate) by_name: HashMap<Arc<str>, NodeId>,
     pub(crate) codecs: Vec<Codec>,
     /// Every event id of the graph, for the claim.
@@ -22,7 +25,7 @@ pub(crate) struct DurableIndex {
 
 impl DurableIndex {
     /// Index the graph; every event needs a codec.
-    pub(crate) fn new(graph: Arc<Graph>) -> Result<Self, DurableError> {
+    pub(crate) fn new(graph: Arc<Graph>, bodies: Bodies) -> Result<Self, DurableError> {
         let mut codecs = Vec::with_capacity(graph.nodes.len());
         // Static events by their metadata address.
         let mut statics: HashMap<NodeId, usize> = HashMap::new();
@@ -69,6 +72,7 @@ impl DurableIndex {
             .collect();
         Ok(DurableIndex {
             graph,
+            bodies,
             by_name,
             codecs,
             known,
@@ -114,7 +118,7 @@ impl Drive {
     pub fn durable(&self, store: &PgStore) -> Result<DurableDrive, DurableError> {
         Ok(DurableDrive {
             store: store.clone(),
-            index: Arc::new(DurableIndex::new(self.graph.clone())?),
+            index: Arc::new(DurableIndex::new(self.graph.clone(), self.bodies.clone())?),
         })
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod codec;
 mod complete;
 mod drive;
 mod error;
+mod inbox;
 mod queue;
 mod results;
 mod sql;
@@ -26,3 +27,6 @@ pub use worker::{Worker, DEFAULT_LEASE};
 
 #[doc(hidden)]
 pub use sqlx;
+
+#[cfg(test)]
+mod tests;

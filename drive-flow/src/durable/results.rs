@@ -7,15 +7,15 @@ use sqlx::Row;
 
 use super::drive::DurableDrive;
 use super::error::{DurableError, RunId};
-use crate::dispatch::EventRun;
-use crate::input::Latest;
+use crate::core::dispatch::EventRun;
+use crate::core::input::Latest;
 use crate::Results;
 
 /// The latest outcome of `event` as stored (`kind`, `value`), decoded with its codec.
 pub(crate) fn decode_latest(
     drive: &DurableDrive,
     run: RunId,
-    node: crate::graph::NodeId,
+    node: crate::core::graph::NodeId,
     kind: Option<&str>,
     value: Option<Value>,
 ) -> Result<Option<Latest>, DurableError> {

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use super::drive::DurableIndex;
 use super::values::decode_typed;
-use crate::graph::NodeId;
-use crate::input::{Behavior, Entries, Entry, EventInput, Latest, Origin};
+use crate::core::graph::NodeId;
+use crate::core::input::{Behavior, Entries, Entry, EventInput, Latest, Origin};
 
 /// Why a stored input could not be read: the event concerned, and what went wrong.
 pub(crate) struct InputError {

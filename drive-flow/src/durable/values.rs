@@ -22,12 +22,12 @@ pub(crate) fn register_value_type<T>()
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    crate::lock::lock(value_types()).insert(std::any::type_name::<T>(), Codec::of::<T>());
+    crate::core::lock::lock(value_types()).insert(std::any::type_name::<T>(), Codec::of::<T>());
 }
 
 /// The codec of a type known by name: registered, or the output type of an event.
 pub(crate) fn value_codec(type_name: &str) -> Option<Codec> {
-    if let Some(codec) = crate::lock::lock(value_types()).get(type_name) {
+    if let Some(codec) = crate::core::lock::lock(value_types()).get(type_name) {
         return Some(*codec);
     }
     static_codecs()

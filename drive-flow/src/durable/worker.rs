@@ -16,14 +16,16 @@ use tokio::task::JoinSet;
 
 use super::drive::{DurableDrive, DurableIndex};
 use super::error::DurableError;
+use super::inbox::TaskInbox;
 use super::queue::Claimed;
 use super::store::PgStore;
 use super::stored::StoredError;
 use super::task_input;
-use crate::context::{Call, ParamError};
-use crate::flow::ErasedFlow;
-use crate::handler::CallError;
-use crate::options::EventOptions;
+use crate::body::handler::CallError;
+use crate::body::inbox::{CallRef, InboxLink};
+use crate::body::param::{is_inbox, Call, ParamError};
+use crate::core::flow::ErasedFlow;
+use crate::core::options::EventOptions;
 use crate::{Drive, Error};
 
 type AnyContext = Arc<dyn Any + Send + Sync>;
@@ -156,7 +158,10 @@ impl Worker {
     /// worker was not given. Database errors while running are logged and retried with
     /// a backoff (the server may be restarting), not returned.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), DurableError> {
-        let index = Arc::new(DurableIndex::new(self.drive.graph.clone())?);
+        let index = Arc::new(DurableIndex::new(
+            self.drive.graph.clone(),
+            self.drive.bodies.clone(),
+        )?);
         check_contexts(&index, self.context.as_ref())?;
         self.store.check_version().await?;
         let shared = Arc::new(WorkerShared {
@@ -324,9 +329,9 @@ fn check_contexts(
     index: &DurableIndex,
     context: Option<&(AnyContext, TypeId, &'static str)>,
 ) -> Result<(), DurableError> {
-    for node in &index.graph.nodes {
-        for need in node.needs.iter() {
-            if crate::inbox::is_inbox(need) {
+    for (node, body) in index.graph.nodes.iter().zip(index.bodies.iter()) {
+        for need in body.needs.iter() {
+            if is_inbox(need) {
                 continue;
             }
             let given = match context {
@@ -397,13 +402,27 @@ async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Rec
         .as_deref()
         .cloned()
         .unwrap_or_default();
-    let parked = Arc::new(std::sync::Mutex::new(None::<String>));
+    let takes_inbox = index.bodies[node as usize].needs.iter().any(is_inbox);
+    let (inbox, mut parked) = if takes_inbox {
+        let (host, parked) = TaskInbox::new(shared.drive.store.clone(), task.run, task.id);
+        let link = InboxLink {
+            host,
+            call: CallRef {
+                key: 0,
+                node,
+                task_id: task.task_id as u64,
+            },
+        };
+        (Some(link), Some(parked))
+    } else {
+        (None, None)
+    };
     let call = Call {
         input,
         context: shared.context.clone(),
-        inbox: None,
+        inbox,
     };
-    let body = index.graph.node(node).handler.call(call);
+    let body = index.bodies[node as usize].handler.call(call);
     let name = task.event.clone();
     let body = async move {
         let caught = AssertUnwindSafe(body).catch_unwind();
@@ -427,14 +446,21 @@ async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Rec
                 }
             }
         };
+        let parking = async {
+            match parked.as_mut() {
+                Some(parked) => match parked.await {
+                    Ok(key) => key,
+                    Err(_) => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             result = body => match result {
                 Ok(flow) => BodyEnd::Done(flow),
-                Err(error) => match crate::lock::lock(&parked).take() {
-                    Some(key) => BodyEnd::Parked(key),
-                    None => BodyEnd::Failed(error),
-                },
+                Err(error) => BodyEnd::Failed(error),
             },
+            key = parking => BodyEnd::Parked(key),
             () = renewing => BodyEnd::Lost,
             _ = stop.wait_for(|stop| *stop) => BodyEnd::Stopped,
         }
@@ -484,7 +510,7 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 async fn finish(
     shared: &Arc<WorkerShared>,
     task: &Claimed,
-    node: crate::graph::NodeId,
+    node: crate::core::graph::NodeId,
     options: &EventOptions,
     end: BodyEnd,
 ) {

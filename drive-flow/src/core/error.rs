@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::flow::BoxError;
+use crate::core::flow::BoxError;
 
 /// A graph that cannot be built. Every variant names the events it concerns.
 #[derive(Debug, thiserror::Error)]

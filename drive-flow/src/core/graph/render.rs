@@ -1,6 +1,6 @@
 //! Pictures of a graph: the dependency tree of `debug_string`.
 
-use crate::graph::{Graph, NodeId};
+use crate::core::graph::{Graph, NodeId};
 
 /// The tree of SEMANTICS.md: each event shows its groups, each group its members,
 /// recursively; an event already on the path from the root is marked ` <loop>`.

@@ -6,11 +6,75 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::error::Error;
-use crate::results::Results;
-use crate::runner::Shared;
+use crate::core::error::Error;
+use crate::core::results::Results;
+use crate::local::runner::{drive, Invoke, Shared};
+use crate::local::stream::{EventSender, RunEvents};
+
+impl<E> Invoke<E> {
+    /// Start the run now, as a tokio task, and get a [`RunHandle`] to send it outside input
+    /// ([`RunHandle::send`]), cancel it, and await its [`Results`]. Must be called inside a
+    /// tokio runtime (else the handle yields [`Error::NoRuntime`]). Dropping the handle
+    /// cancels the run.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    ///
+    /// #[event]
+    /// async fn job() -> u8 { 7 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let run = Drive::new()?.invoke(job).start();
+    /// let results = run.await?;
+    /// assert_eq!(results.get(job), Some(&7));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn start(self) -> RunHandle {
+        self.launch(None)
+    }
+
+    /// Like [`start`](Self::start), also returning the run's live [`RunEvents`] stream. The
+    /// stream is connected before anything runs, so it misses nothing; it ends when the run
+    /// ends, however it ends. Runs started otherwise send no events at all.
+    ///
+    /// ```
+    /// use drive_flow::prelude::*;
+    /// use drive_flow::RunEventKind;
+    /// use futures::StreamExt;
+    ///
+    /// #[event]
+    /// async fn step() {}
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), drive_flow::Error> {
+    /// let (run, mut events) = Drive::new()?.invoke(step).start_with_events();
+    /// while let Some(event) = events.next().await {
+    ///     println!("{}: {:?}", event.event, event.kind);
+    /// }
+    /// run.await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn start_with_events(self) -> (RunHandle, RunEvents) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (self.launch(Some(sender)), RunEvents::new(receiver))
+    }
+
+    fn launch(self, events: Option<EventSender>) -> RunHandle {
+        match self.prepare(true, events) {
+            Ok((shared, start)) => {
+                let join = shared.runtime.spawn(drive(shared.clone(), start));
+                RunHandle::new(shared, join)
+            }
+            Err(error) => RunHandle::failed(error),
+        }
+    }
+}
 
 /// A run started with [`Invoke::start`](crate::Invoke::start) (or
 /// [`start_with_events`](crate::Invoke::start_with_events)): it runs as a tokio task

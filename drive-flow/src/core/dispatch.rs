@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use crate::error::Error;
-use crate::flow::{ErasedFlow, Flow};
-use crate::graph::{Graph, GroupId, NodeId, Retrigger};
-use crate::input::{Behavior, Entries, Entry, EventInput, Latest, Origin, OutcomeKind};
-use crate::marks::Marks;
+use crate::core::error::Error;
+use crate::core::flow::{ErasedFlow, Flow};
+use crate::core::graph::marks::Marks;
+use crate::core::graph::{Graph, GroupId, NodeId, Retrigger};
+use crate::core::input::{Behavior, Entries, Entry, EventInput, Latest, Origin, OutcomeKind};
 
 /// An event to start, with its input.
 pub(crate) struct Start {
@@ -42,14 +42,59 @@ impl EventRun {
 }
 
 /// What a run knows of one group one of whose members completed.
-struct GroupRun {
-    group: GroupId,
+pub(crate) struct GroupRun {
+    pub(crate) group: GroupId,
     /// How many members have completed at least once.
-    ready: u32,
+    pub(crate) ready: u32,
     /// How many members' latest outcome was already handed to the group's listener.
-    delivered: u32,
+    pub(crate) delivered: u32,
     /// Whether the group ever fired (so some of its slots may be marked delivered).
-    fired: bool,
+    pub(crate) fired: bool,
+}
+
+impl GroupRun {
+    /// The entry of a group none of whose members has completed yet.
+    pub(crate) fn new(group: GroupId) -> Self {
+        GroupRun {
+            group,
+            ready: 0,
+            delivered: 0,
+            fired: false,
+        }
+    }
+}
+
+impl EventRun {
+    /// The entry of an event the run has not touched yet.
+    pub(crate) fn new(node: NodeId) -> Self {
+        EventRun {
+            node,
+            completions: 0,
+            triggered: 0,
+            attempts: 0,
+            nanos: 0,
+            latest: None,
+        }
+    }
+}
+
+/// What the dispatch core reads and writes of a run: the entries of the events and groups
+/// a completion touches, the delivered mark of each group slot, and task ids. The
+/// in-process runner keeps all of it in memory ([`RunState`]); a durable runner loads the
+/// entries of the groups the finished event is a member of, lets [`complete`] update them,
+/// and writes back what changed. One rule, whatever holds the state.
+pub(crate) trait DispatchState {
+    /// The run's entry of `node`, made on first use.
+    fn event_mut(&mut self, node: NodeId) -> &mut EventRun;
+    /// The latest outcome of `node`, if it has completed in this run.
+    fn latest(&self, node: NodeId) -> Option<&Latest>;
+    /// The run's entry of `group`, made on first use.
+    fn group_mut(&mut self, group: GroupId) -> &mut GroupRun;
+    /// Whether the latest outcome of the member in `slot` was handed to the slot's group's
+    /// listener.
+    fn delivered_mut(&mut self, slot: u32) -> &mut bool;
+    /// A fresh task id for an event the completion starts.
+    fn task_id(&mut self) -> u64;
 }
 
 /// The entry `mark` points to (1 + its position in `dense`), made first if `mark` is 0.
@@ -116,19 +161,12 @@ impl RunState {
     }
 }
 
-impl Progress {
+impl DispatchState for Progress {
     fn event_mut(&mut self, node: NodeId) -> &mut EventRun {
         dense_entry(
             &mut self.marks.node[node as usize],
             &mut self.events,
-            || EventRun {
-                node,
-                completions: 0,
-                triggered: 0,
-                attempts: 0,
-                nanos: 0,
-                latest: None,
-            },
+            || EventRun::new(node),
         )
     }
 
@@ -143,13 +181,12 @@ impl Progress {
         dense_entry(
             &mut self.marks.group[group as usize],
             &mut self.groups,
-            || GroupRun {
-                group,
-                ready: 0,
-                delivered: 0,
-                fired: false,
-            },
+            || GroupRun::new(group),
         )
+    }
+
+    fn delivered_mut(&mut self, slot: u32) -> &mut bool {
+        &mut self.marks.delivered[slot as usize]
     }
 
     fn task_id(&mut self) -> u64 {
@@ -171,177 +208,25 @@ impl RunState {
         input
     }
 
-    /// Seed the state of one event, loaded from elsewhere (a durable run's rows).
-    #[cfg(feature = "postgres")]
-    pub(crate) fn seed_event(
-        &mut self,
-        node: NodeId,
-        latest: Option<Latest>,
-        completions: u32,
-        triggered: u32,
-    ) {
-        let event = self.progress.event_mut(node);
-        event.latest = latest;
-        event.completions = completions;
-        event.triggered = triggered;
-    }
-
-    /// Seed the state of one group: how many members have run, which slots were delivered.
-    #[cfg(feature = "postgres")]
-    pub(crate) fn seed_group(
-        &mut self,
-        group: GroupId,
-        ready: u32,
-        delivered: &[bool],
-        fired: bool,
-    ) {
-        let range = self.graph.group(group).slots.clone();
-        let mut count = 0;
-        for (slot, &was) in range.zip(delivered.iter()) {
-            self.progress.marks.delivered[slot as usize] = was;
-            count += u32::from(was);
-        }
-        let state = self.progress.group_mut(group);
-        state.ready = ready;
-        state.delivered = count;
-        state.fired = fired || count > 0;
-    }
-
-    /// A group's state: members that have run, delivered slots, whether it fired.
-    #[cfg(feature = "postgres")]
-    pub(crate) fn group_snapshot(&mut self, group: GroupId) -> (u32, Vec<bool>, bool) {
-        let range = self.graph.group(group).slots.clone();
-        let delivered = range
-            .map(|slot| self.progress.marks.delivered[slot as usize])
-            .collect();
-        let state = self.progress.group_mut(group);
-        (state.ready, delivered, state.fired)
-    }
-
     /// Record that `node` finished with `flow`, and push onto `starts` what runs next,
-    /// listeners in registration order.
-    ///
-    /// # Errors
-    /// [`Error::UnknownEvent`] when a goto names an event outside the graph; nothing is
-    /// started then.
+    /// listeners in registration order (see [`complete`]).
     pub(crate) fn complete(
         &mut self,
         node: NodeId,
         flow: ErasedFlow,
         starts: &mut Vec<Start>,
     ) -> Result<(), Error> {
-        let graph = &self.graph;
-        let progress = &mut self.progress;
-        // Reused from one goto to the next: a goto allocates nothing here.
-        let mut goto_targets = std::mem::take(&mut progress.goto_targets);
-        goto_targets.clear();
-        if let Flow::Goto { targets, .. } = &flow {
-            for target in targets {
-                goto_targets.push(graph.resolve(target.0).ok_or_else(|| Error::UnknownEvent {
-                    event: graph.describe(target.0),
-                    detail: format!(" (goto target of `{}`)", graph.node(node).name),
-                })?);
-            }
-        }
-
-        // Overwrite the state, whatever the outcome: the event has run, and none of its
-        // listeners has seen this outcome yet.
-        let latest = match flow {
-            Flow::Value(value) => Latest::Value(value),
-            Flow::Goto { payload, .. } => Latest::Goto(payload),
-            Flow::Abort => Latest::Abort,
-        };
-        // The latest outcome moves into the run's state; only a goto's payload is shared
-        // further (its reference count is touched once per target, a value's not at all).
-        let kind = latest.kind();
-        let goto_payload = match &latest {
-            Latest::Goto(payload) => Some(payload.clone()),
-            _ => None,
-        };
-        let event = progress.event_mut(node);
-        let first = event.latest.is_none();
-        event.latest = Some(latest);
-        event.completions += 1;
-        for &(group, slot) in graph.member_of(node) {
-            let was_delivered = std::mem::take(&mut progress.marks.delivered[slot as usize]);
-            let state = progress.group_mut(group);
-            if first {
-                state.ready += 1;
-            }
-            if was_delivered {
-                state.delivered -= 1;
-            }
-        }
-
-        match (kind, goto_payload) {
-            (OutcomeKind::Abort, _) => {}
-            (OutcomeKind::Goto, Some(payload)) => {
-                for &target in &goto_targets {
-                    let input = EventInput {
-                        graph: Some(graph.clone()),
-                        origin: Origin::Goto,
-                        behavior: Behavior::Goto,
-                        entries: Entries::One(Entry {
-                            node,
-                            latest: Latest::Value(payload.clone()),
-                        }),
-                        user: None,
-                        task_id: progress.task_id(),
-                    };
-                    starts.push(Start {
-                        node: target,
-                        input,
-                    });
-                }
-            }
-            (OutcomeKind::Goto, None) => {}
-            (OutcomeKind::Value, _) => {
-                for &(group_id, _) in graph.member_of(node) {
-                    let group = graph.group(group_id);
-                    let size = group.slots.len() as u32;
-                    let state = progress.group_mut(group_id);
-                    if state.ready < size {
-                        continue; // some member has not run yet
-                    }
-                    if group.retrigger == Retrigger::All && state.delivered > 0 {
-                        continue; // fire again only once every member is fresh
-                    }
-                    state.fired = true;
-                    let members = graph.members(group);
-                    // Every member has completed (checked above), so each has a latest
-                    // outcome; an exact-size iterator lets the Arc be allocated once.
-                    let entry = |m: NodeId| Entry {
-                        node: m,
-                        latest: progress.latest(m).cloned().unwrap_or(Latest::Abort),
-                    };
-                    let entries = match *members {
-                        [only] => Entries::One(entry(only)),
-                        _ => Entries::Many(members.iter().map(|&m| entry(m)).collect()),
-                    };
-                    let mut newly_delivered = 0;
-                    for slot in group.slots.clone() {
-                        if !std::mem::replace(&mut progress.marks.delivered[slot as usize], true) {
-                            newly_delivered += 1;
-                        }
-                    }
-                    progress.group_mut(group_id).delivered += newly_delivered;
-                    let input = EventInput {
-                        graph: Some(graph.clone()),
-                        origin: Origin::Group(group_id),
-                        behavior: Behavior::Dispatch,
-                        entries,
-                        user: None,
-                        task_id: progress.task_id(),
-                    };
-                    starts.push(Start {
-                        node: group.listener,
-                        input,
-                    });
-                }
-            }
-        }
-        progress.goto_targets = goto_targets;
-        Ok(())
+        let mut goto_targets = std::mem::take(&mut self.progress.goto_targets);
+        let result = complete(
+            &self.graph,
+            &mut self.progress,
+            &mut goto_targets,
+            node,
+            flow,
+            starts,
+        );
+        self.progress.goto_targets = goto_targets;
+        result
     }
 
     /// The final state: the graph, and an entry for every event the run touched, in the
@@ -357,6 +242,130 @@ impl RunState {
         }
         (self.graph.clone(), events)
     }
+}
+
+/// SEMANTICS step 3: record in `progress` that `node` finished with `flow`, and push onto
+/// `starts` what runs next, listeners in registration order. `goto_targets` is scratch
+/// space, reused from one goto to the next so that a goto allocates nothing here.
+///
+/// # Errors
+/// [`Error::UnknownEvent`] when a goto names an event outside the graph; nothing is
+/// started then.
+pub(crate) fn complete<S: DispatchState>(
+    graph: &Arc<Graph>,
+    progress: &mut S,
+    goto_targets: &mut Vec<NodeId>,
+    node: NodeId,
+    flow: ErasedFlow,
+    starts: &mut Vec<Start>,
+) -> Result<(), Error> {
+    goto_targets.clear();
+    if let Flow::Goto { targets, .. } = &flow {
+        for target in targets {
+            goto_targets.push(graph.resolve(target.0).ok_or_else(|| Error::UnknownEvent {
+                event: graph.describe(target.0),
+                detail: format!(" (goto target of `{}`)", graph.node(node).name),
+            })?);
+        }
+    }
+
+    // Overwrite the state, whatever the outcome: the event has run, and none of its
+    // listeners has seen this outcome yet.
+    let latest = match flow {
+        Flow::Value(value) => Latest::Value(value),
+        Flow::Goto { payload, .. } => Latest::Goto(payload),
+        Flow::Abort => Latest::Abort,
+    };
+    // The latest outcome moves into the run's state; only a goto's payload is shared
+    // further (its reference count is touched once per target, a value's not at all).
+    let kind = latest.kind();
+    let goto_payload = match &latest {
+        Latest::Goto(payload) => Some(payload.clone()),
+        _ => None,
+    };
+    let event = progress.event_mut(node);
+    let first = event.latest.is_none();
+    event.latest = Some(latest);
+    event.completions += 1;
+    for &(group, slot) in graph.member_of(node) {
+        let was_delivered = std::mem::take(progress.delivered_mut(slot));
+        let state = progress.group_mut(group);
+        if first {
+            state.ready += 1;
+        }
+        if was_delivered {
+            state.delivered -= 1;
+        }
+    }
+
+    match (kind, goto_payload) {
+        (OutcomeKind::Abort, _) => {}
+        (OutcomeKind::Goto, Some(payload)) => {
+            for &target in goto_targets.iter() {
+                let input = EventInput {
+                    graph: Some(graph.clone()),
+                    origin: Origin::Goto,
+                    behavior: Behavior::Goto,
+                    entries: Entries::One(Entry {
+                        node,
+                        latest: Latest::Value(payload.clone()),
+                    }),
+                    user: None,
+                    task_id: progress.task_id(),
+                };
+                starts.push(Start {
+                    node: target,
+                    input,
+                });
+            }
+        }
+        (OutcomeKind::Goto, None) => {}
+        (OutcomeKind::Value, _) => {
+            for &(group_id, _) in graph.member_of(node) {
+                let group = graph.group(group_id);
+                let size = group.slots.len() as u32;
+                let state = progress.group_mut(group_id);
+                if state.ready < size {
+                    continue; // some member has not run yet
+                }
+                if group.retrigger == Retrigger::All && state.delivered > 0 {
+                    continue; // fire again only once every member is fresh
+                }
+                state.fired = true;
+                let members = graph.members(group);
+                // Every member has completed (checked above), so each has a latest
+                // outcome; an exact-size iterator lets the Arc be allocated once.
+                let entry = |m: NodeId| Entry {
+                    node: m,
+                    latest: progress.latest(m).cloned().unwrap_or(Latest::Abort),
+                };
+                let entries = match *members {
+                    [only] => Entries::One(entry(only)),
+                    _ => Entries::Many(members.iter().map(|&m| entry(m)).collect()),
+                };
+                let mut newly_delivered = 0;
+                for slot in group.slots.clone() {
+                    if !std::mem::replace(progress.delivered_mut(slot), true) {
+                        newly_delivered += 1;
+                    }
+                }
+                progress.group_mut(group_id).delivered += newly_delivered;
+                let input = EventInput {
+                    graph: Some(graph.clone()),
+                    origin: Origin::Group(group_id),
+                    behavior: Behavior::Dispatch,
+                    entries,
+                    user: None,
+                    task_id: progress.task_id(),
+                };
+                starts.push(Start {
+                    node: group.listener,
+                    input,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Drop for RunState {
@@ -386,12 +395,12 @@ mod tests {
     use std::sync::Arc;
 
     use super::{RunState, Start};
-    use crate::builder::{DriveBuilder, Group};
-    use crate::error::Error;
-    use crate::event::{EventRef, Handle};
-    use crate::flow::{erase, Flow};
-    use crate::graph::Retrigger;
-    use crate::input::{Behavior, OutcomeKind};
+    use crate::core::error::Error;
+    use crate::core::event::{EventRef, Handle};
+    use crate::core::flow::{erase, Flow};
+    use crate::core::graph::Retrigger;
+    use crate::core::input::{Behavior, OutcomeKind};
+    use crate::drive::builder::{DriveBuilder, Group};
 
     /// One result of a started event's input: member name, outcome kind, `i32` value.
     type Got = (String, OutcomeKind, Option<i32>);
@@ -817,7 +826,7 @@ mod tests {
         let mut run = Run::new(b);
         let start = run
             .state
-            .start_input(crate::input::EventInput::start())
+            .start_input(crate::core::input::EventInput::start())
             .task_id();
 
         run.value(a, 1);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use crate::input::OutcomeKind;
+use crate::core::input::OutcomeKind;
 
 /// One thing that happened in a run, as seen on [`RunEvents`].
 ///

@@ -23,23 +23,23 @@ use std::time::{Duration, Instant};
 use futures::stream::FuturesUnordered;
 use futures::task::AtomicWaker;
 use futures::{FutureExt, StreamExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::context::{Call, ParamError};
-use crate::dispatch::{RunState, Start};
-use crate::error::Error;
-use crate::event::{Event, EventKey};
-use crate::flow::{ErasedFlow, Flow};
-use crate::graph::{Graph, NodeId};
-use crate::handle::RunHandle;
-use crate::handler::{CallError, CallFuture};
-use crate::inbox::{is_inbox, InboxLink, Mailbox, INBOX_PARAM};
-use crate::input::{EventInput, OutcomeKind};
-use crate::options::EventOptions;
-use crate::results::Results;
-use crate::stream::{EventSender, RunEvent, RunEventKind, RunEvents};
+use crate::body::handler::{Bodies, Body, CallError, CallFuture};
+use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
+use crate::body::param::{is_inbox, Call, ParamError};
+use crate::core::dispatch::{RunState, Start};
+use crate::core::error::Error;
+use crate::core::event::{Event, EventKey};
+use crate::core::flow::{ErasedFlow, Flow};
+use crate::core::graph::{Graph, NodeId};
+use crate::core::input::{EventInput, OutcomeKind};
+use crate::core::options::EventOptions;
+use crate::core::results::Results;
+use crate::local::mailbox::Mailbox;
+use crate::local::stream::{EventSender, RunEvent, RunEventKind};
 
 type AnyContext = Arc<dyn Any + Send + Sync>;
 
@@ -51,7 +51,7 @@ type AnyContext = Arc<dyn Any + Send + Sync>;
 pub const DEFAULT_MAX_STEPS: u64 = 10_000_000;
 
 /// A run being configured: returned by [`Drive::invoke`](crate::Drive::invoke), run by
-/// awaiting it, or by [`start`](Self::start)ing it to get a [`RunHandle`].
+/// awaiting it, or by [`start`](Self::start)ing it to get a [`RunHandle`](crate::RunHandle).
 ///
 /// ```
 /// use drive_flow::prelude::*;
@@ -83,6 +83,7 @@ pub const DEFAULT_MAX_STEPS: u64 = 10_000_000;
 #[must_use = "a run does nothing until it is awaited or started"]
 pub struct Invoke<E> {
     graph: Arc<Graph>,
+    bodies: Bodies,
     /// The start event, by key: the type parameter only says which event it is.
     start: EventKey,
     event: PhantomData<fn() -> E>,
@@ -97,9 +98,10 @@ pub struct Invoke<E> {
 }
 
 impl<E: Event> Invoke<E> {
-    pub(crate) fn new(graph: Arc<Graph>, start: E) -> Self {
+    pub(crate) fn new(graph: Arc<Graph>, bodies: Bodies, start: E) -> Self {
         Invoke {
             graph,
+            bodies,
             start: start.__key(),
             event: PhantomData,
             input: EventInput::start(),
@@ -274,68 +276,8 @@ impl<E> Invoke<E> {
         self
     }
 
-    /// Start the run now, as a tokio task, and get a [`RunHandle`] to send it outside input
-    /// ([`RunHandle::send`]), cancel it, and await its [`Results`]. Must be called inside a
-    /// tokio runtime (else the handle yields [`Error::NoRuntime`]). Dropping the handle
-    /// cancels the run.
-    ///
-    /// ```
-    /// use drive_flow::prelude::*;
-    ///
-    /// #[event]
-    /// async fn job() -> u8 { 7 }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), drive_flow::Error> {
-    /// let run = Drive::new()?.invoke(job).start();
-    /// let results = run.await?;
-    /// assert_eq!(results.get(job), Some(&7));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn start(self) -> RunHandle {
-        self.launch(None)
-    }
-
-    /// Like [`start`](Self::start), also returning the run's live [`RunEvents`] stream. The
-    /// stream is connected before anything runs, so it misses nothing; it ends when the run
-    /// ends, however it ends. Runs started otherwise send no events at all.
-    ///
-    /// ```
-    /// use drive_flow::prelude::*;
-    /// use drive_flow::RunEventKind;
-    /// use futures::StreamExt;
-    ///
-    /// #[event]
-    /// async fn step() {}
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), drive_flow::Error> {
-    /// let (run, mut events) = Drive::new()?.invoke(step).start_with_events();
-    /// while let Some(event) = events.next().await {
-    ///     println!("{}: {:?}", event.event, event.kind);
-    /// }
-    /// run.await?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn start_with_events(self) -> (RunHandle, RunEvents) {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        (self.launch(Some(sender)), RunEvents::new(receiver))
-    }
-
-    fn launch(self, events: Option<EventSender>) -> RunHandle {
-        match self.prepare(true, events) {
-            Ok((shared, start)) => {
-                let join = shared.runtime.spawn(drive(shared.clone(), start));
-                RunHandle::new(shared, join)
-            }
-            Err(error) => RunHandle::failed(error),
-        }
-    }
-
     /// Check the run and set up its shared state; nothing runs yet.
-    fn prepare(
+    pub(crate) fn prepare(
         self,
         mailbox: bool,
         events: Option<EventSender>,
@@ -349,6 +291,7 @@ impl<E> Invoke<E> {
             })?;
         check_context(
             &graph,
+            &self.bodies,
             start,
             self.context.as_ref().map(|(_, id, name)| (*id, *name)),
             mailbox,
@@ -362,6 +305,7 @@ impl<E> Invoke<E> {
         let input = state.start_input(self.input);
         let shared = Arc::new(Shared {
             graph,
+            bodies: self.bodies,
             run_id,
             span,
             runtime,
@@ -412,7 +356,7 @@ impl<E: 'static> IntoFuture for Invoke<E> {
 
 /// The run's own task: start the first event, then wait for the end (polling the events
 /// themselves with [`Invoke::inline`]), the run's timeout, or a cancellation.
-async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, Error> {
+pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, Error> {
     let guard = CancelOnDrop(shared.clone());
     let began = Instant::now();
     {
@@ -529,6 +473,7 @@ enum Woken {
 /// outside that reach are checked when they are called.
 fn check_context(
     graph: &Graph,
+    bodies: &[Body],
     start: NodeId,
     context: Option<(TypeId, &'static str)>,
     mailbox: bool,
@@ -541,7 +486,7 @@ fn check_context(
     let mut stack = vec![start];
     while let Some(node) = stack.pop() {
         let info = graph.node(node);
-        for need in &info.needs {
+        for need in &bodies[node as usize].needs {
             if is_inbox(need) {
                 if !mailbox {
                     return Err(Error::NoInbox {
@@ -617,9 +562,10 @@ impl Signal {
 /// What every event of a run and its handle share.
 pub(crate) struct Shared {
     graph: Arc<Graph>,
+    bodies: Bodies,
     pub(crate) run_id: u64,
     span: tracing::Span,
-    runtime: tokio::runtime::Handle,
+    pub(crate) runtime: tokio::runtime::Handle,
     context: Option<AnyContext>,
     cap: usize,
     /// Run events inside the run's task ([`Invoke::inline`]).
@@ -687,7 +633,7 @@ impl Inner {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        crate::lock::lock(&self.inner)
+        crate::core::lock::lock(&self.inner)
     }
 
     fn emit(&self, inner: &Inner, node: NodeId, task_id: u64, kind: impl FnOnce() -> RunEventKind) {
@@ -795,10 +741,13 @@ impl Shared {
     /// The call of one event: its input, the context, and the inbox if it takes one.
     fn call(self: &Arc<Self>, key: usize, node: NodeId, input: EventInput) -> Call {
         let inbox = match &self.mailbox {
-            Some(_) if self.graph.node(node).needs.iter().any(is_inbox) => Some(InboxLink {
-                run: self.clone(),
-                key,
-                node,
+            Some(_) if self.bodies[node as usize].needs.iter().any(is_inbox) => Some(InboxLink {
+                host: self.clone(),
+                call: CallRef {
+                    key,
+                    node,
+                    task_id: input.task_id,
+                },
             }),
             _ => None,
         };
@@ -955,18 +904,19 @@ impl Shared {
 
     /// A call starts waiting for outside input: unless another `recv` of the same call
     /// already did, its slot goes to the next in line.
-    pub(crate) fn begin_wait(self: &Arc<Self>, link: &InboxLink, task_id: u64, key: &str) {
+    pub(crate) fn begin_wait(self: &Arc<Self>, call: CallRef, key: &str) {
+        let task_id = call.task_id;
         let mut guard = self.lock();
         let inner = &mut *guard;
         if inner.is_over() {
             return;
         }
-        let Some(task) = Self::task_mut(inner, link.key, task_id) else {
+        let Some(task) = Self::task_mut(inner, call.key, task_id) else {
             return; // an `Inbox` kept past the end of its call: no slot to give back
         };
         task.waits += 1;
         let release = !std::mem::replace(&mut task.released, true);
-        self.emit(inner, link.node, task_id, || RunEventKind::Waiting {
+        self.emit(inner, call.node, task_id, || RunEventKind::Waiting {
             key: key.to_string(),
         });
         if release {
@@ -986,8 +936,7 @@ impl Shared {
     /// [`Shared::resume`] is notified.
     pub(crate) fn try_resume(
         &self,
-        link: &InboxLink,
-        task_id: u64,
+        call: CallRef,
         waited: &mut bool,
         registered: &mut bool,
     ) -> bool {
@@ -998,7 +947,7 @@ impl Shared {
         }
         let cap = self.cap;
         let running = inner.running;
-        let Some(task) = Self::task_mut(inner, link.key, task_id) else {
+        let Some(task) = Self::task_mut(inner, call.key, call.task_id) else {
             if std::mem::take(registered) {
                 inner.resuming -= 1;
             }
@@ -1029,13 +978,7 @@ impl Shared {
     /// was the call's last wait, the call takes its slot back at once, even over the cap
     /// (briefly: the call is ending or goes on past the `recv`), so that its end balances
     /// the count.
-    pub(crate) fn abandon_wait(
-        &self,
-        link: &InboxLink,
-        task_id: u64,
-        waited: bool,
-        registered: bool,
-    ) {
+    pub(crate) fn abandon_wait(&self, call: CallRef, waited: bool, registered: bool) {
         let mut guard = self.lock();
         let inner = &mut *guard;
         if inner.is_over() {
@@ -1044,7 +987,7 @@ impl Shared {
         if registered {
             inner.resuming -= 1;
         }
-        let Some(task) = Self::task_mut(inner, link.key, task_id) else {
+        let Some(task) = Self::task_mut(inner, call.key, call.task_id) else {
             return;
         };
         if waited {
@@ -1129,8 +1072,9 @@ impl EventTask {
         }
         let call = shared.call(self.key, self.node, input);
         // Under `catch_unwind`: a closure may panic before its future exists.
-        let made = span
-            .in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| node.handler.call(call))));
+        let handler = &shared.bodies[self.node as usize].handler;
+        let made =
+            span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(call))));
         match made {
             Ok(body) => Step::Plain(AssertUnwindSafe(body).catch_unwind().instrument(span)),
             Err(panic) => Step::Panicked(panic),
@@ -1181,7 +1125,8 @@ async fn with_options(
     let mut attempt = 1;
     loop {
         let call = shared.call(key, node_id, input.clone());
-        let body = async { node.handler.call(call).await };
+        let handler = &shared.bodies[node_id as usize].handler;
+        let body = async { handler.call(call).await };
         let caught = AssertUnwindSafe(body).catch_unwind();
         let span = tracing::info_span!("attempt", attempt);
         let result = match options.timeout {

@@ -7,9 +7,19 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use crate::context::{Call, ContextNeed, EventParam, ParamError};
-use crate::event::Event;
-use crate::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
+use crate::body::param::{Call, ContextNeed, EventParam, ParamError};
+use crate::core::event::Event;
+use crate::core::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
+
+/// The body of one event of a built graph, and the parameters it needs checked before a
+/// run. A drive keeps one per event, indexed by the event's node id, beside its graph.
+pub(crate) struct Body {
+    pub(crate) handler: ErasedHandler,
+    pub(crate) needs: Box<[ContextNeed]>,
+}
+
+/// The bodies of a graph's events, indexed by node id.
+pub(crate) type Bodies = Arc<[Body]>;
 
 /// Why one call of an event body did not produce a flow.
 pub(crate) enum CallError {

@@ -1,15 +1,17 @@
 //! The graph of a drive, built once and indexed: for every event, the groups it is a member
 //! of, so that finishing an event costs its fan-out and not the size of the registry.
 
+pub(crate) mod diagram;
+pub(crate) mod marks;
+pub(crate) mod render;
+
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::context::ContextNeed;
-use crate::event::EventKey;
-use crate::handler::ErasedHandler;
-use crate::marks::MarksPool;
-use crate::options::EventOptions;
+use crate::core::event::EventKey;
+use crate::core::graph::marks::MarksPool;
+use crate::core::options::EventOptions;
 
 /// Index of an event in its graph.
 pub(crate) type NodeId = u32;
@@ -58,11 +60,10 @@ impl Retrigger {
     }
 }
 
-/// One event of a built graph.
+/// One event of a built graph. Its body lives beside the graph, in the runner's table of
+/// bodies indexed by [`NodeId`]: the graph is ids, groups and options only.
 pub(crate) struct Node {
     pub(crate) name: Arc<str>,
-    pub(crate) handler: ErasedHandler,
-    pub(crate) needs: Box<[ContextNeed]>,
     /// `None` for an event without timeout or retries (most events): a node stays small.
     pub(crate) options: Option<Box<EventOptions>>,
 }
@@ -93,7 +94,7 @@ pub(crate) struct Graph {
     pub(crate) static_index: HashMap<usize, NodeId>,
     /// Whether any event takes a parameter that is checked before a run (a context, an inbox).
     pub(crate) needs_anything: bool,
-    /// Index buffers kept for later runs (see [`crate::marks`]).
+    /// Index buffers kept for later runs (see [`crate::core::graph::marks`]).
     pub(crate) marks: MarksPool,
 }
 

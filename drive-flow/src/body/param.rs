@@ -1,67 +1,12 @@
-//! The run's shared context ([`Context`]) and the parameters an event may declare
-//! ([`EventParam`]).
+//! The parameters an event function may declare ([`EventParam`]): its input, the run's
+//! [`Context`], an [`Inbox`]; and the [`Call`] they are taken from.
 
 use std::any::{Any, TypeId};
-use std::fmt;
-use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::input::EventInput;
-
-/// The value given to [`Invoke::context`](crate::Invoke::context), shared by every event of
-/// the run. It dereferences to `T`; use interior mutability (`Mutex`, atomics) to change it.
-///
-/// The type is checked before the run starts: an event reachable from the start event that
-/// asks for `Context<T>` when the run was given another type (or none) fails the run with
-/// [`Error::Context`](crate::Error::Context) before any event runs.
-///
-/// ```
-/// use std::sync::Mutex;
-/// use drive_flow::prelude::*;
-///
-/// #[derive(Default)]
-/// struct Log(Mutex<Vec<String>>);
-///
-/// #[event]
-/// async fn greet(log: Context<Log>) {
-///     log.0.lock().unwrap().push("hello".into());
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), drive_flow::Error> {
-/// let log = std::sync::Arc::new(Log::default());
-/// Drive::new()?.invoke(greet).context_arc(log.clone()).await?;
-/// assert_eq!(*log.0.lock().unwrap(), ["hello"]);
-/// # Ok(())
-/// # }
-/// ```
-pub struct Context<T>(Arc<T>);
-
-impl<T> Context<T> {
-    /// The shared pointer to the context.
-    pub fn into_arc(self) -> Arc<T> {
-        self.0
-    }
-}
-
-impl<T> Clone for Context<T> {
-    fn clone(&self) -> Self {
-        Context(self.0.clone())
-    }
-}
-
-impl<T> Deref for Context<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for Context<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Context").field(&self.0).finish()
-    }
-}
+use crate::body::context::Context;
+use crate::body::inbox::{Inbox, InboxLink, INBOX_PARAM};
+use crate::core::input::EventInput;
 
 /// What one event call has access to. Generated code only.
 #[doc(hidden)]
@@ -69,7 +14,7 @@ pub struct Call {
     pub(crate) input: EventInput,
     pub(crate) context: Option<Arc<dyn Any + Send + Sync>>,
     /// The run's mailbox, for an event that takes an [`Inbox`](crate::Inbox) in a started run.
-    pub(crate) inbox: Option<crate::inbox::InboxLink>,
+    pub(crate) inbox: Option<InboxLink>,
 }
 
 /// A context type an event needs.
@@ -133,6 +78,30 @@ impl<T: Send + Sync + 'static> EventParam for Context<T> {
         Some(ContextNeed {
             type_id: TypeId::of::<T>(),
             type_name: std::any::type_name::<T>(),
+        })
+    }
+}
+
+/// Whether a need declared by a parameter is an inbox (not a context).
+pub(crate) fn is_inbox(need: &ContextNeed) -> bool {
+    need.type_id == TypeId::of::<Inbox>()
+}
+
+impl EventParam for Inbox {
+    fn from_call(call: &Call) -> Result<Self, ParamError> {
+        match &call.inbox {
+            Some(link) => Ok(Inbox { link: link.clone() }),
+            None => Err(ParamError {
+                expected: INBOX_PARAM,
+                given: false,
+            }),
+        }
+    }
+
+    fn context_need() -> Option<ContextNeed> {
+        Some(ContextNeed {
+            type_id: TypeId::of::<Inbox>(),
+            type_name: INBOX_PARAM,
         })
     }
 }

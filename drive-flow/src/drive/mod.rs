@@ -1,13 +1,18 @@
 //! [`Drive`]: a built graph, ready to run.
 
+pub(crate) mod builder;
+pub(crate) mod registry;
+
 use std::fmt;
 use std::sync::Arc;
 
-use crate::builder::DriveBuilder;
-use crate::error::Error;
-use crate::event::Event;
-use crate::graph::Graph;
-use crate::runner::Invoke;
+use crate::body::handler::Bodies;
+use crate::core::error::BuildError;
+use crate::core::error::Error;
+use crate::core::event::Event;
+use crate::core::graph::Graph;
+use crate::drive::builder::DriveBuilder;
+use crate::local::runner::Invoke;
 
 /// A workflow graph, built and checked once, run any number of times (also concurrently).
 ///
@@ -38,6 +43,7 @@ use crate::runner::Invoke;
 #[derive(Clone)]
 pub struct Drive {
     pub(crate) graph: Arc<Graph>,
+    pub(crate) bodies: Bodies,
 }
 
 impl Drive {
@@ -57,13 +63,9 @@ impl Drive {
         DriveBuilder::new()
     }
 
-    pub(crate) fn from_graph(graph: Arc<Graph>) -> Self {
-        Drive { graph }
-    }
-
     /// Start a run at `start`. Configure it with the returned [`Invoke`], then await it.
     pub fn invoke<E: Event>(&self, start: E) -> Invoke<E> {
-        Invoke::new(self.graph.clone(), start)
+        Invoke::new(self.graph.clone(), self.bodies.clone(), start)
     }
 
     /// The dependency tree of `event`: its groups, their members, recursively; an event
@@ -84,7 +86,7 @@ impl Drive {
     /// ```
     pub fn debug_string<E: Event>(&self, event: E) -> String {
         match self.graph.resolve(event.__key()) {
-            Some(node) => crate::render::tree(&self.graph, node),
+            Some(node) => crate::core::graph::render::tree(&self.graph, node),
             None => format!(
                 "{} (not an event of this drive)\n",
                 self.graph.describe(event.__key())
@@ -138,7 +140,7 @@ impl Drive {
     /// );
     /// ```
     pub fn to_mermaid(&self) -> String {
-        crate::diagram::mermaid_whole(&self.graph)
+        crate::core::graph::diagram::mermaid_whole(&self.graph)
     }
 
     /// The whole graph as a [Graphviz](https://graphviz.org) DOT digraph (render it with
@@ -168,7 +170,7 @@ impl Drive {
     /// );
     /// ```
     pub fn to_dot(&self) -> String {
-        crate::diagram::dot_whole(&self.graph)
+        crate::core::graph::diagram::dot_whole(&self.graph)
     }
 
     /// Like [`to_mermaid`](Self::to_mermaid), restricted to what a run started at `start`
@@ -196,8 +198,10 @@ impl Drive {
     /// ```
     pub fn to_mermaid_from<E: Event>(&self, start: E) -> String {
         match self.graph.resolve(start.__key()) {
-            Some(node) => crate::diagram::mermaid_from(&self.graph, node),
-            None => crate::diagram::mermaid_unknown(&self.graph.describe(start.__key())),
+            Some(node) => crate::core::graph::diagram::mermaid_from(&self.graph, node),
+            None => {
+                crate::core::graph::diagram::mermaid_unknown(&self.graph.describe(start.__key()))
+            }
         }
     }
 
@@ -221,8 +225,8 @@ impl Drive {
     /// ```
     pub fn to_dot_from<E: Event>(&self, start: E) -> String {
         match self.graph.resolve(start.__key()) {
-            Some(node) => crate::diagram::dot_from(&self.graph, node),
-            None => crate::diagram::dot_unknown(&self.graph.describe(start.__key())),
+            Some(node) => crate::core::graph::diagram::dot_from(&self.graph, node),
+            None => crate::core::graph::diagram::dot_unknown(&self.graph.describe(start.__key())),
         }
     }
 
@@ -234,6 +238,21 @@ impl Drive {
     /// Whether the graph holds no event.
     pub fn is_empty(&self) -> bool {
         self.graph.nodes.is_empty()
+    }
+}
+
+impl DriveBuilder {
+    /// Check and index the graph.
+    ///
+    /// # Errors
+    /// [`BuildError`] when two events share a name, when a group names an event that is not
+    /// in the graph, or when a group is empty.
+    pub fn build(self) -> Result<Drive, BuildError> {
+        let (graph, bodies) = self.into_parts()?;
+        Ok(Drive {
+            graph: Arc::new(graph),
+            bodies: bodies.into(),
+        })
     }
 }
 

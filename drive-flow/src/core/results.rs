@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dispatch::{EventRun, RunState};
-use crate::event::Event;
-use crate::graph::Graph;
-use crate::input::{Latest, OutcomeKind};
+use crate::core::dispatch::{EventRun, RunState};
+use crate::core::event::Event;
+use crate::core::graph::Graph;
+use crate::core::input::{Latest, OutcomeKind};
 
 /// The outcome of a run: for every event that ran, its latest outcome and how often it ran.
 ///

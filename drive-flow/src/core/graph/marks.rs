@@ -4,13 +4,13 @@
 //! cost what it touches, not the size of the graph: a 10-event run in a drive of 100 000
 //! events must not allocate and zero 100 000 entries. So the run's state is dense (one entry
 //! per event or group it touched, in the order it touched them, see
-//! [`RunState`](crate::dispatch::RunState)), and these buffers map a node or group id to its
+//! [`RunState`](crate::core::dispatch::RunState)), and these buffers map a node or group id to its
 //! entry (`0`: untouched). They are taken from the graph's pool when a run starts and given
 //! back, reset entry by entry (only the entries the run set), when it ends.
 
 use std::sync::Mutex;
 
-use crate::lock::lock;
+use crate::core::lock::lock;
 
 /// How many sets of buffers a graph keeps for later runs; more concurrent runs allocate
 /// their own and drop them at the end.

@@ -5,9 +5,9 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::event::Event;
-use crate::flow::AnyValue;
-use crate::graph::{Graph, GroupId, NodeId};
+use crate::core::event::Event;
+use crate::core::flow::AnyValue;
+use crate::core::graph::{Graph, GroupId, NodeId};
 
 /// Why an event is running.
 ///
@@ -178,8 +178,8 @@ impl EventInput {
         match (self.origin, &self.graph) {
             (Origin::Group(group), Some(graph)) => &graph.group(group).name,
             (Origin::Group(_), None) => "",
-            (Origin::Goto, _) => crate::graph::GOTO_GROUP,
-            (Origin::UserInput, _) => crate::graph::USER_INPUT_GROUP,
+            (Origin::Goto, _) => crate::core::graph::GOTO_GROUP,
+            (Origin::UserInput, _) => crate::core::graph::USER_INPUT_GROUP,
         }
     }
 

@@ -17,7 +17,7 @@
 
 use std::fmt::Write;
 
-use crate::graph::{Graph, GroupId, NodeId};
+use crate::core::graph::{Graph, GroupId, NodeId};
 
 /// What a picture shows.
 struct Scene {

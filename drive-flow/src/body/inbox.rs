@@ -2,16 +2,13 @@
 //! parameter and waits on it; the caller sends through the run's
 //! [`RunHandle`](crate::RunHandle).
 
-use std::any::{Any, TypeId};
-use std::collections::{HashMap, VecDeque};
+use std::any::Any;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tokio::sync::Notify;
+use futures::future::BoxFuture;
 
-use crate::context::{Call, ContextNeed, EventParam, ParamError};
-use crate::graph::NodeId;
-use crate::runner::Shared;
+use crate::core::graph::NodeId;
 
 /// What an event receives to wait for values sent from outside its run, such as a human's
 /// approval. Declare a parameter of this type; the caller sends with
@@ -54,17 +51,30 @@ use crate::runner::Shared;
 /// # }
 /// ```
 pub struct Inbox {
-    link: InboxLink,
-    task_id: u64,
+    pub(crate) link: InboxLink,
+}
+
+/// What a runner does for the [`Inbox`] of its calls: each runner (in-process, durable)
+/// implements it, so that the inbox needs nothing of any runner.
+pub(crate) trait InboxHost: Send + Sync + 'static {
+    /// Wait for the next value sent to the run under `key` for `call`, and take it.
+    fn recv(self: Arc<Self>, call: CallRef, key: String) -> BoxFuture<'static, Message>;
+}
+
+/// Which call of a run an [`Inbox`] belongs to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CallRef {
+    /// The call's task key in its run.
+    pub(crate) key: usize,
+    pub(crate) node: NodeId,
+    pub(crate) task_id: u64,
 }
 
 /// What a call needs to reach its run's mailbox.
 #[derive(Clone)]
 pub(crate) struct InboxLink {
-    pub(crate) run: Arc<Shared>,
-    /// The call's task key in the run.
-    pub(crate) key: usize,
-    pub(crate) node: NodeId,
+    pub(crate) host: Arc<dyn InboxHost>,
+    pub(crate) call: CallRef,
 }
 
 /// Why [`Inbox::recv`] gave no value.
@@ -123,26 +133,8 @@ impl Inbox {
     /// # }
     /// ```
     pub async fn recv<T: Send + 'static>(&self, key: &str) -> Result<T, InboxError> {
-        let run = &self.link.run;
-        let Some(mailbox) = run.mailbox.as_ref() else {
-            // Not reachable: a link exists only for runs with a mailbox.
-            return std::future::pending().await;
-        };
-        let notify = match mailbox.take(key) {
-            Ok(message) => return message.downcast(key),
-            Err(notify) => notify,
-        };
-        let mut waiting = Waiting::begin(&self.link, self.task_id, key);
-        let message = loop {
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Ok(message) = mailbox.take(key) {
-                break message;
-            }
-            notified.await;
-        };
-        waiting.resume().await;
+        let host = self.link.host.clone();
+        let message = host.recv(self.link.call, key.to_string()).await;
         message.downcast(key)
     }
 }
@@ -150,7 +142,7 @@ impl Inbox {
 impl fmt::Debug for Inbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Inbox")
-            .field("task_id", &self.task_id)
+            .field("task_id", &self.link.call.task_id)
             .finish()
     }
 }
@@ -158,106 +150,27 @@ impl fmt::Debug for Inbox {
 /// The `expected` of the [`ParamError`] of an `Inbox` in a run without a mailbox.
 pub(crate) const INBOX_PARAM: &str = "drive_flow::Inbox";
 
-/// Whether a need declared by a parameter is an inbox (not a context).
-pub(crate) fn is_inbox(need: &ContextNeed) -> bool {
-    need.type_id == TypeId::of::<Inbox>()
-}
-
-impl EventParam for Inbox {
-    fn from_call(call: &Call) -> Result<Self, ParamError> {
-        match &call.inbox {
-            Some(link) => Ok(Inbox {
-                link: link.clone(),
-                task_id: call.input.task_id,
-            }),
-            None => Err(ParamError {
-                expected: INBOX_PARAM,
-                given: false,
-            }),
-        }
-    }
-
-    fn context_need() -> Option<ContextNeed> {
-        Some(ContextNeed {
-            type_id: TypeId::of::<Inbox>(),
-            type_name: INBOX_PARAM,
-        })
-    }
-}
-
-/// One `recv` that waits for a value: while it (or another `recv` of the same call) waits,
-/// the call's concurrency slot is given back to the run, until
-/// [`resume`](Self::resume). Dropped before that, it settles the count with the run.
-struct Waiting<'a> {
-    link: &'a InboxLink,
-    task_id: u64,
-    /// Still counted among the call's waits.
-    waited: bool,
-    /// Counted among the calls waiting for a slot.
-    registered: bool,
-    done: bool,
-}
-
-impl<'a> Waiting<'a> {
-    fn begin(link: &'a InboxLink, task_id: u64, key: &str) -> Self {
-        link.run.begin_wait(link, task_id, key);
-        Waiting {
-            link,
-            task_id,
-            waited: true,
-            registered: false,
-            done: false,
-        }
-    }
-
-    /// Take the call's slot back (if it was the call's last wait), waiting for a free one.
-    async fn resume(&mut self) {
-        loop {
-            let notified = self.link.run.resume.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.link.run.try_resume(
-                self.link,
-                self.task_id,
-                &mut self.waited,
-                &mut self.registered,
-            ) {
-                self.done = true;
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.link
-                .run
-                .abandon_wait(self.link, self.task_id, self.waited, self.registered);
-        }
-    }
-}
-
-/// Values sent to a run, by key, until an event takes them.
-#[derive(Default)]
-pub(crate) struct Mailbox {
-    slots: Mutex<HashMap<String, Slot>>,
-}
-
-#[derive(Default)]
-struct Slot {
-    queue: VecDeque<Message>,
-    notify: Arc<Notify>,
-}
-
+/// A value sent to a run, its type erased.
 pub(crate) struct Message {
     value: Box<dyn Any + Send>,
     type_name: &'static str,
 }
 
 impl Message {
+    pub(crate) fn new<T: Send + 'static>(value: T) -> Self {
+        Message {
+            value: Box::new(value),
+            type_name: std::any::type_name::<T>(),
+        }
+    }
+
+    /// A value already boxed, with the name of its type (a durable runner decodes values
+    /// by the type name stored with them).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn from_box(value: Box<dyn Any + Send>, type_name: &'static str) -> Self {
+        Message { value, type_name }
+    }
+
     fn downcast<T: 'static>(self, key: &str) -> Result<T, InboxError> {
         match self.value.downcast::<T>() {
             Ok(value) => Ok(*value),
@@ -267,31 +180,5 @@ impl Message {
                 sent: self.type_name,
             }),
         }
-    }
-}
-
-impl Mailbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
-        crate::lock::lock(&self.slots)
-    }
-
-    pub(crate) fn send<T: Send + 'static>(&self, key: String, value: T) {
-        let mut slots = self.lock();
-        let slot = slots.entry(key).or_default();
-        slot.queue.push_back(Message {
-            value: Box::new(value),
-            type_name: std::any::type_name::<T>(),
-        });
-        slot.notify.notify_one();
-    }
-
-    /// The next value under `key`, or what to wait on for one.
-    fn take(&self, key: &str) -> Result<Message, Arc<Notify>> {
-        let mut slots = self.lock();
-        if let Some(slot) = slots.get_mut(key) {
-            return slot.queue.pop_front().ok_or_else(|| slot.notify.clone());
-        }
-        let slot = slots.entry(key.to_string()).or_default();
-        Err(slot.notify.clone())
     }
 }

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::event::{EventRef, Targets};
+use crate::core::event::{EventRef, Targets};
 
 /// A boxed error, as returned by a failing event.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

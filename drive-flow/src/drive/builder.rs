@@ -5,14 +5,13 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use crate::context::ContextNeed;
-use crate::drive::Drive;
-use crate::error::BuildError;
-use crate::event::{Event, EventKey, EventRef, Handle, StaticEvent};
-use crate::graph::{describe_key, resolve_key, Graph, GroupInfo, Node, NodeId, Retrigger};
-use crate::handler::{ErasedHandler, Handler};
-use crate::marks::MarksPool;
-use crate::options::EventOptions;
+use crate::body::handler::{Body, ErasedHandler, Handler};
+use crate::body::param::ContextNeed;
+use crate::core::error::BuildError;
+use crate::core::event::{Event, EventKey, EventRef, Handle, StaticEvent};
+use crate::core::graph::marks::MarksPool;
+use crate::core::graph::{describe_key, resolve_key, Graph, GroupInfo, Node, NodeId, Retrigger};
+use crate::core::options::EventOptions;
 
 /// A group of events that an event listens to: it runs once every member has a result.
 ///
@@ -76,9 +75,9 @@ struct NodeSpec {
     options: Option<Box<EventOptions>>,
 }
 
-/// Builds a [`Drive`] from closures and groups, without macros: for generated graphs,
+/// Builds a [`Drive`](crate::Drive) from closures and groups, without macros: for generated graphs,
 /// tests and plugins. Events defined with `#[event]`/`#[listen]` join with
-/// [`add_registered`](Self::add_registered); [`Drive::new`] is exactly
+/// [`add_registered`](Self::add_registered); [`Drive::new`](crate::Drive::new) is exactly
 /// `DriveBuilder::new().add_registered().build()`.
 ///
 /// Events may be added in any order and groups may form cycles; everything is checked by
@@ -110,7 +109,7 @@ pub struct DriveBuilder {
     nodes: Vec<NodeSpec>,
     groups: Vec<(EventRef, Group)>,
     options: Vec<(EventRef, EventOptions)>,
-    registered_added: bool,
+    pub(crate) registered_added: bool,
 }
 
 impl Default for DriveBuilder {
@@ -130,18 +129,6 @@ impl DriveBuilder {
             options: Vec::new(),
             registered_added: false,
         }
-    }
-
-    /// Add every event of the binary made with `#[event]`/`#[listen]`, with their groups,
-    /// in the order of their ids. Calling it twice adds them once.
-    pub fn add_registered(&mut self) -> &mut Self {
-        if !self.registered_added {
-            self.registered_added = true;
-            for registration in crate::registry::registrations() {
-                (registration.register)(self);
-            }
-        }
-        self
     }
 
     /// Add an event made of an async closure, and return its typed handle.
@@ -207,12 +194,13 @@ impl DriveBuilder {
     /// # Errors
     /// [`BuildError`] when two events share a name, when a group names an event that is not
     /// in the graph, or when a group is empty.
-    pub fn build(self) -> Result<Drive, BuildError> {
-        let graph = self.into_graph()?;
-        Ok(Drive::from_graph(Arc::new(graph)))
+    #[cfg(test)]
+    pub(crate) fn into_graph(self) -> Result<Graph, BuildError> {
+        self.into_parts().map(|(graph, _)| graph)
     }
 
-    pub(crate) fn into_graph(self) -> Result<Graph, BuildError> {
+    /// The checked, indexed graph, and the body of each of its events.
+    pub(crate) fn into_parts(self) -> Result<(Graph, Vec<Body>), BuildError> {
         let DriveBuilder {
             tag,
             nodes: mut specs,
@@ -383,14 +371,19 @@ impl DriveBuilder {
 
         // Into a buffer of its own: collecting would reuse the larger one of the specs.
         let mut nodes: Vec<Node> = Vec::with_capacity(count);
-        nodes.extend(specs.into_iter().map(|spec| Node {
-            name: spec.name,
-            handler: spec.handler,
-            needs: spec.needs,
-            options: spec.options,
-        }));
-        let needs_anything = nodes.iter().any(|node: &Node| !node.needs.is_empty());
-        Ok(Graph {
+        let mut bodies: Vec<Body> = Vec::with_capacity(count);
+        for spec in specs {
+            nodes.push(Node {
+                name: spec.name,
+                options: spec.options,
+            });
+            bodies.push(Body {
+                handler: spec.handler,
+                needs: spec.needs,
+            });
+        }
+        let needs_anything = bodies.iter().any(|body| !body.needs.is_empty());
+        let graph = Graph {
             tag,
             nodes,
             groups,
@@ -401,7 +394,8 @@ impl DriveBuilder {
             static_index,
             needs_anything,
             marks: MarksPool::default(),
-        })
+        };
+        Ok((graph, bodies))
     }
 }
 

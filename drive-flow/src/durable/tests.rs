@@ -1,0 +1,199 @@
+//! The queue mechanics against a real server (`DRIVE_FLOW_TEST_DATABASE_URL`, else a local
+//! one): claims, leases, fencing, retries with a backoff.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::drive::DurableDrive;
+use super::queue::Claimed;
+use super::store::{PgOptions, PgStore};
+use super::worker::WorkerShared;
+use crate::core::flow::{erase_value, Flow};
+use crate::{DriveBuilder, Group};
+
+fn url() -> String {
+    std::env::var("DRIVE_FLOW_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| String::from("postgres://postgres@127.0.0.1:5432/test"))
+}
+
+/// A migrated schema of its own, dropped at the end.
+struct Db {
+    store: PgStore,
+    schema: String,
+}
+
+impl Db {
+    async fn new(tag: &str) -> Db {
+        let schema = format!("df_unit_{}_{tag}", std::process::id());
+        let store = PgStore::connect_with(&url(), PgOptions::default().schema(schema.clone()))
+            .await
+            .expect("the test database");
+        store.migrate().await.expect("migrate");
+        Db { store, schema }
+    }
+
+    async fn drop_schema(self) {
+        sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema))
+            .execute(self.store.pool())
+            .await
+            .expect("drop schema");
+    }
+}
+
+/// A two-event chain a -> b, durable.
+fn chain(store: &PgStore) -> (DurableDrive, crate::Handle<u32>, crate::Handle<u32>) {
+    let mut builder = DriveBuilder::new();
+    let a = builder.event("a", || async { Flow::from(1u32) });
+    let b = builder.event("b", || async { Flow::from(2u32) });
+    builder.listen(b, Group::new([a]));
+    builder.serde(a).serde(b);
+    let drive = builder.build().expect("graph");
+    (drive.durable(store).expect("codecs"), a, b)
+}
+
+fn shared(drive: &DurableDrive, name: &str) -> WorkerShared {
+    WorkerShared {
+        drive: drive.clone(),
+        context: None,
+        lease: Duration::from_secs(5),
+        name: name.to_string(),
+    }
+}
+
+async fn claim(drive: &DurableDrive, worker: &str, lease: Duration) -> Vec<Claimed> {
+    drive
+        .store
+        .claim(worker, &drive.index.known, 10, lease)
+        .await
+        .expect("claim")
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_the_late_commit_is_refused() {
+    let db = Db::new("fence").await;
+    let (drive, a, _) = chain(&db.store);
+    let run = drive.invoke(a).submit().await.unwrap();
+    let lease = Duration::from_millis(300);
+
+    let first = claim(&drive, "A", lease).await;
+    assert_eq!(first.len(), 1);
+    let first = first.into_iter().next().unwrap();
+    assert_eq!((first.run, first.task_id, first.attempt), (run, 1, 1));
+    assert!(
+        claim(&drive, "B", lease).await.is_empty(),
+        "the lease holds"
+    );
+    assert!(drive.store.renew(&first, lease).await.unwrap());
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = claim(&drive, "B", lease).await;
+    assert_eq!(second.len(), 1, "the expired lease is claimable");
+    let second = second.into_iter().next().unwrap();
+    assert_eq!((second.id, second.attempt), (first.id, 2));
+
+    // Every write of the first claim is refused now.
+    assert!(!drive.store.renew(&first, lease).await.unwrap());
+    let node = drive.index.node("a").unwrap();
+    let flow = Flow::Value(erase_value(1u32));
+    let late = super::complete::complete(&shared(&drive, "A"), &first, node, &flow).await;
+    assert!(!late.unwrap(), "a late commit is refused");
+    assert!(!drive
+        .store
+        .retry(&first, Duration::ZERO, "x", "A")
+        .await
+        .unwrap());
+    assert!(!drive.store.park(&first, "k", "A").await.unwrap());
+    assert!(!drive.store.release(&first).await.unwrap());
+
+    // The current claim commits once.
+    let done = super::complete::complete(&shared(&drive, "B"), &second, node, &flow).await;
+    assert!(done.unwrap());
+    let again = super::complete::complete(&shared(&drive, "B"), &second, node, &flow).await;
+    assert!(!again.unwrap(), "a completion is applied once");
+    let history = drive.history(run).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (
+            history[0].worker.as_deref(),
+            history[0].attempt,
+            &history[0].value
+        ),
+        (Some("B"), 2, &Some(json!(1)))
+    );
+    // What it triggered is ready: b, with a's value.
+    let next = claim(&drive, "B", lease).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].event, "b");
+    assert_eq!(next[0].task_id, 2);
+    assert_eq!(
+        next[0].input["entries"],
+        json!([{"event": "a", "kind": "value", "value": 1}])
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_retry_waits_for_its_backoff_and_a_released_task_is_ready_at_once() {
+    let db = Db::new("retry").await;
+    let (drive, a, _) = chain(&db.store);
+    drive.invoke(a).submit().await.unwrap();
+    let lease = Duration::from_secs(5);
+    let task = claim(&drive, "A", lease).await.remove(0);
+    assert!(drive
+        .store
+        .retry(&task, Duration::from_millis(400), "boom", "A")
+        .await
+        .unwrap());
+    assert!(
+        claim(&drive, "A", lease).await.is_empty(),
+        "not before its backoff"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let task = claim(&drive, "A", lease).await.remove(0);
+    assert_eq!((task.attempt, task.failures), (2, 1));
+    assert!(drive.store.release(&task).await.unwrap());
+    let task = claim(&drive, "B", lease).await.remove(0);
+    assert_eq!((task.attempt, task.failures), (3, 1));
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_claim_takes_only_known_events_and_at_most_n() {
+    let db = Db::new("known").await;
+    let (drive, a, _) = chain(&db.store);
+    for _ in 0..5 {
+        drive.invoke(a).submit().await.unwrap();
+    }
+    let lease = Duration::from_secs(5);
+    let none = drive
+        .store
+        .claim("X", &[String::from("b")], 10, lease)
+        .await
+        .unwrap();
+    assert!(
+        none.is_empty(),
+        "a worker that knows only b leaves a to others"
+    );
+    let some = drive
+        .store
+        .claim("X", &drive.index.known, 3, lease)
+        .await
+        .unwrap();
+    assert_eq!(some.len(), 3);
+    let rest = drive
+        .store
+        .claim("Y", &drive.index.known, 10, lease)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.len(),
+        2,
+        "SKIP LOCKED: the others, never the same twice"
+    );
+    let mut ids: Vec<i64> = some.iter().chain(&rest).map(|t| t.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 5);
+    db.drop_schema().await;
+}
