@@ -8,8 +8,8 @@
 //! ```
 //!
 //! Workloads: a *chain* (each event triggers the next: every hop is one event finishing and
-//! the next one starting) and a *fan-out* (one event triggers n − 1 events that all join at
-//! the end), each of 100 and 10 000 events, executed by 1, 2 and 4 worker processes (this
+//! the next one starting) and a *fan-out* (one event triggers n − 1 events; the run ends
+//! when all have run), each of 100 and 10 000 events, executed by 1, 2 and 4 worker processes (this
 //! binary, started again with `--worker SYSTEM`, each with `--concurrency` tasks).
 //!
 //! The baseline is one plain queue table. A worker claims one row with
@@ -19,6 +19,11 @@
 //! lock is its lease: a worker that dies drops its connection, its transaction rolls back
 //! and the row is claimable again, so every completion is applied exactly once and every
 //! body runs at least once, the guarantee drive-flow's durable runs give.
+//!
+//! drive-flow runs the same graphs, built with `DriveBuilder` (events `chain<n>_<i>` and
+//! `fan<n>_<i>`, the same in every process), with `drive.worker(&store)` in each worker
+//! process and `drive.durable(&store)` submitting; its run ends are read by polling the
+//! run's status every millisecond, as the baseline polls its run row.
 //!
 //! Figures: events per second from the submission of a run to its end as the submitting
 //! process sees it, and per hop (chain only) the time from one body returning to the next
@@ -87,23 +92,26 @@ impl Workload {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum System {
     Baseline,
+    DriveFlow,
 }
 
 impl System {
     fn name(self) -> &'static str {
         match self {
             System::Baseline => "baseline",
+            System::DriveFlow => "drive-flow",
         }
     }
     fn parse(name: &str) -> Option<System> {
         match name {
             "baseline" => Some(System::Baseline),
+            "drive-flow" => Some(System::DriveFlow),
             _ => None,
         }
     }
 }
 
-const SYSTEMS: [System; 1] = [System::Baseline];
+const SYSTEMS: [System; 2] = [System::Baseline, System::DriveFlow];
 
 struct Config {
     url: String,
@@ -135,8 +143,16 @@ fn main() -> Result<(), BoxError> {
     if let Some(system) = arg_value(&args, "--worker") {
         let schema = arg_value(&args, "--schema").ok_or("--worker needs --schema")?;
         let concurrency: usize = arg_value(&args, "--concurrency").unwrap_or("4").parse()?;
+        let sizes: Vec<i64> = arg_value(&args, "--sizes")
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|n| n.parse().ok())
+            .collect();
         return match System::parse(system) {
             Some(System::Baseline) => rt.block_on(baseline::worker(&url, schema, concurrency)),
+            Some(System::DriveFlow) => {
+                rt.block_on(durable::worker(&url, schema, concurrency, &sizes))
+            }
             None => Err(format!("unknown system `{system}`").into()),
         };
     }
@@ -202,7 +218,12 @@ async fn bench(config: Config, smoke: bool) -> Result<(), BoxError> {
         .await?;
     let result = cells(&config, &schema).await;
     admin
-        .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+        .execute(
+            format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP SCHEMA IF EXISTS {schema}_df CASCADE"
+            )
+            .as_str(),
+        )
         .await?;
     let cells = result?;
     print_table(&cells, &config);
@@ -213,8 +234,10 @@ async fn bench(config: Config, smoke: bool) -> Result<(), BoxError> {
 async fn cells(config: &Config, schema: &str) -> Result<Vec<Cell>, BoxError> {
     let mut cells = Vec::new();
     for &system in &config.systems {
+        let mut flow = None;
         match system {
             System::Baseline => baseline::create(&config.url, schema).await?,
+            System::DriveFlow => flow = Some(durable::Submitter::new(config, schema).await?),
         }
         let pool = pool(&config.url, schema, 2).await?;
         for &workers in &config.workers {
@@ -225,11 +248,12 @@ async fn cells(config: &Config, schema: &str) -> Result<Vec<Cell>, BoxError> {
                     let begin = Instant::now();
                     let mut ids = Vec::new();
                     for _ in 0..runs {
-                        let run = match system {
-                            System::Baseline => baseline::submit(&pool, workload, n).await?,
-                        };
-                        let result = match system {
-                            System::Baseline => baseline::wait(&pool, run).await?,
+                        let (run, result) = match &mut flow {
+                            None => {
+                                let run = baseline::submit(&pool, workload, n).await?;
+                                (run, baseline::wait(&pool, run).await?)
+                            }
+                            Some(flow) => flow.run(workload, n).await?,
                         };
                         if result != workload.expected(n) {
                             return Err(format!(
@@ -379,8 +403,10 @@ impl Fleet {
             cells: Vec::new(),
         };
         for _ in 0..workers {
+            let sizes: Vec<String> = config.sizes.iter().map(i64::to_string).collect();
             let mut child = Command::new(&exe)
                 .args(["--worker", system.name(), "--schema", schema])
+                .args(["--sizes", &sizes.join(",")])
                 .args(["--concurrency", &config.concurrency.to_string()])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -670,5 +696,204 @@ mod baseline {
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+}
+
+/// drive-flow's durable runs of the same workloads: a drive built with `DriveBuilder`, the
+/// same in the submitting process and in every worker process (events are named
+/// `chain<n>_<i>`, `fan<n>_<i>`), in the schema `<schema>_df`.
+mod durable {
+    use super::*;
+    use drive_flow::durable::{DurableDrive, PgOptions, PgStore};
+    use drive_flow::prelude::*;
+    use drive_flow::{DriveBuilder, Group, Handle};
+
+    /// Every value is `(tag, value)`: the tag (the run's input) tells a body its run.
+    type Tagged = (i64, i64);
+
+    /// The bodies' timings in a worker process, printed when it stops.
+    static TIMINGS: Mutex<Vec<Timing>> = Mutex::new(Vec::new());
+
+    fn record(tag: i64, step: i64, start: u128) {
+        let end = now_ns();
+        if let Ok(mut all) = TIMINGS.lock() {
+            all.push(Timing {
+                run: tag,
+                step,
+                start,
+                end,
+            });
+        }
+    }
+
+    struct Graphs {
+        drive: Drive,
+        /// Per size: the chain's events in order.
+        chains: Vec<(i64, Vec<Handle<Tagged>>)>,
+        /// Per size: the fan-out's start and its n − 1 leaves.
+        fans: Vec<(i64, Handle<Tagged>, Vec<Handle<Tagged>>)>,
+    }
+
+    fn graphs(sizes: &[i64]) -> Result<Graphs, BoxError> {
+        let mut builder = DriveBuilder::new();
+        let mut chains = Vec::new();
+        let mut fans = Vec::new();
+        for &n in sizes {
+            // The chain: step 0 reads the run's tag; step i adds one to step i − 1.
+            let first = builder.event(format!("chain{n}_0"), |input: EventInput| async move {
+                let start = now_ns();
+                let tag = input.user::<i64>().copied().unwrap_or(0);
+                record(tag, 0, start);
+                Flow::from((tag, 1))
+            });
+            builder.serde(first);
+            let mut chain = vec![first];
+            for i in 1..n {
+                let prev = chain[chain.len() - 1];
+                let next = builder.event(
+                    format!("chain{n}_{i}"),
+                    move |input: EventInput| async move {
+                        let start = now_ns();
+                        let (tag, v) = input.get(prev).copied().unwrap_or((0, 0));
+                        record(tag, i, start);
+                        Flow::from((tag, v + 1))
+                    },
+                );
+                builder.serde(next);
+                builder.listen(next, Group::new([prev]));
+                chain.push(next);
+            }
+            chains.push((n, chain));
+            // The fan-out: a start, n − 1 leaves listening to it; leaf i outputs i.
+            let root = builder.event(format!("fan{n}_0"), |input: EventInput| async move {
+                let start = now_ns();
+                let tag = input.user::<i64>().copied().unwrap_or(0);
+                record(tag, 0, start);
+                Flow::from((tag, 0))
+            });
+            builder.serde(root);
+            let mut leaves = Vec::new();
+            for i in 1..n {
+                let leaf =
+                    builder.event(format!("fan{n}_{i}"), move |input: EventInput| async move {
+                        let start = now_ns();
+                        let (tag, _) = input.get(root).copied().unwrap_or((0, 0));
+                        record(tag, i, start);
+                        Flow::from((tag, i))
+                    });
+                builder.serde(leaf);
+                builder.listen(leaf, Group::new([root]));
+                leaves.push(leaf);
+            }
+            fans.push((n, root, leaves));
+        }
+        Ok(Graphs {
+            drive: builder.build()?,
+            chains,
+            fans,
+        })
+    }
+
+    async fn store(url: &str, schema: &str, connections: u32) -> Result<PgStore, BoxError> {
+        let options = PgOptions::default()
+            .schema(format!("{schema}_df"))
+            .max_connections(connections);
+        Ok(PgStore::connect_with(url, options).await?)
+    }
+
+    pub async fn worker(
+        url: &str,
+        schema: &str,
+        concurrency: usize,
+        sizes: &[i64],
+    ) -> Result<(), BoxError> {
+        let graphs = graphs(sizes)?;
+        let store = store(url, schema, concurrency as u32 + 2).await?;
+        let stop = stop_on_stdin_close();
+        let worker = graphs
+            .drive
+            .worker(&store)
+            .concurrency(concurrency)
+            .value_type::<i64>()
+            .name(format!("bench-{}", std::process::id()));
+        println!("ready");
+        worker
+            .run_until(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await?;
+        report(&TIMINGS)
+    }
+
+    /// The submitting side: submits one run, polls its status every millisecond (as the
+    /// baseline polls its run row) until it ends, then reads its results.
+    pub struct Submitter {
+        graphs: Graphs,
+        client: DurableDrive,
+        next_tag: i64,
+    }
+
+    impl Submitter {
+        pub async fn new(config: &Config, schema: &str) -> Result<Submitter, BoxError> {
+            let graphs = graphs(&config.sizes)?;
+            let store = store(&config.url, schema, 4).await?;
+            store.migrate().await?;
+            let client = graphs.drive.durable(&store)?;
+            Ok(Submitter {
+                graphs,
+                client,
+                next_tag: 1,
+            })
+        }
+
+        /// One run of `workload` at size `n`: its tag and its result (the chain's last
+        /// value, or the sum of the fan-out's leaves).
+        pub async fn run(&mut self, workload: Workload, n: i64) -> Result<(i64, i64), BoxError> {
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            let chain = self
+                .graphs
+                .chains
+                .iter()
+                .find(|c| c.0 == n)
+                .ok_or("no such size")?;
+            let fan = self
+                .graphs
+                .fans
+                .iter()
+                .find(|f| f.0 == n)
+                .ok_or("no such size")?;
+            let run = match workload {
+                Workload::Chain => self.client.invoke(chain.1[0]).input(tag).submit().await?,
+                Workload::FanOut => self.client.invoke(fan.1).input(tag).submit().await?,
+            };
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !self.client.status(run).await?.state.is_finished() {
+                if Instant::now() > deadline {
+                    return Err(format!("drive-flow run {run} did not finish in 600 s").into());
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let results = self.client.wait(run).await?;
+            let value = |e: Handle<Tagged>| -> Result<i64, BoxError> {
+                match results.get(e) {
+                    Some(&(t, v)) if t == tag => Ok(v),
+                    other => Err(format!("run {run}: {other:?} for tag {tag}").into()),
+                }
+            };
+            let result = match workload {
+                Workload::Chain => value(chain.1[chain.1.len() - 1])?,
+                Workload::FanOut => {
+                    let mut sum = 0;
+                    for &leaf in &fan.2 {
+                        sum += value(leaf)?;
+                    }
+                    sum
+                }
+            };
+            Ok((tag, result))
+        }
     }
 }
