@@ -9,7 +9,7 @@
 //! nothing doubled); every body ran at least once, and a body ran more than once only when
 //! a worker died (or froze) while running it.
 //!
-//! `DRIVE_FLOW_FAULT_ROUNDS=N` runs more rounds of the random kills (default 3);
+//! `DRIVE_FLOW_FAULT_ROUNDS=N` runs more rounds of the random kills (default 5);
 //! `DRIVE_FLOW_FAULT_SEED=S` replays the kill points of a failed round (each test prints
 //! its seed).
 
@@ -38,12 +38,12 @@ fn worker_process() {
 
 /// Three worker processes, four runs; one to three workers killed with SIGKILL at random
 /// points, each while a body runs on it if one does, and replaced by a new process.
-/// Repeated `DRIVE_FLOW_FAULT_ROUNDS` times (3 by default).
+/// Repeated `DRIVE_FLOW_FAULT_ROUNDS` times (5 by default).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_in_the_middle_of_events_with_several_workers() {
     let mut rng = Rng::from_env("sigkill_in_the_middle_of_events_with_several_workers");
     let mut repeats = 0;
-    for round in 0..fault_support::rounds("DRIVE_FLOW_FAULT_ROUNDS", 3) {
+    for round in 0..fault_support::rounds("DRIVE_FLOW_FAULT_ROUNDS", 5) {
         let db = TestDb::migrated().await;
         let mut fleet = fleet(&db, 4, 20);
         for _ in 0..3 {

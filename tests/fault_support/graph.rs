@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use drive_flow::durable::{DurableDrive, PgOptions, PgStore, RunId};
+use drive_flow::durable::{DurableDrive, DurableError, PgOptions, PgStore, RunId, RunState};
 use drive_flow::prelude::*;
 use drive_flow::Event;
 
@@ -254,6 +254,17 @@ impl Runs {
             }
             let once: BTreeMap<&str, usize> = EVENTS.iter().map(|&e| (e, 1)).collect();
             assert_eq!(completed, once, "run {run}: {history:#?}");
+            // Its counters: nine event runs, nothing left open; it takes no more input.
+            let status = self.client.status(run).await.unwrap();
+            assert_eq!(
+                (status.state, status.steps, status.open_tasks),
+                (RunState::Succeeded, EVENTS.len() as i64, 0),
+                "run {run}"
+            );
+            assert!(matches!(
+                self.client.send(run, "late", &1u64).await,
+                Err(DurableError::RunFinished(r)) if r == run
+            ));
         }
     }
 }
