@@ -121,6 +121,7 @@ struct Config {
     /// Runs of each cell: small runs are repeated so that a cell lasts long enough to read.
     repeat: fn(i64) -> usize,
     systems: Vec<System>,
+    started: Instant,
 }
 
 fn arg_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -169,6 +170,7 @@ fn main() -> Result<(), BoxError> {
             concurrency: 2,
             repeat: |_| 2,
             systems,
+            started: Instant::now(),
         }
     } else {
         Config {
@@ -178,8 +180,19 @@ fn main() -> Result<(), BoxError> {
             concurrency: 4,
             repeat: |n| if n <= 100 { 20 } else { 1 },
             systems,
+            started: Instant::now(),
         }
     };
+    let list = |name: &str| -> Option<Vec<i64>> {
+        arg_value(&args, name).map(|list| list.split(',').filter_map(|n| n.parse().ok()).collect())
+    };
+    let mut config = config;
+    if let Some(sizes) = list("--sizes") {
+        config.sizes = sizes;
+    }
+    if let Some(workers) = list("--workers") {
+        config.workers = workers.into_iter().map(|n| n as usize).collect();
+    }
     rt.block_on(bench(config, smoke))
 }
 
@@ -241,9 +254,11 @@ async fn cells(config: &Config, schema: &str) -> Result<Vec<Cell>, BoxError> {
         }
         let pool = pool(&config.url, schema, 2).await?;
         for &workers in &config.workers {
-            let mut fleet = Fleet::start(system, workers, config, schema)?;
-            for workload in [Workload::Chain, Workload::FanOut] {
-                for &n in &config.sizes {
+            for &n in &config.sizes {
+                // Worker processes that know the graphs of this size only (in a drive of
+                // its own, as an application would have), started before the clock.
+                let mut fleet = Fleet::start(system, workers, config, schema, n)?;
+                for workload in [Workload::Chain, Workload::FanOut] {
                     let runs = (config.repeat)(n);
                     let begin = Instant::now();
                     let mut ids = Vec::new();
@@ -278,17 +293,22 @@ async fn cells(config: &Config, schema: &str) -> Result<Vec<Cell>, BoxError> {
                     });
                     fleet.mark(cells.len() - 1, ids);
                 }
-            }
-            let timings = fleet.stop()?;
-            for (index, ids) in fleet.cells {
-                let cell = &mut cells[index];
-                if cell.workload != Workload::Chain {
-                    continue;
+                let timings = fleet.stop()?;
+                for (index, ids) in std::mem::take(&mut fleet.cells) {
+                    let cell = &mut cells[index];
+                    if cell.workload != Workload::Chain {
+                        continue;
+                    }
+                    let mut hops = hops(&timings, &ids, cell.n)?;
+                    hops.sort_by(f64::total_cmp);
+                    cell.hop_p50_us = percentile(&hops, 0.50);
+                    cell.hop_p99_us = percentile(&hops, 0.99);
                 }
-                let mut hops = hops(&timings, &ids, cell.n)?;
-                hops.sort_by(f64::total_cmp);
-                cell.hop_p50_us = percentile(&hops, 0.50);
-                cell.hop_p99_us = percentile(&hops, 0.99);
+                eprintln!(
+                    "{} with {workers} worker(s), {n} events: done at {:.0} s",
+                    system.name(),
+                    config.started.elapsed().as_secs_f64()
+                );
             }
         }
     }
@@ -393,6 +413,7 @@ impl Fleet {
         workers: usize,
         config: &Config,
         schema: &str,
+        size: i64,
     ) -> Result<Fleet, BoxError> {
         let exe = std::env::current_exe()?;
         let (tx, lines) = mpsc::channel();
@@ -403,10 +424,9 @@ impl Fleet {
             cells: Vec::new(),
         };
         for _ in 0..workers {
-            let sizes: Vec<String> = config.sizes.iter().map(i64::to_string).collect();
             let mut child = Command::new(&exe)
                 .args(["--worker", system.name(), "--schema", schema])
-                .args(["--sizes", &sizes.join(",")])
+                .args(["--sizes", &size.to_string()])
                 .args(["--concurrency", &config.concurrency.to_string()])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
