@@ -122,6 +122,8 @@ struct Config {
     repeat: fn(i64) -> usize,
     systems: Vec<System>,
     started: Instant,
+    /// How long one run may take before it is cancelled and the cell marked over budget.
+    budget: Duration,
 }
 
 fn arg_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -171,6 +173,7 @@ fn main() -> Result<(), BoxError> {
             repeat: |_| 2,
             systems,
             started: Instant::now(),
+            budget: Duration::from_secs(120),
         }
     } else {
         Config {
@@ -181,6 +184,7 @@ fn main() -> Result<(), BoxError> {
             repeat: |n| if n <= 100 { 20 } else { 1 },
             systems,
             started: Instant::now(),
+            budget: Duration::from_secs(120),
         }
     };
     let list = |name: &str| -> Option<Vec<i64>> {
@@ -189,6 +193,9 @@ fn main() -> Result<(), BoxError> {
     let mut config = config;
     if let Some(sizes) = list("--sizes") {
         config.sizes = sizes;
+    }
+    if let Some(seconds) = list("--budget").and_then(|b| b.first().copied()) {
+        config.budget = Duration::from_secs(seconds.max(1) as u64);
     }
     if let Some(workers) = list("--workers") {
         config.workers = workers.into_iter().map(|n| n as usize).collect();
@@ -204,6 +211,9 @@ struct Cell {
     events_per_s: f64,
     hop_p50_us: Option<f64>,
     hop_p99_us: Option<f64>,
+    /// The run went over its budget and was cancelled: `events_per_s` counts the events it
+    /// completed within the budget.
+    over_budget: bool,
 }
 
 async fn bench(config: Config, smoke: bool) -> Result<(), BoxError> {
@@ -262,13 +272,20 @@ async fn cells(config: &Config, schema: &str) -> Result<Vec<Cell>, BoxError> {
                     let runs = (config.repeat)(n);
                     let begin = Instant::now();
                     let mut ids = Vec::new();
+                    let mut over_budget = None;
                     for _ in 0..runs {
                         let (run, result) = match &mut flow {
                             None => {
                                 let run = baseline::submit(&pool, workload, n).await?;
                                 (run, baseline::wait(&pool, run).await?)
                             }
-                            Some(flow) => flow.run(workload, n).await?,
+                            Some(flow) => match flow.run(workload, n, config.budget).await? {
+                                durable::Outcome::Done(run, result) => (run, result),
+                                durable::Outcome::OverBudget(completed) => {
+                                    over_budget = Some(completed);
+                                    break;
+                                }
+                            },
                         };
                         if result != workload.expected(n) {
                             return Err(format!(
@@ -282,21 +299,33 @@ async fn cells(config: &Config, schema: &str) -> Result<Vec<Cell>, BoxError> {
                         ids.push(run);
                     }
                     let elapsed = begin.elapsed().as_secs_f64();
+                    let events = match over_budget {
+                        Some(completed) => ids.len() as f64 * n as f64 + completed as f64,
+                        None => n as f64 * runs as f64,
+                    };
                     cells.push(Cell {
                         system,
                         workload,
                         n,
                         workers,
-                        events_per_s: (n as f64 * runs as f64) / elapsed,
+                        events_per_s: events / elapsed,
                         hop_p50_us: None,
                         hop_p99_us: None,
+                        over_budget: over_budget.is_some(),
                     });
+                    eprintln!("{}", row(&cells[cells.len() - 1]));
+                    if over_budget.is_some() {
+                        ids.clear(); // no hops of a cancelled chain
+                    }
                     fleet.mark(cells.len() - 1, ids);
                 }
                 let timings = fleet.stop()?;
                 for (index, ids) in std::mem::take(&mut fleet.cells) {
                     let cell = &mut cells[index];
                     if cell.workload != Workload::Chain {
+                        continue;
+                    }
+                    if ids.is_empty() {
                         continue;
                     }
                     let mut hops = hops(&timings, &ids, cell.n)?;
@@ -345,22 +374,38 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[index])
 }
 
+/// One line of the table.
+fn row(c: &Cell) -> String {
+    let us = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+    format!(
+        "{:<10} {:<8} {:>6} {:>7} {:>10} {:>11} {:>11}",
+        c.system.name(),
+        c.workload.name(),
+        c.n,
+        c.workers,
+        format!(
+            "{:.0}{}",
+            c.events_per_s,
+            if c.over_budget { "!" } else { "" }
+        ),
+        us(c.hop_p50_us),
+        us(c.hop_p99_us),
+    )
+}
+
 fn print_table(cells: &[Cell], config: &Config) {
     println!(
         "\n{:<10} {:<8} {:>6} {:>7} {:>10} {:>11} {:>11}",
         "system", "workload", "events", "workers", "events/s", "hop p50 µs", "hop p99 µs"
     );
-    let us = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
     for c in cells {
+        println!("{}", row(c));
+    }
+    if cells.iter().any(|c| c.over_budget) {
         println!(
-            "{:<10} {:<8} {:>6} {:>7} {:>10.0} {:>11} {:>11}",
-            c.system.name(),
-            c.workload.name(),
-            c.n,
-            c.workers,
-            c.events_per_s,
-            us(c.hop_p50_us),
-            us(c.hop_p99_us),
+            "!: over budget: the run took more than {} s and was cancelled; events/s counts \
+             the events it completed",
+            config.budget.as_secs()
         );
     }
     // Flatness: events/s of the largest runs over the smallest, per system, workload and
@@ -869,8 +914,14 @@ mod durable {
         }
 
         /// One run of `workload` at size `n`: its tag and its result (the chain's last
-        /// value, or the sum of the fan-out's leaves).
-        pub async fn run(&mut self, workload: Workload, n: i64) -> Result<(i64, i64), BoxError> {
+        /// value, or the sum of the fan-out's leaves); or, past `budget`, the run cancelled
+        /// and how many of its events had completed.
+        pub async fn run(
+            &mut self,
+            workload: Workload,
+            n: i64,
+            budget: Duration,
+        ) -> Result<Outcome, BoxError> {
             let tag = self.next_tag;
             self.next_tag += 1;
             let chain = self
@@ -889,10 +940,13 @@ mod durable {
                 Workload::Chain => self.client.invoke(chain.1[0]).input(tag).submit().await?,
                 Workload::FanOut => self.client.invoke(fan.1).input(tag).submit().await?,
             };
-            let deadline = Instant::now() + Duration::from_secs(600);
+            let deadline = Instant::now() + budget;
             while !self.client.status(run).await?.state.is_finished() {
                 if Instant::now() > deadline {
-                    return Err(format!("drive-flow run {run} did not finish in 600 s").into());
+                    self.client.cancel(run).await?;
+                    let history = self.client.history(run).await?;
+                    let completed = history.iter().filter(|h| h.outcome == "value").count();
+                    return Ok(Outcome::OverBudget(completed));
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
@@ -913,7 +967,15 @@ mod durable {
                     sum
                 }
             };
-            Ok((tag, result))
+            Ok(Outcome::Done(tag, result))
         }
+    }
+
+    /// How one run went.
+    pub enum Outcome {
+        /// Its tag and its result.
+        Done(i64, i64),
+        /// Over budget, cancelled after this many events completed.
+        OverBudget(usize),
     }
 }
