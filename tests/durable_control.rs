@@ -389,3 +389,54 @@ async fn a_shutdown_past_its_grace_gives_the_event_back_to_another_worker() {
     );
     stop(second).await;
 }
+
+#[tokio::test]
+async fn a_worker_without_the_context_its_events_take_does_not_start() {
+    let db = TestDb::migrated().await;
+    let drive = Drive::new().unwrap();
+    for worker in [
+        drive.worker(&db.store),
+        drive.worker(&db.store).context(String::from("not a probe")),
+    ] {
+        match worker.run_until(async {}).await {
+            Err(DurableError::Run(Error::Context {
+                event,
+                expected,
+                given,
+            })) => {
+                assert!(event.starts_with("durable_control::c"), "{event}");
+                assert_eq!(expected, "durable_control::Probe");
+                assert!(given.starts_with("the worker"), "{given}");
+            }
+            other => panic!("expected a context error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_worker_refuses_a_schema_of_another_version() {
+    let db = TestDb::new().await;
+    let drive = Drive::new().unwrap();
+    let worker = drive.worker(&db.store).context(Probe::default());
+    assert!(matches!(
+        worker.run_until(async {}).await,
+        Err(DurableError::NotMigrated { .. })
+    ));
+    db.store.migrate().await.unwrap();
+    sqlx::query(&format!(
+        "UPDATE \"{}\".schema_version SET version = 2",
+        db.schema
+    ))
+    .execute(db.store.pool())
+    .await
+    .unwrap();
+    let worker = drive.worker(&db.store).context(Probe::default());
+    assert!(matches!(
+        worker.run_until(async {}).await,
+        Err(DurableError::SchemaVersion {
+            found: 2,
+            expected: 1,
+            ..
+        })
+    ));
+}

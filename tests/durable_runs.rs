@@ -214,18 +214,42 @@ async fn an_unknown_run_is_named() {
 }
 
 static SLOW_STARTED: AtomicU32 = AtomicU32::new(0);
+static SLOW_DROPPED: AtomicU32 = AtomicU32::new(0);
+
+/// Counts the drops of `slow`'s body.
+struct DropGuard;
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        SLOW_DROPPED.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 #[event]
 async fn slow() -> u8 {
+    let _guard = DropGuard;
     SLOW_STARTED.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(3600)).await;
     1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_run_ends_and_refuses_input() {
+async fn a_cancelled_run_ends_its_events_in_flight_and_refuses_input() {
     let db = TestDb::migrated().await;
-    let (stop, handle) = worker(&db).await;
+    // A long lease: the event must stop on the run's end notification, long before its
+    // lease would be renewed (and found gone).
+    let store = db.another_store().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        Drive::new()
+            .unwrap()
+            .worker(&store)
+            .lease(Duration::from_secs(120))
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
     let client = Drive::new().unwrap().durable(&db.store).unwrap();
     let run = client.invoke(slow).submit().await.unwrap();
     while SLOW_STARTED.load(Ordering::SeqCst) == 0 {
@@ -236,6 +260,17 @@ async fn a_cancelled_run_ends_and_refuses_input() {
         client.wait(run).await,
         Err(DurableError::Run(Error::Cancelled))
     ));
+    for _ in 0..200 {
+        if SLOW_DROPPED.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        SLOW_DROPPED.load(Ordering::SeqCst),
+        1,
+        "the body was stopped"
+    );
     assert_eq!(client.status(run).await.unwrap().state, RunState::Cancelled);
     assert!(
         matches!(client.send(run, "k", &1u8).await, Err(DurableError::RunFinished(r)) if r == run)
@@ -248,6 +283,7 @@ async fn a_cancelled_run_ends_and_refuses_input() {
 // Human in the loop: `publish` waits for an approval; the code before `recv` runs again
 // when the value comes.
 static PUBLISH_STARTS: AtomicU32 = AtomicU32::new(0);
+static PUBLISH_KEYS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 #[event]
 async fn draft() -> String {
@@ -257,6 +293,7 @@ async fn draft() -> String {
 #[listen(draft)]
 async fn publish(input: EventInput, inbox: Inbox) -> Result<String, drive_flow::InboxError> {
     PUBLISH_STARTS.fetch_add(1, Ordering::SeqCst);
+    PUBLISH_KEYS.lock().unwrap().push(input.idempotency_key());
     let approved: bool = inbox.recv("approval").await?;
     let note: String = inbox.recv("note").await?;
     let text = input.get(draft).cloned().unwrap_or_default();
@@ -311,6 +348,12 @@ async fn an_event_waiting_for_input_parks_and_runs_again_when_it_comes() {
     );
     assert_eq!(results.count(publish), 1, "it completed once");
     assert_eq!(PUBLISH_STARTS.load(Ordering::SeqCst), 3);
+    // The same idempotency key every time: the run's id and the task's.
+    let key = format!("{run}-2");
+    assert_eq!(
+        *PUBLISH_KEYS.lock().unwrap(),
+        [key.clone(), key.clone(), key]
+    );
     let outcomes: Vec<String> = client
         .history(run)
         .await

@@ -68,7 +68,6 @@
 mod body;
 mod core;
 mod drive;
-/// Durable runs on PostgreSQL (cargo feature `postgres`).
 #[cfg(feature = "postgres")]
 pub mod durable;
 mod local;

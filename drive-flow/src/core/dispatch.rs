@@ -312,6 +312,7 @@ pub(crate) fn complete<S: DispatchState>(
                     }),
                     user: None,
                     task_id: progress.task_id(),
+                    run: 0,
                 };
                 starts.push(Start {
                     node: target,
@@ -357,6 +358,7 @@ pub(crate) fn complete<S: DispatchState>(
                     entries,
                     user: None,
                     task_id: progress.task_id(),
+                    run: 0,
                 };
                 starts.push(Start {
                     node: group.listener,

@@ -130,6 +130,8 @@ pub struct EventInput {
     pub(crate) entries: Entries,
     pub(crate) user: Option<AnyValue>,
     pub(crate) task_id: u64,
+    /// The id of a durable run (`0` in an in-process run), for [`Self::idempotency_key`].
+    pub(crate) run: i64,
 }
 
 impl EventInput {
@@ -152,6 +154,7 @@ impl EventInput {
             entries: Entries::Empty,
             user: Some(Arc::new(data)),
             task_id: 0,
+            run: 0,
         }
     }
 
@@ -163,6 +166,7 @@ impl EventInput {
             entries: Entries::Empty,
             user: None,
             task_id: 0,
+            run: 0,
         }
     }
 
@@ -207,6 +211,21 @@ impl EventInput {
     /// An id for this run of the event, unique within its run.
     pub fn task_id(&self) -> u64 {
         self.task_id
+    }
+
+    /// A key for the side effects of this run of the event (a payment, an e-mail): the
+    /// same every time this event run is tried again, and different for every other event
+    /// run. Durable runs run a body at least once (again after a crash, a lost lease, or
+    /// when a value comes for an [`Inbox`](crate::Inbox)); hand this key to the services
+    /// the body calls so that they apply each effect once. It is
+    /// `"<run id>-<task id>"`, the run id being the durable run's (`0` in-process).
+    ///
+    /// ```
+    /// let input = drive_flow::EventInput::from_input(());
+    /// assert_eq!(input.idempotency_key(), "0-0");
+    /// ```
+    pub fn idempotency_key(&self) -> String {
+        format!("{}-{}", self.run, self.task_id)
     }
 }
 

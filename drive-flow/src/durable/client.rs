@@ -21,6 +21,18 @@ use crate::Results;
 /// notification can be lost while the listening connection reconnects).
 const WAIT_POLL: Duration = Duration::from_millis(500);
 
+/// Whether a database error may go away by itself (a lost connection, a server
+/// restarting), so that the call is worth trying again.
+pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("57P") || code.starts_with("08") || code == "40001" || code == "40P01"
+        }),
+        _ => false,
+    }
+}
+
 /// Where a durable run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -385,9 +397,19 @@ impl DurableDrive {
             },
             Err(_) => None,
         };
+        let mut delay = Duration::from_millis(100);
         loop {
-            if let Some(results) = self.ended(run).await? {
-                return results;
+            match self.ended(run).await {
+                Ok(Some(results)) => return results,
+                Ok(None) => delay = Duration::from_millis(100),
+                // The server may be restarting: look again, with a backoff.
+                Err(DurableError::Database(error)) if is_transient(&error) => {
+                    tracing::warn!(%error, run = %run, "waiting for a run: the database is unreachable; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                Err(error) => return Err(error),
             }
             match listener.as_mut() {
                 Some(listener) => {

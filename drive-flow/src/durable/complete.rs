@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::error::DurableError;
-use super::queue::{Claimed, HistoryRow};
+use super::queue::Claimed;
 use super::stored::StoredError;
 use super::task_input;
 use super::worker::WorkerShared;
@@ -128,26 +128,20 @@ pub(crate) async fn complete(
     let Some(run) = store.lock_run(&mut tx, task.run).await? else {
         return Ok(false);
     };
-    let released = sqlx::query(&sql.task_done)
+    // The fenced release of the task and its history row, in one statement: no row is
+    // written unless this claim still holds the task.
+    let released = sqlx::query(&sql.task_done_recorded)
         .bind(task.id)
         .bind(task.attempt)
+        .bind(kind)
+        .bind(value)
+        .bind(&shared.name)
+        .bind(task.started_at)
         .execute(&mut *tx)
         .await?;
     if released.rows_affected() != 1 {
         return Ok(false);
     }
-    store
-        .record(
-            &mut tx,
-            task,
-            HistoryRow {
-                outcome: kind,
-                value,
-                error: None,
-                worker: &shared.name,
-            },
-        )
-        .await?;
     if run.overdue {
         store.timeout_run(&mut tx, task.run).await?;
         tx.commit().await?;
@@ -195,13 +189,17 @@ pub(crate) async fn complete(
         (index.name(info.listener).to_string(), k as i32)
     };
     let (listeners, ks): (Vec<String>, Vec<i32>) = groups.iter().map(|&g| group_key(g)).unzip();
-    for row in sqlx::query(&sql.load_groups)
-        .bind(task.run.0)
-        .bind(&listeners)
-        .bind(&ks)
-        .fetch_all(&mut *tx)
-        .await?
-    {
+    let group_rows = if groups.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query(&sql.load_groups)
+            .bind(task.run.0)
+            .bind(&listeners)
+            .bind(&ks)
+            .fetch_all(&mut *tx)
+            .await?
+    };
+    for row in group_rows {
         let Some(listener) = index.node(row.get::<&str, _>(0)) else {
             continue;
         };
@@ -387,17 +385,16 @@ pub(crate) async fn complete(
     if open_tasks <= 0 {
         store.end_run(&mut tx, task.run, "succeeded", None).await?;
     } else {
-        sqlx::query(&sql.run_counters)
+        // The counters, and the wake-up of idle workers when something became ready.
+        sqlx::query(&sql.run_counters_notify)
             .bind(task.run.0)
             .bind(steps)
             .bind(in_flight)
             .bind(open_tasks)
             .bind(state.next_task_id as i64)
+            .bind(readied.then_some(sql.work_channel.as_str()))
             .execute(&mut *tx)
             .await?;
-        if readied {
-            store.notify_work(&mut *tx).await?;
-        }
     }
     tx.commit().await?;
     Ok(true)

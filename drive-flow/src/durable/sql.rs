@@ -13,6 +13,8 @@ pub(crate) struct Sql {
     pub(crate) retry: String,
     pub(crate) park: String,
     pub(crate) task_done: String,
+    pub(crate) task_done_recorded: String,
+    pub(crate) run_counters_notify: String,
     pub(crate) lock_run: String,
     pub(crate) history: String,
     pub(crate) end_run: String,
@@ -76,6 +78,19 @@ impl Sql {
                 WHERE id = $1 AND attempt = $2 AND state = 'running'"),
             task_done: t("DELETE FROM {s}.tasks
                 WHERE id = $1 AND attempt = $2 AND state = 'running'"),
+            task_done_recorded: t("WITH done AS (
+                    DELETE FROM {s}.tasks
+                    WHERE id = $1 AND attempt = $2 AND state = 'running'
+                    RETURNING run_id, task_id, event, input, attempt)
+                INSERT INTO {s}.history
+                    (run_id, task_id, event, input, outcome, value, error, worker, attempt,
+                     started_at)
+                SELECT run_id, task_id, event, input, $3, $4, NULL, $5, attempt, $6 FROM done"),
+            run_counters_notify: t("WITH counted AS (
+                    UPDATE {s}.runs SET steps = $2, in_flight = $3, open_tasks = $4,
+                        next_task_id = $5
+                    WHERE id = $1)
+                SELECT pg_notify($6, '') WHERE $6 IS NOT NULL"),
             lock_run: t("SELECT status, max_steps, max_runs_per_event, max_concurrency, steps,
                     in_flight, open_tasks, next_task_id, deadline < now() AS overdue
                 FROM {s}.runs WHERE id = $1 FOR UPDATE"),

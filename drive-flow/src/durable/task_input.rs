@@ -26,6 +26,7 @@ pub(crate) fn decode(
     node: NodeId,
     stored: &Value,
     task_id: u64,
+    run: i64,
 ) -> Result<EventInput, InputError> {
     let graph = &index.graph;
     let own = || index.name(node).to_string();
@@ -99,6 +100,7 @@ pub(crate) fn decode(
         entries,
         user,
         task_id,
+        run,
     })
 }
 

@@ -2,6 +2,7 @@
 //! outcomes.
 
 use std::any::{Any, TypeId};
+use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::postgres::PgListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinSet;
 
 use super::drive::{DurableDrive, DurableIndex};
@@ -82,7 +83,10 @@ fn default_name() -> String {
 }
 
 impl Worker {
-    /// How many events it runs at once (default 16; `0` counts as `1`).
+    /// How many events it runs at once (default 16; `0` counts as `1`). Each event holds a
+    /// connection of the store's pool while it completes, and the worker one more to
+    /// listen: give the pool [`max_connections`](super::PgOptions::max_connections) of at
+    /// least `concurrency + 2`, or events wait for connections.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
@@ -175,11 +179,18 @@ impl Worker {
         });
         tracing::info!(worker = %shared.name, concurrency = self.concurrency, "durable worker started");
         let wake = Arc::new(Notify::new());
-        let listening = tokio::spawn(listen(shared.drive.store.clone(), wake.clone()));
+        let (ended, _) = broadcast::channel::<i64>(256);
+        let listening = tokio::spawn(listen(
+            shared.drive.store.clone(),
+            wake.clone(),
+            ended.clone(),
+        ));
         let (stop_sender, stop) = watch::channel(false);
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut backoff = Backoff::default();
         let mut last_sweep = tokio::time::Instant::now() - self.poll;
+        let mut sweeps: u64 = 0;
+        let mut reported: HashSet<String> = HashSet::new();
         tokio::pin!(shutdown);
         loop {
             let free = self.concurrency - in_flight.len();
@@ -195,7 +206,12 @@ impl Worker {
                         backoff.reset();
                         full_batch = tasks.len() == free;
                         for task in tasks {
-                            in_flight.spawn(run_task(shared.clone(), task, stop.clone()));
+                            in_flight.spawn(run_task(
+                                shared.clone(),
+                                task,
+                                stop.clone(),
+                                ended.subscribe(),
+                            ));
                         }
                     }
                     Err(error) => {
@@ -213,6 +229,10 @@ impl Worker {
                 last_sweep = tokio::time::Instant::now();
                 if let Err(error) = shared.drive.store.sweep_deadlines().await {
                     tracing::warn!(%error, "the sweep of run deadlines failed");
+                }
+                sweeps += 1;
+                if sweeps % UNKNOWN_EVERY == 1 {
+                    report_unknown(&shared, &mut reported).await;
                 }
             }
             if full_batch && in_flight.len() < self.concurrency {
@@ -237,6 +257,31 @@ impl Worker {
             while in_flight.join_next().await.is_some() {}
         }
         Ok(())
+    }
+}
+
+/// How many polls apart a worker looks for ready events it does not know.
+const UNKNOWN_EVERY: u64 = 30;
+
+/// Say once per event in the log that ready events of an event this worker does not know
+/// wait for other workers (an older or newer binary's events).
+async fn report_unknown(shared: &WorkerShared, reported: &mut HashSet<String>) {
+    let found: Result<Vec<(String,)>, sqlx::Error> = sqlx::query_as(&format!(
+        "SELECT DISTINCT event FROM {}.tasks WHERE state = 'ready' AND ready_at <= now() \
+         AND NOT (event = ANY($1)) LIMIT 20",
+        super::store::quote(shared.drive.store.schema())
+    ))
+    .bind(&shared.drive.index.known)
+    .fetch_all(shared.drive.store.pool())
+    .await;
+    for (event,) in found.unwrap_or_default() {
+        if reported.insert(event.clone()) {
+            tracing::warn!(
+                worker = %shared.name,
+                event = %event,
+                "ready events of `{event}` wait for another worker: this worker does not know that event (another binary's?)"
+            );
+        }
     }
 }
 
@@ -288,8 +333,9 @@ impl Backoff {
 }
 
 /// Wake the worker on every notification of new work, and after every reconnection of
-/// the listening connection (notifications sent meanwhile are lost).
-async fn listen(store: PgStore, wake: Arc<Notify>) {
+/// the listening connection (notifications sent meanwhile are lost); pass on the ids of
+/// runs that ended (cancelled, failed), whose events in flight stop at once.
+async fn listen(store: PgStore, wake: Arc<Notify>, ended: broadcast::Sender<i64>) {
     let mut backoff = Backoff::default();
     loop {
         let mut listener = match PgListener::connect_with(store.pool()).await {
@@ -300,7 +346,11 @@ async fn listen(store: PgStore, wake: Arc<Notify>) {
                 continue;
             }
         };
-        if let Err(error) = listener.listen(&store.sql().work_channel).await {
+        let channels = [
+            store.sql().work_channel.as_str(),
+            store.sql().done_channel.as_str(),
+        ];
+        if let Err(error) = listener.listen_all(channels).await {
             tracing::debug!(%error, "LISTEN failed; polling meanwhile");
             tokio::time::sleep(backoff.next()).await;
             continue;
@@ -309,6 +359,11 @@ async fn listen(store: PgStore, wake: Arc<Notify>) {
         wake.notify_one();
         loop {
             match listener.try_recv().await {
+                Ok(Some(notification)) if notification.channel() == store.sql().done_channel => {
+                    if let Ok(run) = notification.payload().parse::<i64>() {
+                        let _ = ended.send(run);
+                    }
+                }
                 Ok(Some(_)) => wake.notify_one(),
                 Ok(None) => {
                     // Reconnected: what was sent meanwhile is lost; look now.
@@ -361,10 +416,28 @@ pub(crate) enum BodyEnd {
     Lost,
     /// The worker shuts down: give the task back.
     Stopped,
+    /// The run ended meanwhile (cancelled, or failed elsewhere): nothing to write.
+    Ended,
+}
+
+/// Until the run `run` ends (a notification on the done channel).
+async fn run_ended(ended: &mut broadcast::Receiver<i64>, run: i64) {
+    loop {
+        match ended.recv().await {
+            Ok(id) if id == run => return,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
+    }
 }
 
 /// Claim to commit, for one task.
-async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Receiver<bool>) {
+async fn run_task(
+    shared: Arc<WorkerShared>,
+    task: Claimed,
+    mut stop: watch::Receiver<bool>,
+    mut ended: broadcast::Receiver<i64>,
+) {
     let index = &shared.drive.index;
     let Some(node) = index.node(&task.event) else {
         tracing::warn!(event = %task.event, "claimed an event this worker does not know");
@@ -380,7 +453,8 @@ async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Rec
     );
     let _entered = span.enter();
     drop(_entered);
-    let input = match task_input::decode(index, node, &task.input, task.task_id as u64) {
+    let input = match task_input::decode(index, node, &task.input, task.task_id as u64, task.run.0)
+    {
         Ok(input) => input,
         Err(error) => {
             let stored = StoredError::decode(&error.event, error.detail);
@@ -462,6 +536,7 @@ async fn run_task(shared: Arc<WorkerShared>, task: Claimed, mut stop: watch::Rec
             },
             key = parking => BodyEnd::Parked(key),
             () = renewing => BodyEnd::Lost,
+            () = run_ended(&mut ended, task.run.0) => BodyEnd::Ended,
             _ = stop.wait_for(|stop| *stop) => BodyEnd::Stopped,
         }
     };
@@ -545,6 +620,10 @@ async fn finish(
             }
             BodyEnd::Parked(key) => store.park(task, key, worker).await,
             BodyEnd::Stopped => store.release(task).await,
+            BodyEnd::Ended => {
+                tracing::info!(event = %task.event, run = %task.run, "the run ended meanwhile; the event was stopped");
+                return;
+            }
             BodyEnd::Lost => {
                 tracing::warn!(event = %task.event, run = %task.run, "lease lost (taken over, or the run ended); the outcome is dropped");
                 return;
