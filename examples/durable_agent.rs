@@ -285,7 +285,9 @@ async fn send_reply(input: EventInput, tools: Context<Tools>) -> String {
         ),
         None => String::from("(no draft)"),
     };
-    tools.say("send_reply", "sent");
+    // The body runs at least once: a mail service given this key sends the mail once.
+    let key = input.idempotency_key();
+    tools.say("send_reply", format!("sent (idempotency key {key})"));
     reply
 }
 

@@ -34,7 +34,7 @@ pub type Tagged = (u64, u64);
 
 pub async fn body(event: &str, tag: u64, input: &EventInput) {
     let key = format!("{tag}/{}", input.task_id());
-    println!("BODY {event} {key}");
+    println!("BODY {event} {key} {}", input.idempotency_key());
     let pause = body_ms() + (u64::from(std::process::id()) * 7 + input.task_id() * 13 + tag) % 100;
     tokio::time::sleep(Duration::from_millis(pause)).await;
     println!("DONE {event} {key}");
@@ -279,7 +279,7 @@ pub fn body_runs(lines: &[Line]) -> BTreeMap<String, Vec<String>> {
     let mut runs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in lines {
         let words: Vec<&str> = line.text.split_whitespace().collect();
-        if let ["BODY", event, key] = words[..] {
+        if let ["BODY", event, key, _] = words[..] {
             runs.entry(format!("{event} {key}"))
                 .or_default()
                 .push(line.worker.clone());
@@ -294,7 +294,7 @@ pub fn in_flight(lines: &[Line], worker: &str) -> BTreeSet<String> {
     for line in lines.iter().filter(|l| l.worker == worker) {
         let words: Vec<&str> = line.text.split_whitespace().collect();
         match words[..] {
-            ["BODY", event, key] => {
+            ["BODY", event, key, _] => {
                 open.insert(format!("{event} {key}"));
             }
             ["DONE", event, key] => {
@@ -307,9 +307,31 @@ pub fn in_flight(lines: &[Line], worker: &str) -> BTreeSet<String> {
 }
 
 /// Every body ran at least once; a body that ran more than once ran, every time but its
-/// last, on a worker that was then killed (or frozen). Returns how many runs were repeats.
+/// last, on a worker that was then killed (or frozen). Every run of one body saw the same
+/// idempotency key, and no two bodies saw the same. Returns how many runs were repeats.
 pub fn check_bodies(lines: &[Line], runs: usize, stopped: &BTreeSet<String>) -> usize {
     let bodies = body_runs(lines);
+    let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in lines {
+        let words: Vec<&str> = line.text.split_whitespace().collect();
+        if let ["BODY", event, key, idempotency] = words[..] {
+            keys.entry(format!("{event} {key}"))
+                .or_default()
+                .insert(idempotency.to_string());
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (body, idempotency) in &keys {
+        assert_eq!(
+            idempotency.len(),
+            1,
+            "{body}: idempotency keys {idempotency:?}"
+        );
+        assert!(
+            seen.insert(idempotency.clone()),
+            "{body}: {idempotency:?} seen twice"
+        );
+    }
     assert_eq!(
         bodies.len(),
         EVENTS.len() * runs,
