@@ -144,3 +144,52 @@ async fn bad_urls_and_schema_names_are_refused_before_connecting() {
         );
     }
 }
+
+/// A transaction of the store left open by a dropped future (a worker aborted in the middle
+/// of a completion) does not hold its locks for ever: the server ends the session after
+/// `idle_in_transaction_timeout`.
+#[tokio::test]
+async fn a_transaction_left_open_releases_its_locks_after_the_idle_timeout() {
+    let db = TestDb::migrated().await;
+    let store = PgStore::connect_with(
+        &url(),
+        PgOptions::default()
+            .schema(db.schema.clone())
+            .idle_in_transaction_timeout(std::time::Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    let table = format!("\"{}\".history", db.schema);
+    let mut abandoned = store.pool().begin().await.unwrap();
+    sqlx::query(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut *abandoned)
+        .await
+        .unwrap();
+    // Neither committed nor rolled back: the connection sits idle inside the transaction.
+    std::mem::forget(abandoned);
+    let try_lock = || async {
+        let mut other = db.store.pool().begin().await.unwrap();
+        sqlx::query(&format!(
+            "LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT"
+        ))
+        .execute(&mut *other)
+        .await
+        .is_ok()
+    };
+    assert!(
+        !try_lock().await,
+        "the abandoned transaction holds the lock at first"
+    );
+    let mut released = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if try_lock().await {
+            released = true;
+            break;
+        }
+    }
+    assert!(
+        released,
+        "the server ended the idle transaction within 10 s"
+    );
+}

@@ -32,9 +32,14 @@ pub struct TestDb {
 impl TestDb {
     pub async fn new() -> TestDb {
         let schema = fresh_schema();
-        let store = PgStore::connect_with(&url(), PgOptions::default().schema(schema.clone()))
-            .await
-            .expect("the test database (set DRIVE_FLOW_TEST_DATABASE_URL)");
+        let store = PgStore::connect_with(
+            &url(),
+            PgOptions::default()
+                .idle_in_transaction_timeout(std::time::Duration::from_secs(5))
+                .schema(schema.clone()),
+        )
+        .await
+        .expect("the test database (set DRIVE_FLOW_TEST_DATABASE_URL)");
         TestDb { store, schema }
     }
 
@@ -47,9 +52,14 @@ impl TestDb {
 
     /// Another store (another pool, as another process would have) over the same schema.
     pub async fn another_store(&self) -> PgStore {
-        PgStore::connect_with(&url(), PgOptions::default().schema(self.schema.clone()))
-            .await
-            .expect("second store")
+        PgStore::connect_with(
+            &url(),
+            PgOptions::default()
+                .idle_in_transaction_timeout(std::time::Duration::from_secs(5))
+                .schema(self.schema.clone()),
+        )
+        .await
+        .expect("second store")
     }
 }
 

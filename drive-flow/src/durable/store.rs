@@ -29,6 +29,7 @@ pub struct PgOptions {
     schema: String,
     max_connections: u32,
     acquire_timeout: Duration,
+    idle_in_transaction_timeout: Duration,
 }
 
 impl Default for PgOptions {
@@ -37,6 +38,7 @@ impl Default for PgOptions {
             schema: DEFAULT_SCHEMA.to_string(),
             max_connections: 10,
             acquire_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -65,6 +67,19 @@ impl PgOptions {
     /// How long to wait for a free connection or a new one (default 10 s).
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
+        self
+    }
+
+    /// How long a connection of the store may sit idle inside an open transaction before
+    /// the server ends its session (PostgreSQL's `idle_in_transaction_session_timeout`;
+    /// default 60 s, at least 1 s). The store's transactions are short (a claim, a
+    /// completion; no transaction is open while a body runs), so this only matters when a
+    /// worker's future is dropped in the middle of a completion (its task aborted, its
+    /// runtime shut down): the server then rolls the transaction back and releases its row
+    /// locks, instead of holding them (and blocking every other completion of that run)
+    /// until the connection closes.
+    pub fn idle_in_transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_in_transaction_timeout = timeout.max(Duration::from_secs(1));
         self
     }
 }
@@ -142,10 +157,14 @@ impl PgStore {
                 detail: String::from("it must start with `postgres://` or `postgresql://`"),
             });
         }
-        let connect =
-            PgConnectOptions::from_str(url).map_err(|error| DurableError::InvalidUrl {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|error| DurableError::InvalidUrl {
                 detail: error.to_string(),
-            })?;
+            })?
+            .options([(
+                "idle_in_transaction_session_timeout",
+                options.idle_in_transaction_timeout.as_millis().to_string(),
+            )]);
         let target = format!(
             "{}:{}/{}",
             connect.get_host(),
