@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use drive_flow::durable::{sqlx, DurableError, PgStore, RunState};
+use drive_flow::durable::{sqlx, DurableError, PgStore, RunState, SCHEMA_VERSION};
 use drive_flow::prelude::*;
 use durable_support::TestDb;
 
@@ -424,8 +424,9 @@ async fn a_worker_refuses_a_schema_of_another_version() {
     ));
     db.store.migrate().await.unwrap();
     sqlx::query(&format!(
-        "UPDATE \"{}\".schema_version SET version = 2",
-        db.schema
+        "UPDATE \"{}\".schema_version SET version = {}",
+        db.schema,
+        SCHEMA_VERSION + 1
     ))
     .execute(db.store.pool())
     .await
@@ -434,9 +435,9 @@ async fn a_worker_refuses_a_schema_of_another_version() {
     assert!(matches!(
         worker.run_until(async {}).await,
         Err(DurableError::SchemaVersion {
-            found: 2,
-            expected: 1,
+            found,
+            expected: SCHEMA_VERSION,
             ..
-        })
+        }) if found == SCHEMA_VERSION + 1
     ));
 }

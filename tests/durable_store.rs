@@ -40,6 +40,7 @@ async fn migrate_is_idempotent_and_records_the_version() {
     assert_eq!(
         tables,
         [
+            "catalog",
             "event_state",
             "group_state",
             "history",
@@ -49,6 +50,35 @@ async fn migrate_is_idempotent_and_records_the_version() {
             "tasks"
         ]
     );
+}
+
+#[tokio::test]
+async fn a_version_1_schema_is_brought_to_this_version_keeping_its_rows() {
+    let db = TestDb::migrated().await;
+    // Version 1 as an older build left it: no catalog table, one run in it.
+    sqlx::raw_sql(&format!(
+        "DROP TABLE \"{s}\".catalog; UPDATE \"{s}\".schema_version SET version = 1; \
+         INSERT INTO \"{s}\".runs (start_event, max_steps, max_runs_per_event) \
+         VALUES ('app::start', 10, 10)",
+        s = db.schema
+    ))
+    .execute(db.store.pool())
+    .await
+    .unwrap();
+    assert!(matches!(
+        db.store.check_version().await,
+        Err(drive_flow::durable::DurableError::SchemaVersion { found: 1, .. })
+    ));
+    db.store.migrate().await.unwrap();
+    db.store.check_version().await.unwrap();
+    let (runs, catalogs): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT (SELECT count(*) FROM \"{s}\".runs), (SELECT count(*) FROM \"{s}\".catalog)",
+        s = db.schema
+    ))
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    assert_eq!((runs, catalogs), (1, 0));
 }
 
 #[tokio::test]

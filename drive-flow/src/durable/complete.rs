@@ -4,14 +4,15 @@
 //! the changed rows written back, the triggered events inserted, the history appended,
 //! the counters kept, the run ended when nothing is left, and one notification.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 
-use super::error::DurableError;
-use super::queue::Claimed;
+use super::error::{DurableError, RunId};
+use super::queue::{Claimed, RunRow};
 use super::stored::StoredError;
 use super::task_input;
 use super::worker::WorkerShared;
@@ -30,6 +31,11 @@ struct PartialState {
     groups: HashMap<GroupId, GroupRun>,
     delivered: HashMap<u32, bool>,
     next_task_id: u64,
+    /// The events whose rows were asked for (an event without a row has not run yet).
+    asked: HashSet<NodeId>,
+    /// Events whose latest outcome the dispatch read without their rows asked for (the
+    /// members of a large join that fires): loaded, and the dispatch run again.
+    missed: RefCell<Vec<NodeId>>,
 }
 
 impl DispatchState for PartialState {
@@ -40,6 +46,9 @@ impl DispatchState for PartialState {
     }
 
     fn latest(&self, node: NodeId) -> Option<&Latest> {
+        if !self.asked.contains(&node) {
+            self.missed.borrow_mut().push(node);
+        }
         self.events.get(&node)?.latest.as_ref()
     }
 
@@ -72,6 +81,76 @@ fn latest_of(kind: Option<&str>, value: Option<Value>) -> Option<Latest> {
     }
 }
 
+/// The flow again, for one more pass of the dispatch (its values are shared).
+fn copy_flow(flow: &Flow<AnyValue>) -> Flow<AnyValue> {
+    match flow {
+        Flow::Value(value) => Flow::Value(value.clone()),
+        Flow::Goto { targets, payload } => Flow::Goto {
+            targets: targets.clone(),
+            payload: payload.clone(),
+        },
+        Flow::Abort => Flow::Abort,
+    }
+}
+
+/// One event's row of the run's state.
+struct EventRow {
+    node: NodeId,
+    kind: Option<String>,
+    value: Option<Value>,
+    completions: i32,
+    triggered: i32,
+}
+
+/// One group's row of the run's state.
+struct GroupRow {
+    group: GroupId,
+    ready: i32,
+    delivered: Vec<bool>,
+    fired: bool,
+}
+
+/// A group whose members' rows are loaded with the first query (a larger join that fires
+/// loads them when the dispatch asks: one more query, once per firing).
+const SMALL_GROUP: usize = 16;
+
+impl PartialState {
+    fn new(
+        graph: &Graph,
+        events: &[EventRow],
+        groups: &[GroupRow],
+        asked: HashSet<NodeId>,
+        next_task_id: u64,
+    ) -> Self {
+        let mut state = PartialState {
+            events: HashMap::with_capacity(events.len() + 1),
+            groups: HashMap::with_capacity(groups.len()),
+            delivered: HashMap::new(),
+            next_task_id,
+            asked,
+            missed: RefCell::new(Vec::new()),
+        };
+        for row in events {
+            let entry = state.event_mut(row.node);
+            entry.latest = latest_of(row.kind.as_deref(), row.value.clone());
+            entry.completions = row.completions as u32;
+            entry.triggered = row.triggered as u32;
+        }
+        for row in groups {
+            let mut count = 0;
+            for (slot, &was) in graph.group(row.group).slots.clone().zip(&row.delivered) {
+                state.delivered.insert(slot, was);
+                count += u32::from(was);
+            }
+            let entry = state.group_mut(row.group);
+            entry.ready = row.ready as u32;
+            entry.delivered = count;
+            entry.fired = row.fired;
+        }
+        state
+    }
+}
+
 /// The outcome with its value encoded by the event's codec.
 fn encode_flow(
     shared: &WorkerShared,
@@ -101,6 +180,10 @@ fn encode_flow(
 
 /// Complete `task` (of event `node`) with `flow`. `Ok(false)`: the claim was stale (its
 /// lease taken over, or its run ended), nothing was written.
+///
+/// Four round trips when nothing is capped: the run's row locked with the fenced release
+/// and the history row; the state it touches loaded; everything it changed written, in
+/// one statement each; the commit.
 pub(crate) async fn complete(
     shared: &WorkerShared,
     task: &Claimed,
@@ -125,142 +208,126 @@ pub(crate) async fn complete(
     };
 
     let mut tx = store.pool().begin().await?;
-    let Some(run) = store.lock_run(&mut tx, task.run).await? else {
-        return Ok(false);
-    };
-    // The fenced release of the task and its history row, in one statement: no row is
-    // written unless this claim still holds the task.
-    let released = sqlx::query(&sql.task_done_recorded)
+    // The run's row locked, and the fenced release of the task with its history row: no
+    // row is written unless this claim still holds the task and the run is running.
+    let Some(row) = sqlx::query(&sql.release_locked)
+        .bind(task.run.0)
         .bind(task.id)
         .bind(task.attempt)
         .bind(kind)
         .bind(value)
         .bind(&shared.name)
         .bind(task.started_at)
-        .execute(&mut *tx)
-        .await?;
-    if released.rows_affected() != 1 {
-        return Ok(false);
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(false); // no such run
+    };
+    if row.get::<i64, _>(9) != 1 {
+        return Ok(false); // stale claim, or the run is over
     }
+    let run = RunRow {
+        max_steps: row.get(1),
+        max_runs_per_event: row.get(2),
+        max_concurrency: row.get(3),
+        steps: row.get(4),
+        in_flight: row.get(5),
+        open_tasks: row.get(6),
+        next_task_id: row.get(7),
+        overdue: row.get::<Option<bool>, _>(8).unwrap_or(false),
+    };
     if run.overdue {
         store.timeout_run(&mut tx, task.run).await?;
         tx.commit().await?;
         return Ok(true);
     }
 
-    // What this completion may touch: the event, the members and listeners of the groups
-    // it is a member of, and its goto targets.
-    let mut touched: Vec<NodeId> = vec![node];
+    // What this completion may touch: the event, the listeners of the groups it is a
+    // member of (and the members of the small ones), and its goto targets.
+    let mut asked: Vec<NodeId> = vec![node];
     let groups: Vec<GroupId> = graph.member_of(node).iter().map(|&(g, _)| g).collect();
     for &group in &groups {
         let info = graph.group(group);
-        touched.extend_from_slice(graph.members(info));
-        touched.push(info.listener);
+        let members = graph.members(info);
+        if members.len() <= SMALL_GROUP {
+            asked.extend_from_slice(members);
+        }
+        asked.push(info.listener);
     }
     if let Flow::Goto { targets, .. } = &flow {
-        touched.extend(targets.iter().filter_map(|t| graph.resolve(t.0)));
+        asked.extend(targets.iter().filter_map(|t| graph.resolve(t.0)));
     }
-    touched.sort_unstable();
-    touched.dedup();
-    let names: Vec<String> = touched.iter().map(|&n| index.name(n).to_string()).collect();
-    let mut state = PartialState {
-        events: HashMap::with_capacity(touched.len()),
-        groups: HashMap::with_capacity(groups.len()),
-        delivered: HashMap::new(),
-        next_task_id: u64::try_from(run.next_task_id).unwrap_or(0),
-    };
-    for row in sqlx::query(&sql.load_events)
-        .bind(task.run.0)
-        .bind(&names)
-        .fetch_all(&mut *tx)
-        .await?
-    {
-        let Some(at) = index.node(row.get::<&str, _>(0)) else {
-            continue;
-        };
-        let entry = state.event_mut(at);
-        entry.latest = latest_of(row.get(1), row.get(2));
-        entry.completions = row.get::<i32, _>(3) as u32;
-        entry.triggered = row.get::<i32, _>(4) as u32;
-    }
+    asked.sort_unstable();
+    asked.dedup();
     let group_key = |group: GroupId| {
         let info = graph.group(group);
         let k = group - graph.listens[info.listener as usize];
         (index.name(info.listener).to_string(), k as i32)
     };
     let (listeners, ks): (Vec<String>, Vec<i32>) = groups.iter().map(|&g| group_key(g)).unzip();
-    let group_rows = if groups.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query(&sql.load_groups)
-            .bind(task.run.0)
-            .bind(&listeners)
-            .bind(&ks)
-            .fetch_all(&mut *tx)
-            .await?
-    };
-    for row in group_rows {
-        let Some(listener) = index.node(row.get::<&str, _>(0)) else {
-            continue;
-        };
-        let k: i32 = row.get(1);
-        let group = graph.listens[listener as usize] + k as u32;
-        let delivered: Vec<bool> = row.get(3);
-        let mut count = 0;
-        for (slot, was) in graph.group(group).slots.clone().zip(delivered) {
-            state.delivered.insert(slot, was);
-            count += u32::from(was);
-        }
-        let entry = state.group_mut(group);
-        entry.ready = row.get::<i32, _>(2) as u32;
-        entry.delivered = count;
-        entry.fired = row.get(4);
-    }
+    let (mut event_rows, group_rows) =
+        load_state(&mut tx, shared, task.run, &asked, &listeners, &ks).await?;
 
-    // The dispatch core, over this partial state.
-    let mut starts: Vec<Start> = Vec::new();
-    let dispatched =
-        dispatch::complete(graph, &mut state, &mut Vec::new(), node, flow, &mut starts);
-    if let Err(error) = dispatched {
-        store
-            .end_run(
-                &mut tx,
-                task.run,
-                "failed",
-                Some(&StoredError::from_error(&error)),
-            )
-            .await?;
-        tx.commit().await?;
-        return Ok(true);
-    }
+    // The dispatch core, over this partial state; again with the members' rows when a
+    // large join fired.
+    let mut asked: HashSet<NodeId> = asked.into_iter().collect();
+    let next_task_id = u64::try_from(run.next_task_id).unwrap_or(0);
+    let (mut state, starts) = loop {
+        let mut state =
+            PartialState::new(graph, &event_rows, &group_rows, asked.clone(), next_task_id);
+        let mut starts: Vec<Start> = Vec::new();
+        let dispatched = dispatch::complete(
+            graph,
+            &mut state,
+            &mut Vec::new(),
+            node,
+            copy_flow(&flow),
+            &mut starts,
+        );
+        let missed = std::mem::take(&mut *state.missed.borrow_mut());
+        if !missed.is_empty() {
+            let (more, _) = load_state(&mut tx, shared, task.run, &missed, &[], &[]).await?;
+            event_rows.extend(more);
+            asked.extend(missed);
+            continue;
+        }
+        if let Err(error) = dispatched {
+            store
+                .end_run(
+                    &mut tx,
+                    task.run,
+                    "failed",
+                    Some(&StoredError::from_error(&error)),
+                )
+                .await?;
+            tx.commit().await?;
+            return Ok(true);
+        }
+        break (state, starts);
+    };
 
     // Budgets, counted as each start is triggered, as in-process runs do.
     let mut steps = run.steps;
     let mut starts_changed: Vec<NodeId> = Vec::new();
     for start in &starts {
-        if u64::try_from(steps).unwrap_or(u64::MAX) >= u64::try_from(run.max_steps).unwrap_or(0) {
-            let error = store
-                .too_many_steps(&mut tx, task.run, run.max_steps, index)
-                .await?;
-            store
-                .end_run(
-                    &mut tx,
-                    task.run,
-                    "failed",
-                    Some(&StoredError::from_error(&error)),
-                )
-                .await?;
-            tx.commit().await?;
-            return Ok(true);
-        }
-        let entry = state.event_mut(start.node);
-        let limit = u32::try_from(run.max_runs_per_event).unwrap_or(0);
-        if entry.triggered >= limit {
-            let error = Error::TooManyRuns {
+        let over = if u64::try_from(steps).unwrap_or(u64::MAX)
+            >= u64::try_from(run.max_steps).unwrap_or(0)
+        {
+            Some(
+                store
+                    .too_many_steps(&mut tx, task.run, run.max_steps, index)
+                    .await?,
+            )
+        } else {
+            let entry = state.event_mut(start.node);
+            let limit = u32::try_from(run.max_runs_per_event).unwrap_or(0);
+            (entry.triggered >= limit).then(|| Error::TooManyRuns {
                 event: index.name(start.node).to_string(),
                 runs: entry.triggered,
                 limit,
-            };
+            })
+        };
+        if let Some(error) = over {
             store
                 .end_run(
                     &mut tx,
@@ -272,21 +339,17 @@ pub(crate) async fn complete(
             tx.commit().await?;
             return Ok(true);
         }
-        entry.triggered += 1;
+        state.event_mut(start.node).triggered += 1;
         steps += 1;
         starts_changed.push(start.node);
     }
 
-    // Write back what changed: the event, the started events' counters, the groups.
+    // What changed: the event, the started events' counters, the groups.
     let mut changed: Vec<NodeId> = vec![node];
     changed.extend(starts_changed);
     changed.sort_unstable();
     changed.dedup();
-    let mut e_names = Vec::with_capacity(changed.len());
-    let mut e_kinds = Vec::with_capacity(changed.len());
-    let mut e_values = Vec::with_capacity(changed.len());
-    let mut e_completions = Vec::with_capacity(changed.len());
-    let mut e_triggered = Vec::with_capacity(changed.len());
+    let mut events = EventColumns::with_capacity(changed.len());
     for at in &changed {
         let row = state.event_mut(*at);
         let (kind, value) = match &row.latest {
@@ -296,106 +359,176 @@ pub(crate) async fn complete(
             }
             None => (None, None),
         };
-        e_names.push(index.name(*at).to_string());
-        e_kinds.push(kind);
-        e_values.push(value);
-        e_completions.push(row.completions as i32);
-        e_triggered.push(row.triggered as i32);
+        let (completions, triggered) = (row.completions as i32, row.triggered as i32);
+        events.names.push(index.name(*at).to_string());
+        events.kinds.push(kind);
+        events.values.push(value);
+        events.completions.push(completions);
+        events.triggered.push(triggered);
     }
-    sqlx::query(&sql.upsert_event)
-        .bind(task.run.0)
-        .bind(&e_names)
-        .bind(&e_kinds)
-        .bind(&e_values)
-        .bind(&e_completions)
-        .bind(&e_triggered)
-        .execute(&mut *tx)
-        .await?;
-    if !groups.is_empty() {
-        let mut g_listeners = Vec::with_capacity(groups.len());
-        let mut g_ks = Vec::with_capacity(groups.len());
-        let mut g_ready = Vec::with_capacity(groups.len());
-        let mut g_delivered = Vec::with_capacity(groups.len());
-        let mut g_fired = Vec::with_capacity(groups.len());
-        for &group in &groups {
-            let (listener, k) = group_key(group);
-            let delivered: Vec<&str> = graph
-                .group(group)
-                .slots
-                .clone()
-                .map(|slot| if *state.delivered_mut(slot) { "t" } else { "f" })
-                .collect();
-            let entry = state.group_mut(group);
-            g_listeners.push(listener);
-            g_ks.push(k);
-            g_ready.push(entry.ready as i32);
-            g_fired.push(entry.fired);
-            g_delivered.push(delivered.join(","));
-        }
-        sqlx::query(&sql.upsert_group)
-            .bind(task.run.0)
-            .bind(&g_listeners)
-            .bind(&g_ks)
-            .bind(&g_ready)
-            .bind(&g_delivered)
-            .bind(&g_fired)
-            .execute(&mut *tx)
-            .await?;
+    let mut group_delivered = Vec::with_capacity(groups.len());
+    let mut group_ready = Vec::with_capacity(groups.len());
+    let mut group_fired = Vec::with_capacity(groups.len());
+    for &group in &groups {
+        let delivered: Vec<&str> = graph
+            .group(group)
+            .slots
+            .clone()
+            .map(|slot| if *state.delivered_mut(slot) { "t" } else { "f" })
+            .collect();
+        let entry = state.group_mut(group);
+        group_ready.push(entry.ready as i32);
+        group_fired.push(entry.fired);
+        group_delivered.push(delivered.join(","));
     }
 
     // The triggered events: queued ones of the run first, then these, within its cap.
     let mut in_flight = run.in_flight - 1;
     in_flight += store.promote(&mut tx, task.run, &run, in_flight).await?;
     let mut readied = in_flight > run.in_flight - 1;
-    let mut t_ids = Vec::with_capacity(starts.len());
-    let mut t_events = Vec::with_capacity(starts.len());
-    let mut t_inputs = Vec::with_capacity(starts.len());
-    let mut t_states = Vec::with_capacity(starts.len());
-    let mut t_causes = Vec::with_capacity(starts.len());
     let queued_before = store.has_queued(&mut tx, task.run, &run).await?;
+    let mut tasks = TaskColumns::with_capacity(starts.len());
     for start in &starts {
-        t_ids.push(start.input.task_id as i64);
-        t_events.push(index.name(start.node).to_string());
-        t_inputs.push(task_input::encode(index, start.node, &start.input));
-        let state = if !queued_before && run.has_room(in_flight) {
+        let ready = !queued_before && run.has_room(in_flight);
+        if ready {
             in_flight += 1;
             readied = true;
-            "ready"
-        } else {
-            "queued"
-        };
-        t_states.push(state);
-        t_causes.push(match start.input.behavior {
+        }
+        tasks.ids.push(start.input.task_id as i64);
+        tasks.events.push(index.name(start.node).to_string());
+        tasks
+            .inputs
+            .push(task_input::encode(index, start.node, &start.input));
+        tasks.states.push(if ready { "ready" } else { "queued" });
+        tasks.causes.push(match start.input.behavior {
             crate::Behavior::Goto => "goto",
             _ => "dispatch",
         });
     }
-    if !starts.is_empty() {
-        sqlx::query(&sql.insert_task)
-            .bind(task.run.0)
-            .bind(&t_ids)
-            .bind(&t_events)
-            .bind(&t_inputs)
-            .bind(&t_states)
-            .bind(&t_causes)
-            .execute(&mut *tx)
-            .await?;
-    }
     let open_tasks = run.open_tasks - 1 + starts.len() as i32;
+    sqlx::query(&sql.write_state)
+        .bind(task.run.0)
+        .bind(&events.names)
+        .bind(&events.kinds)
+        .bind(&events.values)
+        .bind(&events.completions)
+        .bind(&events.triggered)
+        .bind(&listeners)
+        .bind(&ks)
+        .bind(&group_ready)
+        .bind(&group_delivered)
+        .bind(&group_fired)
+        .bind(&tasks.ids)
+        .bind(&tasks.events)
+        .bind(&tasks.inputs)
+        .bind(&tasks.states)
+        .bind(&tasks.causes)
+        .bind(steps)
+        .bind(in_flight)
+        .bind(open_tasks)
+        .bind(state.next_task_id as i64)
+        .bind((readied && open_tasks > 0).then_some(sql.work_channel.as_str()))
+        .execute(&mut *tx)
+        .await?;
     if open_tasks <= 0 {
         store.end_run(&mut tx, task.run, "succeeded", None).await?;
-    } else {
-        // The counters, and the wake-up of idle workers when something became ready.
-        sqlx::query(&sql.run_counters_notify)
-            .bind(task.run.0)
-            .bind(steps)
-            .bind(in_flight)
-            .bind(open_tasks)
-            .bind(state.next_task_id as i64)
-            .bind(readied.then_some(sql.work_channel.as_str()))
-            .execute(&mut *tx)
-            .await?;
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// The columns of the event rows a completion writes.
+struct EventColumns {
+    names: Vec<String>,
+    kinds: Vec<Option<String>>,
+    values: Vec<Option<Value>>,
+    completions: Vec<i32>,
+    triggered: Vec<i32>,
+}
+
+impl EventColumns {
+    fn with_capacity(n: usize) -> Self {
+        EventColumns {
+            names: Vec::with_capacity(n),
+            kinds: Vec::with_capacity(n),
+            values: Vec::with_capacity(n),
+            completions: Vec::with_capacity(n),
+            triggered: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// The columns of the task rows a completion inserts.
+struct TaskColumns {
+    ids: Vec<i64>,
+    events: Vec<String>,
+    inputs: Vec<Value>,
+    states: Vec<&'static str>,
+    causes: Vec<&'static str>,
+}
+
+impl TaskColumns {
+    fn with_capacity(n: usize) -> Self {
+        TaskColumns {
+            ids: Vec::with_capacity(n),
+            events: Vec::with_capacity(n),
+            inputs: Vec::with_capacity(n),
+            states: Vec::with_capacity(n),
+            causes: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// The rows of the events `nodes` and of the groups (`listeners`, `ks`), under the run's
+/// lock taken by an earlier statement of `tx`.
+async fn load_state(
+    tx: &mut Transaction<'static, Postgres>,
+    shared: &WorkerShared,
+    run: RunId,
+    nodes: &[NodeId],
+    listeners: &[String],
+    ks: &[i32],
+) -> Result<(Vec<EventRow>, Vec<GroupRow>), DurableError> {
+    let index = &shared.drive.index;
+    let graph = &index.graph;
+    let names: Vec<&str> = nodes.iter().map(|&n| index.name(n)).collect();
+    let rows = sqlx::query(&shared.drive.store.sql().load_state)
+        .bind(run.0)
+        .bind(&names)
+        .bind(listeners)
+        .bind(ks)
+        .fetch_all(&mut **tx)
+        .await?;
+    let (mut events, mut groups) = (Vec::new(), Vec::new());
+    for row in rows {
+        let Some(at) = index.node(row.get::<&str, _>(1)) else {
+            continue; // an event this binary does not know
+        };
+        if row.get::<i32, _>(0) == 0 {
+            events.push(EventRow {
+                node: at,
+                kind: row.get(3),
+                value: row.get(4),
+                completions: row.get(5),
+                triggered: row.get(6),
+            });
+        } else {
+            // A group index this binary's graph does not have is skipped, never trusted.
+            let (first, end) = (graph.listens[at as usize], graph.listens[at as usize + 1]);
+            let Some(group) = u32::try_from(row.get::<i32, _>(2))
+                .ok()
+                .map(|k| first + k)
+                .filter(|&group| group < end)
+            else {
+                continue;
+            };
+            groups.push(GroupRow {
+                group,
+                ready: row.get(5),
+                delivered: row.get::<Option<Vec<bool>>, _>(7).unwrap_or_default(),
+                fired: row.get::<Option<bool>, _>(8).unwrap_or(false),
+            });
+        }
+    }
+    Ok((events, groups))
 }

@@ -43,21 +43,33 @@ pub(crate) struct HistoryRow<'a> {
 }
 
 impl PgStore {
-    /// Claim up to `n` tasks of the `known` events: ready ones whose time has come, and
+    /// Record the event ids a worker knows as a catalog of the store (idempotent: every
+    /// process of one binary shares one); its key, for [`claim`](Self::claim).
+    pub(crate) async fn register_catalog(&self, known: &[String]) -> Result<String, DurableError> {
+        let (catalog,): (Option<String>,) = sqlx::query_as(&self.sql().register_catalog)
+            .bind(known)
+            .fetch_one(self.pool())
+            .await?;
+        // An empty list has no digest: a worker that knows no event claims nothing.
+        Ok(catalog.unwrap_or_default())
+    }
+
+    /// Claim up to `n` tasks of the events of `catalog` (see
+    /// [`register_catalog`](Self::register_catalog)): ready ones whose time has come, and
     /// running ones whose lease expired (their worker is gone). Each gets a lease of
     /// `lease` by the database's clock.
     pub(crate) async fn claim(
         &self,
         worker: &str,
-        known: &[String],
+        catalog: &str,
         n: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, DurableError> {
-        if n == 0 || known.is_empty() {
+        if n == 0 || catalog.is_empty() {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(&self.sql().claim)
-            .bind(known)
+            .bind(catalog)
             .bind(i64::try_from(n).unwrap_or(i64::MAX))
             .bind(worker)
             .bind(millis(lease))

@@ -58,13 +58,23 @@ fn shared(drive: &DurableDrive, name: &str) -> WorkerShared {
         context: None,
         lease: Duration::from_secs(5),
         name: name.to_string(),
+        catalog: String::new(),
     }
 }
 
-async fn claim(drive: &DurableDrive, worker: &str, lease: Duration) -> Vec<Claimed> {
+async fn catalog(drive: &DurableDrive, known: &[String]) -> String {
     drive
         .store
-        .claim(worker, &drive.index.known, 10, lease)
+        .register_catalog(known)
+        .await
+        .expect("register the catalog")
+}
+
+async fn claim(drive: &DurableDrive, worker: &str, lease: Duration) -> Vec<Claimed> {
+    let all = catalog(drive, &drive.index.known).await;
+    drive
+        .store
+        .claim(worker, &all, 10, lease)
         .await
         .expect("claim")
 }
@@ -166,26 +176,22 @@ async fn a_claim_takes_only_known_events_and_at_most_n() {
         drive.invoke(a).submit().await.unwrap();
     }
     let lease = Duration::from_secs(5);
-    let none = drive
-        .store
-        .claim("X", &[String::from("b")], 10, lease)
-        .await
-        .unwrap();
+    let only_b = catalog(&drive, &[String::from("b")]).await;
+    let all = catalog(&drive, &drive.index.known).await;
+    assert_ne!(only_b, all);
+    assert_eq!(
+        all,
+        catalog(&drive, &drive.index.known).await,
+        "one binary, one catalog"
+    );
+    let none = drive.store.claim("X", &only_b, 10, lease).await.unwrap();
     assert!(
         none.is_empty(),
         "a worker that knows only b leaves a to others"
     );
-    let some = drive
-        .store
-        .claim("X", &drive.index.known, 3, lease)
-        .await
-        .unwrap();
+    let some = drive.store.claim("X", &all, 3, lease).await.unwrap();
     assert_eq!(some.len(), 3);
-    let rest = drive
-        .store
-        .claim("Y", &drive.index.known, 10, lease)
-        .await
-        .unwrap();
+    let rest = drive.store.claim("Y", &all, 10, lease).await.unwrap();
     assert_eq!(
         rest.len(),
         2,

@@ -169,6 +169,7 @@ impl Worker {
         )?);
         check_contexts(&index, self.context.as_ref())?;
         self.store.check_version().await?;
+        let catalog = self.store.register_catalog(&index.known).await?;
         let shared = Arc::new(WorkerShared {
             drive: DurableDrive {
                 store: self.store.clone(),
@@ -177,6 +178,7 @@ impl Worker {
             context: self.context.map(|(context, _, _)| context),
             lease: self.lease,
             name: self.name,
+            catalog,
         });
         tracing::info!(worker = %shared.name, concurrency = self.concurrency, "durable worker started");
         let wake = Arc::new(Notify::new());
@@ -200,7 +202,7 @@ impl Worker {
                 let claimed = shared
                     .drive
                     .store
-                    .claim(&shared.name, &shared.drive.index.known, free, shared.lease)
+                    .claim(&shared.name, &shared.catalog, free, shared.lease)
                     .await;
                 match claimed {
                     Ok(tasks) => {
@@ -267,14 +269,11 @@ const UNKNOWN_EVERY: u64 = 30;
 /// Say once per event in the log that ready events of an event this worker does not know
 /// wait for other workers (an older or newer binary's events).
 async fn report_unknown(shared: &WorkerShared, reported: &mut HashSet<String>) {
-    let found: Result<Vec<(String,)>, sqlx::Error> = sqlx::query_as(&format!(
-        "SELECT DISTINCT event FROM {}.tasks WHERE state = 'ready' AND ready_at <= now() \
-         AND NOT (event = ANY($1)) LIMIT 20",
-        super::store::quote(shared.drive.store.schema())
-    ))
-    .bind(&shared.drive.index.known)
-    .fetch_all(shared.drive.store.pool())
-    .await;
+    let found: Result<Vec<(String,)>, sqlx::Error> =
+        sqlx::query_as(&shared.drive.store.sql().unknown_ready)
+            .bind(&shared.catalog)
+            .fetch_all(shared.drive.store.pool())
+            .await;
     for (event,) in found.unwrap_or_default() {
         if reported.insert(event.clone()) {
             tracing::warn!(
@@ -292,6 +291,8 @@ pub(crate) struct WorkerShared {
     pub(crate) context: Option<AnyContext>,
     pub(crate) lease: Duration,
     pub(crate) name: String,
+    /// The key of the catalog of events this worker knows (what it claims).
+    pub(crate) catalog: String,
 }
 
 /// SIGINT or SIGTERM.
