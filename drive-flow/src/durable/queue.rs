@@ -73,7 +73,7 @@ impl PgStore {
             .bind(i64::try_from(n).unwrap_or(i64::MAX))
             .bind(worker)
             .bind(millis(lease))
-            .fetch_all(self.pool())
+            .fetch_all(self.lease_pool())
             .await?;
         let mut claimed: Vec<Claimed> = rows
             .into_iter()
@@ -103,7 +103,7 @@ impl PgStore {
             .bind(task.id)
             .bind(task.attempt)
             .bind(millis(lease))
-            .execute(self.pool())
+            .execute(self.lease_pool())
             .await?;
         Ok(done.rows_affected() == 1)
     }

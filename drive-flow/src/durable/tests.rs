@@ -203,3 +203,21 @@ async fn a_claim_takes_only_known_events_and_at_most_n() {
     assert_eq!(ids.len(), 5);
     db.drop_schema().await;
 }
+
+#[tokio::test]
+async fn claims_commit_without_waiting_for_the_flush_and_completions_with_it() {
+    let db = Db::new("flush").await;
+    let setting = |pool: &sqlx::PgPool| {
+        let pool = pool.clone();
+        async move {
+            let (value,): (String,) = sqlx::query_as("SHOW synchronous_commit")
+                .fetch_one(&pool)
+                .await
+                .expect("show");
+            value
+        }
+    };
+    assert_eq!(setting(db.store.lease_pool()).await, "off");
+    assert_eq!(setting(db.store.pool()).await, "on");
+    db.drop_schema().await;
+}
