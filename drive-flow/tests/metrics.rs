@@ -2,11 +2,8 @@
 //! outcome, event durations, runs in flight, checked with a recorder that keeps every value.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use drive_flow::{DriveBuilder, EventOptions, Flow, Group};
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName};
 use metrics::{Metadata, Recorder, SharedString, Unit};
 
@@ -88,41 +85,9 @@ impl Recorder for Metrics {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// The workflow: `start` → `work` (fails its first attempt, retried) → `again` (goto
-// `work` once, then abort). With `fail`, `work` fails every attempt and the run fails.
-
-fn sample(fail: bool) -> (drive_flow::Drive, drive_flow::Handle<()>) {
-    let mut builder = DriveBuilder::new();
-    let start = builder.event("start", || async { Flow::from(()) });
-    let attempts = Arc::new(AtomicU32::new(0));
-    let work = builder.event("work", move || {
-        let attempts = attempts.clone();
-        async move {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            if fail || attempts.fetch_add(1, Ordering::SeqCst) == 0 {
-                Err(std::io::Error::other("flaky"))
-            } else {
-                Ok(Flow::from(1))
-            }
-        }
-    });
-    let turns = Arc::new(AtomicU32::new(0));
-    let again = builder.event("again", move || {
-        let turns = turns.clone();
-        async move {
-            if turns.fetch_add(1, Ordering::SeqCst) == 0 {
-                Flow::goto([work], ())
-            } else {
-                Flow::abort()
-            }
-        }
-    });
-    builder.listen(work, Group::new([start]));
-    builder.listen(again, Group::new([work]));
-    builder.options(work, EventOptions::new().retries(1));
-    (builder.build().unwrap(), start)
-}
+#[path = "../../tests/flaky_workflow/mod.rs"]
+mod flaky_workflow;
+use flaky_workflow::sample;
 
 #[tokio::test(flavor = "current_thread")]
 async fn metrics_count_event_runs_by_outcome_time_them_and_count_runs_in_flight() {

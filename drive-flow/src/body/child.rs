@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::body::inbox::CallRef;
-use crate::body::param::{Call, ContextNeed, EventParam, ParamError};
+use crate::body::need::ContextNeed;
 use crate::core::error::Error;
 use crate::core::event::{Event, EventKey};
 use crate::core::input::EventInput;
@@ -130,24 +130,10 @@ impl fmt::Debug for Child {
     }
 }
 
-impl EventParam for Child {
-    type ContextKind = crate::body::param::NoContext;
-
-    fn from_call(call: &Call) -> Result<Self, ParamError> {
-        match &call.child {
-            Some(link) => Ok(Child { link: link.clone() }),
-            None => Err(ParamError {
-                expected: CHILD_PARAM,
-                given: false,
-            }),
-        }
-    }
-
-    fn context_need() -> Option<ContextNeed> {
-        Some(ContextNeed {
-            type_id: TypeId::of::<Child>(),
-            type_name: CHILD_PARAM,
-        })
+impl Child {
+    /// The parameter of a call that may run child workflows through `link`.
+    pub(crate) fn new(link: ChildLink) -> Self {
+        Child { link }
     }
 }
 

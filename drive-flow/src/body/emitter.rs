@@ -6,7 +6,6 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::body::param::{Call, EventParam, ParamError};
 use crate::core::graph::NodeId;
 
 /// What an event takes to send values out while it runs, to whoever watches the run: each
@@ -124,15 +123,14 @@ impl<T> fmt::Debug for Emitter<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> EventParam for Emitter<T> {
-    type ContextKind = crate::body::param::NoContext;
-
-    fn from_call(call: &Call) -> Result<Self, ParamError> {
-        Ok(Emitter {
-            link: call.emitter.clone(),
-            task_id: call.input.task_id,
+impl<T> Emitter<T> {
+    /// The emitter of one call: `link` when its run is watched.
+    pub(crate) fn for_call(link: Option<EmitLink>, task_id: u64) -> Self {
+        Emitter {
+            link,
+            task_id,
             value: PhantomData,
-        })
+        }
     }
 }
 

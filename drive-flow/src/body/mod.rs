@@ -8,4 +8,5 @@ pub(crate) mod context;
 pub(crate) mod emitter;
 pub(crate) mod handler;
 pub(crate) mod inbox;
+pub(crate) mod need;
 pub(crate) mod param;

@@ -4,9 +4,13 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
+use crate::body::child::{Child, ChildLink, CHILD_PARAM};
 use crate::body::context::Context;
+use crate::body::emitter::Emitter;
 use crate::body::inbox::{Inbox, InboxLink, INBOX_PARAM};
 use crate::core::input::EventInput;
+
+pub use crate::body::need::ContextNeed;
 
 /// What one event call has access to. Generated code only.
 #[doc(hidden)]
@@ -18,15 +22,7 @@ pub struct Call {
     /// The run's live stream, for an [`Emitter`](crate::Emitter) in a watched run.
     pub(crate) emitter: Option<crate::body::emitter::EmitLink>,
     /// The run, for an event that takes a [`Child`](crate::Child).
-    pub(crate) child: Option<crate::body::child::ChildLink>,
-}
-
-/// A context type an event needs.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug)]
-pub struct ContextNeed {
-    pub(crate) type_id: TypeId,
-    pub(crate) type_name: &'static str,
+    pub(crate) child: Option<ChildLink>,
 }
 
 /// Why a parameter could not be provided.
@@ -119,6 +115,35 @@ impl EventParam for Inbox {
         Some(ContextNeed {
             type_id: TypeId::of::<Inbox>(),
             type_name: INBOX_PARAM,
+        })
+    }
+}
+
+impl<T: Send + Sync + 'static> EventParam for Emitter<T> {
+    type ContextKind = NoContext;
+
+    fn from_call(call: &Call) -> Result<Self, ParamError> {
+        Ok(Emitter::for_call(call.emitter.clone(), call.input.task_id))
+    }
+}
+
+impl EventParam for Child {
+    type ContextKind = NoContext;
+
+    fn from_call(call: &Call) -> Result<Self, ParamError> {
+        match &call.child {
+            Some(link) => Ok(Child::new(link.clone())),
+            None => Err(ParamError {
+                expected: CHILD_PARAM,
+                given: false,
+            }),
+        }
+    }
+
+    fn context_need() -> Option<ContextNeed> {
+        Some(ContextNeed {
+            type_id: TypeId::of::<Child>(),
+            type_name: CHILD_PARAM,
         })
     }
 }

@@ -26,6 +26,7 @@
 //! running workflows; without one they are no-ops) and kept in its graph node, so an event
 //! run then costs a branch and a counter, never an allocation or a lock.
 
+use std::sync::Arc;
 #[cfg(feature = "metrics")]
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -35,7 +36,6 @@ use metrics::{Counter, Histogram};
 
 use crate::core::error::Error;
 use crate::core::flow::{ErasedFlow, Flow};
-use crate::core::graph::{Graph, NodeId};
 
 /// Event runs by event and outcome.
 #[cfg(feature = "metrics")]
@@ -91,12 +91,17 @@ struct EventMetrics {
 #[derive(Default)]
 pub(crate) struct MetricsSlot(OnceLock<Box<EventMetrics>>);
 
+/// Without the feature `metrics`, nothing (a node keeps no room for metric handles).
+#[cfg(not(feature = "metrics"))]
+#[derive(Default)]
+pub(crate) struct MetricsSlot;
+
 #[cfg(feature = "metrics")]
 impl MetricsSlot {
-    fn event(&self, graph: &Graph, node: NodeId) -> &EventMetrics {
+    fn event(&self, name: &Arc<str>) -> &EventMetrics {
         self.0.get_or_init(|| {
             describe();
-            let name = graph.node(node).name.clone();
+            let name = name.clone();
             let runs = |outcome: Ending| {
                 metrics::counter!(EVENT_RUNS, "event" => name.clone(), "outcome" => outcome.as_str())
             };
@@ -130,12 +135,17 @@ fn describe() {
 
 /// Count one event run that ended (and its time, if the run reads the clock).
 #[cfg(not(feature = "metrics"))]
-pub(crate) fn event_ended(_: &Graph, _: NodeId, _: Ending, _: Option<Duration>) {}
+pub(crate) fn event_ended(_: &MetricsSlot, _: &Arc<str>, _: Ending, _: Option<Duration>) {}
 
 /// Count one event run that ended (and its time, if the run reads the clock).
 #[cfg(feature = "metrics")]
-pub(crate) fn event_ended(graph: &Graph, node: NodeId, ending: Ending, took: Option<Duration>) {
-    let metrics = graph.node(node).metrics.event(graph, node);
+pub(crate) fn event_ended(
+    slot: &MetricsSlot,
+    name: &Arc<str>,
+    ending: Ending,
+    took: Option<Duration>,
+) {
+    let metrics = slot.event(name);
     metrics.runs[ending as usize].increment(1);
     if let Some(took) = took {
         metrics.duration.record(took.as_secs_f64());

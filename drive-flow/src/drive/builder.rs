@@ -443,7 +443,6 @@ impl DriveBuilder {
                     EventKey::Node { .. } => None,
                 },
                 options: spec.options,
-                #[cfg(feature = "metrics")]
                 metrics: Default::default(),
             });
             bodies.push(Body {

@@ -13,6 +13,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::error::{DurableError, RunId};
 use super::queue::{Claimed, RunRow};
+use super::store::PgStore;
 use super::stored::StoredError;
 use super::task_input;
 use super::worker::WorkerShared;
@@ -226,16 +227,7 @@ pub(crate) async fn complete(
     if row.get::<i64, _>(9) != 1 {
         return Ok(false); // stale claim, or the run is over
     }
-    let run = RunRow {
-        max_steps: row.get(1),
-        max_runs_per_event: row.get(2),
-        max_concurrency: row.get(3),
-        steps: row.get(4),
-        in_flight: row.get(5),
-        open_tasks: row.get(6),
-        next_task_id: row.get(7),
-        overdue: row.get::<Option<bool>, _>(8).unwrap_or(false),
-    };
+    let run = RunRow::from_row(&row);
     if run.overdue {
         store.timeout_run(&mut tx, task.run).await?;
         tx.commit().await?;
@@ -292,16 +284,7 @@ pub(crate) async fn complete(
             continue;
         }
         if let Err(error) = dispatched {
-            store
-                .end_run(
-                    &mut tx,
-                    task.run,
-                    "failed",
-                    Some(&StoredError::from_error(&error)),
-                )
-                .await?;
-            tx.commit().await?;
-            return Ok(true);
+            return fail_run(store, tx, task, &error).await;
         }
         break (state, starts);
     };
@@ -328,16 +311,7 @@ pub(crate) async fn complete(
             })
         };
         if let Some(error) = over {
-            store
-                .end_run(
-                    &mut tx,
-                    task.run,
-                    "failed",
-                    Some(&StoredError::from_error(&error)),
-                )
-                .await?;
-            tx.commit().await?;
-            return Ok(true);
+            return fail_run(store, tx, task, &error).await;
         }
         state.event_mut(start.node).triggered += 1;
         steps += 1;
@@ -433,6 +407,25 @@ pub(crate) async fn complete(
     if open_tasks <= 0 {
         store.end_run(&mut tx, task.run, "succeeded", None).await?;
     }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// End the run of `task` as failed with `error`, and commit.
+async fn fail_run(
+    store: &PgStore,
+    mut tx: Transaction<'static, Postgres>,
+    task: &Claimed,
+    error: &Error,
+) -> Result<bool, DurableError> {
+    store
+        .end_run(
+            &mut tx,
+            task.run,
+            "failed",
+            Some(&StoredError::from_error(error)),
+        )
+        .await?;
     tx.commit().await?;
     Ok(true)
 }

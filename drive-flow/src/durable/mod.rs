@@ -75,7 +75,15 @@
 //!   run stops its events in flight on every worker.
 //! - **Events are known by their id** (`module::fn_name`, or the builder's name). A worker
 //!   claims only events it knows and logs the others it sees waiting, for a newer or older
-//!   binary to run.
+//!   binary to run. The ids a binary knows are stored once as a *catalog* (a table keyed by
+//!   the digest of the sorted ids), so that a claim names one key, whatever the size of
+//!   the graph.
+//! - **What a hop costs.** A claim is one statement, committed without waiting for the
+//!   disk (`synchronous_commit = off` on the connections that claim and renew leases: a
+//!   claim lost in a server crash only makes its event claimable again). A completion is
+//!   four round trips (the run's row locked with the fenced release and the history row;
+//!   the state of the groups it touches loaded; everything it changed written in one
+//!   statement; the commit), and it is durable: one flush per event.
 //! - Idle workers wake on `LISTEN/NOTIFY` and look every
 //!   [`poll_interval`](Worker::poll_interval) anyway (a notification is lost while the
 //!   listening connection reconnects; behind a transaction-mode pooler such as PgBouncer,

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 use sqlx::{Postgres, Row, Transaction};
 
 use super::error::{DurableError, RunId};
@@ -28,6 +30,12 @@ pub(crate) struct Claimed {
     /// How many of its attempts failed and were retried.
     pub(crate) failures: i32,
     pub(crate) started_at: DateTime<Utc>,
+}
+
+/// A statement about a claimed task, fenced by its claim: `$1` is the task's row, `$2` the
+/// attempt claimed; it changes nothing unless the row still holds that claim.
+fn fenced<'q>(sql: &'q str, task: &Claimed) -> Query<'q, Postgres, PgArguments> {
+    sqlx::query(sql).bind(task.id).bind(task.attempt)
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -99,9 +107,7 @@ impl PgStore {
         task: &Claimed,
         lease: Duration,
     ) -> Result<bool, DurableError> {
-        let done = sqlx::query(&self.sql().renew)
-            .bind(task.id)
-            .bind(task.attempt)
+        let done = fenced(&self.sql().renew, task)
             .bind(millis(lease))
             .execute(self.lease_pool())
             .await?;
@@ -110,9 +116,7 @@ impl PgStore {
 
     /// Give a claimed task back unrun (a worker shutting down): ready at once for others.
     pub(crate) async fn release(&self, task: &Claimed) -> Result<bool, DurableError> {
-        let done = sqlx::query(&self.sql().release)
-            .bind(task.id)
-            .bind(task.attempt)
+        let done = fenced(&self.sql().release, task)
             .execute(self.pool())
             .await?;
         if done.rows_affected() == 1 {
@@ -131,9 +135,7 @@ impl PgStore {
         worker: &str,
     ) -> Result<bool, DurableError> {
         let mut tx = self.pool().begin().await?;
-        let done = sqlx::query(&self.sql().retry)
-            .bind(task.id)
-            .bind(task.attempt)
+        let done = fenced(&self.sql().retry, task)
             .bind(millis(delay))
             .execute(&mut *tx)
             .await?;
@@ -172,9 +174,7 @@ impl PgStore {
         let Some(run) = self.lock_run(&mut tx, task.run).await? else {
             return Ok(false);
         };
-        let done = sqlx::query(&self.sql().park)
-            .bind(task.id)
-            .bind(task.attempt)
+        let done = fenced(&self.sql().park, task)
             .bind(key)
             .execute(&mut *tx)
             .await?;
@@ -261,9 +261,7 @@ impl PgStore {
         if self.lock_run(&mut tx, task.run).await?.is_none() {
             return Ok(false);
         }
-        let done = sqlx::query(&self.sql().task_done)
-            .bind(task.id)
-            .bind(task.attempt)
+        let done = fenced(&self.sql().task_done, task)
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() != 1 {
@@ -428,16 +426,7 @@ impl PgStore {
         if status != "running" {
             return Ok(None);
         }
-        Ok(Some(RunRow {
-            max_steps: row.get(1),
-            max_runs_per_event: row.get(2),
-            max_concurrency: row.get(3),
-            steps: row.get(4),
-            in_flight: row.get(5),
-            open_tasks: row.get(6),
-            next_task_id: row.get(7),
-            overdue: row.get::<Option<bool>, _>(8).unwrap_or(false),
-        }))
+        Ok(Some(RunRow::from_row(&row)))
     }
 
     /// Append a history row for a claimed task.
@@ -491,6 +480,21 @@ pub(crate) struct RunRow {
 }
 
 impl RunRow {
+    /// Columns 1 to 8 of `row`: `max_steps, max_runs_per_event, max_concurrency, steps,
+    /// in_flight, open_tasks, next_task_id, overdue` (column 0 is the status).
+    pub(crate) fn from_row(row: &sqlx::postgres::PgRow) -> Self {
+        RunRow {
+            max_steps: row.get(1),
+            max_runs_per_event: row.get(2),
+            max_concurrency: row.get(3),
+            steps: row.get(4),
+            in_flight: row.get(5),
+            open_tasks: row.get(6),
+            next_task_id: row.get(7),
+            overdue: row.get::<Option<bool>, _>(8).unwrap_or(false),
+        }
+    }
+
     /// Whether one more task may be ready or running with `in_flight` already so.
     pub(crate) fn has_room(&self, in_flight: i32) -> bool {
         self.max_concurrency.map_or(true, |cap| in_flight < cap)

@@ -1026,9 +1026,10 @@ impl Shared {
             }
         }
         let ending = crate::core::telemetry::Ending::of(&result);
+        let event = self.graph.node(node);
         crate::core::telemetry::event_ended(
-            &self.graph,
-            node,
+            &event.metrics,
+            &event.name,
             ending,
             self.timed.then_some(elapsed),
         );

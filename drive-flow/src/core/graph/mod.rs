@@ -73,7 +73,6 @@ pub(crate) struct Node {
     /// `None` for an event without timeout or retries (most events): a node stays small.
     pub(crate) options: Option<Box<EventOptions>>,
     /// Its metric handles, made the first time it ends (see [`crate::core::telemetry`]).
-    #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::core::telemetry::MetricsSlot,
 }
 
