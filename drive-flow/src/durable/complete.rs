@@ -100,12 +100,15 @@ fn encode_flow(
 }
 
 /// Complete `task` (of event `node`) with `flow`. `Ok(false)`: the claim was stale (its
-/// lease taken over, or its run ended), nothing was written.
+/// lease taken over, or its run ended), nothing was written. `traceparent`: that of the
+/// span of this event run, the parent of the spans of the events it triggers (when none,
+/// they get the task's own, else the run's).
 pub(crate) async fn complete(
     shared: &WorkerShared,
     task: &Claimed,
     node: NodeId,
     flow: &ErasedFlow,
+    traceparent: Option<&str>,
 ) -> Result<bool, DurableError> {
     let index = &shared.drive.index;
     let graph: &Arc<Graph> = &index.graph;
@@ -352,6 +355,11 @@ pub(crate) async fn complete(
     let mut t_inputs = Vec::with_capacity(starts.len());
     let mut t_states = Vec::with_capacity(starts.len());
     let mut t_causes = Vec::with_capacity(starts.len());
+    let parent: Option<String> = traceparent
+        .map(str::to_string)
+        .or_else(|| task.traceparent.clone())
+        .or_else(|| run.traceparent.clone());
+    let t_parents = vec![parent; starts.len()];
     let queued_before = store.has_queued(&mut tx, task.run, &run).await?;
     for start in &starts {
         t_ids.push(start.input.task_id as i64);
@@ -378,6 +386,7 @@ pub(crate) async fn complete(
             .bind(&t_inputs)
             .bind(&t_states)
             .bind(&t_causes)
+            .bind(&t_parents)
             .execute(&mut *tx)
             .await?;
     }

@@ -28,6 +28,9 @@ pub(crate) struct Claimed {
     /// How many of its attempts failed and were retried.
     pub(crate) failures: i32,
     pub(crate) started_at: DateTime<Utc>,
+    /// The W3C `traceparent` of the span that queued it (the parent of its event run's
+    /// span), if one was recorded.
+    pub(crate) traceparent: Option<String>,
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -74,6 +77,8 @@ impl PgStore {
                 attempt: row.get(5),
                 failures: row.get(6),
                 started_at: row.get(7),
+                // A column of schema version 2; a value of the wrong type is no context.
+                traceparent: row.try_get::<Option<String>, _>(8).ok().flatten(),
             })
             .collect();
         claimed.sort_by_key(|task| task.id);
@@ -425,6 +430,7 @@ impl PgStore {
             open_tasks: row.get(6),
             next_task_id: row.get(7),
             overdue: row.get::<Option<bool>, _>(8).unwrap_or(false),
+            traceparent: row.try_get::<Option<String>, _>(9).ok().flatten(),
         }))
     }
 
@@ -476,6 +482,8 @@ pub(crate) struct RunRow {
     pub(crate) open_tasks: i32,
     pub(crate) next_task_id: i64,
     pub(crate) overdue: bool,
+    /// The W3C `traceparent` of the span that submitted the run, if one was recorded.
+    pub(crate) traceparent: Option<String>,
 }
 
 impl RunRow {

@@ -64,7 +64,7 @@ impl Sql {
                     lease_until = now() + ($4::float8 * interval '1 millisecond')
                 FROM picked WHERE t.id = picked.id
                 RETURNING t.id, t.run_id, t.task_id, t.event, t.input, t.attempt, t.failures,
-                          now() AS started_at"),
+                          now() AS started_at, t.traceparent"),
             renew: t("UPDATE {s}.tasks SET lease_until = now() + ($3::float8 * interval '1 millisecond')
                 WHERE id = $1 AND attempt = $2 AND state = 'running'"),
             release: t("UPDATE {s}.tasks SET state = 'ready', worker = NULL, lease_until = NULL,
@@ -92,7 +92,7 @@ impl Sql {
                     WHERE id = $1)
                 SELECT pg_notify($6, '') WHERE $6 IS NOT NULL"),
             lock_run: t("SELECT status, max_steps, max_runs_per_event, max_concurrency, steps,
-                    in_flight, open_tasks, next_task_id, deadline < now() AS overdue
+                    in_flight, open_tasks, next_task_id, deadline < now() AS overdue, traceparent
                 FROM {s}.runs WHERE id = $1 FOR UPDATE"),
             history: t("INSERT INTO {s}.history
                     (run_id, task_id, event, input, outcome, value, error, worker, attempt,
@@ -107,15 +107,16 @@ impl Sql {
                 LIMIT 100 FOR UPDATE SKIP LOCKED"),
             insert_run: t("INSERT INTO {s}.runs
                     (start_event, input, deadline, timeout_ms, max_steps, max_runs_per_event,
-                     max_concurrency, steps, in_flight, open_tasks, next_task_id)
+                     max_concurrency, steps, in_flight, open_tasks, next_task_id, traceparent)
                 VALUES ($1, $2, now() + ($3::float8 * interval '1 millisecond'), $3, $4, $5, $6,
-                        1, 1, 1, 1)
+                        1, 1, 1, 1, $7)
                 RETURNING id"),
-            insert_task: t("INSERT INTO {s}.tasks (run_id, task_id, event, input, state, cause)
+            insert_task: t("INSERT INTO {s}.tasks
+                    (run_id, task_id, event, input, state, cause, traceparent)
                 SELECT $1, unnest($2::bigint[]), unnest($3::text[]), unnest($4::jsonb[]),
-                       unnest($5::text[]), unnest($6::text[])"),
+                       unnest($5::text[]), unnest($6::text[]), unnest($7::text[])"),
             run_status: t("SELECT status, error, steps, open_tasks, start_event, created_at,
-                    ended_at
+                    ended_at, traceparent
                 FROM {s}.runs WHERE id = $1"),
             run_history: t("SELECT task_id, event, input, outcome, value, error, worker,
                     attempt, started_at, ended_at

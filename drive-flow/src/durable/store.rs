@@ -10,8 +10,9 @@ use sqlx::{Connection, PgConnection, Row};
 use super::error::DurableError;
 use super::sql::Sql;
 
-/// The schema version this build of drive-flow writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+/// The schema version this build of drive-flow writes and reads: 2 (version 2 added the
+/// `traceparent` of runs and tasks; [`PgStore::migrate`] brings a version 1 schema to it).
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The default schema: `drive_flow`.
 pub const DEFAULT_SCHEMA: &str = "drive_flow";
@@ -322,7 +323,10 @@ pub(crate) fn quote(identifier: &str) -> String {
 }
 
 /// The migrations, one list of statements per version; `{s}` is the quoted schema.
-const MIGRATIONS: &[&[&str]] = &[&[
+const MIGRATIONS: &[&[&str]] = &[V1, V2];
+
+/// Version 1: the tables.
+const V1: &[&str] = &[
     // One row per run. `in_flight` counts its ready and running tasks (for
     // `max_concurrency`), `open_tasks` every task row it has (the run ends at 0).
     "CREATE TABLE {s}.runs (
@@ -407,7 +411,16 @@ const MIGRATIONS: &[&[&str]] = &[&[
         started_at timestamptz,
         ended_at timestamptz NOT NULL DEFAULT now())",
     "CREATE INDEX history_run ON {s}.history (run_id, id)",
-]];
+];
+
+/// Version 2: the W3C trace context (`traceparent`) of the span that submitted a run, and
+/// of the span that queued each task (the submit, or the event run that triggered it).
+/// NULL when none was recorded (no OpenTelemetry layer, the feature `opentelemetry` off,
+/// or rows of version 1).
+const V2: &[&str] = &[
+    "ALTER TABLE {s}.runs ADD COLUMN traceparent text",
+    "ALTER TABLE {s}.tasks ADD COLUMN traceparent text",
+];
 
 #[cfg(test)]
 mod tests {
