@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use drive_flow::durable::{sqlx, DurableError, PgStore, RunState};
+use drive_flow::durable::{sqlx, DurableError, PgStore, RunState, SCHEMA_VERSION};
 use drive_flow::prelude::*;
 use durable_support::TestDb;
 
@@ -423,20 +423,19 @@ async fn a_worker_refuses_a_schema_of_another_version() {
         Err(DurableError::NotMigrated { .. })
     ));
     db.store.migrate().await.unwrap();
+    // A newer drive-flow's schema.
     sqlx::query(&format!(
-        "UPDATE \"{}\".schema_version SET version = 2",
+        "UPDATE \"{}\".schema_version SET version = $1",
         db.schema
     ))
+    .bind(SCHEMA_VERSION + 1)
     .execute(db.store.pool())
     .await
     .unwrap();
     let worker = drive.worker(&db.store).context(Probe::default());
     assert!(matches!(
         worker.run_until(async {}).await,
-        Err(DurableError::SchemaVersion {
-            found: 2,
-            expected: 1,
-            ..
-        })
+        Err(DurableError::SchemaVersion { found, expected, .. })
+            if found == SCHEMA_VERSION + 1 && expected == SCHEMA_VERSION
     ));
 }
