@@ -52,6 +52,85 @@ async fn migrate_is_idempotent_and_records_the_version() {
     );
 }
 
+/// The columns named `traceparent` in the schema: `(table, type, nullable)`.
+async fn traceparent_columns(db: &TestDb) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT table_name::text, data_type::text, is_nullable::text \
+         FROM information_schema.columns \
+         WHERE table_schema = $1 AND column_name = 'traceparent' ORDER BY table_name",
+    )
+    .bind(&db.schema)
+    .fetch_all(db.store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_version_1_schema_is_migrated_to_version_2() {
+    let db = TestDb::migrated().await;
+    assert_eq!(SCHEMA_VERSION, 2);
+    let s = format!("\"{}\"", db.schema);
+    // Back to version 1 (what version 2 added, dropped), with a run and its task of then.
+    for statement in [
+        format!("ALTER TABLE {s}.runs DROP COLUMN traceparent"),
+        format!("ALTER TABLE {s}.tasks DROP COLUMN traceparent"),
+        format!("UPDATE {s}.schema_version SET version = 1"),
+        format!(
+            "INSERT INTO {s}.runs (start_event, max_steps, max_runs_per_event) \
+             VALUES ('old::start', 10, 10)"
+        ),
+        format!(
+            "INSERT INTO {s}.tasks (run_id, task_id, event, input, state, cause) \
+             SELECT id, 1, 'old::start', '{{}}', 'ready', 'start' FROM {s}.runs"
+        ),
+    ] {
+        sqlx::query(&statement)
+            .execute(db.store.pool())
+            .await
+            .unwrap();
+    }
+    assert!(traceparent_columns(&db).await.is_empty());
+    // A version 1 schema is not this build's: refused until migrated.
+    match db.store.check_version().await {
+        Err(DurableError::SchemaVersion {
+            found, expected, ..
+        }) => assert_eq!((found, expected), (1, 2)),
+        other => panic!("expected SchemaVersion, got {other:?}"),
+    }
+    db.store.migrate().await.unwrap();
+    db.store.migrate().await.unwrap();
+    db.store.check_version().await.unwrap();
+    let text = |table: &str| (table.to_string(), "text".to_string(), "YES".to_string());
+    assert_eq!(
+        traceparent_columns(&db).await,
+        [text("runs"), text("tasks")]
+    );
+    // The rows of version 1 are kept, without a trace context.
+    let (runs, tasks, with_context): (i64, i64, i64) = sqlx::query_as(&format!(
+        "SELECT (SELECT count(*) FROM {s}.runs), (SELECT count(*) FROM {s}.tasks), \
+                (SELECT count(*) FROM {s}.tasks WHERE traceparent IS NOT NULL)"
+    ))
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    assert_eq!((runs, tasks, with_context), (1, 1, 0));
+    let (version,): (i32,) = sqlx::query_as(&format!("SELECT version FROM {s}.schema_version"))
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(version, 2);
+}
+
+#[tokio::test]
+async fn a_fresh_schema_has_the_trace_context_columns() {
+    let db = TestDb::migrated().await;
+    let text = |table: &str| (table.to_string(), "text".to_string(), "YES".to_string());
+    assert_eq!(
+        traceparent_columns(&db).await,
+        [text("runs"), text("tasks")]
+    );
+}
+
 #[tokio::test]
 async fn a_version_1_schema_is_brought_to_this_version_keeping_its_rows() {
     let db = TestDb::migrated().await;

@@ -83,6 +83,11 @@ pub struct RunStatus {
     pub created_at: DateTime<Utc>,
     /// When it ended.
     pub ended_at: Option<DateTime<Utc>>,
+    /// The W3C trace-context `traceparent` of the span around its
+    /// [`submit`](DurableInvoke::submit) (`00-<trace id>-<span id>-<flags>`): the trace its
+    /// event runs' spans join. Recorded with the cargo feature `opentelemetry` when an
+    /// OpenTelemetry layer of `tracing` records that span; `None` otherwise.
+    pub traceparent: Option<String>,
 }
 
 /// One entry of a run's history: one event run, or one failed attempt, or one wait.
@@ -194,6 +199,9 @@ impl<E> DurableInvoke<'_, E> {
         let timeout_ms = self
             .timeout
             .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
+        // The span around this call (if an OpenTelemetry layer records it) becomes the
+        // parent of the start event's span, on whichever worker runs it.
+        let traceparent = super::trace_context::current();
         let mut tx = store.pool().begin().await?;
         let run: i64 = sqlx::query(&sql.insert_run)
             .bind(&name)
@@ -205,6 +213,7 @@ impl<E> DurableInvoke<'_, E> {
                 self.max_concurrency
                     .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
             )
+            .bind(&traceparent)
             .fetch_one(&mut *tx)
             .await?
             .get(0);
@@ -215,6 +224,7 @@ impl<E> DurableInvoke<'_, E> {
             .bind(vec![input])
             .bind(vec!["ready"])
             .bind(vec!["start"])
+            .bind(vec![traceparent])
             .execute(&mut *tx)
             .await?;
         sqlx::query(&sql.upsert_event)
@@ -274,6 +284,7 @@ impl DurableDrive {
             start: row.get(4),
             created_at: row.get(5),
             ended_at: row.get(6),
+            traceparent: row.try_get::<Option<String>, _>(7).ok().flatten(),
             error,
         })
     }

@@ -180,7 +180,9 @@ fn encode_flow(
 }
 
 /// Complete `task` (of event `node`) with `flow`. `Ok(false)`: the claim was stale (its
-/// lease taken over, or its run ended), nothing was written.
+/// lease taken over, or its run ended), nothing was written. `traceparent`: that of the
+/// span of this event run, the parent of the spans of the events it triggers (when none,
+/// they get the task's own, else the run's).
 ///
 /// Four round trips when nothing is capped: the run's row locked with the fenced release
 /// and the history row; the state it touches loaded; everything it changed written, in
@@ -190,6 +192,7 @@ pub(crate) async fn complete(
     task: &Claimed,
     node: NodeId,
     flow: &ErasedFlow,
+    traceparent: Option<&str>,
 ) -> Result<bool, DurableError> {
     let index = &shared.drive.index;
     let graph: &Arc<Graph> = &index.graph;
@@ -224,7 +227,7 @@ pub(crate) async fn complete(
     else {
         return Ok(false); // no such run
     };
-    if row.get::<i64, _>(9) != 1 {
+    if row.get::<i64, _>(10) != 1 {
         return Ok(false); // stale claim, or the run is over
     }
     let run = RunRow::from_row(&row);
@@ -379,6 +382,11 @@ pub(crate) async fn complete(
             _ => "dispatch",
         });
     }
+    let parent: Option<String> = traceparent
+        .map(str::to_string)
+        .or_else(|| task.traceparent.clone())
+        .or_else(|| run.traceparent.clone());
+    let parents = vec![parent; starts.len()];
     let open_tasks = run.open_tasks - 1 + starts.len() as i32;
     sqlx::query(&sql.write_state)
         .bind(task.run.0)
@@ -402,6 +410,7 @@ pub(crate) async fn complete(
         .bind(open_tasks)
         .bind(state.next_task_id as i64)
         .bind((readied && open_tasks > 0).then_some(sql.work_channel.as_str()))
+        .bind(&parents)
         .execute(&mut *tx)
         .await?;
     if open_tasks <= 0 {

@@ -89,6 +89,13 @@
 //!   listening connection reconnects; behind a transaction-mode pooler such as PgBouncer,
 //!   `LISTEN` never hears anything and polling is all there is). Workers and waiting
 //!   clients ride out a restarting server, trying again with a backoff.
+//! - **Traces across workers** (cargo feature `opentelemetry`): each run and each queued
+//!   event stores the W3C `traceparent` of the span that queued it (the span around
+//!   [`submit`](DurableInvoke::submit), or the event run that triggered it), and a worker
+//!   makes it the parent of the event run's span, so that the spans of one run on any
+//!   number of workers join one trace. Read and set through `tracing-opentelemetry`: install
+//!   its layer in the submitting process and in the workers. Without the feature the
+//!   column stays NULL.
 //! - The schema is versioned ([`PgStore::migrate`], [`SCHEMA_VERSION`]) and lives in a
 //!   schema of its own, `drive_flow` unless [`PgOptions::schema`] names another (checked as
 //!   an identifier and quoted; every value is a bound parameter).
@@ -105,6 +112,7 @@ mod sql;
 mod store;
 mod stored;
 mod task_input;
+mod trace_context;
 mod values;
 mod worker;
 

@@ -30,6 +30,9 @@ pub(crate) struct Claimed {
     /// How many of its attempts failed and were retried.
     pub(crate) failures: i32,
     pub(crate) started_at: DateTime<Utc>,
+    /// The W3C `traceparent` of the span that queued it (the parent of its event run's
+    /// span), if one was recorded.
+    pub(crate) traceparent: Option<String>,
 }
 
 /// A statement about a claimed task, fenced by its claim: `$1` is the task's row, `$2` the
@@ -94,6 +97,8 @@ impl PgStore {
                 attempt: row.get(5),
                 failures: row.get(6),
                 started_at: row.get(7),
+                // A column of schema version 2; a value of the wrong type is no context.
+                traceparent: row.try_get::<Option<String>, _>(8).ok().flatten(),
             })
             .collect();
         claimed.sort_by_key(|task| task.id);
@@ -477,11 +482,13 @@ pub(crate) struct RunRow {
     pub(crate) open_tasks: i32,
     pub(crate) next_task_id: i64,
     pub(crate) overdue: bool,
+    /// The W3C `traceparent` of the span that submitted the run, if one was recorded.
+    pub(crate) traceparent: Option<String>,
 }
 
 impl RunRow {
-    /// Columns 1 to 8 of `row`: `max_steps, max_runs_per_event, max_concurrency, steps,
-    /// in_flight, open_tasks, next_task_id, overdue` (column 0 is the status).
+    /// Columns 1 to 9 of `row`: `max_steps, max_runs_per_event, max_concurrency, steps,
+    /// in_flight, open_tasks, next_task_id, overdue, traceparent` (column 0 is the status).
     pub(crate) fn from_row(row: &sqlx::postgres::PgRow) -> Self {
         RunRow {
             max_steps: row.get(1),
@@ -492,6 +499,8 @@ impl RunRow {
             open_tasks: row.get(6),
             next_task_id: row.get(7),
             overdue: row.get::<Option<bool>, _>(8).unwrap_or(false),
+            // A column of schema version 2; a value of the wrong type is no context.
+            traceparent: row.try_get::<Option<String>, _>(9).ok().flatten(),
         }
     }
 

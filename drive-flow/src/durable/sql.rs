@@ -72,7 +72,7 @@ impl Sql {
                     lease_until = now() + ($4::float8 * interval '1 millisecond')
                 FROM picked WHERE t.id = picked.id
                 RETURNING t.id, t.run_id, t.task_id, t.event, t.input, t.attempt, t.failures,
-                          now() AS started_at"),
+                          now() AS started_at, t.traceparent"),
             // A catalog's key is the digest of its sorted event ids: every process of one
             // binary shares one, and registering it again writes nothing.
             register_catalog: t("WITH ids AS (SELECT DISTINCT unnest($1::text[]) AS event),
@@ -105,7 +105,8 @@ impl Sql {
             // this claim still holds the task and the run is running.
             release_locked: t("WITH run AS (
                     SELECT status, max_steps, max_runs_per_event, max_concurrency, steps,
-                        in_flight, open_tasks, next_task_id, deadline < now() AS overdue
+                        in_flight, open_tasks, next_task_id, deadline < now() AS overdue,
+                        traceparent
                     FROM {s}.runs WHERE id = $1 FOR UPDATE),
                 done AS (
                     DELETE FROM {s}.tasks
@@ -119,7 +120,8 @@ impl Sql {
                     SELECT run_id, task_id, event, input, $4, $5, NULL, $6, attempt, $7
                     FROM done)
                 SELECT status, max_steps, max_runs_per_event, max_concurrency, steps, in_flight,
-                    open_tasks, next_task_id, overdue, (SELECT count(*) FROM done) AS released
+                    open_tasks, next_task_id, overdue, traceparent,
+                    (SELECT count(*) FROM done) AS released
                 FROM run"),
             // Its second (a statement of its own, so that its snapshot is taken under the
             // run's lock): the state of the events and groups it touches.
@@ -152,16 +154,17 @@ impl Sql {
                         ready = EXCLUDED.ready, delivered = EXCLUDED.delivered,
                         fired = EXCLUDED.fired),
                 triggered AS (
-                    INSERT INTO {s}.tasks (run_id, task_id, event, input, state, cause)
+                    INSERT INTO {s}.tasks
+                        (run_id, task_id, event, input, state, cause, traceparent)
                     SELECT $1, unnest($12::bigint[]), unnest($13::text[]), unnest($14::jsonb[]),
-                           unnest($15::text[]), unnest($16::text[])),
+                           unnest($15::text[]), unnest($16::text[]), unnest($22::text[])),
                 counted AS (
                     UPDATE {s}.runs SET steps = $17, in_flight = $18, open_tasks = $19,
                         next_task_id = $20
                     WHERE id = $1)
                 SELECT pg_notify($21, '') WHERE $21 IS NOT NULL"),
             lock_run: t("SELECT status, max_steps, max_runs_per_event, max_concurrency, steps,
-                    in_flight, open_tasks, next_task_id, deadline < now() AS overdue
+                    in_flight, open_tasks, next_task_id, deadline < now() AS overdue, traceparent
                 FROM {s}.runs WHERE id = $1 FOR UPDATE"),
             history: t("INSERT INTO {s}.history
                     (run_id, task_id, event, input, outcome, value, error, worker, attempt,
@@ -176,15 +179,16 @@ impl Sql {
                 LIMIT 100 FOR UPDATE SKIP LOCKED"),
             insert_run: t("INSERT INTO {s}.runs
                     (start_event, input, deadline, timeout_ms, max_steps, max_runs_per_event,
-                     max_concurrency, steps, in_flight, open_tasks, next_task_id)
+                     max_concurrency, steps, in_flight, open_tasks, next_task_id, traceparent)
                 VALUES ($1, $2, now() + ($3::float8 * interval '1 millisecond'), $3, $4, $5, $6,
-                        1, 1, 1, 1)
+                        1, 1, 1, 1, $7)
                 RETURNING id"),
-            insert_task: t("INSERT INTO {s}.tasks (run_id, task_id, event, input, state, cause)
+            insert_task: t("INSERT INTO {s}.tasks
+                    (run_id, task_id, event, input, state, cause, traceparent)
                 SELECT $1, unnest($2::bigint[]), unnest($3::text[]), unnest($4::jsonb[]),
-                       unnest($5::text[]), unnest($6::text[])"),
+                       unnest($5::text[]), unnest($6::text[]), unnest($7::text[])"),
             run_status: t("SELECT status, error, steps, open_tasks, start_event, created_at,
-                    ended_at
+                    ended_at, traceparent
                 FROM {s}.runs WHERE id = $1"),
             run_history: t("SELECT task_id, event, input, outcome, value, error, worker,
                     attempt, started_at, ended_at

@@ -10,7 +10,9 @@ use sqlx::{Connection, PgConnection, Row};
 use super::error::DurableError;
 use super::sql::Sql;
 
-/// The schema version this build of drive-flow writes and reads.
+/// The schema version this build of drive-flow writes and reads: 2 (version 2 added the
+/// `traceparent` of runs and tasks and the catalog of the events workers know;
+/// [`PgStore::migrate`] brings a version 1 schema to it).
 pub const SCHEMA_VERSION: i32 = 2;
 
 /// The default schema: `drive_flow`.
@@ -343,12 +345,13 @@ pub(crate) fn quote(identifier: &str) -> String {
 }
 
 /// The migrations, one list of statements per version; `{s}` is the quoted schema.
-const MIGRATIONS: &[&[&str]] = &[
-    // Version 1.
-    &[
-        // One row per run. `in_flight` counts its ready and running tasks (for
-        // `max_concurrency`), `open_tasks` every task row it has (the run ends at 0).
-        "CREATE TABLE {s}.runs (
+const MIGRATIONS: &[&[&str]] = &[V1, V2];
+
+/// Version 1: the tables.
+const V1: &[&str] = &[
+    // One row per run. `in_flight` counts its ready and running tasks (for
+    // `max_concurrency`), `open_tasks` every task row it has (the run ends at 0).
+    "CREATE TABLE {s}.runs (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         status text NOT NULL DEFAULT 'running',
         start_event text NOT NULL,
@@ -365,11 +368,11 @@ const MIGRATIONS: &[&[&str]] = &[
         error jsonb,
         created_at timestamptz NOT NULL DEFAULT now(),
         ended_at timestamptz)",
-        "CREATE INDEX runs_deadline ON {s}.runs (deadline)
+    "CREATE INDEX runs_deadline ON {s}.runs (deadline)
         WHERE status = 'running' AND deadline IS NOT NULL",
-        // The hot queue: queued (over the run's concurrency), ready, running and waiting
-        // tasks only; a task row is deleted when its event completes.
-        "CREATE TABLE {s}.tasks (
+    // The hot queue: queued (over the run's concurrency), ready, running and waiting
+    // tasks only; a task row is deleted when its event completes.
+    "CREATE TABLE {s}.tasks (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         run_id bigint NOT NULL,
         task_id bigint NOT NULL,
@@ -385,11 +388,11 @@ const MIGRATIONS: &[&[&str]] = &[
         cause text NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now(),
         UNIQUE (run_id, task_id))",
-        "CREATE INDEX tasks_claim ON {s}.tasks (ready_at, id) WHERE state = 'ready'",
-        "CREATE INDEX tasks_lease ON {s}.tasks (lease_until) WHERE state = 'running'",
-        "CREATE INDEX tasks_run_state ON {s}.tasks (run_id, state, id)",
-        // Per run and event: its latest outcome and counters (the dispatch core's event state).
-        "CREATE TABLE {s}.event_state (
+    "CREATE INDEX tasks_claim ON {s}.tasks (ready_at, id) WHERE state = 'ready'",
+    "CREATE INDEX tasks_lease ON {s}.tasks (lease_until) WHERE state = 'running'",
+    "CREATE INDEX tasks_run_state ON {s}.tasks (run_id, state, id)",
+    // Per run and event: its latest outcome and counters (the dispatch core's event state).
+    "CREATE TABLE {s}.event_state (
         run_id bigint NOT NULL,
         event text NOT NULL,
         kind text,
@@ -397,8 +400,8 @@ const MIGRATIONS: &[&[&str]] = &[
         completions integer NOT NULL DEFAULT 0,
         triggered integer NOT NULL DEFAULT 0,
         PRIMARY KEY (run_id, event))",
-        // Per run, listener and group: how many members have run, which slots were delivered.
-        "CREATE TABLE {s}.group_state (
+    // Per run, listener and group: how many members have run, which slots were delivered.
+    "CREATE TABLE {s}.group_state (
         run_id bigint NOT NULL,
         listener text NOT NULL,
         group_index integer NOT NULL,
@@ -406,17 +409,17 @@ const MIGRATIONS: &[&[&str]] = &[
         delivered boolean[] NOT NULL,
         fired boolean NOT NULL DEFAULT false,
         PRIMARY KEY (run_id, listener, group_index))",
-        // Values sent to runs; `consumed_by` is the task row that took it.
-        "CREATE TABLE {s}.inbox (
+    // Values sent to runs; `consumed_by` is the task row that took it.
+    "CREATE TABLE {s}.inbox (
         seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         run_id bigint NOT NULL,
         key text NOT NULL,
         value jsonb NOT NULL,
         consumed_by bigint,
         sent_at timestamptz NOT NULL DEFAULT now())",
-        "CREATE INDEX inbox_run_key ON {s}.inbox (run_id, key, seq)",
-        // Every event run (and failed attempt), cold.
-        "CREATE TABLE {s}.history (
+    "CREATE INDEX inbox_run_key ON {s}.inbox (run_id, key, seq)",
+    // Every event run (and failed attempt), cold.
+    "CREATE TABLE {s}.history (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         run_id bigint NOT NULL,
         task_id bigint NOT NULL,
@@ -429,14 +432,22 @@ const MIGRATIONS: &[&[&str]] = &[
         attempt integer NOT NULL,
         started_at timestamptz,
         ended_at timestamptz NOT NULL DEFAULT now())",
-        "CREATE INDEX history_run ON {s}.history (run_id, id)",
-    ],
-    // Version 2: the events each binary's workers know, so that a claim names its worker's
-    // catalog by one key instead of binding every event id it knows.
-    &["CREATE TABLE {s}.catalog (
+    "CREATE INDEX history_run ON {s}.history (run_id, id)",
+];
+
+/// Version 2: the catalogs of events (below), and the W3C trace context (`traceparent`) of the span that submitted a run, and
+/// of the span that queued each task (the submit, or the event run that triggered it).
+/// NULL when none was recorded (no OpenTelemetry layer, the feature `opentelemetry` off,
+/// or rows of version 1).
+const V2: &[&str] = &[
+    "ALTER TABLE {s}.runs ADD COLUMN traceparent text",
+    "ALTER TABLE {s}.tasks ADD COLUMN traceparent text",
+    // The events each binary's workers know, so that a claim names its worker's catalog by
+    // one key instead of binding every event id it knows.
+    "CREATE TABLE {s}.catalog (
         catalog text NOT NULL,
         event text NOT NULL,
-        PRIMARY KEY (catalog, event))"],
+        PRIMARY KEY (catalog, event))",
 ];
 
 #[cfg(test)]

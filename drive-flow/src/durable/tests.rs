@@ -106,7 +106,7 @@ async fn an_expired_lease_is_taken_over_and_the_late_commit_is_refused() {
     assert!(!drive.store.renew(&first, lease).await.unwrap());
     let node = drive.index.node("a").unwrap();
     let flow = Flow::Value(erase_value(1u32));
-    let late = super::complete::complete(&shared(&drive, "A"), &first, node, &flow).await;
+    let late = super::complete::complete(&shared(&drive, "A"), &first, node, &flow, None).await;
     assert!(!late.unwrap(), "a late commit is refused");
     assert!(!drive
         .store
@@ -117,9 +117,9 @@ async fn an_expired_lease_is_taken_over_and_the_late_commit_is_refused() {
     assert!(!drive.store.release(&first).await.unwrap());
 
     // The current claim commits once.
-    let done = super::complete::complete(&shared(&drive, "B"), &second, node, &flow).await;
+    let done = super::complete::complete(&shared(&drive, "B"), &second, node, &flow, None).await;
     assert!(done.unwrap());
-    let again = super::complete::complete(&shared(&drive, "B"), &second, node, &flow).await;
+    let again = super::complete::complete(&shared(&drive, "B"), &second, node, &flow, None).await;
     assert!(!again.unwrap(), "a completion is applied once");
     let history = drive.history(run).await.unwrap();
     assert_eq!(history.len(), 1);

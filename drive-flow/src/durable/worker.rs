@@ -14,6 +14,7 @@ use serde::Serialize;
 use sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::drive::{DurableDrive, DurableIndex};
 use super::error::DurableError;
@@ -22,6 +23,7 @@ use super::queue::Claimed;
 use super::store::PgStore;
 use super::stored::StoredError;
 use super::task_input;
+use super::trace_context;
 use crate::body::child::{is_child, CHILD_PARAM};
 use crate::body::handler::CallError;
 use crate::body::inbox::{CallRef, InboxLink};
@@ -437,8 +439,8 @@ async fn run_ended(ended: &mut broadcast::Receiver<i64>, run: i64) {
 async fn run_task(
     shared: Arc<WorkerShared>,
     task: Claimed,
-    mut stop: watch::Receiver<bool>,
-    mut ended: broadcast::Receiver<i64>,
+    stop: watch::Receiver<bool>,
+    ended: broadcast::Receiver<i64>,
 ) {
     let index = &shared.drive.index;
     let Some(node) = index.node(&task.event) else {
@@ -446,24 +448,55 @@ async fn run_task(
         let _ = shared.drive.store.release(&task).await;
         return;
     };
+    // Fields as OpenTelemetry reads them, as in-process event runs (see
+    // `crate::core::telemetry`), with the attempt and the worker. Its parent: the span that
+    // queued the task (the submit, or the event run that triggered it), from the task's
+    // `traceparent`, on whichever worker or process that span was.
     let span = tracing::info_span!(
-        "durable_event",
+        parent: None,
+        "event",
+        otel.name = %task.event,
         event = %task.event,
-        run = %task.run,
+        run_id = task.run.0,
         task_id = task.task_id,
-        attempt = task.attempt
+        group = tracing::field::Empty,
+        behavior = tracing::field::Empty,
+        attempt = task.attempt,
+        worker = %shared.name,
+        attempts = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        error.r#type = tracing::field::Empty,
     );
-    let _entered = span.enter();
-    drop(_entered);
+    trace_context::set_parent(&span, task.traceparent.as_deref());
+    run_claimed(&shared, &task, node, stop, ended, &span)
+        .instrument(span.clone())
+        .await;
+}
+
+/// Run a claimed task's body in its span, record how it ended there, and write it.
+async fn run_claimed(
+    shared: &Arc<WorkerShared>,
+    task: &Claimed,
+    node: crate::core::graph::NodeId,
+    mut stop: watch::Receiver<bool>,
+    mut ended: broadcast::Receiver<i64>,
+    span: &tracing::Span,
+) {
+    let index = &shared.drive.index;
+    // Attempts of this event run so far, this one included (failed ones were retried).
+    let attempts = task.failures.max(0) as u32 + 1;
     let input = match task_input::decode(index, node, &task.input, task.task_id as u64, task.run.0)
     {
         Ok(input) => input,
         Err(error) => {
             let stored = StoredError::decode(&error.event, error.detail);
+            crate::core::telemetry::event_span_ended(span, attempts, &Err(stored.to_error()));
             if let Err(error) = shared
                 .drive
                 .store
-                .fail_run(&task, &stored, &shared.name)
+                .fail_run(task, &stored, &shared.name)
                 .await
             {
                 tracing::warn!(%error, "could not fail the run");
@@ -471,6 +504,10 @@ async fn run_task(
             return;
         }
     };
+    if !span.is_disabled() {
+        span.record("group", input.group_name());
+        span.record("behavior", tracing::field::debug(input.behavior()));
+    }
     let options = index
         .graph
         .node(node)
@@ -519,7 +556,7 @@ async fn run_task(
         let renewing = async {
             loop {
                 tokio::time::sleep(renew_every).await;
-                match shared.drive.store.renew(&task, shared.lease).await {
+                match shared.drive.store.renew(task, shared.lease).await {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(error) => tracing::warn!(%error, "lease renewal failed; trying again"),
@@ -536,17 +573,37 @@ async fn run_task(
             }
         };
         tokio::select! {
-            result = body => match result {
-                Ok(flow) => BodyEnd::Done(flow),
-                Err(error) => BodyEnd::Failed(error),
-            },
+            result = body => {
+                crate::core::telemetry::event_span_ended(span, attempts, &result);
+                match result {
+                    Ok(flow) => BodyEnd::Done(flow),
+                    Err(error) => BodyEnd::Failed(error),
+                }
+            }
             key = parking => BodyEnd::Parked(key),
             () = renewing => BodyEnd::Lost,
             () = run_ended(&mut ended, task.run.0) => BodyEnd::Ended,
             _ = stop.wait_for(|stop| *stop) => BodyEnd::Stopped,
         }
     };
-    finish(&shared, &task, node, &options, end).await;
+    // The outcome of an attempt that produced none.
+    let outcome = match &end {
+        BodyEnd::Parked(_) => Some("waiting"),
+        BodyEnd::Lost => Some("lost"),
+        BodyEnd::Stopped => Some("released"),
+        BodyEnd::Ended => Some("stopped"),
+        BodyEnd::Done(_) | BodyEnd::Failed(_) => None,
+    };
+    if let Some(outcome) = outcome.filter(|_| !span.is_disabled()) {
+        span.record("attempts", attempts);
+        span.record("outcome", outcome);
+    }
+    // The parent of the spans of the events this one triggers.
+    let traceparent = match &end {
+        BodyEnd::Done(_) => trace_context::of_span(span),
+        _ => None,
+    };
+    finish(shared, task, node, &options, end, traceparent.as_deref()).await;
 }
 
 /// What one attempt ended with.
@@ -601,6 +658,7 @@ async fn finish(
     node: crate::core::graph::NodeId,
     options: &EventOptions,
     end: BodyEnd,
+    traceparent: Option<&str>,
 ) {
     let store = &shared.drive.store;
     let worker = shared.name.as_str();
@@ -608,7 +666,9 @@ async fn finish(
     let mut backoff = Backoff::default();
     loop {
         let written: Result<bool, DurableError> = match &end {
-            BodyEnd::Done(flow) => super::complete::complete(shared, task, node, flow).await,
+            BodyEnd::Done(flow) => {
+                super::complete::complete(shared, task, node, flow, traceparent).await
+            }
             BodyEnd::Failed(error) => {
                 let retryable = matches!(error, Error::Failed { .. } | Error::Timeout { .. });
                 let failures = task.failures.max(0) as u32;
