@@ -921,7 +921,10 @@ impl Shared {
             /// out of the lock allocates nothing.
             static SPARE: Cell<Vec<(usize, Start)>> = const { Cell::new(Vec::new()) };
         }
-        let mut batch = SPARE.with(Cell::take);
+        /// A larger spare is freed rather than kept by the thread (a wide fan-out's batch).
+        const SPARE_MAX: usize = 256;
+        // `try_with`: a thread being torn down has no spare, and gets a fresh buffer.
+        let mut batch = SPARE.try_with(Cell::take).unwrap_or_default();
         std::mem::swap(&mut inner.spawns, &mut batch);
         drop(inner);
         for (key, start) in batch.drain(..) {
@@ -931,7 +934,9 @@ impl Shared {
             // Not joined: a cancelled event is stopped through `over` and its waker.
             drop(self.runtime.spawn(run_event(self.clone(), key, start)));
         }
-        SPARE.with(|spare| spare.set(batch));
+        if batch.capacity() <= SPARE_MAX {
+            let _ = SPARE.try_with(|spare| spare.set(batch));
+        }
     }
 
     /// Give free slots to events back from waiting first, then to queued events.
