@@ -3,11 +3,14 @@
 //! cancelled or when it is dropped, and feeds every completion back into the dispatch core.
 //!
 //! Completions are handled where they happen (in the event's task), under the run's one
-//! mutex; the run's own task only waits for the end (and, with [`Invoke::inline`], polls the
-//! events). Everything optional (the event stream, timers, retries, the inbox) costs nothing
-//! per event when it is not used.
+//! mutex; the tasks they start are spawned after it is released (tokio's spawn, and the
+//! wake-up of a parked worker it may make, are not done under the lock). The run's own
+//! task only waits for the end (and, with [`Invoke::inline`], polls the events).
+//! Everything optional (the event stream, timers, retries, the inbox) costs nothing per
+//! event when it is not used.
 
 use std::any::{Any, TypeId};
+use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
 use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
@@ -15,7 +18,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{ready, Poll};
+use std::task::{Poll, Waker};
 // `std`'s clock, not tokio's: with tokio's `test-util` feature on, tokio's reads a shared
 // mutex-guarded clock, too much for two reads per event.
 use std::time::{Duration, Instant};
@@ -24,7 +27,6 @@ use futures::stream::FuturesUnordered;
 use futures::task::AtomicWaker;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::body::child::{is_child, ChildHost, ChildLink, ChildRequest};
@@ -381,6 +383,7 @@ impl<E> Invoke<E> {
             track_inline: self.timed || events.is_some() || self.timeout.is_some() || mailbox,
             signal: Signal::default(),
             inline_started: AtomicBool::new(false),
+            over: AtomicBool::new(false),
             resume: Notify::new(),
             mailbox: mailbox.then(Mailbox::default),
             inner: Mutex::new(Inner {
@@ -395,6 +398,7 @@ impl<E> Invoke<E> {
                 events,
                 steps: 0,
                 scratch: Vec::new(),
+                spawns: Vec::new(),
             }),
         });
         Ok((
@@ -476,6 +480,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
                 shared.close(&mut inner, Err(error));
             }
         }
+        shared.unlock(inner);
     }
     let mut deadline = shared
         .timeout
@@ -734,6 +739,9 @@ pub(crate) struct Shared {
     /// Inline events were started since the run's task last took them in. Set only while
     /// the run's task polls its events, or before it first runs: it needs no wake-up.
     inline_started: AtomicBool,
+    /// Set (under the lock) when the run is over: a spawned event checks it each time it is
+    /// polled, and ends at once, dropping its body, when it is set (its cancellation).
+    over: AtomicBool,
     /// Wakes events that got their input and wait for a concurrency slot again.
     pub(crate) resume: Notify,
     /// Values sent from outside; only runs with a [`RunHandle`] have one.
@@ -762,10 +770,15 @@ struct Inner {
     steps: u64,
     /// Reused buffer for what a completion starts.
     scratch: Vec<Start>,
+    /// Events whose tasks are to be spawned once the lock is released ([`Shared::unlock`]),
+    /// with their task keys.
+    spawns: Vec<(usize, Start)>,
 }
 
 struct Task {
-    handle: Option<JoinHandle<()>>,
+    /// The waker of a spawned event that went pending, woken when the run is cancelled
+    /// (an event that never went pending checks [`Shared::over`] at its first poll).
+    waker: Option<Waker>,
     node: NodeId,
     task_id: u64,
     /// `Inbox::recv`s of this call waiting for a value.
@@ -870,7 +883,7 @@ impl Shared {
             // something asks about the events in flight.
             let key = if self.track_inline {
                 inner.tasks.insert(Task {
-                    handle: None,
+                    waker: None,
                     node,
                     task_id,
                     waits: 0,
@@ -884,17 +897,46 @@ impl Shared {
             self.inline_started.store(true, Ordering::Release);
             return;
         }
-        let entry = inner.tasks.vacant_entry();
-        let key = entry.key();
-        let handle = self.runtime.spawn(run_event(self.clone(), key, start));
-        entry.insert(Task {
-            handle: Some(handle),
+        // Its entry now (it counts as in flight from here on), its task once the lock is
+        // released: see `unlock`.
+        let key = inner.tasks.insert(Task {
+            waker: None,
             node,
             task_id,
             waits: 0,
             released: false,
             began: now,
         });
+        inner.spawns.push((key, start));
+    }
+
+    /// Release the lock, then spawn the tasks of the events started under it. A run over
+    /// in the meantime spawns no more: those events were cancelled with it.
+    fn unlock(self: &Arc<Self>, mut inner: MutexGuard<'_, Inner>) {
+        if inner.spawns.is_empty() {
+            return;
+        }
+        thread_local! {
+            /// A spare buffer per thread, swapped with the run's, so that taking the batch
+            /// out of the lock allocates nothing.
+            static SPARE: Cell<Vec<(usize, Start)>> = const { Cell::new(Vec::new()) };
+        }
+        /// A larger spare is freed rather than kept by the thread (a wide fan-out's batch).
+        const SPARE_MAX: usize = 256;
+        // `try_with`: a thread being torn down has no spare, and gets a fresh buffer.
+        let mut batch = SPARE.try_with(Cell::take).unwrap_or_default();
+        std::mem::swap(&mut inner.spawns, &mut batch);
+        drop(inner);
+        for (key, start) in batch.drain(..) {
+            if self.over.load(Ordering::Acquire) {
+                break; // the rest are dropped with the drain
+            }
+            // Not joined: a cancelled event is stopped through `over` and its waker.
+            drop(self.runtime.spawn(run_event(self.clone(), key, start)));
+        }
+        if batch.capacity() <= SPARE_MAX {
+            let _ = SPARE.try_with(|spare| spare.set(batch));
+        }
     }
 
     /// Give free slots to events back from waiting first, then to queued events.
@@ -1004,7 +1046,20 @@ impl Shared {
         // The one clock read of a timed event: its end, and the start of what it triggers.
         let ended = self.timed.then(Instant::now);
         let mut guard = self.lock();
-        let inner = &mut *guard;
+        self.complete(&mut guard, key, node, attempts, result, ended);
+        self.unlock(guard);
+    }
+
+    /// The bookkeeping of [`finish`](Self::finish), under the lock.
+    fn complete(
+        self: &Arc<Self>,
+        inner: &mut Inner,
+        key: usize,
+        node: NodeId,
+        attempts: u32,
+        result: Result<ErasedFlow, Error>,
+        ended: Option<Instant>,
+    ) {
         let task = inner.tasks.try_remove(key);
         // Once the run is over its counts are no longer kept (an event woken from its
         // `Inbox` as the run closed ends without taking its slot back): checked first.
@@ -1085,8 +1140,10 @@ impl Shared {
     }
 
     fn cancel_all(&self, inner: &mut Inner) {
+        self.over.store(true, Ordering::Release);
         inner.queue.clear();
         inner.inline.clear();
+        inner.spawns.clear();
         if let Some(mailbox) = &self.mailbox {
             mailbox.close(); // every `recv` of the run fails from now on
         }
@@ -1094,8 +1151,8 @@ impl Shared {
         self.resume.notify_waiters();
         let events = inner.events.take();
         for task in inner.tasks.drain() {
-            if let Some(handle) = task.handle {
-                handle.abort(); // not waited for: see `drive`
+            if let Some(waker) = task.waker {
+                waker.wake(); // it ends when polled, not waited for: see `drive`
             }
             if let Some(events) = &events {
                 let _ = events.send(RunEvent {
@@ -1151,6 +1208,7 @@ impl Shared {
                 self.signal.raise(); // the run's task starts what `fill` queued
             }
         }
+        self.unlock(guard);
     }
 
     /// A `recv` of the call got its value (`waited`: it still counted among the call's
@@ -1324,6 +1382,7 @@ fn run_event(shared: Arc<Shared>, key: usize, start: Start) -> EventTask {
         shared,
         key,
         node: start.node,
+        registered: false,
         step: Step::Start(start.input),
     }
 }
@@ -1336,6 +1395,8 @@ struct EventTask {
     shared: Arc<Shared>,
     key: usize,
     node: NodeId,
+    /// Its waker is in its entry of the run's tasks, for a cancellation to wake it.
+    registered: bool,
     step: Step,
 }
 
@@ -1405,28 +1466,60 @@ impl EventTask {
     }
 }
 
+impl EventTask {
+    /// Its body went pending: the first time, a spawned event leaves its waker in its entry
+    /// of the run's tasks, for a cancellation to wake it (checked under the lock: a run
+    /// closed before it is seen here, and the event ends at once).
+    fn pending(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.registered || self.shared.inline {
+            return Poll::Pending;
+        }
+        let mut inner = self.shared.lock();
+        if inner.is_over() {
+            drop(inner);
+            self.step = Step::Done;
+            return Poll::Ready(());
+        }
+        if let Some(task) = inner.tasks.get_mut(self.key) {
+            task.waker = Some(cx.waker().clone());
+        }
+        self.registered = true;
+        Poll::Pending
+    }
+}
+
 impl Future for EventTask {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         // Every field is `Unpin` (the bodies are boxed).
         let this = self.get_mut();
+        // A spawned event's cancellation: the run is over, its body is dropped here. (Inline
+        // events are cancelled by the run's task dropping them.)
+        if !this.shared.inline && this.shared.over.load(Ordering::Acquire) {
+            this.step = Step::Done;
+            return Poll::Ready(());
+        }
         if matches!(this.step, Step::Start(_)) {
             if let Step::Start(input) = std::mem::replace(&mut this.step, Step::Done) {
                 this.step = this.begin(input);
             }
         }
-        let (attempts, result) = match &mut this.step {
-            Step::Plain(body) => {
-                let caught: Caught = ready!(Pin::new(body).poll(cx));
-                (1, this.shared.settle(this.node, caught))
-            }
+        let polled = match &mut this.step {
+            Step::Plain(body) => Pin::new(body)
+                .poll(cx)
+                .map(|caught: Caught| (1, this.shared.settle(this.node, caught))),
             Step::Panicked(_) => match std::mem::replace(&mut this.step, Step::Done) {
-                Step::Panicked(panic) => (1, this.shared.settle(this.node, Err(panic))),
+                Step::Panicked(panic) => {
+                    Poll::Ready((1, this.shared.settle(this.node, Err(panic))))
+                }
                 _ => return Poll::Ready(()),
             },
-            Step::Options(attempts) => ready!(Pin::new(attempts).poll(cx)),
+            Step::Options(attempts) => Pin::new(attempts).poll(cx),
             Step::Start(_) | Step::Done => return Poll::Ready(()),
+        };
+        let Poll::Ready((attempts, result)) = polled else {
+            return this.pending(cx);
         };
         match &this.step {
             Step::Plain(body) => {
