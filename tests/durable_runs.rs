@@ -409,3 +409,29 @@ async fn values_sent_before_the_event_waits_are_taken_without_parking() {
     stop.send(()).unwrap();
     handle.await.unwrap().unwrap();
 }
+
+/// A row of a shape this build did not make (a column's type changed under it) is a
+/// database error naming the column, never a panic of the reading process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_of_another_shape_is_an_error_not_a_panic() {
+    let db = TestDb::migrated().await;
+    let (stop, handle) = worker(&db).await;
+    let client = Drive::new().unwrap().durable(&db.store).unwrap();
+    let run = client.invoke(start).submit().await.unwrap();
+    client.wait(run).await.unwrap();
+    drive_flow::durable::sqlx::query(&format!(
+        "ALTER TABLE \"{}\".history ALTER COLUMN attempt TYPE bigint",
+        db.schema
+    ))
+    .execute(db.store.pool())
+    .await
+    .unwrap();
+    match client.history(run).await {
+        Err(DurableError::Database(error)) => {
+            assert!(error.to_string().contains("column"), "{error}");
+        }
+        other => panic!("expected a database error, got {other:?}"),
+    }
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}

@@ -216,7 +216,7 @@ impl<E> DurableInvoke<'_, E> {
             .bind(&traceparent)
             .fetch_one(&mut *tx)
             .await?
-            .get(0);
+            .try_get(0)?;
         sqlx::query(&sql.insert_task)
             .bind(run)
             .bind(vec![1i64])
@@ -272,18 +272,18 @@ impl DurableDrive {
             .fetch_optional(self.store.pool())
             .await?
             .ok_or(DurableError::UnknownRun(run))?;
-        let error: Option<Value> = row.get(1);
+        let error: Option<Value> = row.try_get(1)?;
         let error = error
             .and_then(|e| serde_json::from_value::<StoredError>(e).ok())
             .map(|e| e.into_durable(run).to_string());
         Ok(RunStatus {
             run,
-            state: RunState::parse(row.get::<&str, _>(0)),
-            steps: row.get(2),
-            open_tasks: row.get(3),
-            start: row.get(4),
-            created_at: row.get(5),
-            ended_at: row.get(6),
+            state: RunState::parse(row.try_get::<&str, _>(0)?),
+            steps: row.try_get(2)?,
+            open_tasks: row.try_get(3)?,
+            start: row.try_get(4)?,
+            created_at: row.try_get(5)?,
+            ended_at: row.try_get(6)?,
             traceparent: row.try_get::<Option<String>, _>(7).ok().flatten(),
             error,
         })
@@ -300,21 +300,22 @@ impl DurableDrive {
             .bind(run.0)
             .fetch_all(self.store.pool())
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| HistoryEntry {
-                task_id: row.get(0),
-                event: row.get(1),
-                input: row.get(2),
-                outcome: row.get(3),
-                value: row.get(4),
-                error: row.get(5),
-                worker: row.get(6),
-                attempt: row.get(7),
-                started_at: row.get(8),
-                ended_at: row.get(9),
+        rows.into_iter()
+            .map(|row| -> Result<HistoryEntry, DurableError> {
+                Ok(HistoryEntry {
+                    task_id: row.try_get(0)?,
+                    event: row.try_get(1)?,
+                    input: row.try_get(2)?,
+                    outcome: row.try_get(3)?,
+                    value: row.try_get(4)?,
+                    error: row.try_get(5)?,
+                    worker: row.try_get(6)?,
+                    attempt: row.try_get(7)?,
+                    started_at: row.try_get(8)?,
+                    ended_at: row.try_get(9)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Cancel a running run: its queued and waiting events are dropped, and workers
@@ -442,13 +443,13 @@ impl DurableDrive {
             .fetch_optional(self.store.pool())
             .await?
             .ok_or(DurableError::UnknownRun(run))?;
-        let state = RunState::parse(row.get::<&str, _>(0));
+        let state = RunState::parse(row.try_get::<&str, _>(0)?);
         match state {
             RunState::Running => Ok(None),
             RunState::Succeeded => {
                 let elapsed = match (
-                    row.get::<DateTime<Utc>, _>(5),
-                    row.get::<Option<DateTime<Utc>>, _>(6),
+                    row.try_get::<DateTime<Utc>, _>(5)?,
+                    row.try_get::<Option<DateTime<Utc>>, _>(6)?,
                 ) {
                     (created, Some(ended)) => (ended - created).to_std().unwrap_or_default(),
                     _ => Duration::ZERO,
@@ -456,7 +457,7 @@ impl DurableDrive {
                 Ok(Some(super::results::load(self, run, elapsed).await))
             }
             RunState::Failed | RunState::Cancelled => {
-                let error: Option<Value> = row.get(1);
+                let error: Option<Value> = row.try_get(1)?;
                 let stored = error
                     .and_then(|e| serde_json::from_value::<StoredError>(e).ok())
                     .unwrap_or_else(StoredError::cancelled);

@@ -134,8 +134,8 @@ impl PartialState {
         for row in events {
             let entry = state.event_mut(row.node);
             entry.latest = latest_of(row.kind.as_deref(), row.value.clone());
-            entry.completions = row.completions as u32;
-            entry.triggered = row.triggered as u32;
+            entry.completions = row.completions.max(0) as u32;
+            entry.triggered = row.triggered.max(0) as u32;
         }
         for row in groups {
             let mut count = 0;
@@ -144,7 +144,7 @@ impl PartialState {
                 count += u32::from(was);
             }
             let entry = state.group_mut(row.group);
-            entry.ready = row.ready as u32;
+            entry.ready = row.ready.max(0) as u32;
             entry.delivered = count;
             entry.fired = row.fired;
         }
@@ -227,10 +227,10 @@ pub(crate) async fn complete(
     else {
         return Ok(false); // no such run
     };
-    if row.get::<i64, _>(10) != 1 {
+    if row.try_get::<i64, _>(10)? != 1 {
         return Ok(false); // stale claim, or the run is over
     }
-    let run = RunRow::from_row(&row);
+    let run = RunRow::from_row(&row)?;
     if run.overdue {
         store.timeout_run(&mut tx, task.run).await?;
         tx.commit().await?;
@@ -361,15 +361,16 @@ pub(crate) async fn complete(
 
     // The triggered events: queued ones of the run first, then these, within its cap.
     let mut in_flight = run.in_flight - 1;
-    in_flight += store.promote(&mut tx, task.run, &run, in_flight).await?;
-    let mut readied = in_flight > run.in_flight - 1;
+    let promoted = store.promote(&mut tx, task.run, &run, in_flight).await?;
+    in_flight += promoted;
+    let mut ready_starts = 0;
     let queued_before = store.has_queued(&mut tx, task.run, &run).await?;
     let mut tasks = TaskColumns::with_capacity(starts.len());
     for start in &starts {
         let ready = !queued_before && run.has_room(in_flight);
         if ready {
             in_flight += 1;
-            readied = true;
+            ready_starts += 1;
         }
         tasks.ids.push(start.input.task_id as i64);
         tasks.events.push(index.name(start.node).to_string());
@@ -409,7 +410,7 @@ pub(crate) async fn complete(
         .bind(in_flight)
         .bind(open_tasks)
         .bind(state.next_task_id as i64)
-        .bind((readied && open_tasks > 0).then_some(sql.work_channel.as_str()))
+        .bind(wake_others(promoted, ready_starts, open_tasks).then_some(sql.work_channel.as_str()))
         .bind(&parents)
         .execute(&mut *tx)
         .await?;
@@ -418,6 +419,16 @@ pub(crate) async fn complete(
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// Whether a completion wakes idle workers. Its own worker claims again as soon as the
+/// completion returns (the slot of the event that completed is free, and every event it
+/// starts is one of its graph's, so of its catalog): one event made ready is that
+/// worker's, and waking every idle worker for it would have each of them run a claim that
+/// finds nothing (on a chain, one wasted claim per worker per hop). More than one, or a
+/// queued event of the run promoted (maybe another binary's), wakes them.
+fn wake_others(promoted: i32, ready_starts: usize, open_tasks: i32) -> bool {
+    open_tasks > 0 && (promoted > 0 || ready_starts > 1)
 }
 
 /// End the run of `task` as failed with `error`, and commit.
@@ -503,21 +514,21 @@ async fn load_state(
         .await?;
     let (mut events, mut groups) = (Vec::new(), Vec::new());
     for row in rows {
-        let Some(at) = index.node(row.get::<&str, _>(1)) else {
+        let Some(at) = index.node(row.try_get::<&str, _>(1)?) else {
             continue; // an event this binary does not know
         };
-        if row.get::<i32, _>(0) == 0 {
+        if row.try_get::<i32, _>(0)? == 0 {
             events.push(EventRow {
                 node: at,
-                kind: row.get(3),
-                value: row.get(4),
-                completions: row.get(5),
-                triggered: row.get(6),
+                kind: row.try_get(3)?,
+                value: row.try_get(4)?,
+                completions: row.try_get(5)?,
+                triggered: row.try_get(6)?,
             });
         } else {
             // A group index this binary's graph does not have is skipped, never trusted.
             let (first, end) = (graph.listens[at as usize], graph.listens[at as usize + 1]);
-            let Some(group) = u32::try_from(row.get::<i32, _>(2))
+            let Some(group) = u32::try_from(row.try_get::<i32, _>(2)?)
                 .ok()
                 .map(|k| first + k)
                 .filter(|&group| group < end)
@@ -526,9 +537,9 @@ async fn load_state(
             };
             groups.push(GroupRow {
                 group,
-                ready: row.get(5),
-                delivered: row.get::<Option<Vec<bool>>, _>(7).unwrap_or_default(),
-                fired: row.get::<Option<bool>, _>(8).unwrap_or(false),
+                ready: row.try_get(5)?,
+                delivered: row.try_get::<Option<Vec<bool>>, _>(7)?.unwrap_or_default(),
+                fired: row.try_get::<Option<bool>, _>(8)?.unwrap_or(false),
             });
         }
     }

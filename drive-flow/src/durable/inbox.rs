@@ -80,8 +80,19 @@ impl InboxHost for TaskInbox {
                     .await;
                 match found {
                     Ok(Some(row)) => {
-                        lock(&self.taken).push(row.get::<i64, _>(0));
-                        return Ok(TaskInbox::message(&row.get::<Value, _>(1)));
+                        match (row.try_get::<i64, _>(0), row.try_get::<Value, _>(1)) {
+                            (Ok(seq), Ok(value)) => {
+                                lock(&self.taken).push(seq);
+                                return Ok(TaskInbox::message(&value));
+                            }
+                            (Err(error), _) | (_, Err(error)) => {
+                                // A row of another shape (the schema changed under the
+                                // worker): said, and tried again, as a database error.
+                                tracing::warn!(%error, "an inbox row cannot be read; trying again");
+                                tokio::time::sleep(delay).await;
+                                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                            }
+                        }
                     }
                     Ok(None) => {
                         if let Some(park) = lock(&self.park).take() {

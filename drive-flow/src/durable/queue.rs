@@ -66,15 +66,16 @@ impl PgStore {
     }
 
     /// Claim up to `n` tasks of the events of `catalog` (see
-    /// [`register_catalog`](Self::register_catalog)): ready ones whose time has come, and
-    /// running ones whose lease expired (their worker is gone). Each gets a lease of
-    /// `lease` by the database's clock.
+    /// [`register_catalog`](Self::register_catalog)): with `expired`, running ones whose
+    /// lease expired first (their worker is gone), then ready ones whose time has come.
+    /// Each gets a lease of `lease` by the database's clock.
     pub(crate) async fn claim(
         &self,
         worker: &str,
         catalog: &str,
         n: usize,
         lease: Duration,
+        expired: bool,
     ) -> Result<Vec<Claimed>, DurableError> {
         if n == 0 || catalog.is_empty() {
             return Ok(Vec::new());
@@ -84,23 +85,26 @@ impl PgStore {
             .bind(i64::try_from(n).unwrap_or(i64::MAX))
             .bind(worker)
             .bind(millis(lease))
+            .bind(expired)
             .fetch_all(self.lease_pool())
             .await?;
         let mut claimed: Vec<Claimed> = rows
             .into_iter()
-            .map(|row| Claimed {
-                id: row.get(0),
-                run: RunId(row.get(1)),
-                task_id: row.get(2),
-                event: row.get(3),
-                input: row.get(4),
-                attempt: row.get(5),
-                failures: row.get(6),
-                started_at: row.get(7),
-                // A column of schema version 2; a value of the wrong type is no context.
-                traceparent: row.try_get::<Option<String>, _>(8).ok().flatten(),
+            .map(|row| -> Result<Claimed, DurableError> {
+                Ok(Claimed {
+                    id: row.try_get(0)?,
+                    run: RunId(row.try_get(1)?),
+                    task_id: row.try_get(2)?,
+                    event: row.try_get(3)?,
+                    input: row.try_get(4)?,
+                    attempt: row.try_get(5)?,
+                    failures: row.try_get(6)?,
+                    started_at: row.try_get(7)?,
+                    // A column of schema version 2; a value of the wrong type is no context.
+                    traceparent: row.try_get::<Option<String>, _>(8).ok().flatten(),
+                })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         claimed.sort_by_key(|task| task.id);
         Ok(claimed)
     }
@@ -202,7 +206,7 @@ impl PgStore {
             .bind(key)
             .fetch_one(&mut *tx)
             .await?
-            .get(0);
+            .try_get(0)?;
         let mut in_flight = run.in_flight - 1;
         if pending {
             let state = if run.has_room(in_flight) {
@@ -357,7 +361,7 @@ impl PgStore {
         .bind(run.0)
         .fetch_one(&mut **tx)
         .await?
-        .get(0);
+        .try_get(0)?;
         let error = super::stored::StoredError::run_timeout(
             Duration::from_millis(timeout_ms.unwrap_or(0).max(0) as u64),
             running.into_iter().map(|(event,)| event).collect(),
@@ -427,11 +431,11 @@ impl PgStore {
         else {
             return Ok(None);
         };
-        let status: String = row.get(0);
+        let status: String = row.try_get(0)?;
         if status != "running" {
             return Ok(None);
         }
-        Ok(Some(RunRow::from_row(&row)))
+        Ok(Some(RunRow::from_row(&row)?))
     }
 
     /// Append a history row for a claimed task.
@@ -489,19 +493,19 @@ pub(crate) struct RunRow {
 impl RunRow {
     /// Columns 1 to 9 of `row`: `max_steps, max_runs_per_event, max_concurrency, steps,
     /// in_flight, open_tasks, next_task_id, overdue, traceparent` (column 0 is the status).
-    pub(crate) fn from_row(row: &sqlx::postgres::PgRow) -> Self {
-        RunRow {
-            max_steps: row.get(1),
-            max_runs_per_event: row.get(2),
-            max_concurrency: row.get(3),
-            steps: row.get(4),
-            in_flight: row.get(5),
-            open_tasks: row.get(6),
-            next_task_id: row.get(7),
-            overdue: row.get::<Option<bool>, _>(8).unwrap_or(false),
+    pub(crate) fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        Ok(RunRow {
+            max_steps: row.try_get(1)?,
+            max_runs_per_event: row.try_get(2)?,
+            max_concurrency: row.try_get(3)?,
+            steps: row.try_get(4)?,
+            in_flight: row.try_get(5)?,
+            open_tasks: row.try_get(6)?,
+            next_task_id: row.try_get(7)?,
+            overdue: row.try_get::<Option<bool>, _>(8)?.unwrap_or(false),
             // A column of schema version 2; a value of the wrong type is no context.
             traceparent: row.try_get::<Option<String>, _>(9).ok().flatten(),
-        }
+        })
     }
 
     /// Whether one more task may be ready or running with `in_flight` already so.

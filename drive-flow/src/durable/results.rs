@@ -49,16 +49,16 @@ pub(crate) async fn load(
         .await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let name: &str = row.get(0);
+        let name: &str = row.try_get(0)?;
         let Some(node) = drive.index.node(name) else {
             tracing::warn!(run = %run, event = name, "the run has an event this process does not know; left out of its results");
             continue;
         };
-        let latest = decode_latest(drive, run, node, row.get(1), row.get(2))?;
+        let latest = decode_latest(drive, run, node, row.try_get(1)?, row.try_get(2)?)?;
         events.push(EventRun {
             node,
-            completions: row.get::<i32, _>(3) as u32,
-            triggered: row.get::<i32, _>(4) as u32,
+            completions: row.try_get::<i32, _>(3)?.max(0) as u32,
+            triggered: row.try_get::<i32, _>(4)?.max(0) as u32,
             attempts: 0,
             nanos: 0,
             latest,

@@ -47,13 +47,16 @@ impl Sql {
             // Expired leases first, then ready tasks in order; every test inside the CTEs
             // (a filter after the LIMIT would waste slots); SKIP LOCKED so that claimers
             // never wait for each other; the attempt is the fencing token.
+            // Expired leases only when `$5` (once per poll interval: an index of leases
+            // holds an entry for every lease ever taken until vacuum, all of them in the
+            // past, so that scan is the claim's costly part, and a crash is rare).
             // The worker's events are a catalog of rows (`register_catalog`), so the claim
             // binds one short key, never the list of every event id it knows: a list bound as
             // an array is parsed on every claim and, in a custom plan, estimated element by
             // element (20 to 40 ms of planning per claim with 20 000 events).
             claim: t("WITH expired AS (
                     SELECT t.id FROM {s}.tasks t
-                    WHERE t.state = 'running' AND t.lease_until < now()
+                    WHERE $5 AND t.state = 'running' AND t.lease_until < now()
                       AND EXISTS (SELECT 1 FROM {s}.catalog c
                                   WHERE c.catalog = $1 AND c.event = t.event)
                     ORDER BY t.lease_until LIMIT $2 FOR UPDATE SKIP LOCKED),
@@ -124,15 +127,24 @@ impl Sql {
                     (SELECT count(*) FROM done) AS released
                 FROM run"),
             // Its second (a statement of its own, so that its snapshot is taken under the
-            // run's lock): the state of the events and groups it touches.
-            load_state: t("SELECT 0 AS what, event AS name, 0 AS k, kind, value, completions,
-                    triggered, NULL::boolean[] AS delivered, NULL::boolean AS fired
-                FROM {s}.event_state WHERE run_id = $1 AND event = ANY($2)
+            // run's lock): the state of the events and groups it touches, each row found
+            // through its primary key (as `event = ANY($2)` and `IN (unnest ..)`, the
+            // generic plan read every row of the run: a completion cost the run's size).
+            load_state: t("SELECT 0 AS what, e.event AS name, 0 AS k, e.kind, e.value,
+                    e.completions, e.triggered, NULL::boolean[] AS delivered,
+                    NULL::boolean AS fired
+                FROM unnest($2::text[]) AS wanted(event)
+                CROSS JOIN LATERAL (
+                    SELECT * FROM {s}.event_state s
+                    WHERE s.run_id = $1 AND s.event = wanted.event LIMIT 1) e
                 UNION ALL
-                SELECT 1, listener, group_index, NULL, NULL, ready, 0, delivered, fired
-                FROM {s}.group_state
-                WHERE run_id = $1 AND (listener, group_index) IN
-                      (SELECT * FROM unnest($3::text[], $4::int[]))"),
+                SELECT 1, g.listener, g.group_index, NULL, NULL, g.ready, 0, g.delivered,
+                    g.fired
+                FROM unnest($3::text[], $4::int[]) AS wanted(listener, k)
+                CROSS JOIN LATERAL (
+                    SELECT * FROM {s}.group_state s
+                    WHERE s.run_id = $1 AND s.listener = wanted.listener
+                      AND s.group_index = wanted.k LIMIT 1) g"),
             // Its third: everything it changed, in one statement: the events' state, the
             // groups', the triggered tasks, the run's counters, and the wake-up of idle
             // workers when something became ready.

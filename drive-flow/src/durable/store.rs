@@ -267,7 +267,8 @@ impl PgStore {
             sqlx::query(&format!("SELECT version FROM {quoted}.schema_version"))
                 .fetch_optional(&mut *tx)
                 .await?
-                .map(|row| row.get(0));
+                .map(|row| row.try_get(0))
+                .transpose()?;
         let found = found.unwrap_or(0);
         if !(0..=SCHEMA_VERSION).contains(&found) {
             return Err(DurableError::SchemaVersion {
@@ -312,7 +313,7 @@ impl PgStore {
         .bind(schema)
         .fetch_one(&self.inner.pool)
         .await?
-        .get(0);
+        .try_get(0)?;
         if !exists {
             return Err(DurableError::NotMigrated {
                 schema: schema.clone(),
@@ -324,7 +325,8 @@ impl PgStore {
         ))
         .fetch_optional(&self.inner.pool)
         .await?
-        .map(|row| row.get(0));
+        .map(|row| row.try_get(0))
+        .transpose()?;
         match found {
             None => Err(DurableError::NotMigrated {
                 schema: schema.clone(),

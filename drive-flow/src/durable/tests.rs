@@ -74,7 +74,7 @@ async fn claim(drive: &DurableDrive, worker: &str, lease: Duration) -> Vec<Claim
     let all = catalog(drive, &drive.index.known).await;
     drive
         .store
-        .claim(worker, &all, 10, lease)
+        .claim(worker, &all, 10, lease, true)
         .await
         .expect("claim")
 }
@@ -184,14 +184,18 @@ async fn a_claim_takes_only_known_events_and_at_most_n() {
         catalog(&drive, &drive.index.known).await,
         "one binary, one catalog"
     );
-    let none = drive.store.claim("X", &only_b, 10, lease).await.unwrap();
+    let none = drive
+        .store
+        .claim("X", &only_b, 10, lease, true)
+        .await
+        .unwrap();
     assert!(
         none.is_empty(),
         "a worker that knows only b leaves a to others"
     );
-    let some = drive.store.claim("X", &all, 3, lease).await.unwrap();
+    let some = drive.store.claim("X", &all, 3, lease, true).await.unwrap();
     assert_eq!(some.len(), 3);
-    let rest = drive.store.claim("Y", &all, 10, lease).await.unwrap();
+    let rest = drive.store.claim("Y", &all, 10, lease, true).await.unwrap();
     assert_eq!(
         rest.len(),
         2,

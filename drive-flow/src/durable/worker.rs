@@ -122,8 +122,9 @@ impl Worker {
     }
 
     /// How often an idle worker looks for work without a notification (default 1 s): the
-    /// fallback when a notification is lost, and the clock of retries with a backoff and
-    /// of run deadlines.
+    /// fallback when a notification is lost, and the clock of retries with a backoff, of
+    /// run deadlines and of taking over expired leases (a dead worker's events run again
+    /// within one interval after their lease expired).
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.poll = every.max(Duration::from_millis(10));
         self
@@ -194,6 +195,7 @@ impl Worker {
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut backoff = Backoff::default();
         let mut last_sweep = tokio::time::Instant::now() - self.poll;
+        let mut last_expired = tokio::time::Instant::now() - self.poll;
         let mut sweeps: u64 = 0;
         let mut reported: HashSet<String> = HashSet::new();
         tokio::pin!(shutdown);
@@ -201,11 +203,16 @@ impl Worker {
             let free = self.concurrency - in_flight.len();
             let mut full_batch = false;
             if free > 0 {
+                // Expired leases once per poll interval (their scan is the costly part).
+                let expired = last_expired.elapsed() >= self.poll;
                 let claimed = shared
                     .drive
                     .store
-                    .claim(&shared.name, &shared.catalog, free, shared.lease)
+                    .claim(&shared.name, &shared.catalog, free, shared.lease, expired)
                     .await;
+                if expired && claimed.is_ok() {
+                    last_expired = tokio::time::Instant::now();
+                }
                 match claimed {
                     Ok(tasks) => {
                         backoff.reset();
