@@ -435,3 +435,73 @@ async fn a_row_of_another_shape_is_an_error_not_a_panic() {
     stop.send(()).unwrap();
     handle.await.unwrap().unwrap();
 }
+
+/// How many connections listen for this schema's run ends without being a worker's (a
+/// worker listens for work too).
+async fn waiters_listening(db: &TestDb) -> i64 {
+    let (count,): (i64,) = drive_flow::durable::sqlx::query_as(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND query ILIKE 'LISTEN%' AND position($1 in query) > 0 AND position($2 in query) = 0",
+    )
+    .bind(format!("{}.done", db.schema))
+    .bind(format!("{}.work", db.schema))
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    count
+}
+
+/// Waits of one process share one `LISTEN` connection (open while anyone waits), and each
+/// still ends with its own run's results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_waits_share_one_listening_connection() {
+    let db = TestDb::migrated().await;
+    let client = Drive::new().unwrap().durable(&db.store).unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..8 {
+        runs.push(client.invoke(memo).submit().await.unwrap());
+    }
+    let waits: Vec<_> = runs
+        .iter()
+        .map(|&run| {
+            let client = client.clone();
+            tokio::spawn(async move { client.wait(run).await })
+        })
+        .collect();
+    let mut listening = 0;
+    for _ in 0..100 {
+        listening = waiters_listening(&db).await;
+        if listening > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every wait has had time to listen.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    listening = waiters_listening(&db).await;
+    assert_eq!(listening, 1, "8 waits, one connection listening");
+    let (stop, handle) = worker(&db).await;
+    for (i, &run) in runs.iter().enumerate() {
+        client.send(run, "approval", &true).await.unwrap();
+        client.send(run, "note", &format!("n{i}")).await.unwrap();
+    }
+    for (i, wait) in waits.into_iter().enumerate() {
+        let results = wait.await.unwrap().unwrap();
+        assert_eq!(
+            results.get(file_memo).map(String::as_str),
+            Some(format!("memo: true n{i}").as_str())
+        );
+    }
+    // The last waiter gone, the listening connection is given up.
+    let mut left = listening;
+    for _ in 0..100 {
+        left = waiters_listening(&db).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0);
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}

@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::postgres::PgListener;
 use sqlx::Row;
+use tokio::sync::broadcast;
 
 use super::drive::DurableDrive;
+use super::ended::Heard;
 use super::error::{DurableError, RunId};
 use super::stored::StoredError;
 use super::values::encode_typed;
@@ -395,20 +396,16 @@ impl DurableDrive {
 
     /// Wait until the run ends, and return its [`Results`] (as
     /// [`Invoke`](crate::Invoke) would) or its error. Wakes on the run's end notification,
-    /// and looks twice a second anyway.
+    /// and looks twice a second anyway. The waits of one process share one `LISTEN`
+    /// connection of the store, open while anyone waits.
     ///
     /// # Errors
     /// [`DurableError::Run`] with the run's own [`Error`](crate::Error);
     /// [`DurableError::Decode`] when a stored value no longer reads as its event's type;
     /// [`DurableError::UnknownRun`].
     pub async fn wait(&self, run: RunId) -> Result<Results, DurableError> {
-        let mut listener = match PgListener::connect_with(self.store.pool()).await {
-            Ok(mut listener) => match listener.listen(&self.store.sql().done_channel).await {
-                Ok(()) => Some(listener),
-                Err(_) => None,
-            },
-            Err(_) => None,
-        };
+        // Subscribed before the first look: an end committed after it is heard.
+        let mut heard = self.store.hear_ended();
         let mut delay = Duration::from_millis(100);
         loop {
             match self.ended(run).await {
@@ -423,13 +420,19 @@ impl DurableDrive {
                 }
                 Err(error) => return Err(error),
             }
-            match listener.as_mut() {
-                Some(listener) => {
-                    // A notification for any run, a lost connection (`None`), or the poll.
-                    let _ = tokio::time::timeout(WAIT_POLL, listener.try_recv()).await;
+            // Until this run's end is heard, notifications may have been lost, or the poll.
+            let _ = tokio::time::timeout(WAIT_POLL, async {
+                loop {
+                    match heard.recv().await {
+                        Ok(Heard::Ended(id)) if id != run.0 => {}
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                    }
                 }
-                None => tokio::time::sleep(WAIT_POLL).await,
-            }
+            })
+            .await;
         }
     }
 

@@ -104,6 +104,7 @@ mod client;
 pub(crate) mod codec;
 mod complete;
 mod drive;
+mod ended;
 mod error;
 mod inbox;
 mod queue;

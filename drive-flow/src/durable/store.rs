@@ -112,6 +112,8 @@ pub(crate) struct StoreInner {
     pub(crate) schema: String,
     pub(crate) sql: Sql,
     pub(crate) target: String,
+    /// The listener of run ends shared by this process's waits.
+    pub(crate) ended: super::ended::EndedRuns,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -204,6 +206,7 @@ impl PgStore {
             inner: Arc::new(StoreInner {
                 pool,
                 lease_pool,
+                ended: Default::default(),
                 schema: options.schema,
                 sql,
                 target,
