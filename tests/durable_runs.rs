@@ -468,17 +468,15 @@ async fn many_waits_share_one_listening_connection() {
             tokio::spawn(async move { client.wait(run).await })
         })
         .collect();
-    let mut listening = 0;
     for _ in 0..100 {
-        listening = waiters_listening(&db).await;
-        if listening > 0 {
+        if waiters_listening(&db).await > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Every wait has had time to listen.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    listening = waiters_listening(&db).await;
+    let listening = waiters_listening(&db).await;
     assert_eq!(listening, 1, "8 waits, one connection listening");
     let (stop, handle) = worker(&db).await;
     for (i, &run) in runs.iter().enumerate() {
