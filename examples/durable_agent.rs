@@ -438,7 +438,13 @@ async fn finish(client: &DurableDrive, run: RunId) -> Result<(), BoxError> {
 
 /// A worker process: this example again, with `--worker --name NAME`; its output is echoed
 /// and its lines sent to `lines`.
-fn spawn_worker(name: &str, slow: bool, lines: mpsc::Sender<String>) -> Result<Child, BoxError> {
+/// A worker process of this example, its output echoed line by line (and sent to `lines`)
+/// by a thread that ends when the process's output does.
+fn spawn_worker(
+    name: &str,
+    slow: bool,
+    lines: mpsc::Sender<String>,
+) -> Result<(Child, std::thread::JoinHandle<()>), BoxError> {
     let mut command = Command::new(std::env::current_exe()?);
     command.args(["--worker", "--name", name]);
     if slow {
@@ -446,23 +452,22 @@ fn spawn_worker(name: &str, slow: bool, lines: mpsc::Sender<String>) -> Result<C
     }
     let mut child = command.stdout(Stdio::piped()).spawn()?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
-    std::thread::spawn(move || {
+    let echo = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             println!("{line}");
-            if lines.send(line).is_err() {
-                break;
-            }
+            // The crash demo stops listening at some point; the echo goes on.
+            let _ = lines.send(line);
         }
     });
-    Ok(child)
+    Ok((child, echo))
 }
 
 /// Crash and resume: a worker process is killed with SIGKILL while it looks the order up
 /// (after `triage` and `check_policy` completed); a new worker process finishes the run.
 async fn crash(client: &DurableDrive) -> Result<(), BoxError> {
     let (tx, lines) = mpsc::channel();
-    let mut first = spawn_worker("crash-1", true, tx.clone())?;
+    let (mut first, _) = spawn_worker("crash-1", true, tx.clone())?;
     let run = client
         .invoke(triage)
         .input(TICKET.to_string())
@@ -493,7 +498,7 @@ async fn crash(client: &DurableDrive) -> Result<(), BoxError> {
     first.kill()?; // SIGKILL
     first.wait()?;
     println!("killed worker crash-1 with SIGKILL in the middle of lookup_order");
-    let mut second = spawn_worker("crash-2", false, tx)?;
+    let (mut second, echo) = spawn_worker("crash-2", false, tx)?;
     waiting_for_approval(client, run).await?;
     println!("the human says yes");
     client.send(run, "approval", &true).await?;
@@ -503,5 +508,7 @@ async fn crash(client: &DurableDrive) -> Result<(), BoxError> {
         .args(["-TERM", &second.id().to_string()])
         .status();
     second.wait()?;
+    // Its last lines ("worker crash-2 stopped") echoed before this process ends.
+    let _ = echo.join();
     result
 }
