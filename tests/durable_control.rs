@@ -10,10 +10,7 @@ use std::time::Duration;
 
 use drive_flow::durable::{sqlx, DurableError, PgStore, RunState, SCHEMA_VERSION};
 use drive_flow::prelude::*;
-use durable_support::TestDb;
-
-type Stop = tokio::sync::oneshot::Sender<()>;
-type Running = tokio::task::JoinHandle<Result<(), DurableError>>;
+use durable_support::{run_worker, Running, Stop, TestDb};
 
 fn start_worker(
     store: PgStore,
@@ -21,24 +18,17 @@ fn start_worker(
     concurrency: usize,
     grace: Duration,
 ) -> (Stop, Running) {
-    let drive = Drive::new().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let name = name.to_string();
-    let handle = tokio::spawn(async move {
-        drive
+    run_worker(
+        Drive::new()
+            .unwrap()
             .worker(&store)
             .concurrency(concurrency)
             .lease(Duration::from_secs(5))
             .poll_interval(Duration::from_millis(50))
             .grace(grace)
             .name(name)
-            .context(Probe::default())
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    (stop, handle)
+            .context(Probe::default()),
+    )
 }
 
 async fn worker(db: &TestDb) -> (Stop, Running) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use drive_flow::durable::{DurableError, RunId, RunState};
 use drive_flow::prelude::*;
-use durable_support::TestDb;
+use durable_support::{run_worker, Running, Stop, TestDb};
 
 // A join and a fan-out: start -> hello, world -> adding.
 #[event]
@@ -64,28 +64,17 @@ async fn countdown(input: EventInput) -> Flow<u32> {
 }
 
 /// A worker on its own pool until the returned sender is dropped or sent.
-async fn worker(
-    db: &TestDb,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), DurableError>>,
-) {
+async fn worker(db: &TestDb) -> (Stop, Running) {
     let store = db.another_store().await;
-    let drive = Drive::new().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        drive
+    run_worker(
+        Drive::new()
+            .unwrap()
             .worker(&store)
             .concurrency(8)
             .lease(Duration::from_secs(5))
             .poll_interval(Duration::from_millis(100))
-            .name("test-worker")
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    (stop, handle)
+            .name("test-worker"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,9 +9,9 @@ mod durable_support;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use drive_flow::durable::{sqlx, DurableError, RunId, RunState};
+use drive_flow::durable::{sqlx, RunId, RunState};
 use drive_flow::prelude::*;
-use durable_support::TestDb;
+use durable_support::{run_worker, Running, Stop, TestDb};
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId, TracerProvider as _};
 use opentelemetry::Value;
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -130,32 +130,18 @@ fn short(span: &SpanData) -> &str {
 }
 
 /// A worker on its own pool, running one event at a time, until the sender is dropped.
-async fn worker(
-    db: &TestDb,
-    name: &str,
-    barrier: Arc<Barrier>,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), DurableError>>,
-) {
+async fn worker(db: &TestDb, name: &str, barrier: Arc<Barrier>) -> (Stop, Running) {
     let store = db.another_store().await;
-    let drive = Drive::new().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let name = name.to_string();
-    let handle = tokio::spawn(async move {
-        drive
+    run_worker(
+        Drive::new()
+            .unwrap()
             .worker(&store)
             .concurrency(1)
             .lease(Duration::from_secs(5))
             .poll_interval(Duration::from_millis(20))
             .name(name)
-            .context_arc(barrier)
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    (stop, handle)
+            .context_arc(barrier),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

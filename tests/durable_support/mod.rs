@@ -89,3 +89,19 @@ async fn sqlx_free_drop(store: &PgStore, schema: &str) -> Result<(), Box<dyn std
         .await?;
     Ok(())
 }
+
+/// Stops a worker started by [`run_worker`] when sent or dropped.
+pub type Stop = tokio::sync::oneshot::Sender<()>;
+/// The task of a worker started by [`run_worker`], with what its `run_until` returned.
+pub type Running = tokio::task::JoinHandle<Result<(), drive_flow::durable::DurableError>>;
+
+/// Run a configured `worker` on a task of its own until the returned sender is sent or
+/// dropped.
+#[allow(dead_code)] // not every test binary that includes this module starts workers
+pub fn run_worker(worker: drive_flow::durable::Worker) -> (Stop, Running) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run_until(async {
+        let _ = stopped.await;
+    }));
+    (stop, running)
+}
