@@ -195,24 +195,21 @@ impl Worker {
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut backoff = Backoff::default();
         let mut last_sweep = tokio::time::Instant::now() - self.poll;
-        let mut last_expired = tokio::time::Instant::now() - self.poll;
         let mut sweeps: u64 = 0;
         let mut reported: HashSet<String> = HashSet::new();
         tokio::pin!(shutdown);
         loop {
             let free = self.concurrency - in_flight.len();
             let mut full_batch = false;
+            // Once per poll interval: expired leases looked for (their scan is the claim's
+            // costly part), run deadlines swept.
+            let poll_due = last_sweep.elapsed() >= self.poll;
             if free > 0 {
-                // Expired leases once per poll interval (their scan is the costly part).
-                let expired = last_expired.elapsed() >= self.poll;
                 let claimed = shared
                     .drive
                     .store
-                    .claim(&shared.name, &shared.catalog, free, shared.lease, expired)
+                    .claim(&shared.name, &shared.catalog, free, shared.lease, poll_due)
                     .await;
-                if expired && claimed.is_ok() {
-                    last_expired = tokio::time::Instant::now();
-                }
                 match claimed {
                     Ok(tasks) => {
                         backoff.reset();
@@ -237,7 +234,7 @@ impl Worker {
                     }
                 }
             }
-            if last_sweep.elapsed() >= self.poll {
+            if poll_due {
                 last_sweep = tokio::time::Instant::now();
                 if let Err(error) = shared.drive.store.sweep_deadlines().await {
                     tracing::warn!(%error, "the sweep of run deadlines failed");
