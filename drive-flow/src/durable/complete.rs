@@ -1,15 +1,20 @@
 //! The completion of one event, in one transaction: the fenced release of its task, the
-//! run's row locked (one run's completions take turns), the state of only the groups the
-//! event is a member of (its fan-out, never the whole run) run through the dispatch core,
-//! the changed rows written back, the triggered events inserted, the history appended,
-//! the counters kept, the run ended when nothing is left, and one notification.
+//! state of only the groups the event is a member of (its fan-out, never the whole run)
+//! run through the dispatch core, the changed rows written back, the triggered events
+//! inserted, the history appended, the counters kept, the run ended when nothing is left,
+//! and one notification.
+//!
+//! Two ways, one dispatch: optimistically (read without a lock, then one statement that
+//! writes only if what was read still holds: two round trips, the run's row locked for one
+//! statement and the commit), else under the run's lock from the first statement (four
+//! round trips: every case, the run's end and its budgets and cap included).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::error::{DurableError, RunId};
 use super::queue::{Claimed, RunRow};
@@ -184,9 +189,10 @@ fn encode_flow(
 /// span of this event run, the parent of the spans of the events it triggers (when none,
 /// they get the task's own, else the run's).
 ///
-/// Four round trips when nothing is capped: the run's row locked with the fenced release
-/// and the history row; the state it touches loaded; everything it changed written, in
-/// one statement each; the commit.
+/// First optimistically ([`optimistic`]: two round trips, the run's row locked only by the
+/// statement that writes), then, when that cannot apply (the run changed since the load, a
+/// budget, a cap, a deadline or the run's end is involved, the dispatch failed), under the
+/// run's lock from the start ([`locked`]: four round trips).
 pub(crate) async fn complete(
     shared: &WorkerShared,
     task: &Claimed,
@@ -194,10 +200,7 @@ pub(crate) async fn complete(
     flow: &ErasedFlow,
     traceparent: Option<&str>,
 ) -> Result<bool, DurableError> {
-    let index = &shared.drive.index;
-    let graph: &Arc<Graph> = &index.graph;
     let store = &shared.drive.store;
-    let sql = store.sql();
     let (flow, kind, value) = match encode_flow(shared, node, flow) {
         Ok(encoded) => encoded,
         Err(detail) => {
@@ -210,120 +213,173 @@ pub(crate) async fn complete(
                 .await;
         }
     };
-
-    let mut tx = store.pool().begin().await?;
-    // The run's row locked, and the fenced release of the task with its history row: no
-    // row is written unless this claim still holds the task and the run is running.
-    let Some(row) = sqlx::query(&sql.release_locked)
-        .bind(task.run.0)
-        .bind(task.id)
-        .bind(task.attempt)
-        .bind(kind)
-        .bind(value)
-        .bind(&shared.name)
-        .bind(task.started_at)
-        .fetch_optional(&mut *tx)
-        .await?
-    else {
-        return Ok(false); // no such run
+    let outcome = Outcome {
+        task,
+        node,
+        flow: &flow,
+        kind,
+        value: value.as_ref(),
+        traceparent,
     };
-    if row.try_get::<i64, _>(10)? != 1 {
-        return Ok(false); // stale claim, or the run is over
-    }
-    let run = RunRow::from_row(&row)?;
-    if run.overdue {
-        store.timeout_run(&mut tx, task.run).await?;
-        tx.commit().await?;
+    if optimistic(shared, &outcome).await? {
         return Ok(true);
     }
+    locked(shared, &outcome).await
+}
 
-    // What this completion may touch: the event, the listeners of the groups it is a
-    // member of (and the members of the small ones), and its goto targets.
-    let mut asked: Vec<NodeId> = vec![node];
-    let groups: Vec<GroupId> = graph.member_of(node).iter().map(|&(g, _)| g).collect();
-    for &group in &groups {
-        let info = graph.group(group);
-        let members = graph.members(info);
-        if members.len() <= SMALL_GROUP {
-            asked.extend_from_slice(members);
+/// What an event ended with, encoded, and where it goes.
+struct Outcome<'a> {
+    task: &'a Claimed,
+    node: NodeId,
+    flow: &'a Flow<AnyValue>,
+    kind: &'static str,
+    value: Option<&'a Value>,
+    traceparent: Option<&'a str>,
+}
+
+impl Outcome<'_> {
+    /// The traceparent the events it starts get.
+    fn parent(&self, run: &RunRow) -> Option<String> {
+        self.traceparent
+            .map(str::to_string)
+            .or_else(|| self.task.traceparent.clone())
+            .or_else(|| run.traceparent.clone())
+    }
+}
+
+/// The groups a completion of `node` touches, and the events whose rows it loads: the
+/// event, the listeners of the groups it is a member of (and the members of the small
+/// ones), and its goto targets.
+struct Touched {
+    groups: Vec<GroupId>,
+    listeners: Vec<String>,
+    ks: Vec<i32>,
+    asked: Vec<NodeId>,
+}
+
+impl Touched {
+    fn of(shared: &WorkerShared, node: NodeId, flow: &Flow<AnyValue>) -> Self {
+        let index = &shared.drive.index;
+        let graph = &index.graph;
+        let mut asked: Vec<NodeId> = vec![node];
+        let groups: Vec<GroupId> = graph.member_of(node).iter().map(|&(g, _)| g).collect();
+        for &group in &groups {
+            let info = graph.group(group);
+            let members = graph.members(info);
+            if members.len() <= SMALL_GROUP {
+                asked.extend_from_slice(members);
+            }
+            asked.push(info.listener);
         }
-        asked.push(info.listener);
+        if let Flow::Goto { targets, .. } = flow {
+            asked.extend(targets.iter().filter_map(|t| graph.resolve(t.0)));
+        }
+        asked.sort_unstable();
+        asked.dedup();
+        let (listeners, ks) = groups
+            .iter()
+            .map(|&group| {
+                let info = graph.group(group);
+                let k = group - graph.listens[info.listener as usize];
+                (index.name(info.listener).to_string(), k as i32)
+            })
+            .unzip();
+        Touched {
+            groups,
+            listeners,
+            ks,
+            asked,
+        }
     }
-    if let Flow::Goto { targets, .. } = &flow {
-        asked.extend(targets.iter().filter_map(|t| graph.resolve(t.0)));
-    }
-    asked.sort_unstable();
-    asked.dedup();
-    let group_key = |group: GroupId| {
-        let info = graph.group(group);
-        let k = group - graph.listens[info.listener as usize];
-        (index.name(info.listener).to_string(), k as i32)
-    };
-    let (listeners, ks): (Vec<String>, Vec<i32>) = groups.iter().map(|&g| group_key(g)).unzip();
-    let (mut event_rows, group_rows) =
-        load_state(&mut tx, shared, task.run, &asked, &listeners, &ks).await?;
+}
 
-    // The dispatch core, over this partial state; again with the members' rows when a
-    // large join fired.
-    let mut asked: HashSet<NodeId> = asked.into_iter().collect();
-    let next_task_id = u64::try_from(run.next_task_id).unwrap_or(0);
-    let (mut state, starts) = loop {
+/// The dispatch core over the loaded rows; again with the members' rows when a large join
+/// fired (loaded through `conn`). The inner error: the dispatch failed the run.
+async fn dispatch_loaded(
+    conn: &mut PgConnection,
+    shared: &WorkerShared,
+    outcome: &Outcome<'_>,
+    touched: &Touched,
+    mut event_rows: Vec<EventRow>,
+    group_rows: &[GroupRow],
+    next_task_id: i64,
+) -> Result<Result<(PartialState, Vec<Start>), Error>, DurableError> {
+    let graph: &Arc<Graph> = &shared.drive.index.graph;
+    let mut asked: HashSet<NodeId> = touched.asked.iter().copied().collect();
+    let next_task_id = u64::try_from(next_task_id).unwrap_or(0);
+    loop {
         let mut state =
-            PartialState::new(graph, &event_rows, &group_rows, asked.clone(), next_task_id);
+            PartialState::new(graph, &event_rows, group_rows, asked.clone(), next_task_id);
         let mut starts: Vec<Start> = Vec::new();
         let dispatched = dispatch::complete(
             graph,
             &mut state,
             &mut Vec::new(),
-            node,
-            copy_flow(&flow),
+            outcome.node,
+            copy_flow(outcome.flow),
             &mut starts,
         );
         let missed = std::mem::take(&mut *state.missed.borrow_mut());
         if !missed.is_empty() {
-            let (more, _) = load_state(&mut tx, shared, task.run, &missed, &[], &[]).await?;
-            event_rows.extend(more);
+            let loaded =
+                load_state(conn, shared, outcome.task.run, &missed, &[], &[], false).await?;
+            event_rows.extend(loaded.events);
             asked.extend(missed);
             continue;
         }
-        if let Err(error) = dispatched {
-            return fail_run(store, tx, task, &error).await;
-        }
-        break (state, starts);
-    };
+        return Ok(dispatched.map(|()| (state, starts)));
+    }
+}
 
-    // Budgets, counted as each start is triggered, as in-process runs do.
+/// Why the events a completion starts cannot all be counted.
+enum OverBudget {
+    /// The run's `max_steps`.
+    Steps,
+    /// An event's `max_runs_per_event`.
+    Runs(Error),
+}
+
+/// The budgets, counted as each start is triggered, as in-process runs do: the run's
+/// steps after the starts, each started event's `triggered` counted in `state`.
+fn count_starts(
+    shared: &WorkerShared,
+    run: &RunRow,
+    state: &mut PartialState,
+    starts: &[Start],
+) -> Result<i64, OverBudget> {
     let mut steps = run.steps;
-    let mut starts_changed: Vec<NodeId> = Vec::new();
-    for start in &starts {
-        let over = if u64::try_from(steps).unwrap_or(u64::MAX)
-            >= u64::try_from(run.max_steps).unwrap_or(0)
-        {
-            Some(
-                store
-                    .too_many_steps(&mut tx, task.run, run.max_steps, index)
-                    .await?,
-            )
-        } else {
-            let entry = state.event_mut(start.node);
-            let limit = u32::try_from(run.max_runs_per_event).unwrap_or(0);
-            (entry.triggered >= limit).then(|| Error::TooManyRuns {
-                event: index.name(start.node).to_string(),
+    for start in starts {
+        if u64::try_from(steps).unwrap_or(u64::MAX) >= u64::try_from(run.max_steps).unwrap_or(0) {
+            return Err(OverBudget::Steps);
+        }
+        let entry = state.event_mut(start.node);
+        let limit = u32::try_from(run.max_runs_per_event).unwrap_or(0);
+        if entry.triggered >= limit {
+            return Err(OverBudget::Runs(Error::TooManyRuns {
+                event: shared.drive.index.name(start.node).to_string(),
                 runs: entry.triggered,
                 limit,
-            })
-        };
-        if let Some(error) = over {
-            return fail_run(store, tx, task, &error).await;
+            }));
         }
-        state.event_mut(start.node).triggered += 1;
+        entry.triggered += 1;
         steps += 1;
-        starts_changed.push(start.node);
     }
+    Ok(steps)
+}
 
-    // What changed: the event, the started events' counters, the groups.
+/// The rows a completion writes: the event's, the started events' (their counters), the
+/// groups'.
+fn changed_rows(
+    shared: &WorkerShared,
+    state: &mut PartialState,
+    node: NodeId,
+    starts: &[Start],
+    groups: &[GroupId],
+) -> (EventColumns, GroupColumns) {
+    let index = &shared.drive.index;
+    let graph = &index.graph;
     let mut changed: Vec<NodeId> = vec![node];
-    changed.extend(starts_changed);
+    changed.extend(starts.iter().map(|start| start.node));
     changed.sort_unstable();
     changed.dedup();
     let mut events = EventColumns::with_capacity(changed.len());
@@ -343,10 +399,8 @@ pub(crate) async fn complete(
         events.completions.push(completions);
         events.triggered.push(triggered);
     }
-    let mut group_delivered = Vec::with_capacity(groups.len());
-    let mut group_ready = Vec::with_capacity(groups.len());
-    let mut group_fired = Vec::with_capacity(groups.len());
-    for &group in &groups {
+    let mut columns = GroupColumns::with_capacity(groups.len());
+    for &group in groups {
         let delivered: Vec<&str> = graph
             .group(group)
             .slots
@@ -354,10 +408,292 @@ pub(crate) async fn complete(
             .map(|slot| if *state.delivered_mut(slot) { "t" } else { "f" })
             .collect();
         let entry = state.group_mut(group);
-        group_ready.push(entry.ready as i32);
-        group_fired.push(entry.fired);
-        group_delivered.push(delivered.join(","));
+        columns.ready.push(entry.ready as i32);
+        columns.fired.push(entry.fired);
+        columns.delivered.push(delivered.join(","));
     }
+    (events, columns)
+}
+
+/// The task rows of the events a completion starts, each ready when `ready` says so.
+fn task_rows(
+    shared: &WorkerShared,
+    starts: &[Start],
+    mut ready: impl FnMut() -> bool,
+) -> TaskColumns {
+    let index = &shared.drive.index;
+    let mut tasks = TaskColumns::with_capacity(starts.len());
+    for start in starts {
+        tasks.ids.push(start.input.task_id as i64);
+        tasks.events.push(index.name(start.node).to_string());
+        tasks
+            .inputs
+            .push(task_input::encode(index, start.node, &start.input));
+        tasks.states.push(if ready() { "ready" } else { "queued" });
+        tasks.causes.push(match start.input.behavior {
+            crate::Behavior::Goto => "goto",
+            _ => "dispatch",
+        });
+    }
+    tasks
+}
+
+/// The optimistic completion: the state it touches and the run's row read without a lock
+/// (one round trip), the dispatch run over them, and everything written by one statement
+/// in its own transaction (one round trip, its commit included), which locks the run's row
+/// first and writes nothing unless what was read still holds:
+///
+/// - a completion that starts events or touches a group wrote its rows from what it read:
+///   it applies only if the run's row is the version it read (`xmin`: every completion,
+///   submission and end of a run writes that row, so nothing of the run changed since);
+/// - a completion that only records its own outcome (a leaf: no listener, nothing started)
+///   reads nothing it writes back: its counts are relative, and it applies whatever else
+///   completed meanwhile (a wide fan-out's leaves do not take turns).
+///
+/// Either way the run must still be running, before its deadline, without a concurrency
+/// cap, within `max_steps`, and not end with this completion (those are the locked path's
+/// cases), and the claim must still hold the task. `Ok(false)`: it did not apply; nothing
+/// was written.
+async fn optimistic(shared: &WorkerShared, outcome: &Outcome<'_>) -> Result<bool, DurableError> {
+    match read_optimistic(shared, outcome).await? {
+        Some(write) => write_optimistic(shared, outcome, write).await,
+        None => Ok(false),
+    }
+}
+
+/// What the optimistic completion writes, planned over what it read.
+struct OptimisticWrite {
+    touched: Touched,
+    /// The version of the run's row it read; `None` for a leaf.
+    version: Option<String>,
+    steps: i64,
+    started: i32,
+    next_task_id: Option<i64>,
+    events: EventColumns,
+    groups: GroupColumns,
+    tasks: TaskColumns,
+    parents: Vec<Option<String>>,
+    wake: bool,
+}
+
+/// The optimistic completion's read and dispatch; `None` when the locked path must
+/// complete it.
+async fn read_optimistic(
+    shared: &WorkerShared,
+    outcome: &Outcome<'_>,
+) -> Result<Option<OptimisticWrite>, DurableError> {
+    let store = &shared.drive.store;
+    let task = outcome.task;
+    let touched = Touched::of(shared, outcome.node, outcome.flow);
+    let mut conn = store.lease_pool().acquire().await?;
+    let loaded = load_state(
+        &mut conn,
+        shared,
+        task.run,
+        &touched.asked,
+        &touched.listeners,
+        &touched.ks,
+        true,
+    )
+    .await?;
+    let Some((version, status, run)) = loaded.run else {
+        return Ok(None);
+    };
+    if status != "running" || run.overdue || run.max_concurrency.is_some() {
+        return Ok(None);
+    }
+    let Ok((mut state, starts)) = dispatch_loaded(
+        &mut conn,
+        shared,
+        outcome,
+        &touched,
+        loaded.events,
+        &loaded.groups,
+        run.next_task_id,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    drop(conn);
+    let Ok(steps) = count_starts(shared, &run, &mut state, &starts) else {
+        return Ok(None);
+    };
+    let started = starts.len() as i32;
+    if run.open_tasks - 1 + started <= 0 {
+        return Ok(None); // the run ends: the locked path ends it
+    }
+    let leaf =
+        starts.is_empty() && touched.groups.is_empty() && matches!(outcome.flow, Flow::Value(_));
+    let (events, groups) = changed_rows(shared, &mut state, outcome.node, &starts, &touched.groups);
+    Ok(Some(OptimisticWrite {
+        version: (!leaf).then_some(version),
+        steps: steps - run.steps,
+        started,
+        next_task_id: (!leaf).then_some(state.next_task_id as i64),
+        events,
+        groups,
+        tasks: task_rows(shared, &starts, || true),
+        parents: vec![outcome.parent(&run); starts.len()],
+        wake: wake_others(0, starts.len(), run.open_tasks - 1 + started),
+        touched,
+    }))
+}
+
+/// The optimistic completion's write: `Ok(false)` when it did not apply (nothing written).
+async fn write_optimistic(
+    shared: &WorkerShared,
+    outcome: &Outcome<'_>,
+    write: OptimisticWrite,
+) -> Result<bool, DurableError> {
+    let store = &shared.drive.store;
+    let sql = store.sql();
+    let task = outcome.task;
+    let applied = sqlx::query(&sql.write_optimistic)
+        .bind(task.run.0)
+        .bind(task.id)
+        .bind(task.attempt)
+        .bind(outcome.kind)
+        .bind(outcome.value)
+        .bind(&shared.name)
+        .bind(task.started_at)
+        .bind(write.version.as_deref())
+        .bind(write.steps)
+        .bind(write.started - 1)
+        .bind(write.next_task_id)
+        .bind(&write.events.names)
+        .bind(&write.events.kinds)
+        .bind(&write.events.values)
+        .bind(&write.events.completions)
+        .bind(&write.events.triggered)
+        .bind(&write.touched.listeners)
+        .bind(&write.touched.ks)
+        .bind(&write.groups.ready)
+        .bind(&write.groups.delivered)
+        .bind(&write.groups.fired)
+        .bind(&write.tasks.ids)
+        .bind(&write.tasks.events)
+        .bind(&write.tasks.inputs)
+        .bind(&write.tasks.causes)
+        .bind(&write.parents)
+        .bind(write.wake.then_some(sql.work_channel.as_str()))
+        .fetch_one(store.pool())
+        .await;
+    match applied {
+        Ok(row) => Ok(row.try_get::<i32, _>(0)? == 1),
+        // The claim was taken over while the statement ran: it rolled back (see
+        // `write_optimistic` in `sql.rs`); the locked path finds the claim stale.
+        Err(sqlx::Error::Database(error)) if error.message().contains(TAKEN_OVER) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The optimistic completion with `between` run after its read and before its write (the
+/// tests' way to make something happen in between); `Ok(false)`: not applied.
+#[cfg(test)]
+pub(crate) async fn optimistic_with_pause(
+    shared: &WorkerShared,
+    task: &Claimed,
+    node: NodeId,
+    flow: &ErasedFlow,
+    between: impl std::future::Future<Output = ()>,
+) -> Result<bool, DurableError> {
+    let (flow, kind, value) =
+        encode_flow(shared, node, flow).map_err(|detail| DurableError::Encode {
+            what: format!("the output of `{}`", task.event),
+            detail,
+        })?;
+    let outcome = Outcome {
+        task,
+        node,
+        flow: &flow,
+        kind,
+        value: value.as_ref(),
+        traceparent: None,
+    };
+    let write = read_optimistic(shared, &outcome).await?;
+    between.await;
+    match write {
+        Some(write) => write_optimistic(shared, &outcome, write).await,
+        None => Ok(false),
+    }
+}
+
+/// The text of the error by which `write_optimistic` rolls back when the claim no longer
+/// held its task once the run's row was locked.
+pub(crate) const TAKEN_OVER: &str = "drive-flow: claim taken over during its completion";
+
+/// The locked completion, for every case: the run's row locked with the fenced release and
+/// the history row; the state it touches loaded; everything it changed written, in one
+/// statement each; the commit.
+async fn locked(shared: &WorkerShared, outcome: &Outcome<'_>) -> Result<bool, DurableError> {
+    let index = &shared.drive.index;
+    let store = &shared.drive.store;
+    let sql = store.sql();
+    let task = outcome.task;
+
+    let mut tx = store.pool().begin().await?;
+    // The run's row locked, and the fenced release of the task with its history row: no
+    // row is written unless this claim still holds the task and the run is running.
+    let Some(row) = sqlx::query(&sql.release_locked)
+        .bind(task.run.0)
+        .bind(task.id)
+        .bind(task.attempt)
+        .bind(outcome.kind)
+        .bind(outcome.value)
+        .bind(&shared.name)
+        .bind(task.started_at)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(false); // no such run
+    };
+    if row.try_get::<i64, _>(10)? != 1 {
+        return Ok(false); // stale claim, or the run is over
+    }
+    let run = RunRow::from_row(&row)?;
+    if run.overdue {
+        store.timeout_run(&mut tx, task.run).await?;
+        tx.commit().await?;
+        return Ok(true);
+    }
+
+    let touched = Touched::of(shared, outcome.node, outcome.flow);
+    let loaded = load_state(
+        &mut tx,
+        shared,
+        task.run,
+        &touched.asked,
+        &touched.listeners,
+        &touched.ks,
+        false,
+    )
+    .await?;
+    let (mut state, starts) = match dispatch_loaded(
+        &mut tx,
+        shared,
+        outcome,
+        &touched,
+        loaded.events,
+        &loaded.groups,
+        run.next_task_id,
+    )
+    .await?
+    {
+        Ok(dispatched) => dispatched,
+        Err(error) => return fail_run(store, tx, task, &error).await,
+    };
+    let steps = match count_starts(shared, &run, &mut state, &starts) {
+        Ok(steps) => steps,
+        Err(OverBudget::Steps) => {
+            let error = store
+                .too_many_steps(&mut tx, task.run, run.max_steps, index)
+                .await?;
+            return fail_run(store, tx, task, &error).await;
+        }
+        Err(OverBudget::Runs(error)) => return fail_run(store, tx, task, &error).await,
+    };
+    let (events, groups) = changed_rows(shared, &mut state, outcome.node, &starts, &touched.groups);
 
     // The triggered events: queued ones of the run first, then these, within its cap.
     let mut in_flight = run.in_flight - 1;
@@ -365,29 +701,15 @@ pub(crate) async fn complete(
     in_flight += promoted;
     let mut ready_starts = 0;
     let queued_before = store.has_queued(&mut tx, task.run, &run).await?;
-    let mut tasks = TaskColumns::with_capacity(starts.len());
-    for start in &starts {
+    let tasks = task_rows(shared, &starts, || {
         let ready = !queued_before && run.has_room(in_flight);
         if ready {
             in_flight += 1;
             ready_starts += 1;
         }
-        tasks.ids.push(start.input.task_id as i64);
-        tasks.events.push(index.name(start.node).to_string());
-        tasks
-            .inputs
-            .push(task_input::encode(index, start.node, &start.input));
-        tasks.states.push(if ready { "ready" } else { "queued" });
-        tasks.causes.push(match start.input.behavior {
-            crate::Behavior::Goto => "goto",
-            _ => "dispatch",
-        });
-    }
-    let parent: Option<String> = traceparent
-        .map(str::to_string)
-        .or_else(|| task.traceparent.clone())
-        .or_else(|| run.traceparent.clone());
-    let parents = vec![parent; starts.len()];
+        ready
+    });
+    let parents = vec![outcome.parent(&run); starts.len()];
     let open_tasks = run.open_tasks - 1 + starts.len() as i32;
     sqlx::query(&sql.write_state)
         .bind(task.run.0)
@@ -396,11 +718,11 @@ pub(crate) async fn complete(
         .bind(&events.values)
         .bind(&events.completions)
         .bind(&events.triggered)
-        .bind(&listeners)
-        .bind(&ks)
-        .bind(&group_ready)
-        .bind(&group_delivered)
-        .bind(&group_fired)
+        .bind(&touched.listeners)
+        .bind(&touched.ks)
+        .bind(&groups.ready)
+        .bind(&groups.delivered)
+        .bind(&groups.fired)
         .bind(&tasks.ids)
         .bind(&tasks.events)
         .bind(&tasks.inputs)
@@ -471,6 +793,23 @@ impl EventColumns {
     }
 }
 
+/// The columns of the group rows a completion writes.
+struct GroupColumns {
+    ready: Vec<i32>,
+    delivered: Vec<String>,
+    fired: Vec<bool>,
+}
+
+impl GroupColumns {
+    fn with_capacity(n: usize) -> Self {
+        GroupColumns {
+            ready: Vec::with_capacity(n),
+            delivered: Vec::with_capacity(n),
+            fired: Vec::with_capacity(n),
+        }
+    }
+}
+
 /// The columns of the task rows a completion inserts.
 struct TaskColumns {
     ids: Vec<i64>,
@@ -492,16 +831,25 @@ impl TaskColumns {
     }
 }
 
-/// The rows of the events `nodes` and of the groups (`listeners`, `ks`), under the run's
-/// lock taken by an earlier statement of `tx`.
+/// What [`load_state`] read.
+struct Loaded {
+    events: Vec<EventRow>,
+    groups: Vec<GroupRow>,
+    /// With `with_run`: the version of the run's row (its `xmin`), its status and row.
+    run: Option<(String, String, RunRow)>,
+}
+
+/// The rows of the events `nodes` and of the groups (`listeners`, `ks`), and with
+/// `with_run` the run's row and its version, in one statement.
 async fn load_state(
-    tx: &mut Transaction<'static, Postgres>,
+    conn: &mut PgConnection,
     shared: &WorkerShared,
     run: RunId,
     nodes: &[NodeId],
     listeners: &[String],
     ks: &[i32],
-) -> Result<(Vec<EventRow>, Vec<GroupRow>), DurableError> {
+    with_run: bool,
+) -> Result<Loaded, DurableError> {
     let index = &shared.drive.index;
     let graph = &index.graph;
     let names: Vec<&str> = nodes.iter().map(|&n| index.name(n)).collect();
@@ -510,15 +858,29 @@ async fn load_state(
         .bind(&names)
         .bind(listeners)
         .bind(ks)
-        .fetch_all(&mut **tx)
+        .bind(with_run)
+        .fetch_all(conn)
         .await?;
-    let (mut events, mut groups) = (Vec::new(), Vec::new());
+    let mut loaded = Loaded {
+        events: Vec::new(),
+        groups: Vec::new(),
+        run: None,
+    };
     for row in rows {
+        let what = row.try_get::<i32, _>(0)?;
+        if what == 2 {
+            let version: String = row.try_get(1)?;
+            let status: String = row.try_get(3)?;
+            let columns: Value = row.try_get(4)?;
+            // A row that does not read as expected leaves the completion to the locked path.
+            loaded.run = RunRow::from_json(&columns).map(|run| (version, status, run));
+            continue;
+        }
         let Some(at) = index.node(row.try_get::<&str, _>(1)?) else {
             continue; // an event this binary does not know
         };
-        if row.try_get::<i32, _>(0)? == 0 {
-            events.push(EventRow {
+        if what == 0 {
+            loaded.events.push(EventRow {
                 node: at,
                 kind: row.try_get(3)?,
                 value: row.try_get(4)?,
@@ -535,7 +897,7 @@ async fn load_state(
             else {
                 continue;
             };
-            groups.push(GroupRow {
+            loaded.groups.push(GroupRow {
                 group,
                 ready: row.try_get(5)?,
                 delivered: row.try_get::<Option<Vec<bool>>, _>(7)?.unwrap_or_default(),
@@ -543,5 +905,5 @@ async fn load_state(
             });
         }
     }
-    Ok((events, groups))
+    Ok(loaded)
 }

@@ -508,6 +508,30 @@ impl RunRow {
         })
     }
 
+    /// The row as `load_state` reads it with the run's (a JSON object of the same columns);
+    /// `None` when a counter is missing or out of range.
+    pub(crate) fn from_json(row: &serde_json::Value) -> Option<Self> {
+        let int = |name: &str| row.get(name)?.as_i64();
+        let small = |name: &str| i32::try_from(int(name)?).ok();
+        Some(RunRow {
+            max_steps: int("max_steps")?,
+            max_runs_per_event: small("max_runs_per_event")?,
+            max_concurrency: match row.get("max_concurrency") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(_) => Some(small("max_concurrency")?),
+            },
+            steps: int("steps")?,
+            in_flight: small("in_flight")?,
+            open_tasks: small("open_tasks")?,
+            next_task_id: int("next_task_id")?,
+            overdue: row.get("overdue")?.as_bool().unwrap_or(false),
+            traceparent: row
+                .get("traceparent")
+                .and_then(|t| t.as_str())
+                .map(str::to_string),
+        })
+    }
+
     /// Whether one more task may be ready or running with `in_flight` already so.
     pub(crate) fn has_room(&self, in_flight: i32) -> bool {
         self.max_concurrency.map_or(true, |cap| in_flight < cap)

@@ -18,6 +18,7 @@ pub(crate) struct Sql {
     pub(crate) release_locked: String,
     pub(crate) load_state: String,
     pub(crate) write_state: String,
+    pub(crate) write_optimistic: String,
     pub(crate) lock_run: String,
     pub(crate) history: String,
     pub(crate) end_run: String,
@@ -144,7 +145,83 @@ impl Sql {
                 CROSS JOIN LATERAL (
                     SELECT * FROM {s}.group_state s
                     WHERE s.run_id = $1 AND s.listener = wanted.listener
-                      AND s.group_index = wanted.k LIMIT 1) g"),
+                      AND s.group_index = wanted.k LIMIT 1) g
+                UNION ALL
+                SELECT 2, r.xmin::text, 0, r.status, jsonb_build_object(
+                        'max_steps', r.max_steps, 'max_runs_per_event', r.max_runs_per_event,
+                        'max_concurrency', r.max_concurrency, 'steps', r.steps,
+                        'in_flight', r.in_flight, 'open_tasks', r.open_tasks,
+                        'next_task_id', r.next_task_id, 'overdue', r.deadline < now(),
+                        'traceparent', r.traceparent),
+                    NULL, NULL, NULL, NULL
+                FROM {s}.runs r WHERE $5 AND r.id = $1"),
+            // The optimistic completion (`complete::optimistic`), one statement in its own
+            // transaction: the run's row locked first (as every writer of a run's state
+            // does: no deadlock with the locked path or a cancellation), and only when the
+            // run is running, before its deadline, without a cap, within `max_steps`, not
+            // ending with this completion, and (`$8`, unless NULL) still the version the
+            // completion read; every other write depends on that row being counted. The
+            // fenced release of the task comes next; if the claim was taken over after the
+            // load, the statement fails on purpose (a cast of a text that is no number, built
+            // from a count so that the planner cannot fold it), so that the run's counters
+            // roll back with it. `$8` NULL (a leaf: its own row,
+            // nothing started): its counts are relative, its row as it is now.
+            write_optimistic: t("WITH counted AS (
+                    UPDATE {s}.runs SET steps = steps + $9, in_flight = in_flight + $10,
+                        open_tasks = open_tasks + $10,
+                        next_task_id = coalesce($11, next_task_id)
+                    WHERE id = $1 AND status = 'running' AND NOT coalesce(deadline < now(), false)
+                      AND max_concurrency IS NULL AND steps + $9 <= max_steps
+                      AND open_tasks + $10 > 0
+                      AND ($8::text IS NULL OR xmin = $8::text::xid)
+                    RETURNING id),
+                done AS (
+                    DELETE FROM {s}.tasks
+                    WHERE id = $2 AND attempt = $3 AND state = 'running'
+                      AND EXISTS (SELECT 1 FROM counted)
+                    RETURNING run_id, task_id, event, input, attempt),
+                recorded AS (
+                    INSERT INTO {s}.history
+                        (run_id, task_id, event, input, outcome, value, error, worker, attempt,
+                         started_at)
+                    SELECT run_id, task_id, event, input, $4, $5, NULL, $6, attempt, $7
+                    FROM done),
+                events AS (
+                    INSERT INTO {s}.event_state AS e
+                        (run_id, event, kind, value, completions, triggered)
+                    SELECT $1, unnest($12::text[]), unnest($13::text[]), unnest($14::jsonb[]),
+                           unnest($15::int[]), unnest($16::int[])
+                    WHERE EXISTS (SELECT 1 FROM counted)
+                    ON CONFLICT (run_id, event) DO UPDATE SET kind = EXCLUDED.kind,
+                        value = EXCLUDED.value,
+                        completions = CASE WHEN $8::text IS NULL
+                            THEN e.completions + 1 ELSE EXCLUDED.completions END,
+                        triggered = CASE WHEN $8::text IS NULL
+                            THEN e.triggered ELSE EXCLUDED.triggered END),
+                groups AS (
+                    INSERT INTO {s}.group_state
+                        (run_id, listener, group_index, ready, delivered, fired)
+                    SELECT $1, l, g, r, string_to_array(d, ',')::boolean[], f
+                    FROM unnest($17::text[], $18::int[], $19::int[], $20::text[], $21::boolean[])
+                         AS x(l, g, r, d, f)
+                    WHERE EXISTS (SELECT 1 FROM counted)
+                    ON CONFLICT (run_id, listener, group_index) DO UPDATE SET
+                        ready = EXCLUDED.ready, delivered = EXCLUDED.delivered,
+                        fired = EXCLUDED.fired),
+                triggered AS (
+                    INSERT INTO {s}.tasks
+                        (run_id, task_id, event, input, state, cause, traceparent)
+                    SELECT $1, unnest($22::bigint[]), unnest($23::text[]), unnest($24::jsonb[]),
+                           'ready', unnest($25::text[]), unnest($26::text[])
+                    WHERE EXISTS (SELECT 1 FROM counted)),
+                outcome AS (
+                    SELECT (SELECT count(*) FROM counted) AS counted,
+                           (SELECT count(*) FROM done) AS done)
+                SELECT CASE WHEN counted = 0 THEN 0 WHEN done = 1 THEN 1
+                            ELSE ('TAKEN_OVER ' || done)::int END AS applied,
+                       CASE WHEN counted = 1 AND done = 1 AND $27::text IS NOT NULL
+                            THEN pg_notify($27, '') END AS notified
+                FROM outcome").replace("TAKEN_OVER", super::complete::TAKEN_OVER),
             // Its third: everything it changed, in one statement: the events' state, the
             // groups', the triggered tasks, the run's counters, and the wake-up of idle
             // workers when something became ready.

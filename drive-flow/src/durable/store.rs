@@ -194,9 +194,12 @@ impl PgStore {
         .map_err(unreachable)?;
         let _ = first.close().await;
         let lease_pool = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections((options.max_connections / 4).max(2))
             .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect.clone().options([("synchronous_commit", "off")]));
+            .connect_lazy_with(connect.clone().options([
+                ("synchronous_commit", "off"),
+                ("plan_cache_mode", "force_generic_plan"),
+            ]));
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -231,7 +234,13 @@ impl PgStore {
     /// its task is claimable again (bodies run at least once), and a completion commits
     /// only while its task row still holds that claim, so exactly one completion of a
     /// task is applied whatever was lost. A completion's flush also flushes every claim
-    /// committed before it.
+    /// committed before it. The optimistic completion reads the state it dispatches over
+    /// here too (a read commits nothing).
+    ///
+    /// Its connections plan each statement once (`plan_cache_mode = force_generic_plan`):
+    /// its statements find rows by key, and a custom plan per execution (what the server
+    /// chooses for the arrays they bind) cost about 0.2 ms of planning per completion.
+    /// The public [`pool`](Self::pool) is left as the server configures it.
     pub(crate) fn lease_pool(&self) -> &PgPool {
         &self.inner.lease_pool
     }

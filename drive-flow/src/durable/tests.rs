@@ -225,3 +225,182 @@ async fn claims_commit_without_waiting_for_the_flush_and_completions_with_it() {
     assert_eq!(setting(db.store.pool()).await, "on");
     db.drop_schema().await;
 }
+
+/// A start event `s` whose value two or three events take (`a`, `b`, and `c` when
+/// `three`), and, with `join`, an event `j` that listens to all of `a` and `b`.
+fn spread(store: &PgStore, three: bool, join: bool) -> (DurableDrive, crate::Handle<u32>) {
+    let mut builder = DriveBuilder::new();
+    let s = builder.event("s", || async { Flow::from(0u32) });
+    let a = builder.event("a", || async { Flow::from(1u32) });
+    let b = builder.event("b", || async { Flow::from(2u32) });
+    builder.listen(a, Group::new([s]));
+    builder.listen(b, Group::new([s]));
+    builder.serde(s).serde(a).serde(b);
+    if three {
+        let c = builder.event("c", || async { Flow::from(3u32) });
+        builder.listen(c, Group::new([s]));
+        builder.serde(c);
+    }
+    if join {
+        let j = builder.event("j", || async { Flow::from(9u32) });
+        builder.listen(j, Group::new([a, b]));
+        builder.serde(j);
+    }
+    let drive = builder.build().expect("graph");
+    (drive.durable(store).expect("codecs"), s)
+}
+
+/// Complete `task` with the value `value`, through the worker's path.
+async fn complete_with(drive: &DurableDrive, worker: &str, task: &Claimed, value: u32) -> bool {
+    let node = drive.index.node(&task.event).expect("a known event");
+    let flow = Flow::Value(erase_value(value));
+    super::complete::complete(&shared(drive, worker), task, node, &flow, None)
+        .await
+        .expect("complete")
+}
+
+/// Submit a run of `start`, complete its start event, and claim what it started (sorted by
+/// event).
+async fn started(
+    drive: &DurableDrive,
+    start: crate::Handle<u32>,
+    lease: Duration,
+) -> (crate::durable::RunId, Vec<Claimed>) {
+    let run = drive.invoke(start).submit().await.unwrap();
+    let first = claim(drive, "A", lease).await.remove(0);
+    assert!(complete_with(drive, "A", &first, 0).await);
+    let mut tasks = claim(drive, "A", lease).await;
+    tasks.sort_by(|x, y| x.event.cmp(&y.event));
+    (run, tasks)
+}
+
+#[tokio::test]
+async fn a_completion_read_before_another_committed_is_not_applied_optimistically() {
+    // `a` reads the join's state (nothing delivered yet); `b` completes and delivers; had
+    // `a` then written what it read, the join would have lost `b` and never fired (`c`
+    // keeps the run open: a completion that would end it takes the locked path anyway).
+    let db = Db::new("optimistic_join").await;
+    let (drive, s) = spread(&db.store, true, true);
+    let lease = Duration::from_secs(30);
+    let (run, tasks) = started(&drive, s, lease).await;
+    assert_eq!(
+        tasks.iter().map(|t| t.event.as_str()).collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    let (a, b) = (&tasks[0], &tasks[1]);
+    let node = drive.index.node("a").unwrap();
+    let flow = Flow::Value(erase_value(1u32));
+    let applied =
+        super::complete::optimistic_with_pause(&shared(&drive, "A"), a, node, &flow, async {
+            assert!(complete_with(&drive, "B", b, 2).await);
+        })
+        .await
+        .unwrap();
+    assert!(!applied, "the run changed after the read: not applied");
+    let events: Vec<String> = drive
+        .history(run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.event)
+        .collect();
+    assert_eq!(events, ["s", "b"], "nothing of `a` was written");
+
+    // Completed again (as the worker does), it applies, and the join fires with both.
+    assert!(complete_with(&drive, "A", a, 1).await);
+    let joined = claim(&drive, "A", lease).await;
+    assert_eq!(joined.len(), 1);
+    assert_eq!(joined[0].event, "j");
+    assert_eq!(
+        joined[0].input["entries"],
+        json!([
+            {"event": "a", "kind": "value", "value": 1},
+            {"event": "b", "kind": "value", "value": 2}
+        ])
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_leaf_completes_optimistically_whatever_else_completed_meanwhile() {
+    let db = Db::new("optimistic_leaf").await;
+    let (drive, s) = spread(&db.store, true, false);
+    let lease = Duration::from_secs(30);
+    let (run, tasks) = started(&drive, s, lease).await;
+    let (a, b, c) = (&tasks[0], &tasks[1], &tasks[2]);
+    let node = drive.index.node("a").unwrap();
+    let flow = Flow::Value(erase_value(1u32));
+    let applied =
+        super::complete::optimistic_with_pause(&shared(&drive, "A"), a, node, &flow, async {
+            assert!(complete_with(&drive, "B", b, 2).await);
+        })
+        .await
+        .unwrap();
+    assert!(applied, "a leaf writes nothing it read");
+    let status = drive.status(run).await.unwrap();
+    assert_eq!((status.steps, status.open_tasks), (4, 1));
+    assert!(complete_with(&drive, "A", c, 3).await);
+    drive.wait(run).await.unwrap();
+    let mut values: Vec<(String, Option<serde_json::Value>)> = drive
+        .history(run)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| (entry.event, entry.value))
+        .collect();
+    values.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        values,
+        [
+            (String::from("a"), Some(json!(1))),
+            (String::from("b"), Some(json!(2))),
+            (String::from("c"), Some(json!(3))),
+            (String::from("s"), Some(json!(0)))
+        ]
+    );
+    let status = drive.status(run).await.unwrap();
+    assert_eq!((status.steps, status.open_tasks), (4, 0));
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_claim_taken_over_between_read_and_write_rolls_the_optimistic_write_back() {
+    let db = Db::new("optimistic_fence").await;
+    let (drive, s) = spread(&db.store, true, false);
+    let lease = Duration::from_millis(300);
+    let (run, tasks) = started(&drive, s, lease).await;
+    let a = &tasks[0];
+    let node = drive.index.node("a").unwrap();
+    let flow = Flow::Value(erase_value(1u32));
+    let mut taken = Vec::new();
+    let applied =
+        super::complete::optimistic_with_pause(&shared(&drive, "A"), a, node, &flow, async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            taken = claim(&drive, "B", Duration::from_secs(30)).await;
+        })
+        .await
+        .unwrap();
+    assert!(!applied, "the claim no longer holds");
+    let status = drive.status(run).await.unwrap();
+    assert_eq!(
+        (status.steps, status.open_tasks),
+        (4, 3),
+        "the run's counters rolled back with the write"
+    );
+    assert_eq!(drive.history(run).await.unwrap().len(), 1, "only `s`");
+    let retaken = taken
+        .iter()
+        .find(|t| t.event == "a")
+        .expect("`a` re-claimed");
+    assert_eq!(retaken.attempt, 2);
+    assert!(complete_with(&drive, "B", retaken, 1).await);
+    let history = drive.history(run).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| (e.event.as_str(), e.worker.as_deref(), e.attempt))
+            .collect::<Vec<_>>(),
+        [("s", Some("A"), 1), ("a", Some("B"), 2)]
+    );
+    db.drop_schema().await;
+}
