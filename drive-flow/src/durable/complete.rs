@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
@@ -184,15 +185,8 @@ fn encode_flow(
     })
 }
 
-/// Complete `task` (of event `node`) with `flow`. `Ok(false)`: the claim was stale (its
-/// lease taken over, or its run ended), nothing was written. `traceparent`: that of the
-/// span of this event run, the parent of the spans of the events it triggers (when none,
-/// they get the task's own, else the run's).
-///
-/// First optimistically ([`optimistic`]: two round trips, the run's row locked only by the
-/// statement that writes), then, when that cannot apply (the run changed since the load, a
-/// budget, a cap, a deadline or the run's end is involved, the dispatch failed), under the
-/// run's lock from the start ([`locked`]: four round trips).
+/// [`complete_handing_off`] without a hand-off: `Ok(false)` when the claim was stale.
+#[cfg(test)]
 pub(crate) async fn complete(
     shared: &WorkerShared,
     task: &Claimed,
@@ -200,6 +194,33 @@ pub(crate) async fn complete(
     flow: &ErasedFlow,
     traceparent: Option<&str>,
 ) -> Result<bool, DurableError> {
+    Ok(
+        complete_handing_off(shared, task, node, flow, traceparent, false)
+            .await?
+            .is_some(),
+    )
+}
+
+/// Complete `task` (of event `node`) with `flow`. `None`: the claim was stale (its lease
+/// taken over, or its run ended), nothing was written; `Some(next)`: applied. With
+/// `hand_off`, `next` is the first event the completion started, already claimed for this
+/// worker to run next (the optimistic path only; the others are ready for any worker).
+/// `traceparent`: that of the span of this event run, the parent of the spans of the
+/// events it triggers (when none, they get the task's own, else the run's).
+///
+/// First optimistically ([`read_optimistic`], [`write_optimistic`]: two round trips, the
+/// run's row locked only by the statement that writes), then, when that cannot apply (the
+/// run changed since the read, a budget, a cap, a deadline or the run's end is involved,
+/// the dispatch failed), under the run's lock from the start ([`locked`]: four round
+/// trips).
+pub(crate) async fn complete_handing_off(
+    shared: &WorkerShared,
+    task: &Claimed,
+    node: NodeId,
+    flow: &ErasedFlow,
+    traceparent: Option<&str>,
+    hand_off: bool,
+) -> Result<Option<Option<Claimed>>, DurableError> {
     let store = &shared.drive.store;
     let (flow, kind, value) = match encode_flow(shared, node, flow) {
         Ok(encoded) => encoded,
@@ -208,9 +229,10 @@ pub(crate) async fn complete(
                 event: task.event.clone(),
                 source: format!("its output cannot be serialized to JSON: {detail}").into(),
             };
-            return store
+            let failed = store
                 .fail_run(task, &StoredError::from_error(&error), &shared.name)
-                .await;
+                .await?;
+            return Ok(failed.then_some(None));
         }
     };
     let outcome = Outcome {
@@ -221,10 +243,12 @@ pub(crate) async fn complete(
         value: value.as_ref(),
         traceparent,
     };
-    if optimistic(shared, &outcome).await? {
-        return Ok(true);
+    if let Some(write) = read_optimistic(shared, &outcome, hand_off).await? {
+        if let Some(next) = write_optimistic(shared, &outcome, write).await? {
+            return Ok(Some(next));
+        }
     }
-    locked(shared, &outcome).await
+    Ok(locked(shared, &outcome).await?.then_some(None))
 }
 
 /// What an event ended with, encoded, and where it goes.
@@ -438,7 +462,7 @@ fn task_rows(
     tasks
 }
 
-/// The optimistic completion: the state it touches and the run's row read without a lock
+/// The optimistic completion ([`read_optimistic`], [`write_optimistic`]): the state it touches and the run's row read without a lock
 /// (one round trip), the dispatch run over them, and everything written by one statement
 /// in its own transaction (one round trip, its commit included), which locks the run's row
 /// first and writes nothing unless what was read still holds:
@@ -452,15 +476,7 @@ fn task_rows(
 ///
 /// Either way the run must still be running, before its deadline, without a concurrency
 /// cap, within `max_steps`, and not end with this completion (those are the locked path's
-/// cases), and the claim must still hold the task. `Ok(false)`: it did not apply; nothing
-/// was written.
-async fn optimistic(shared: &WorkerShared, outcome: &Outcome<'_>) -> Result<bool, DurableError> {
-    match read_optimistic(shared, outcome).await? {
-        Some(write) => write_optimistic(shared, outcome, write).await,
-        None => Ok(false),
-    }
-}
-
+/// cases), and the claim must still hold the task.
 /// What the optimistic completion writes, planned over what it read.
 struct OptimisticWrite {
     touched: Touched,
@@ -474,6 +490,8 @@ struct OptimisticWrite {
     tasks: TaskColumns,
     parents: Vec<Option<String>>,
     wake: bool,
+    /// The lease of the first started event, handed to this worker.
+    hand_off: Option<Duration>,
 }
 
 /// The optimistic completion's read and dispatch; `None` when the locked path must
@@ -481,6 +499,7 @@ struct OptimisticWrite {
 async fn read_optimistic(
     shared: &WorkerShared,
     outcome: &Outcome<'_>,
+    hand_off: bool,
 ) -> Result<Option<OptimisticWrite>, DurableError> {
     let store = &shared.drive.store;
     let task = outcome.task;
@@ -535,17 +554,21 @@ async fn read_optimistic(
         groups,
         tasks: task_rows(shared, &starts, || true),
         parents: vec![outcome.parent(&run); starts.len()],
+        // Handed off or claimed next by this worker, one started event needs no other
+        // worker (see `wake_others`).
         wake: wake_others(0, starts.len(), run.open_tasks - 1 + started),
+        hand_off: (hand_off && !starts.is_empty()).then_some(shared.lease),
         touched,
     }))
 }
 
-/// The optimistic completion's write: `Ok(false)` when it did not apply (nothing written).
+/// The optimistic completion's write: `None` when it did not apply (nothing written),
+/// else the task handed off, if any.
 async fn write_optimistic(
     shared: &WorkerShared,
     outcome: &Outcome<'_>,
     write: OptimisticWrite,
-) -> Result<bool, DurableError> {
+) -> Result<Option<Option<Claimed>>, DurableError> {
     let store = &shared.drive.store;
     let sql = store.sql();
     let task = outcome.task;
@@ -577,15 +600,47 @@ async fn write_optimistic(
         .bind(&write.tasks.causes)
         .bind(&write.parents)
         .bind(write.wake.then_some(sql.work_channel.as_str()))
+        .bind(write.hand_off.map(|lease| lease.as_secs_f64() * 1000.0))
         .fetch_one(store.pool())
         .await;
-    match applied {
-        Ok(row) => Ok(row.try_get::<i32, _>(0)? == 1),
+    let row = match applied {
+        Ok(row) => row,
         // The claim was taken over while the statement ran: it rolled back (see
         // `write_optimistic` in `sql.rs`); the locked path finds the claim stale.
-        Err(sqlx::Error::Database(error)) if error.message().contains(TAKEN_OVER) => Ok(false),
-        Err(error) => Err(error.into()),
+        Err(sqlx::Error::Database(error)) if error.message().contains(TAKEN_OVER) => {
+            return Ok(None)
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if row.try_get::<i32, _>(0)? != 1 {
+        return Ok(None);
     }
+    let handed = match row.try_get::<Option<i64>, _>(2)? {
+        Some(id) => {
+            let mut tasks = write.tasks;
+            let mut parents = write.parents;
+            let (Some(event), Some(input), Some(&task_id)) = (
+                tasks.events.first(),
+                tasks.inputs.first_mut(),
+                tasks.ids.first(),
+            ) else {
+                return Ok(Some(None));
+            };
+            Some(Claimed {
+                id,
+                run: task.run,
+                task_id,
+                event: event.clone(),
+                input: std::mem::take(input),
+                attempt: 1,
+                failures: 0,
+                started_at: row.try_get(3)?,
+                traceparent: parents.first_mut().and_then(Option::take),
+            })
+        }
+        None => None,
+    };
+    Ok(Some(handed))
 }
 
 /// The optimistic completion with `between` run after its read and before its write (the
@@ -611,10 +666,10 @@ pub(crate) async fn optimistic_with_pause(
         value: value.as_ref(),
         traceparent: None,
     };
-    let write = read_optimistic(shared, &outcome).await?;
+    let write = read_optimistic(shared, &outcome, false).await?;
     between.await;
     match write {
-        Some(write) => write_optimistic(shared, &outcome, write).await,
+        Some(write) => Ok(write_optimistic(shared, &outcome, write).await?.is_some()),
         None => Ok(false),
     }
 }

@@ -165,7 +165,10 @@ impl Sql {
             // load, the statement fails on purpose (a cast of a text that is no number, built
             // from a count so that the planner cannot fold it), so that the run's counters
             // roll back with it. `$8` NULL (a leaf: its own row,
-            // nothing started): its counts are relative, its row as it is now.
+            // nothing started): its counts are relative, its row as it is now. `$28` (a
+            // lease, unless NULL): the first event it starts is handed to the same worker,
+            // inserted already claimed by it (the claim's round trip saved: a chain's next
+            // event runs where the last one ran).
             write_optimistic: t("WITH counted AS (
                     UPDATE {s}.runs SET steps = steps + $9, in_flight = in_flight + $10,
                         open_tasks = open_tasks + $10,
@@ -210,17 +213,28 @@ impl Sql {
                         fired = EXCLUDED.fired),
                 triggered AS (
                     INSERT INTO {s}.tasks
-                        (run_id, task_id, event, input, state, cause, traceparent)
-                    SELECT $1, unnest($22::bigint[]), unnest($23::text[]), unnest($24::jsonb[]),
-                           'ready', unnest($25::text[]), unnest($26::text[])
-                    WHERE EXISTS (SELECT 1 FROM counted)),
+                        (run_id, task_id, event, input, state, cause, traceparent, worker,
+                         attempt, lease_until)
+                    SELECT $1, x.id, x.event, x.input, CASE WHEN x.handed THEN 'running' ELSE 'ready' END,
+                           x.cause, x.parent, CASE WHEN x.handed THEN $6 END,
+                           CASE WHEN x.handed THEN 1 ELSE 0 END,
+                           CASE WHEN x.handed
+                                THEN now() + ($28::float8 * interval '1 millisecond') END
+                    FROM (SELECT *, n = 1 AND $28::float8 IS NOT NULL AS handed
+                          FROM unnest($22::bigint[], $23::text[], $24::jsonb[], $25::text[],
+                                      $26::text[]) WITH ORDINALITY
+                               AS u(id, event, input, cause, parent, n)) x
+                    WHERE EXISTS (SELECT 1 FROM counted)
+                    RETURNING id, state),
                 outcome AS (
                     SELECT (SELECT count(*) FROM counted) AS counted,
                            (SELECT count(*) FROM done) AS done)
                 SELECT CASE WHEN counted = 0 THEN 0 WHEN done = 1 THEN 1
                             ELSE ('TAKEN_OVER ' || done)::int END AS applied,
                        CASE WHEN counted = 1 AND done = 1 AND $27::text IS NOT NULL
-                            THEN pg_notify($27, '') END AS notified
+                            THEN pg_notify($27, '') END AS notified,
+                       (SELECT id FROM triggered WHERE state = 'running') AS handed,
+                       now() AS started_at
                 FROM outcome").replace("TAKEN_OVER", super::complete::TAKEN_OVER),
             // Its third: everything it changed, in one statement: the events' state, the
             // groups', the triggered tasks, the run's counters, and the wake-up of idle

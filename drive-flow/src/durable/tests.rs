@@ -59,6 +59,7 @@ fn shared(drive: &DurableDrive, name: &str) -> WorkerShared {
         lease: Duration::from_secs(5),
         name: name.to_string(),
         catalog: String::new(),
+        draining: std::sync::atomic::AtomicBool::new(false),
     }
 }
 
@@ -401,6 +402,104 @@ async fn a_claim_taken_over_between_read_and_write_rolls_the_optimistic_write_ba
             .map(|e| (e.event.as_str(), e.worker.as_deref(), e.attempt))
             .collect::<Vec<_>>(),
         [("s", Some("A"), 1), ("a", Some("B"), 2)]
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_completion_hands_the_event_it_starts_to_its_worker_already_claimed() {
+    let db = Db::new("hand_off").await;
+    let (drive, a, _) = chain(&db.store);
+    let run = drive.invoke(a).submit().await.unwrap();
+    let lease = Duration::from_secs(30);
+    let first = claim(&drive, "A", lease).await.remove(0);
+    let node = drive.index.node("a").unwrap();
+    let flow = Flow::Value(erase_value(1u32));
+    let next = super::complete::complete_handing_off(
+        &shared(&drive, "A"),
+        &first,
+        node,
+        &flow,
+        None,
+        true,
+    )
+    .await
+    .unwrap()
+    .expect("applied")
+    .expect("`b` handed off");
+    assert_eq!(
+        (next.run, next.task_id, next.event.as_str(), next.attempt),
+        (run, 2, "b", 1)
+    );
+    assert_eq!(
+        next.input["entries"],
+        json!([{"event": "a", "kind": "value", "value": 1}])
+    );
+    assert!(
+        claim(&drive, "B", lease).await.is_empty(),
+        "claimed for A already: no other worker takes it"
+    );
+    let node = drive.index.node("b").unwrap();
+    let flow = Flow::Value(erase_value(2u32));
+    let last =
+        super::complete::complete_handing_off(&shared(&drive, "A"), &next, node, &flow, None, true)
+            .await
+            .unwrap();
+    assert!(
+        matches!(last, Some(None)),
+        "the last event applies and starts nothing"
+    );
+    let history = drive.history(run).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| (e.event.as_str(), e.worker.as_deref(), e.attempt))
+            .collect::<Vec<_>>(),
+        [("a", Some("A"), 1), ("b", Some("A"), 1)]
+    );
+    assert_eq!(
+        drive.status(run).await.unwrap().state,
+        crate::durable::RunState::Succeeded
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_handed_off_event_whose_worker_died_runs_elsewhere_once_its_lease_expired() {
+    let db = Db::new("hand_off_lease").await;
+    let (drive, a, _) = chain(&db.store);
+    let run = drive.invoke(a).submit().await.unwrap();
+    let first = claim(&drive, "A", Duration::from_secs(30)).await.remove(0);
+    let mut dying = shared(&drive, "A");
+    dying.lease = Duration::from_millis(300);
+    let node = drive.index.node("a").unwrap();
+    let flow = Flow::Value(erase_value(1u32));
+    let handed = super::complete::complete_handing_off(&dying, &first, node, &flow, None, true)
+        .await
+        .unwrap()
+        .expect("applied")
+        .expect("`b` handed off");
+    // A dies here, before running `b`.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = claim(&drive, "B", Duration::from_secs(30)).await;
+    assert_eq!(taken.len(), 1, "the expired hand-off is claimable");
+    assert_eq!(
+        (taken[0].id, taken[0].event.as_str(), taken[0].attempt),
+        (handed.id, "b", 2)
+    );
+    assert!(complete_with(&drive, "B", &taken[0], 2).await);
+    let late =
+        super::complete::complete(&dying, &handed, drive.index.node("b").unwrap(), &flow, None)
+            .await
+            .unwrap();
+    assert!(!late, "A's claim of `b` no longer holds");
+    let history = drive.history(run).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|e| (e.event.as_str(), e.worker.as_deref(), e.attempt))
+            .collect::<Vec<_>>(),
+        [("a", Some("A"), 1), ("b", Some("B"), 2)]
     );
     db.drop_schema().await;
 }

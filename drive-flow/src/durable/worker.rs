@@ -5,6 +5,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -182,6 +183,7 @@ impl Worker {
             lease: self.lease,
             name: self.name,
             catalog,
+            draining: AtomicBool::new(false),
         });
         tracing::info!(worker = %shared.name, concurrency = self.concurrency, "durable worker started");
         let wake = Arc::new(Notify::new());
@@ -254,6 +256,7 @@ impl Worker {
                 () = tokio::time::sleep(self.poll) => {}
             }
         }
+        shared.draining.store(true, Ordering::Release);
         tracing::info!(worker = %shared.name, in_flight = in_flight.len(), "durable worker shutting down");
         listening.abort();
         let finished = tokio::time::timeout(self.grace, async {
@@ -299,6 +302,8 @@ pub(crate) struct WorkerShared {
     pub(crate) name: String,
     /// The key of the catalog of events this worker knows (what it claims).
     pub(crate) catalog: String,
+    /// Set when the worker begins to shut down: no completion hands an event to it then.
+    pub(crate) draining: AtomicBool,
 }
 
 /// SIGINT or SIGTERM.
@@ -439,18 +444,39 @@ async fn run_ended(ended: &mut broadcast::Receiver<i64>, run: i64) {
     }
 }
 
-/// Claim to commit, for one task.
+/// Claim to commit, for one task, then for each task its completion hands to this worker
+/// (the next event of a chain, say), in the same slot. A worker shutting down hands
+/// nothing off; a task handed to it as the shutdown began is given back.
 async fn run_task(
     shared: Arc<WorkerShared>,
     task: Claimed,
     stop: watch::Receiver<bool>,
-    ended: broadcast::Receiver<i64>,
+    mut ended: broadcast::Receiver<i64>,
 ) {
+    let mut next = Some(task);
+    while let Some(task) = next.take() {
+        if shared.draining.load(Ordering::Acquire) {
+            if let Err(error) = shared.drive.store.release(&task).await {
+                tracing::warn!(%error, event = %task.event, "could not give a task back; it runs again once its lease expired");
+            }
+            return;
+        }
+        next = run_one(&shared, task, stop.clone(), &mut ended).await;
+    }
+}
+
+/// Claim to commit, for one task; the task handed off by its completion, if any.
+async fn run_one(
+    shared: &Arc<WorkerShared>,
+    task: Claimed,
+    stop: watch::Receiver<bool>,
+    ended: &mut broadcast::Receiver<i64>,
+) -> Option<Claimed> {
     let index = &shared.drive.index;
     let Some(node) = index.node(&task.event) else {
         tracing::warn!(event = %task.event, "claimed an event this worker does not know");
         let _ = shared.drive.store.release(&task).await;
-        return;
+        return None;
     };
     // Fields as OpenTelemetry reads them, as in-process event runs (see
     // `crate::core::telemetry`), with the attempt and the worker. Its parent: the span that
@@ -474,9 +500,9 @@ async fn run_task(
         error.r#type = tracing::field::Empty,
     );
     trace_context::set_parent(&span, task.traceparent.as_deref());
-    run_claimed(&shared, &task, node, stop, ended, &span)
+    run_claimed(shared, &task, node, stop, ended, &span)
         .instrument(span.clone())
-        .await;
+        .await
 }
 
 /// Run a claimed task's body in its span, record how it ended there, and write it.
@@ -485,9 +511,9 @@ async fn run_claimed(
     task: &Claimed,
     node: crate::core::graph::NodeId,
     mut stop: watch::Receiver<bool>,
-    mut ended: broadcast::Receiver<i64>,
+    ended: &mut broadcast::Receiver<i64>,
     span: &tracing::Span,
-) {
+) -> Option<Claimed> {
     let index = &shared.drive.index;
     // Attempts of this event run so far, this one included (failed ones were retried).
     let attempts = task.failures.max(0) as u32 + 1;
@@ -505,7 +531,7 @@ async fn run_claimed(
             {
                 tracing::warn!(%error, "could not fail the run");
             }
-            return;
+            return None;
         }
     };
     if !span.is_disabled() {
@@ -586,7 +612,7 @@ async fn run_claimed(
             }
             key = parking => BodyEnd::Parked(key),
             () = renewing => BodyEnd::Lost,
-            () = run_ended(&mut ended, task.run.0) => BodyEnd::Ended,
+            () = run_ended(ended, task.run.0) => BodyEnd::Ended,
             _ = stop.wait_for(|stop| *stop) => BodyEnd::Stopped,
         }
     };
@@ -607,7 +633,7 @@ async fn run_claimed(
         BodyEnd::Done(_) => trace_context::of_span(span),
         _ => None,
     };
-    finish(shared, task, node, &options, end, traceparent.as_deref()).await;
+    finish(shared, task, node, &options, end, traceparent.as_deref()).await
 }
 
 /// What one attempt ended with.
@@ -655,7 +681,9 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 }
 
 /// Write what the body ended with, retrying the write on database errors (the server may
-/// be restarting) for as long as the lease would hold.
+/// be restarting) for as long as the lease would hold. What it returns: the event the
+/// completion handed to this worker to run next, if any (see
+/// [`complete_handing_off`](super::complete::complete_handing_off)).
 async fn finish(
     shared: &Arc<WorkerShared>,
     task: &Claimed,
@@ -663,7 +691,7 @@ async fn finish(
     options: &EventOptions,
     end: BodyEnd,
     traceparent: Option<&str>,
-) {
+) -> Option<Claimed> {
     let store = &shared.drive.store;
     let worker = shared.name.as_str();
     let deadline = tokio::time::Instant::now() + shared.lease;
@@ -671,7 +699,21 @@ async fn finish(
     loop {
         let written: Result<bool, DurableError> = match &end {
             BodyEnd::Done(flow) => {
-                super::complete::complete(shared, task, node, flow, traceparent).await
+                let hand_off = !shared.draining.load(Ordering::Acquire);
+                let completed = super::complete::complete_handing_off(
+                    shared,
+                    task,
+                    node,
+                    flow,
+                    traceparent,
+                    hand_off,
+                )
+                .await;
+                match completed {
+                    Ok(Some(next)) => return next,
+                    Ok(None) => Ok(false),
+                    Err(error) => Err(error),
+                }
             }
             BodyEnd::Failed(error) => {
                 let retryable = matches!(error, Error::Failed { .. } | Error::Timeout { .. });
@@ -699,18 +741,18 @@ async fn finish(
             BodyEnd::Stopped => store.release(task).await,
             BodyEnd::Ended => {
                 tracing::info!(event = %task.event, run = %task.run, "the run ended meanwhile; the event was stopped");
-                return;
+                return None;
             }
             BodyEnd::Lost => {
                 tracing::warn!(event = %task.event, run = %task.run, "lease lost (taken over, or the run ended); the outcome is dropped");
-                return;
+                return None;
             }
         };
         match written {
-            Ok(true) => return,
+            Ok(true) => return None,
             Ok(false) => {
                 tracing::warn!(event = %task.event, run = %task.run, "the task is no longer this worker's (lease taken over, or the run ended); its outcome was refused");
-                return;
+                return None;
             }
             Err(error) if tokio::time::Instant::now() < deadline => {
                 let delay = backoff.next();
@@ -719,7 +761,7 @@ async fn finish(
             }
             Err(error) => {
                 tracing::error!(%error, "could not write an event's outcome before its lease expired; it will run again");
-                return;
+                return None;
             }
         }
     }
