@@ -462,25 +462,10 @@ fn task_rows(
     tasks
 }
 
-/// The optimistic completion ([`read_optimistic`], [`write_optimistic`]): the state it touches and the run's row read without a lock
-/// (one round trip), the dispatch run over them, and everything written by one statement
-/// in its own transaction (one round trip, its commit included), which locks the run's row
-/// first and writes nothing unless what was read still holds:
-///
-/// - a completion that starts events or touches a group wrote its rows from what it read:
-///   it applies only if the run's row is the version it read (`xmin`: every completion,
-///   submission and end of a run writes that row, so nothing of the run changed since);
-/// - a completion that only records its own outcome (a leaf: no listener, nothing started)
-///   reads nothing it writes back: its counts are relative, and it applies whatever else
-///   completed meanwhile (a wide fan-out's leaves do not take turns).
-///
-/// Either way the run must still be running, before its deadline, without a concurrency
-/// cap, within `max_steps`, and not end with this completion (those are the locked path's
-/// cases), and the claim must still hold the task.
 /// What the optimistic completion writes, planned over what it read.
 struct OptimisticWrite {
     touched: Touched,
-    /// The version of the run's row it read; `None` for a leaf.
+    /// The version of the run's row it read; `None` for a leaf (see [`leaf_write`]).
     version: Option<String>,
     steps: i64,
     started: i32,
@@ -494,8 +479,24 @@ struct OptimisticWrite {
     hand_off: Option<Duration>,
 }
 
-/// The optimistic completion's read and dispatch; `None` when the locked path must
-/// complete it.
+/// The optimistic completion ([`read_optimistic`], then [`write_optimistic`]): the state
+/// it touches and the run's row read without a lock (one round trip), the dispatch run
+/// over them, and everything written by one statement in its own transaction (one round
+/// trip, its commit included), which locks the run's row first and writes nothing unless
+/// what was read still holds:
+///
+/// - a completion that starts events or touches a group writes its rows from what it
+///   read: it applies only if the run's row is the version it read (`xmin`: every
+///   completion, submission and end of a run writes that row, so nothing of the run
+///   changed since);
+/// - a leaf's completion (a value, no group listening: nothing started) reads nothing
+///   ([`leaf_write`]): its counts are relative, and it applies whatever else completed
+///   meanwhile (a wide fan-out's branches do not take turns).
+///
+/// Either way the run must still be running, before its deadline, without a concurrency
+/// cap, within `max_steps`, and not end with this completion (those are the locked path's
+/// cases), and the claim must still hold the task. `None`: the locked path must complete
+/// it.
 async fn read_optimistic(
     shared: &WorkerShared,
     outcome: &Outcome<'_>,
@@ -504,6 +505,9 @@ async fn read_optimistic(
     let store = &shared.drive.store;
     let task = outcome.task;
     let touched = Touched::of(shared, outcome.node, outcome.flow);
+    if touched.groups.is_empty() && matches!(outcome.flow, Flow::Value(_)) {
+        return Ok(leaf_write(shared, outcome, touched));
+    }
     let mut conn = store.lease_pool().acquire().await?;
     let loaded = load_state(
         &mut conn,
@@ -542,14 +546,12 @@ async fn read_optimistic(
     if run.open_tasks - 1 + started <= 0 {
         return Ok(None); // the run ends: the locked path ends it
     }
-    let leaf =
-        starts.is_empty() && touched.groups.is_empty() && matches!(outcome.flow, Flow::Value(_));
     let (events, groups) = changed_rows(shared, &mut state, outcome.node, &starts, &touched.groups);
     Ok(Some(OptimisticWrite {
-        version: (!leaf).then_some(version),
+        version: Some(version),
         steps: steps - run.steps,
         started,
-        next_task_id: (!leaf).then_some(state.next_task_id as i64),
+        next_task_id: Some(state.next_task_id as i64),
         events,
         groups,
         tasks: task_rows(shared, &starts, || true),
@@ -560,6 +562,47 @@ async fn read_optimistic(
         hand_off: (hand_off && !starts.is_empty()).then_some(shared.lease),
         touched,
     }))
+}
+
+/// A leaf's completion (a value, and no group listens to the event: it starts nothing)
+/// reads nothing: the dispatch runs over the event's entry alone (all it touches), and
+/// the write counts relatively and checks in its own statement what a read would have
+/// (the run running, before its deadline, without a cap, not ending with it). One round
+/// trip: a wide fan-out's branches.
+fn leaf_write(
+    shared: &WorkerShared,
+    outcome: &Outcome<'_>,
+    touched: Touched,
+) -> Option<OptimisticWrite> {
+    let graph: &Arc<Graph> = &shared.drive.index.graph;
+    let asked: HashSet<NodeId> = touched.asked.iter().copied().collect();
+    let mut state = PartialState::new(graph, &[], &[], asked, 0);
+    let mut starts: Vec<Start> = Vec::new();
+    let dispatched = dispatch::complete(
+        graph,
+        &mut state,
+        &mut Vec::new(),
+        outcome.node,
+        copy_flow(outcome.flow),
+        &mut starts,
+    );
+    if dispatched.is_err() || !starts.is_empty() || !state.missed.borrow().is_empty() {
+        return None;
+    }
+    let (events, groups) = changed_rows(shared, &mut state, outcome.node, &starts, &[]);
+    Some(OptimisticWrite {
+        version: None,
+        steps: 0,
+        started: 0,
+        next_task_id: None,
+        events,
+        groups,
+        tasks: task_rows(shared, &starts, || true),
+        parents: Vec::new(),
+        wake: false,
+        hand_off: None,
+        touched,
+    })
 }
 
 /// The optimistic completion's write: `None` when it did not apply (nothing written),
