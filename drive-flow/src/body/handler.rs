@@ -87,8 +87,9 @@ where
     Fut: Future,
     M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy,
 {
-    fn future(&self, call: Call) -> Map<Fut, M> {
-        (self.body)(call).map(self.output)
+    #[inline]
+    fn future(&self, call: impl FnOnce() -> Call) -> Map<Fut, M> {
+        (self.body)(call()).map(self.output)
     }
 }
 
@@ -100,7 +101,7 @@ where
 {
     type Future = Map<Fut, M>;
 
-    fn make(body: &dyn ErasedBody, call: Call) -> Option<Self::Future> {
+    fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<Self::Future> {
         let typed = body.as_any().downcast_ref::<Self>()?;
         Some(typed.future(call))
     }
@@ -113,7 +114,7 @@ where
     M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy + Send + Sync + 'static,
 {
     fn call(&self, call: Call) -> CallFuture {
-        self.future(call).boxed()
+        self.future(|| call).boxed()
     }
 
     fn spawn(

@@ -65,9 +65,10 @@ pub(crate) trait MakeBody: 'static {
     /// The body's future, held in the task.
     type Future: Future<Output = Result<ErasedFlow, CallError>> + Send + 'static;
 
-    /// The body's future for `call`; `None` if `body` is not of this type (a task is only
-    /// spawned by its own body, so this does not happen).
-    fn make(body: &dyn ErasedBody, call: Call) -> Option<Self::Future>;
+    /// The body's future for the call `call` makes (made as the body's argument: a call
+    /// is large, and is not copied on the way); `None` if `body` is not of this type (a
+    /// task is only spawned by its own body, so this does not happen).
+    fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<Self::Future>;
 }
 
 /// Any body, boxed: the task of an event run inside the run's own task
@@ -77,8 +78,8 @@ pub(crate) struct Boxed;
 impl MakeBody for Boxed {
     type Future = CallFuture;
 
-    fn make(body: &dyn ErasedBody, call: Call) -> Option<CallFuture> {
-        Some(body.call(call))
+    fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<CallFuture> {
+        Some(body.call(call()))
     }
 }
 
@@ -88,9 +89,17 @@ pub(crate) trait Host: Send + Sync + 'static {
     /// over. Checked on every poll. (An inline event is cancelled by being dropped.)
     fn cancelled(&self) -> bool;
 
-    /// The first step of an event, at its first poll: its span, and its call with its body,
-    /// or its attempts if it has a timeout or retries.
-    fn begin(&self, key: usize, node: NodeId, input: EventInput) -> (tracing::Span, Begun<'_>);
+    /// The first step of an event, at its first poll: its span, and its body, unless it
+    /// has a timeout or retries.
+    fn begin(&self, node: NodeId, input: &EventInput) -> (tracing::Span, Begun<'_>);
+
+    /// The call of a plain event's body.
+    fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call;
+
+    /// The attempts of an event with a timeout or retries, boxed (their timers would make
+    /// every event's task larger).
+    fn attempts(&self, key: usize, node: NodeId, input: EventInput)
+        -> BoxFuture<'static, Attempts>;
 
     /// What one call ended with, as the run sees it.
     fn settle(&self, node: NodeId, caught: Caught) -> Result<ErasedFlow, Error>;
@@ -106,18 +115,12 @@ pub(crate) trait Host: Send + Sync + 'static {
 /// How one event ended, as the run sees it.
 pub(crate) type Attempt = Result<ErasedFlow, Error>;
 
-/// How an event runs, from [`Host::begin`]. (Made and taken apart at once, once per event:
-/// boxing the call to even out the variants would cost an allocation.)
-#[allow(clippy::large_enum_variant)]
+/// How an event runs, from [`Host::begin`].
 pub(crate) enum Begun<'a> {
-    /// A plain event: one call of its body.
-    Call {
-        call: Call,
-        body: &'a dyn ErasedBody,
-    },
-    /// An event with a timeout or retries: its attempts, boxed (their timers would make
-    /// every event's task larger).
-    Attempts(BoxFuture<'static, Attempts>),
+    /// A plain event: one call of this body.
+    Call(&'a dyn ErasedBody),
+    /// An event with a timeout or retries: [`Host::attempts`].
+    Options,
 }
 
 pin_project! {
@@ -184,25 +187,30 @@ fn begin<B: MakeBody>(
     node: NodeId,
     input: EventInput,
 ) -> Step<B::Future> {
-    let (span, begun) = host.begin(key, node, input);
-    match begun {
-        Begun::Attempts(attempts) => Step::Options {
-            attempts: attempts.instrument(span),
-        },
-        Begun::Call { call, body } => {
-            // Under `catch_unwind`: a closure may panic before its future exists.
-            let made = span
-                .in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| B::make(body, call))));
-            match made {
-                Ok(Some(body)) => Step::Plain {
-                    body: AssertUnwindSafe(body).catch_unwind().instrument(span),
-                },
-                Ok(None) => Step::Panicked {
-                    panic: Box::new("drive-flow: an event's task was made for another body"),
-                },
-                Err(panic) => Step::Panicked { panic },
+    let (span, begun) = host.begin(node, &input);
+    let body = match begun {
+        Begun::Call(body) => body,
+        Begun::Options => {
+            return Step::Options {
+                attempts: host.attempts(key, node, input).instrument(span),
             }
         }
+    };
+    let made = {
+        let _entered = span.enter();
+        // Under `catch_unwind`: a closure may panic before its future exists.
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            B::make(body, || host.call(key, node, input))
+        }))
+    };
+    match made {
+        Ok(Some(body)) => Step::Plain {
+            body: AssertUnwindSafe(body).catch_unwind().instrument(span),
+        },
+        Ok(None) => Step::Panicked {
+            panic: Box::new("drive-flow: an event's task was made for another body"),
+        },
+        Err(panic) => Step::Panicked { panic },
     }
 }
 

@@ -23,6 +23,7 @@ use std::task::{Poll, Waker};
 // mutex-guarded clock, too much for two reads per event.
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::task::AtomicWaker;
 use futures::{FutureExt, StreamExt};
@@ -982,7 +983,7 @@ impl Shared {
     }
 
     /// The call of one event: its input, the context, and the inbox if it takes one.
-    fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
+    fn new_call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
         // A link holds the run: `me` is upgraded only for a call that gets one (an upgrade
         // fails only once the run is dropped, and then no event is polled any more).
         let inbox = match &self.mailbox {
@@ -1359,7 +1360,7 @@ impl Host for Shared {
         !self.inline && self.over.load(Ordering::Acquire)
     }
 
-    fn begin(&self, key: usize, node_id: NodeId, input: EventInput) -> (tracing::Span, Begun<'_>) {
+    fn begin(&self, node_id: NodeId, input: &EventInput) -> (tracing::Span, Begun<'_>) {
         let node = self.graph.node(node_id);
         let span = tracing::info_span!(
             parent: &self.span,
@@ -1376,24 +1377,31 @@ impl Host for Shared {
             otel.status_description = tracing::field::Empty,
             error.r#type = tracing::field::Empty,
         );
-        if let Some(options) = &node.options {
-            // The attempts hold the run: `me` upgrades while the run is alive (its task
-            // holds it).
-            let attempts: futures::future::BoxFuture<'static, Attempts> = match self.me.upgrade() {
-                Some(shared) => Box::pin(with_options(
-                    shared,
-                    key,
-                    node_id,
-                    input,
-                    (**options).clone(),
-                )),
-                None => Box::pin(async { (0, Err(Error::Cancelled)) }),
-            };
-            return (span, Begun::Attempts(attempts));
+        let begun = match node.options {
+            Some(_) => Begun::Options,
+            None => Begun::Call(&*self.bodies[node_id as usize].handler.0),
+        };
+        (span, begun)
+    }
+
+    fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
+        self.new_call(key, node, input)
+    }
+
+    fn attempts(
+        &self,
+        key: usize,
+        node: NodeId,
+        input: EventInput,
+    ) -> BoxFuture<'static, Attempts> {
+        // The attempts hold the run: `me` upgrades while the run is alive (the event's
+        // task holds it).
+        match (self.me.upgrade(), &self.graph.node(node).options) {
+            (Some(shared), Some(options)) => {
+                Box::pin(with_options(shared, key, node, input, (**options).clone()))
+            }
+            _ => Box::pin(async { (0, Err(Error::Cancelled)) }),
         }
-        let call = self.call(key, node_id, input);
-        let body = &*self.bodies[node_id as usize].handler.0;
-        (span, Begun::Call { call, body })
     }
 
     /// What one attempt ended with, as the run sees it.
@@ -1473,7 +1481,7 @@ async fn with_options(
     let task_id = input.task_id;
     let mut attempt = 1;
     loop {
-        let call = shared.call(key, node_id, input.clone());
+        let call = shared.new_call(key, node_id, input.clone());
         let handler = &shared.bodies[node_id as usize].handler;
         let body = async { handler.call(call).await };
         let caught = AssertUnwindSafe(body).catch_unwind();
