@@ -192,7 +192,7 @@ fn begin<B: MakeBody>(
         Begun::Call(body) => body,
         Begun::Options => {
             return Step::Options {
-                attempts: host.attempts(key, node, input).instrument(span),
+                attempts: attempts(host, key, node, input, span),
             }
         }
     };
@@ -243,7 +243,7 @@ impl<B: MakeBody> Future for EventTask<B> {
                 }
                 _ => return Poll::Ready(()),
             },
-            StepProj::Options { attempts } => Pin::new(attempts).poll(cx),
+            StepProj::Options { attempts } => poll_attempts(attempts, cx),
             StepProj::Start { .. } | StepProj::Done => return Poll::Ready(()),
         };
         let Poll::Ready((attempts, result)) = polled else {
@@ -259,11 +259,9 @@ impl<B: MakeBody> Future for EventTask<B> {
             return Poll::Pending;
         };
         match this.step.as_mut().project() {
-            StepProj::Plain { body } => {
-                crate::core::telemetry::event_span_ended(body.span(), attempts, &result)
-            }
+            StepProj::Plain { body } => span_ended(body.span(), attempts, &result),
             StepProj::Options { attempts: options } => {
-                crate::core::telemetry::event_span_ended(options.span(), attempts, &result)
+                span_ended(options.span(), attempts, &result)
             }
             _ => {}
         }
@@ -273,4 +271,33 @@ impl<B: MakeBody> Future for EventTask<B> {
         }
         Poll::Ready(())
     }
+}
+
+// What follows is not generic: one copy for every body type (an event task's `poll` is
+// compiled once per body type, beside tokio's harness for it).
+
+/// The attempts of an event with options, in its span.
+#[inline(never)]
+fn attempts(
+    host: &dyn Host,
+    key: usize,
+    node: NodeId,
+    input: EventInput,
+    span: tracing::Span,
+) -> Instrumented<BoxFuture<'static, Attempts>> {
+    host.attempts(key, node, input).instrument(span)
+}
+
+#[inline(never)]
+fn poll_attempts(
+    attempts: &mut Instrumented<BoxFuture<'static, Attempts>>,
+    cx: &mut Context<'_>,
+) -> Poll<Attempts> {
+    Pin::new(attempts).poll(cx)
+}
+
+/// Record how the event ended on its span.
+#[inline(never)]
+fn span_ended(span: &tracing::Span, attempts: u32, result: &Attempt) {
+    crate::core::telemetry::event_span_ended(span, attempts, result)
 }
