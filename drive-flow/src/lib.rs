@@ -70,8 +70,9 @@
 //
 // - `core`: pure and synchronous, no tokio: event ids, the graph (index, marks, pictures),
 //   options, flows, inputs, the dispatch core (SEMANTICS step 3), results, errors.
-// - `body`: what an event body touches at run time: its parameters (context, inbox) and
-//   the erased body (handler).
+// - `body`: what an event body touches at run time: its parameters (context, inbox), the
+//   erased body (handler) and the task of one event (task), which reaches its runner
+//   through the `Host` trait.
 // - `local`: the in-process runner (tokio tasks), its handle and its event stream.
 // - `drive`: the entry: `Drive`, `DriveBuilder`, and the registry the macros submit to.
 mod body;

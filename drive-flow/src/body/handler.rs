@@ -1,15 +1,19 @@
 //! Event bodies, erased to one callable shape, and [`Handler`]: the closures the
 //! programmatic builder accepts.
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
+use futures::future::Map;
 use futures::FutureExt;
 
 use crate::body::param::{Call, ContextNeed, EventParam, ParamError};
+use crate::body::task::{CallError, CallFuture, ErasedBody, EventTask, Host, MakeBody};
 use crate::core::event::Event;
 use crate::core::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
+use crate::core::graph::NodeId;
+use crate::core::input::EventInput;
 
 /// The body of one event of a built graph, and the parameters it needs checked before a
 /// run. A drive keeps one per event, indexed by the event's node id, beside its graph.
@@ -21,19 +25,10 @@ pub(crate) struct Body {
 /// The bodies of a graph's events, indexed by node id.
 pub(crate) type Bodies = Arc<[Body]>;
 
-/// Why one call of an event body did not produce a flow.
-pub(crate) enum CallError {
-    Failed(BoxError),
-    Param(ParamError),
-}
-
-/// The future of one call of an event body.
-pub(crate) type CallFuture = BoxFuture<'static, Result<ErasedFlow, CallError>>;
-
 /// An event body with its parameters and return type erased. Generated code only.
 #[doc(hidden)]
 #[derive(Clone)]
-pub struct ErasedHandler(pub(crate) Arc<dyn Fn(Call) -> CallFuture + Send + Sync>);
+pub struct ErasedHandler(pub(crate) Arc<dyn ErasedBody>);
 
 impl ErasedHandler {
     /// Erase a function of the call. The function extracts its own parameters.
@@ -44,13 +39,12 @@ impl ErasedHandler {
         Fut: Future<Output = Result<R, ParamError>> + Send + 'static,
         R: IntoFlow,
     {
-        ErasedHandler(Arc::new(move |call| {
-            body(call)
-                .map(|returned| match returned {
-                    Ok(value) => value.into_flow().map(erase).map_err(CallError::Failed),
-                    Err(param) => Err(CallError::Param(param)),
-                })
-                .boxed()
+        ErasedHandler(Arc::new(Typed {
+            body,
+            output: |returned: Result<R, ParamError>| match returned {
+                Ok(value) => value.into_flow().map(erase).map_err(CallError::Failed),
+                Err(param) => Err(CallError::Param(param)),
+            },
         }))
     }
 
@@ -64,18 +58,79 @@ impl ErasedHandler {
         Fut:
             Future<Output = Result<Result<Flow<E::Output>, BoxError>, ParamError>> + Send + 'static,
     {
-        ErasedHandler(Arc::new(move |call| {
-            body(call)
-                .map(|returned| match returned {
-                    Ok(flow) => flow.map(erase).map_err(CallError::Failed),
-                    Err(param) => Err(CallError::Param(param)),
-                })
-                .boxed()
+        ErasedHandler(Arc::new(Typed {
+            body,
+            output: |returned: Result<Result<Flow<E::Output>, BoxError>, ParamError>| match returned
+            {
+                Ok(flow) => flow.map(erase).map_err(CallError::Failed),
+                Err(param) => Err(CallError::Param(param)),
+            },
         }))
     }
 
+    /// One call, boxed.
     pub(crate) fn call(&self, call: Call) -> CallFuture {
-        (self.0)(call)
+        self.0.call(call)
+    }
+}
+
+/// A body with its types: the function of the call, and `output`, which erases what its
+/// future returns (a closure without captures: no room taken, copied into each call).
+struct Typed<F, M> {
+    body: F,
+    output: M,
+}
+
+impl<F, Fut, M> Typed<F, M>
+where
+    F: Fn(Call) -> Fut,
+    Fut: Future,
+    M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy,
+{
+    #[inline]
+    fn future(&self, call: impl FnOnce() -> Call) -> Map<Fut, M> {
+        (self.body)(call()).map(self.output)
+    }
+}
+
+impl<F, Fut, M> MakeBody for Typed<F, M>
+where
+    F: Fn(Call) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy + Send + Sync + 'static,
+{
+    type Future = Map<Fut, M>;
+
+    fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<Self::Future> {
+        let typed = body.as_any().downcast_ref::<Self>()?;
+        Some(typed.future(call))
+    }
+}
+
+impl<F, Fut, M> ErasedBody for Typed<F, M>
+where
+    F: Fn(Call) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy + Send + Sync + 'static,
+{
+    fn call(&self, call: Call) -> CallFuture {
+        self.future(|| call).boxed()
+    }
+
+    fn spawn(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        host: Arc<dyn Host>,
+        key: usize,
+        node: NodeId,
+        input: EventInput,
+    ) {
+        // Not joined: a cancelled event is stopped through its host.
+        drop(runtime.spawn(EventTask::<Self>::new(host, key, node, input)));
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
@@ -150,3 +205,36 @@ closure_handler!();
 closure_handler!(A);
 closure_handler!(A, B);
 closure_handler!(A, B, C);
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use super::*;
+    use crate::body::task::Boxed;
+
+    /// The size of the task of a body, and of the body's own future.
+    fn sizes<B: MakeBody>(_: &B) -> (usize, usize) {
+        (size_of::<EventTask<B>>(), size_of::<B::Future>())
+    }
+
+    #[test]
+    fn an_event_in_flight_is_a_small_future() {
+        // What a task holds per event beside its body's own future (and tokio's header):
+        // keep it small. A trivial body, typed as `ErasedHandler::new` types it:
+        let trivial = Typed {
+            body: |_: Call| async { Ok::<(), ParamError>(()) },
+            output: |returned: Result<(), ParamError>| match returned {
+                Ok(value) => value.into_flow().map(erase).map_err(CallError::Failed),
+                Err(param) => Err(CallError::Param(param)),
+            },
+        };
+        let (task, body) = sizes(&trivial);
+        assert!(
+            task - body <= 128,
+            "a task of {task} bytes for a body of {body}"
+        );
+        // An inline event's task, whose body is boxed.
+        assert!(size_of::<EventTask<Boxed>>() <= 128);
+    }
+}

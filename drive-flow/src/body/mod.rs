@@ -10,3 +10,4 @@ pub(crate) mod handler;
 pub(crate) mod inbox;
 pub(crate) mod need;
 pub(crate) mod param;
+pub(crate) mod task;

@@ -17,12 +17,13 @@ use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Poll, Waker};
 // `std`'s clock, not tokio's: with tokio's `test-util` feature on, tokio's reads a shared
 // mutex-guarded clock, too much for two reads per event.
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::task::AtomicWaker;
 use futures::{FutureExt, StreamExt};
@@ -31,9 +32,10 @@ use tracing::Instrument;
 
 use crate::body::child::{is_child, ChildHost, ChildLink, ChildRequest};
 use crate::body::emitter::{EmitLink, EmitSink, Emitted};
-use crate::body::handler::{Bodies, Body, CallError, CallFuture};
+use crate::body::handler::{Bodies, Body};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
 use crate::body::param::{is_inbox, Call, ParamError};
+use crate::body::task::{Attempt, Attempts, Begun, Boxed, CallError, Caught, EventTask, Host};
 use crate::core::dispatch::{RunState, Start};
 use crate::core::error::Error;
 use crate::core::event::{Event, EventKey};
@@ -359,7 +361,8 @@ impl<E> Invoke<E> {
         let input = state.start_input(self.input);
         state.trace_mut().start = Some(start);
         state.trace_mut().timed = self.timed || events.is_some();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
             graph,
             bodies: self.bodies,
             run_id,
@@ -485,7 +488,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     let mut deadline = shared
         .timeout
         .map(|after| Box::pin(tokio::time::sleep(after)));
-    let mut in_task = InlineEvents::default();
+    let mut in_task = InlineEvents::new(shared.graph.clone());
     let mut ended_in_a_row = 0;
     loop {
         let woken = poll_fn(|cx| loop {
@@ -524,7 +527,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
         if woken == Woken::Started {
             let mut inner = shared.lock();
             for (key, start) in inner.inline.drain(..) {
-                in_task.push(run_event(shared.clone(), key, start));
+                in_task.push(EventTask::new(shared.clone(), key, start.node, start.input));
             }
             continue;
         }
@@ -569,27 +572,40 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
 /// a panic in the drop of a cancelled event (a `Drop` of one of its values) is caught and
 /// logged, as tokio does for a spawned event: the run reports its own outcome, and the panic
 /// does not reach whoever awaits or drops the run.
-#[derive(Default)]
-struct InlineEvents(FuturesUnordered<EventTask>);
+struct InlineEvents {
+    /// Each one with its body boxed: they are all one future type.
+    events: FuturesUnordered<EventTask<Boxed>>,
+    /// For the names of events dropped.
+    graph: Arc<Graph>,
+}
+
+impl InlineEvents {
+    fn new(graph: Arc<Graph>) -> Self {
+        InlineEvents {
+            events: FuturesUnordered::new(),
+            graph,
+        }
+    }
+}
 
 impl std::ops::Deref for InlineEvents {
-    type Target = FuturesUnordered<EventTask>;
+    type Target = FuturesUnordered<EventTask<Boxed>>;
 
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.events
     }
 }
 
 impl std::ops::DerefMut for InlineEvents {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
+        &mut self.events
     }
 }
 
 impl Drop for InlineEvents {
     fn drop(&mut self) {
-        for event in std::mem::take(&mut self.0) {
-            let name = event.shared.graph.node(event.node).name.clone();
+        for event in std::mem::take(&mut self.events) {
+            let name = self.graph.node(event.node()).name.clone();
             let dropped = std::panic::catch_unwind(AssertUnwindSafe(move || drop(event)));
             if let Err(panic) = dropped {
                 tracing::warn!(
@@ -712,6 +728,10 @@ impl Signal {
 
 /// What every event of a run and its handle share.
 pub(crate) struct Shared {
+    /// Itself, for what [`Host`] gets only `&self` for and must hand an `Arc` of the run
+    /// to: the links of a call ([`Inbox`](crate::Inbox), [`Child`](crate::Child),
+    /// [`Emitter`](crate::Emitter)) and the attempts of an event with options.
+    me: Weak<Shared>,
     graph: Arc<Graph>,
     bodies: Bodies,
     pub(crate) run_id: u64,
@@ -931,8 +951,15 @@ impl Shared {
             if self.over.load(Ordering::Acquire) {
                 break; // the rest are dropped with the drain
             }
-            // Not joined: a cancelled event is stopped through `over` and its waker.
-            drop(self.runtime.spawn(run_event(self.clone(), key, start)));
+            // Its body spawns it: the task holds the body's own future, unboxed. Not joined:
+            // a cancelled event is stopped through `over` and its waker.
+            self.bodies[start.node as usize].handler.0.spawn(
+                &self.runtime,
+                self.clone(),
+                key,
+                start.node,
+                start.input,
+            );
         }
         if batch.capacity() <= SPARE_MAX {
             let _ = SPARE.try_with(|spare| spare.set(batch));
@@ -956,35 +983,41 @@ impl Shared {
     }
 
     /// The call of one event: its input, the context, and the inbox if it takes one.
-    fn call(self: &Arc<Self>, key: usize, node: NodeId, input: EventInput) -> Call {
+    fn new_call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
+        // A link holds the run: `me` is upgraded only for a call that gets one (an upgrade
+        // fails only once the run is dropped, and then no event is polled any more).
         let inbox = match &self.mailbox {
-            Some(_) if self.bodies[node as usize].needs.iter().any(is_inbox) => Some(InboxLink {
-                host: self.clone(),
-                call: CallRef {
-                    key,
-                    node,
-                    task_id: input.task_id,
-                },
-            }),
+            Some(_) if self.bodies[node as usize].needs.iter().any(is_inbox) => {
+                self.me.upgrade().map(|host| InboxLink {
+                    host,
+                    call: CallRef {
+                        key,
+                        node,
+                        task_id: input.task_id,
+                    },
+                })
+            }
             _ => None,
         };
         let child = self.bodies[node as usize]
             .needs
             .iter()
             .any(is_child)
-            .then(|| ChildLink {
-                host: self.clone(),
+            .then(|| self.me.upgrade())
+            .flatten()
+            .map(|host| ChildLink {
+                host,
                 call: CallRef {
                     key,
                     node,
                     task_id: input.task_id,
                 },
             });
-        let emitter = self.watched.then(|| EmitLink {
-            run: self.clone(),
-            key,
-            node,
-        });
+        let emitter = self
+            .watched
+            .then(|| self.me.upgrade())
+            .flatten()
+            .map(|run| EmitLink { run, key, node });
         Call {
             input,
             context: self.context.clone(),
@@ -994,63 +1027,7 @@ impl Shared {
         }
     }
 
-    /// What one attempt ended with, as the run sees it.
-    fn settle(
-        &self,
-        node: NodeId,
-        caught: std::thread::Result<Result<ErasedFlow, CallError>>,
-    ) -> Result<ErasedFlow, Error> {
-        let name = || self.graph.node(node).name.to_string();
-        match caught {
-            Ok(Ok(flow)) => Ok(flow),
-            // A child workflow's failure, returned as it came: it names this event already.
-            Ok(Err(CallError::Failed(source))) => match source.downcast::<Error>() {
-                Ok(error) if matches!(&*error, Error::Child { event, .. } if **event == *self.graph.node(node).name) => {
-                    Err(*error)
-                }
-                Ok(error) => Err(Error::Failed {
-                    event: name(),
-                    source: error,
-                }),
-                Err(source) => Err(Error::Failed {
-                    event: name(),
-                    source,
-                }),
-            },
-            Ok(Err(CallError::Param(ParamError { expected, .. }))) if expected == INBOX_PARAM => {
-                Err(Error::NoInbox { event: name() })
-            }
-            Ok(Err(CallError::Param(ParamError { expected, given }))) => Err(Error::Context {
-                event: name(),
-                expected,
-                given: String::from(if given {
-                    "the run was given a context of another type"
-                } else {
-                    "the run has no context (give one with `.context(..)`)"
-                }),
-            }),
-            Err(panic) => Err(Error::Panicked {
-                event: name(),
-                message: panic_message(&*panic),
-            }),
-        }
-    }
-
-    fn finish(
-        self: &Arc<Self>,
-        key: usize,
-        node: NodeId,
-        attempts: u32,
-        result: Result<ErasedFlow, Error>,
-    ) {
-        // The one clock read of a timed event: its end, and the start of what it triggers.
-        let ended = self.timed.then(Instant::now);
-        let mut guard = self.lock();
-        self.complete(&mut guard, key, node, attempts, result, ended);
-        self.unlock(guard);
-    }
-
-    /// The bookkeeping of [`finish`](Self::finish), under the lock.
+    /// The bookkeeping of [`Host::finish`], under the lock.
     fn complete(
         self: &Arc<Self>,
         inner: &mut Inner,
@@ -1376,64 +1353,21 @@ impl EmitSink for Shared {
 /// The task key of an inline event without an entry in the run's tasks.
 const UNTRACKED: usize = usize::MAX;
 
-/// Runs one event (as its own task, or inside the run's task) and reports back.
-fn run_event(shared: Arc<Shared>, key: usize, start: Start) -> EventTask {
-    EventTask {
-        shared,
-        key,
-        node: start.node,
-        registered: false,
-        step: Step::Start(start.input),
+/// What an event's task ([`EventTask`]) asks of its run.
+impl Host for Shared {
+    fn cancelled(&self) -> bool {
+        // Inline events are cancelled by the run's task dropping them.
+        !self.inline && self.over.load(Ordering::Acquire)
     }
-}
 
-/// One event's run: a hand-written future rather than an `async fn`, so that a task holds
-/// only what its current step needs (an `async fn` keeps its arguments for its whole life,
-/// beside the state of its `.await`s). Every event of a run is one of these: its size is
-/// most of the memory of an event in flight.
-struct EventTask {
-    shared: Arc<Shared>,
-    key: usize,
-    node: NodeId,
-    /// Its waker is in its entry of the run's tasks, for a cancellation to wake it.
-    registered: bool,
-    step: Step,
-}
-
-/// The output of an event's body: its flow, or why it has none, or its panic.
-type Caught = std::thread::Result<Result<ErasedFlow, CallError>>;
-
-enum Step {
-    /// Not polled yet: the body is made on the first poll, in the event's own task.
-    Start(EventInput),
-    /// A plain event: its boxed body, in its span, panics caught.
-    Plain(
-        tracing::instrument::Instrumented<
-            futures::future::CatchUnwind<AssertUnwindSafe<CallFuture>>,
-        >,
-    ),
-    /// The body panicked before its future existed.
-    Panicked(Box<dyn Any + Send>),
-    /// An event with a timeout or retries: its attempts, boxed (their timers would make
-    /// every event's future larger).
-    Options(tracing::instrument::Instrumented<Pin<Box<dyn Future<Output = Attempts> + Send>>>),
-    Done,
-}
-
-/// How many attempts an event made, and how the last one ended.
-type Attempts = (u32, Result<ErasedFlow, Error>);
-
-impl EventTask {
-    /// The first step: make the event's body in its span.
-    fn begin(&self, input: EventInput) -> Step {
-        let shared = &self.shared;
-        let node = shared.graph.node(self.node);
+    fn begin(&self, node_id: NodeId, input: &EventInput) -> (tracing::Span, Begun<'_>) {
+        let node = self.graph.node(node_id);
         let span = tracing::info_span!(
-            parent: &shared.span,
+            parent: &self.span,
             "event",
             otel.name = %node.name,
             event = %node.name,
-            run_id = shared.run_id,
+            run_id = self.run_id,
             task_id = input.task_id,
             group = %input.group_name(),
             behavior = ?input.behavior(),
@@ -1443,96 +1377,94 @@ impl EventTask {
             otel.status_description = tracing::field::Empty,
             error.r#type = tracing::field::Empty,
         );
-        if let Some(options) = &node.options {
-            let attempts = with_options(
-                shared.clone(),
-                self.key,
-                self.node,
-                input,
-                (**options).clone(),
-            );
-            let boxed: Pin<Box<dyn Future<Output = Attempts> + Send>> = Box::pin(attempts);
-            return Step::Options(boxed.instrument(span));
-        }
-        let call = shared.call(self.key, self.node, input);
-        // Under `catch_unwind`: a closure may panic before its future exists.
-        let handler = &shared.bodies[self.node as usize].handler;
-        let made =
-            span.in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(call))));
-        match made {
-            Ok(body) => Step::Plain(AssertUnwindSafe(body).catch_unwind().instrument(span)),
-            Err(panic) => Step::Panicked(panic),
-        }
+        let begun = match node.options {
+            Some(_) => Begun::Options,
+            None => Begun::Call(&*self.bodies[node_id as usize].handler.0),
+        };
+        (span, begun)
     }
-}
 
-impl EventTask {
-    /// Its body went pending: the first time, a spawned event leaves its waker in its entry
-    /// of the run's tasks, for a cancellation to wake it (checked under the lock: a run
-    /// closed before it is seen here, and the event ends at once).
-    fn pending(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        if self.registered || self.shared.inline {
-            return Poll::Pending;
-        }
-        let mut inner = self.shared.lock();
-        if inner.is_over() {
-            drop(inner);
-            self.step = Step::Done;
-            return Poll::Ready(());
-        }
-        if let Some(task) = inner.tasks.get_mut(self.key) {
-            task.waker = Some(cx.waker().clone());
-        }
-        self.registered = true;
-        Poll::Pending
+    fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
+        self.new_call(key, node, input)
     }
-}
 
-impl Future for EventTask {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        // Every field is `Unpin` (the bodies are boxed).
-        let this = self.get_mut();
-        // A spawned event's cancellation: the run is over, its body is dropped here. (Inline
-        // events are cancelled by the run's task dropping them.)
-        if !this.shared.inline && this.shared.over.load(Ordering::Acquire) {
-            this.step = Step::Done;
-            return Poll::Ready(());
-        }
-        if matches!(this.step, Step::Start(_)) {
-            if let Step::Start(input) = std::mem::replace(&mut this.step, Step::Done) {
-                this.step = this.begin(input);
+    fn attempts(
+        &self,
+        key: usize,
+        node: NodeId,
+        input: EventInput,
+    ) -> BoxFuture<'static, Attempts> {
+        // The attempts hold the run: `me` upgrades while the run is alive (the event's
+        // task holds it).
+        match (self.me.upgrade(), &self.graph.node(node).options) {
+            (Some(shared), Some(options)) => {
+                Box::pin(with_options(shared, key, node, input, (**options).clone()))
             }
+            _ => Box::pin(async { (0, Err(Error::Cancelled)) }),
         }
-        let polled = match &mut this.step {
-            Step::Plain(body) => Pin::new(body)
-                .poll(cx)
-                .map(|caught: Caught| (1, this.shared.settle(this.node, caught))),
-            Step::Panicked(_) => match std::mem::replace(&mut this.step, Step::Done) {
-                Step::Panicked(panic) => {
-                    Poll::Ready((1, this.shared.settle(this.node, Err(panic))))
+    }
+
+    /// What one attempt ended with, as the run sees it.
+    fn settle(&self, node: NodeId, caught: Caught) -> Result<ErasedFlow, Error> {
+        let name = || self.graph.node(node).name.to_string();
+        match caught {
+            Ok(Ok(flow)) => Ok(flow),
+            // A child workflow's failure, returned as it came: it names this event already.
+            Ok(Err(CallError::Failed(source))) => match source.downcast::<Error>() {
+                Ok(error) if matches!(&*error, Error::Child { event, .. } if **event == *self.graph.node(node).name) => {
+                    Err(*error)
                 }
-                _ => return Poll::Ready(()),
+                Ok(error) => Err(Error::Failed {
+                    event: name(),
+                    source: error,
+                }),
+                Err(source) => Err(Error::Failed {
+                    event: name(),
+                    source,
+                }),
             },
-            Step::Options(attempts) => Pin::new(attempts).poll(cx),
-            Step::Start(_) | Step::Done => return Poll::Ready(()),
-        };
-        let Poll::Ready((attempts, result)) = polled else {
-            return this.pending(cx);
-        };
-        match &this.step {
-            Step::Plain(body) => {
-                crate::core::telemetry::event_span_ended(body.span(), attempts, &result)
+            Ok(Err(CallError::Param(ParamError { expected, .. }))) if expected == INBOX_PARAM => {
+                Err(Error::NoInbox { event: name() })
             }
-            Step::Options(body) => {
-                crate::core::telemetry::event_span_ended(body.span(), attempts, &result)
-            }
-            _ => {}
+            Ok(Err(CallError::Param(ParamError { expected, given }))) => Err(Error::Context {
+                event: name(),
+                expected,
+                given: String::from(if given {
+                    "the run was given a context of another type"
+                } else {
+                    "the run has no context (give one with `.context(..)`)"
+                }),
+            }),
+            Err(panic) => Err(Error::Panicked {
+                event: name(),
+                message: panic_message(&*panic),
+            }),
         }
-        this.step = Step::Done;
-        this.shared.finish(this.key, this.node, attempts, result);
-        Poll::Ready(())
+    }
+
+    /// The first time a spawned event's body goes pending, its waker goes into its entry
+    /// of the run's tasks, for a cancellation to wake it (under the lock: a run closed
+    /// before is seen here, and the event ends at once). Inline events need none.
+    fn register(&self, key: usize, waker: &Waker) -> bool {
+        if self.inline {
+            return true;
+        }
+        let mut inner = self.lock();
+        if inner.is_over() {
+            return false;
+        }
+        if let Some(task) = inner.tasks.get_mut(key) {
+            task.waker = Some(waker.clone());
+        }
+        true
+    }
+
+    fn finish(self: Arc<Self>, key: usize, node: NodeId, attempts: u32, result: Attempt) {
+        // The one clock read of a timed event: its end, and the start of what it triggers.
+        let ended = self.timed.then(Instant::now);
+        let mut guard = self.lock();
+        self.complete(&mut guard, key, node, attempts, result, ended);
+        self.unlock(guard);
     }
 }
 
@@ -1549,7 +1481,7 @@ async fn with_options(
     let task_id = input.task_id;
     let mut attempt = 1;
     loop {
-        let call = shared.call(key, node_id, input.clone());
+        let call = shared.new_call(key, node_id, input.clone());
         let handler = &shared.bodies[node_id as usize].handler;
         let body = async { handler.call(call).await };
         let caught = AssertUnwindSafe(body).catch_unwind();
@@ -1633,14 +1565,5 @@ impl Drop for CancelOnDrop {
         let mut inner = self.0.lock();
         inner.state = None;
         self.0.cancel_all(&mut inner);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn an_event_in_flight_is_a_small_future() {
-        // What a task holds per event, beside tokio's own header: keep it small.
-        assert!(std::mem::size_of::<super::EventTask>() <= 128);
     }
 }

@@ -1,0 +1,303 @@
+//! The task of one event: a hand-written future, generic over the body's own future, so that
+//! a spawned event is one allocation (tokio's task cell, holding the body's future in place)
+//! instead of a task plus a boxed body. The runner that owns the event is reached through
+//! [`Host`]; the body, through [`ErasedBody`] (implemented by the typed bodies of
+//! [`handler`](crate::body::handler)).
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use futures::future::{BoxFuture, CatchUnwind};
+use futures::FutureExt;
+use pin_project_lite::pin_project;
+use tracing::instrument::Instrumented;
+use tracing::Instrument;
+
+use crate::body::param::{Call, ParamError};
+use crate::core::error::Error;
+use crate::core::flow::{BoxError, ErasedFlow};
+use crate::core::graph::NodeId;
+use crate::core::input::EventInput;
+
+/// Why one call of an event body did not produce a flow.
+pub(crate) enum CallError {
+    Failed(BoxError),
+    Param(ParamError),
+}
+
+/// The future of one call of an event body, boxed (the timeout and retry path, inline runs,
+/// the durable worker).
+pub(crate) type CallFuture = BoxFuture<'static, Result<ErasedFlow, CallError>>;
+
+/// The output of one call of an event body: its flow, or why it has none, or its panic.
+pub(crate) type Caught = std::thread::Result<Result<ErasedFlow, CallError>>;
+
+/// How many attempts an event made, and how the last one ended.
+pub(crate) type Attempts = (u32, Result<ErasedFlow, Error>);
+
+/// An event body with its parameters and return type erased: a boxed call for whoever
+/// needs one, and the spawn of a task that holds the body's own future.
+pub(crate) trait ErasedBody: Send + Sync + 'static {
+    /// One call, boxed.
+    fn call(&self, call: Call) -> CallFuture;
+
+    /// Spawn the task of one event of this body on `runtime` (not joined: the host stops
+    /// it through [`Host::cancelled`] and the waker it registers).
+    fn spawn(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        host: Arc<dyn Host>,
+        key: usize,
+        node: NodeId,
+        input: EventInput,
+    );
+
+    /// Itself, for a task to find its own body type again.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// How a task makes its event's body from the body the host holds for the event.
+pub(crate) trait MakeBody: 'static {
+    /// The body's future, held in the task.
+    type Future: Future<Output = Result<ErasedFlow, CallError>> + Send + 'static;
+
+    /// The body's future for the call `call` makes (made as the body's argument: a call
+    /// is large, and is not copied on the way); `None` if `body` is not of this type (a
+    /// task is only spawned by its own body, so this does not happen).
+    fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<Self::Future>;
+}
+
+/// Any body, boxed: the task of an event run inside the run's own task
+/// ([`Invoke::inline`](crate::Invoke::inline)), where every event is the same future type.
+pub(crate) struct Boxed;
+
+impl MakeBody for Boxed {
+    type Future = CallFuture;
+
+    fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<CallFuture> {
+        Some(body.call(call()))
+    }
+}
+
+/// What an event's task needs from the run it belongs to.
+pub(crate) trait Host: Send + Sync + 'static {
+    /// Whether this event must end now, dropping its body: a spawned event of a run that is
+    /// over. Checked on every poll. (An inline event is cancelled by being dropped.)
+    fn cancelled(&self) -> bool;
+
+    /// The first step of an event, at its first poll: its span, and its body, unless it
+    /// has a timeout or retries.
+    fn begin(&self, node: NodeId, input: &EventInput) -> (tracing::Span, Begun<'_>);
+
+    /// The call of a plain event's body.
+    fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call;
+
+    /// The attempts of an event with a timeout or retries, boxed (their timers would make
+    /// every event's task larger).
+    fn attempts(&self, key: usize, node: NodeId, input: EventInput)
+        -> BoxFuture<'static, Attempts>;
+
+    /// What one call ended with, as the run sees it.
+    fn settle(&self, node: NodeId, caught: Caught) -> Result<ErasedFlow, Error>;
+
+    /// The event's body went pending for the first time: keep `waker`, for a cancellation
+    /// to wake it. `false`: the run is over, and the event ends at once.
+    fn register(&self, key: usize, waker: &Waker) -> bool;
+
+    /// The event ended: report it to the run (which starts what follows).
+    fn finish(self: Arc<Self>, key: usize, node: NodeId, attempts: u32, result: Attempt);
+}
+
+/// How one event ended, as the run sees it.
+pub(crate) type Attempt = Result<ErasedFlow, Error>;
+
+/// How an event runs, from [`Host::begin`].
+pub(crate) enum Begun<'a> {
+    /// A plain event: one call of this body.
+    Call(&'a dyn ErasedBody),
+    /// An event with a timeout or retries: [`Host::attempts`].
+    Options,
+}
+
+pin_project! {
+    /// One event's run: a hand-written future rather than an `async fn`, so that a task holds
+    /// only what its current step needs (an `async fn` keeps its arguments for its whole
+    /// life, beside the state of its `.await`s). Every event of a run is one of these: its
+    /// size is most of the memory of an event in flight.
+    pub(crate) struct EventTask<B>
+    where
+        B: MakeBody,
+    {
+        // `None` once the event has ended (given to `Host::finish`).
+        host: Option<Arc<dyn Host>>,
+        key: usize,
+        node: NodeId,
+        // Its waker was given to the host, for a cancellation to wake it.
+        registered: bool,
+        #[pin]
+        step: Step<B::Future>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    #[project_replace = StepOwn]
+    enum Step<Fut> {
+        // Not polled yet: the body is made on the first poll, in the event's own task.
+        Start { input: EventInput },
+        // A plain event: its body, in its span, panics caught.
+        Plain {
+            #[pin]
+            body: Instrumented<CatchUnwind<AssertUnwindSafe<Fut>>>,
+        },
+        // The body panicked before its future existed.
+        Panicked { panic: Box<dyn Any + Send> },
+        // An event with a timeout or retries: its attempts, boxed.
+        Options { attempts: Instrumented<BoxFuture<'static, Attempts>> },
+        Done,
+    }
+}
+
+impl<B: MakeBody> EventTask<B> {
+    /// The task of one event, not started: its body is made on its first poll.
+    pub(crate) fn new(host: Arc<dyn Host>, key: usize, node: NodeId, input: EventInput) -> Self {
+        EventTask {
+            host: Some(host),
+            key,
+            node,
+            registered: false,
+            step: Step::Start { input },
+        }
+    }
+
+    /// The event it runs.
+    pub(crate) fn node(&self) -> NodeId {
+        self.node
+    }
+}
+
+/// The first step: make the event's body in its span.
+fn begin<B: MakeBody>(
+    host: &dyn Host,
+    key: usize,
+    node: NodeId,
+    input: EventInput,
+) -> Step<B::Future> {
+    let (span, begun) = host.begin(node, &input);
+    let body = match begun {
+        Begun::Call(body) => body,
+        Begun::Options => {
+            return Step::Options {
+                attempts: attempts(host, key, node, input, span),
+            }
+        }
+    };
+    let made = {
+        let _entered = span.enter();
+        // Under `catch_unwind`: a closure may panic before its future exists.
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            B::make(body, || host.call(key, node, input))
+        }))
+    };
+    match made {
+        Ok(Some(body)) => Step::Plain {
+            body: AssertUnwindSafe(body).catch_unwind().instrument(span),
+        },
+        Ok(None) => Step::Panicked {
+            panic: Box::new("drive-flow: an event's task was made for another body"),
+        },
+        Err(panic) => Step::Panicked { panic },
+    }
+}
+
+impl<B: MakeBody> Future for EventTask<B> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let Some(host) = this.host.as_deref() else {
+            return Poll::Ready(()); // ended already
+        };
+        // A spawned event's cancellation: the run is over, its body is dropped here.
+        if host.cancelled() {
+            this.step.set(Step::Done);
+            return Poll::Ready(());
+        }
+        if let StepProj::Start { .. } = this.step.as_mut().project() {
+            if let StepOwn::Start { input } = this.step.as_mut().project_replace(Step::Done) {
+                let next = begin::<B>(host, *this.key, *this.node, input);
+                this.step.set(next);
+            }
+        }
+        let polled = match this.step.as_mut().project() {
+            StepProj::Plain { body } => body
+                .poll(cx)
+                .map(|caught: Caught| (1, host.settle(*this.node, caught))),
+            StepProj::Panicked { .. } => match this.step.as_mut().project_replace(Step::Done) {
+                StepOwn::Panicked { panic } => {
+                    Poll::Ready((1, host.settle(*this.node, Err(panic))))
+                }
+                _ => return Poll::Ready(()),
+            },
+            StepProj::Options { attempts } => poll_attempts(attempts, cx),
+            StepProj::Start { .. } | StepProj::Done => return Poll::Ready(()),
+        };
+        let Poll::Ready((attempts, result)) = polled else {
+            // Its body went pending: the first time, it leaves its waker with the host (which
+            // sees a run closed before, and the event ends at once).
+            if !*this.registered {
+                if !host.register(*this.key, cx.waker()) {
+                    this.step.set(Step::Done);
+                    return Poll::Ready(());
+                }
+                *this.registered = true;
+            }
+            return Poll::Pending;
+        };
+        match this.step.as_mut().project() {
+            StepProj::Plain { body } => span_ended(body.span(), attempts, &result),
+            StepProj::Options { attempts: options } => {
+                span_ended(options.span(), attempts, &result)
+            }
+            _ => {}
+        }
+        this.step.set(Step::Done);
+        if let Some(host) = this.host.take() {
+            host.finish(*this.key, *this.node, attempts, result);
+        }
+        Poll::Ready(())
+    }
+}
+
+// What follows is not generic: one copy for every body type (an event task's `poll` is
+// compiled once per body type, beside tokio's harness for it).
+
+/// The attempts of an event with options, in its span.
+#[inline(never)]
+fn attempts(
+    host: &dyn Host,
+    key: usize,
+    node: NodeId,
+    input: EventInput,
+    span: tracing::Span,
+) -> Instrumented<BoxFuture<'static, Attempts>> {
+    host.attempts(key, node, input).instrument(span)
+}
+
+#[inline(never)]
+fn poll_attempts(
+    attempts: &mut Instrumented<BoxFuture<'static, Attempts>>,
+    cx: &mut Context<'_>,
+) -> Poll<Attempts> {
+    Pin::new(attempts).poll(cx)
+}
+
+/// Record how the event ended on its span.
+#[inline(never)]
+fn span_ended(span: &tracing::Span, attempts: u32, result: &Attempt) {
+    crate::core::telemetry::event_span_ended(span, attempts, result)
+}

@@ -1,0 +1,97 @@
+//! Issue 12's allocation target: on the hot path of a run with no join and no goto, a
+//! spawned event makes one allocation, its tokio task (which holds the body's own future).
+//! Counted by this test binary's allocator around one run; one test in the binary, so that
+//! nothing else allocates meanwhile.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use drive_flow::{DriveBuilder, Group, Handle};
+
+/// Counts allocations while `TRACK` is on.
+struct Counting;
+
+static TRACK: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to `System` unchanged; only counts on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if TRACK.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if TRACK.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const EVENTS: usize = 10_000;
+
+/// Allocations per event of one run of `start` (after a first run, which warms up the
+/// runtime's and the graph's buffers).
+fn allocs_per_event(
+    rt: &tokio::runtime::Runtime,
+    drive: &drive_flow::Drive,
+    start: Handle<()>,
+) -> f64 {
+    rt.block_on(drive.invoke(start)).expect("warm-up run");
+    ALLOCS.store(0, Ordering::SeqCst);
+    TRACK.store(true, Ordering::SeqCst);
+    let results = rt.block_on(drive.invoke(start));
+    TRACK.store(false, Ordering::SeqCst);
+    let allocs = ALLOCS.load(Ordering::SeqCst);
+    let results = results.expect("counted run");
+    assert_eq!(results.len(), EVENTS, "every event ran");
+    drop(results);
+    allocs as f64 / EVENTS as f64
+}
+
+#[test]
+fn a_spawned_event_without_join_or_goto_is_one_allocation() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+
+    // A chain of `()` events.
+    let mut builder = DriveBuilder::new();
+    let start = builder.event("c0", || async {});
+    let mut prev = start;
+    for i in 1..EVENTS {
+        let next = builder.event(format!("c{i}"), || async {});
+        builder.listen(next, Group::new([prev]));
+        prev = next;
+    }
+    let chain = builder.build().expect("chain builds");
+    let per_event = allocs_per_event(&rt, &chain, start);
+    // One per event, and what a run allocates once (its state, its results).
+    assert!(
+        per_event <= 1.02,
+        "chain: {per_event} allocations per event"
+    );
+
+    // A fan-out: one start, every other event listening to it.
+    let mut builder = DriveBuilder::new();
+    let start = builder.event("root", || async {});
+    for i in 1..EVENTS {
+        let leaf = builder.event(format!("leaf{i}"), || async {});
+        builder.listen(leaf, Group::new([start]));
+    }
+    let fan_out = builder.build().expect("fan-out builds");
+    let per_event = allocs_per_event(&rt, &fan_out, start);
+    assert!(
+        per_event <= 1.02,
+        "fan-out: {per_event} allocations per event"
+    );
+}
