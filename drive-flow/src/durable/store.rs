@@ -300,6 +300,18 @@ impl PgStore {
                     .await?;
             }
         }
+        // The hot queue is vacuumed after every few hundred changed rows whatever its size
+        // (as Oban does for its jobs table), not after a fifth of it: the claim's index
+        // keeps an entry for every task claimed or deleted until vacuum reaches it, and a
+        // claim walks them. Set on every migration (idempotent, and no change of shape).
+        sqlx::query(&format!(
+            "ALTER TABLE {quoted}.tasks SET (autovacuum_vacuum_scale_factor = 0, \
+             autovacuum_vacuum_threshold = {TASKS_VACUUM_THRESHOLD}, \
+             autovacuum_vacuum_insert_scale_factor = 0, \
+             autovacuum_vacuum_insert_threshold = {TASKS_VACUUM_THRESHOLD})"
+        ))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(&format!(
             "INSERT INTO {quoted}.schema_version (version) VALUES ($1) \
              ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version, migrated_at = now()"
@@ -354,6 +366,9 @@ impl PgStore {
 }
 
 /// A checked identifier, quoted.
+/// How many changed rows of the task queue make autovacuum visit it (see `migrate`).
+const TASKS_VACUUM_THRESHOLD: u32 = 500;
+
 pub(crate) fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }

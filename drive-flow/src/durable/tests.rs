@@ -503,3 +503,28 @@ async fn a_handed_off_event_whose_worker_died_runs_elsewhere_once_its_lease_expi
     );
     db.drop_schema().await;
 }
+
+#[tokio::test]
+async fn the_task_queue_is_vacuumed_after_a_few_hundred_changes_whatever_its_size() {
+    let db = Db::new("vacuum").await;
+    db.store.migrate().await.expect("migrate again");
+    let (options,): (Vec<String>,) = sqlx::query_as(&format!(
+        "SELECT reloptions FROM pg_class WHERE oid = '\"{}\".tasks'::regclass",
+        db.schema
+    ))
+    .fetch_one(db.store.pool())
+    .await
+    .expect("the table's options");
+    for option in [
+        "autovacuum_vacuum_scale_factor=0",
+        "autovacuum_vacuum_threshold=500",
+        "autovacuum_vacuum_insert_scale_factor=0",
+        "autovacuum_vacuum_insert_threshold=500",
+    ] {
+        assert!(
+            options.iter().any(|o| o == option),
+            "{option} in {options:?}"
+        );
+    }
+    db.drop_schema().await;
+}
