@@ -46,7 +46,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// [`concurrency`](Self::concurrency) at once, `FOR UPDATE SKIP LOCKED`, with a lease it
 /// renews while the event runs), runs each body with the worker's own
 /// [`context`](Self::context), and commits the outcome, the run's join state and the
-/// events it triggers in one transaction. Idle, it waits for a `NOTIFY` (and looks every
+/// events it triggers in one transaction; the first event a completion starts is handed
+/// to the same worker, already claimed, and runs next in the same slot (a chain's events
+/// need no claim). Idle, it waits for a `NOTIFY` (and looks every
 /// [`poll_interval`](Self::poll_interval) anyway). It leaves events it does not know (an
 /// older or newer binary's) to other workers.
 ///
