@@ -41,7 +41,15 @@ pub(crate) struct Sql {
 impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
         let s = quote(schema);
-        let t = |text: &str| text.replace("{s}", &s);
+        // The history row of a completion's released task (`done`): its outcome `$4`, value
+        // `$5`, worker `$6`, start `$7`. Both completions, optimistic and locked, write it.
+        let recorded = "recorded AS (
+                    INSERT INTO {s}.history
+                        (run_id, task_id, event, input, outcome, value, error, worker, attempt,
+                         started_at)
+                    SELECT run_id, task_id, event, input, $4, $5, NULL, $6, attempt, $7
+                    FROM done)";
+        let t = |text: &str| text.replace("{recorded}", recorded).replace("{s}", &s);
         Sql {
             work_channel: format!("{schema}.work"),
             done_channel: format!("{schema}.done"),
@@ -120,12 +128,7 @@ impl Sql {
                     WHERE id = $2 AND attempt = $3 AND state = 'running'
                       AND EXISTS (SELECT 1 FROM run WHERE status = 'running')
                     RETURNING run_id, task_id, event, input, attempt),
-                recorded AS (
-                    INSERT INTO {s}.history
-                        (run_id, task_id, event, input, outcome, value, error, worker, attempt,
-                         started_at)
-                    SELECT run_id, task_id, event, input, $4, $5, NULL, $6, attempt, $7
-                    FROM done)
+                {recorded}
                 SELECT status, max_steps, max_runs_per_event, max_concurrency, steps, in_flight,
                     open_tasks, next_task_id, overdue, traceparent,
                     (SELECT count(*) FROM done) AS released
@@ -186,12 +189,7 @@ impl Sql {
                     WHERE id = $2 AND attempt = $3 AND state = 'running'
                       AND EXISTS (SELECT 1 FROM counted)
                     RETURNING run_id, task_id, event, input, attempt),
-                recorded AS (
-                    INSERT INTO {s}.history
-                        (run_id, task_id, event, input, outcome, value, error, worker, attempt,
-                         started_at)
-                    SELECT run_id, task_id, event, input, $4, $5, NULL, $6, attempt, $7
-                    FROM done),
+                {recorded},
                 events AS (
                     INSERT INTO {s}.event_state AS e
                         (run_id, event, kind, value, completions, triggered)

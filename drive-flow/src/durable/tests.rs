@@ -260,6 +260,16 @@ async fn complete_with(drive: &DurableDrive, worker: &str, task: &Claimed, value
         .expect("complete")
 }
 
+/// The history of `run`: each completed event, the worker that completed it, its attempt
+/// (`"event worker attempt"`).
+async fn who_ran(drive: &DurableDrive, run: crate::durable::RunId) -> Vec<String> {
+    let history = drive.history(run).await.expect("the history");
+    history
+        .into_iter()
+        .map(|e| format!("{} {} {}", e.event, e.worker.unwrap_or_default(), e.attempt))
+        .collect()
+}
+
 /// Submit a run of `start`, complete its start event, and claim what it started (sorted by
 /// event).
 async fn started(
@@ -395,14 +405,7 @@ async fn a_claim_taken_over_between_read_and_write_rolls_the_optimistic_write_ba
         .expect("`a` re-claimed");
     assert_eq!(retaken.attempt, 2);
     assert!(complete_with(&drive, "B", retaken, 1).await);
-    let history = drive.history(run).await.unwrap();
-    assert_eq!(
-        history
-            .iter()
-            .map(|e| (e.event.as_str(), e.worker.as_deref(), e.attempt))
-            .collect::<Vec<_>>(),
-        [("s", Some("A"), 1), ("a", Some("B"), 2)]
-    );
+    assert_eq!(who_ran(&drive, run).await, ["s A 1", "a B 2"]);
     db.drop_schema().await;
 }
 
@@ -449,14 +452,7 @@ async fn a_completion_hands_the_event_it_starts_to_its_worker_already_claimed() 
         matches!(last, Some(None)),
         "the last event applies and starts nothing"
     );
-    let history = drive.history(run).await.unwrap();
-    assert_eq!(
-        history
-            .iter()
-            .map(|e| (e.event.as_str(), e.worker.as_deref(), e.attempt))
-            .collect::<Vec<_>>(),
-        [("a", Some("A"), 1), ("b", Some("A"), 1)]
-    );
+    assert_eq!(who_ran(&drive, run).await, ["a A 1", "b A 1"]);
     assert_eq!(
         drive.status(run).await.unwrap().state,
         crate::durable::RunState::Succeeded
@@ -493,14 +489,7 @@ async fn a_handed_off_event_whose_worker_died_runs_elsewhere_once_its_lease_expi
             .await
             .unwrap();
     assert!(!late, "A's claim of `b` no longer holds");
-    let history = drive.history(run).await.unwrap();
-    assert_eq!(
-        history
-            .iter()
-            .map(|e| (e.event.as_str(), e.worker.as_deref(), e.attempt))
-            .collect::<Vec<_>>(),
-        [("a", Some("A"), 1), ("b", Some("B"), 2)]
-    );
+    assert_eq!(who_ran(&drive, run).await, ["a A 1", "b B 2"]);
     db.drop_schema().await;
 }
 
