@@ -270,6 +270,20 @@ async fn who_ran(drive: &DurableDrive, run: crate::durable::RunId) -> Vec<String
         .collect()
 }
 
+/// Complete `a` (claimed by worker `A`) with the value 1, optimistically, with `between`
+/// run after its read and before its write; whether it applied.
+async fn complete_a_with_pause(
+    drive: &DurableDrive,
+    a: &Claimed,
+    between: impl std::future::Future<Output = ()>,
+) -> bool {
+    let node = drive.index.node("a").expect("`a`");
+    let flow = Flow::Value(erase_value(1u32));
+    super::complete::optimistic_with_pause(&shared(drive, "A"), a, node, &flow, between)
+        .await
+        .expect("the optimistic completion")
+}
+
 /// Submit a run of `start`, complete its start event, and claim what it started (sorted by
 /// event).
 async fn started(
@@ -299,14 +313,10 @@ async fn a_completion_read_before_another_committed_is_not_applied_optimisticall
         ["a", "b", "c"]
     );
     let (a, b) = (&tasks[0], &tasks[1]);
-    let node = drive.index.node("a").unwrap();
-    let flow = Flow::Value(erase_value(1u32));
-    let applied =
-        super::complete::optimistic_with_pause(&shared(&drive, "A"), a, node, &flow, async {
-            assert!(complete_with(&drive, "B", b, 2).await);
-        })
-        .await
-        .unwrap();
+    let applied = complete_a_with_pause(&drive, a, async {
+        assert!(complete_with(&drive, "B", b, 2).await);
+    })
+    .await;
     assert!(!applied, "the run changed after the read: not applied");
     let events: Vec<String> = drive
         .history(run)
@@ -339,14 +349,10 @@ async fn a_leaf_completes_optimistically_whatever_else_completed_meanwhile() {
     let lease = Duration::from_secs(30);
     let (run, tasks) = started(&drive, s, lease).await;
     let (a, b, c) = (&tasks[0], &tasks[1], &tasks[2]);
-    let node = drive.index.node("a").unwrap();
-    let flow = Flow::Value(erase_value(1u32));
-    let applied =
-        super::complete::optimistic_with_pause(&shared(&drive, "A"), a, node, &flow, async {
-            assert!(complete_with(&drive, "B", b, 2).await);
-        })
-        .await
-        .unwrap();
+    let applied = complete_a_with_pause(&drive, a, async {
+        assert!(complete_with(&drive, "B", b, 2).await);
+    })
+    .await;
     assert!(applied, "a leaf writes nothing it read");
     let status = drive.status(run).await.unwrap();
     assert_eq!((status.steps, status.open_tasks), (4, 1));
@@ -381,16 +387,12 @@ async fn a_claim_taken_over_between_read_and_write_rolls_the_optimistic_write_ba
     let lease = Duration::from_millis(300);
     let (run, tasks) = started(&drive, s, lease).await;
     let a = &tasks[0];
-    let node = drive.index.node("a").unwrap();
-    let flow = Flow::Value(erase_value(1u32));
     let mut taken = Vec::new();
-    let applied =
-        super::complete::optimistic_with_pause(&shared(&drive, "A"), a, node, &flow, async {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            taken = claim(&drive, "B", Duration::from_secs(30)).await;
-        })
-        .await
-        .unwrap();
+    let applied = complete_a_with_pause(&drive, a, async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        taken = claim(&drive, "B", Duration::from_secs(30)).await;
+    })
+    .await;
     assert!(!applied, "the claim no longer holds");
     let status = drive.status(run).await.unwrap();
     assert_eq!(
