@@ -18,6 +18,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::error::{DurableError, RunId};
+use super::leaves::LeafWrite;
 use super::queue::{Claimed, RunRow};
 use super::store::PgStore;
 use super::stored::StoredError;
@@ -244,7 +245,7 @@ pub(crate) async fn complete_handing_off(
         traceparent,
     };
     if let Some(write) = read_optimistic(shared, &outcome, hand_off).await? {
-        if let Some(next) = write_optimistic(shared, &outcome, write).await? {
+        if let Some(next) = apply_optimistic(shared, &outcome, write).await? {
             return Ok(Some(next));
         }
     }
@@ -490,8 +491,9 @@ struct OptimisticWrite {
 ///   completion, submission and end of a run writes that row, so nothing of the run
 ///   changed since);
 /// - a leaf's completion (a value, no group listening: nothing started) reads nothing
-///   ([`leaf_write`]): its counts are relative, and it applies whatever else completed
-///   meanwhile (a wide fan-out's branches do not take turns).
+///   ([`leaf_write`]): its counts are relative, it applies whatever else completed
+///   meanwhile, and the leaves of one run a worker completes while another of them is
+///   being written go in one statement together ([`LeafBatches`](super::leaves::LeafBatches)).
 ///
 /// Either way the run must still be running, before its deadline, without a concurrency
 /// cap, within `max_steps`, and not end with this completion (those are the locked path's
@@ -568,7 +570,8 @@ async fn read_optimistic(
 /// reads nothing: the dispatch runs over the event's entry alone (all it touches), and
 /// the write counts relatively and checks in its own statement what a read would have
 /// (the run running, before its deadline, without a cap, not ending with it). One round
-/// trip: a wide fan-out's branches.
+/// trip, shared with the worker's other leaves of the run that end meanwhile: a wide
+/// fan-out's branches.
 fn leaf_write(
     shared: &WorkerShared,
     outcome: &Outcome<'_>,
@@ -603,6 +606,44 @@ fn leaf_write(
         hand_off: None,
         touched,
     })
+}
+
+/// Write what the optimistic completion planned: a leaf's with the other leaves of its run
+/// that this worker completes meanwhile ([`LeafBatches`](super::leaves::LeafBatches)),
+/// any other alone ([`write_optimistic`]). `None` when it did not apply (nothing
+/// written), else the task handed off, if any.
+async fn apply_optimistic(
+    shared: &WorkerShared,
+    outcome: &Outcome<'_>,
+    mut write: OptimisticWrite,
+) -> Result<Option<Option<Claimed>>, DurableError> {
+    if write.version.is_some() {
+        return write_optimistic(shared, outcome, write).await;
+    }
+    let task = outcome.task;
+    let (Some(event), Some(latest_kind), Some(latest_value)) = (
+        write.events.names.pop(),
+        write.events.kinds.pop(),
+        write.events.values.pop(),
+    ) else {
+        return Ok(None);
+    };
+    let leaf = LeafWrite {
+        id: task.id,
+        attempt: task.attempt,
+        started_at: task.started_at,
+        outcome: outcome.kind,
+        value: outcome.value.cloned(),
+        event,
+        latest_kind,
+        latest_value,
+    };
+    let store = &shared.drive.store;
+    let applied = shared
+        .leaves
+        .write(store, &shared.name, task.run, leaf)
+        .await?;
+    Ok(applied.then_some(None))
 }
 
 /// The optimistic completion's write: `None` when it did not apply (nothing written),
@@ -712,7 +753,7 @@ pub(crate) async fn optimistic_with_pause(
     let write = read_optimistic(shared, &outcome, false).await?;
     between.await;
     match write {
-        Some(write) => Ok(write_optimistic(shared, &outcome, write).await?.is_some()),
+        Some(write) => Ok(apply_optimistic(shared, &outcome, write).await?.is_some()),
         None => Ok(false),
     }
 }

@@ -107,6 +107,7 @@ mod drive;
 mod ended;
 mod error;
 mod inbox;
+mod leaves;
 mod queue;
 mod results;
 mod sql;

@@ -19,6 +19,7 @@ pub(crate) struct Sql {
     pub(crate) load_state: String,
     pub(crate) write_state: String,
     pub(crate) write_optimistic: String,
+    pub(crate) write_leaves: String,
     pub(crate) lock_run: String,
     pub(crate) history: String,
     pub(crate) end_run: String,
@@ -161,20 +162,18 @@ impl Sql {
                         'traceparent', r.traceparent),
                     NULL, NULL, NULL, NULL
                 FROM {s}.runs r WHERE $5 AND r.id = $1"),
-            // The optimistic completion (`complete::optimistic`), one statement in its own
-            // transaction: the run's row locked first (as every writer of a run's state
+            // The optimistic completion (`complete::write_optimistic`), one statement in its
+            // own transaction: the run's row locked first (as every writer of a run's state
             // does: no deadlock with the locked path or a cancellation), and only when the
             // run is running, before its deadline, without a cap, within `max_steps`, not
-            // ending with this completion, and (`$8`, unless NULL) still the version the
-            // completion read; every other write depends on that row being counted. The
+            // ending with this completion, and still the version the completion read
+            // (`$8`, its `xmin`); every other write depends on that row being counted. The
             // fenced release of the task comes next; if the claim was taken over after the
-            // load, the statement fails on purpose (a cast of a text that is no number, built
+            // read, the statement fails on purpose (a cast of a text that is no number, built
             // from a count so that the planner cannot fold it), so that the run's counters
-            // roll back with it. `$8` NULL (a leaf: its own row,
-            // nothing started): its counts are relative, its row as it is now. `$28` (a
-            // lease, unless NULL): the first event it starts is handed to the same worker,
-            // inserted already claimed by it (the claim's round trip saved: a chain's next
-            // event runs where the last one ran).
+            // roll back with it. `$28` (a lease, unless NULL): the first event it starts is
+            // handed to the same worker, inserted already claimed by it (the claim's round
+            // trip saved: a chain's next event runs where the last one ran).
             write_optimistic: t("WITH counted AS (
                     UPDATE {s}.runs SET steps = steps + $9, in_flight = in_flight + $10,
                         open_tasks = open_tasks + $10,
@@ -182,7 +181,7 @@ impl Sql {
                     WHERE id = $1 AND status = 'running' AND NOT coalesce(deadline < now(), false)
                       AND max_concurrency IS NULL AND steps + $9 <= max_steps
                       AND open_tasks + $10 > 0
-                      AND ($8::text IS NULL OR xmin = $8::text::xid)
+                      AND xmin = $8::text::xid
                     RETURNING id),
                 done AS (
                     DELETE FROM {s}.tasks
@@ -191,17 +190,14 @@ impl Sql {
                     RETURNING run_id, task_id, event, input, attempt),
                 {recorded},
                 events AS (
-                    INSERT INTO {s}.event_state AS e
+                    INSERT INTO {s}.event_state
                         (run_id, event, kind, value, completions, triggered)
                     SELECT $1, unnest($12::text[]), unnest($13::text[]), unnest($14::jsonb[]),
                            unnest($15::int[]), unnest($16::int[])
                     WHERE EXISTS (SELECT 1 FROM counted)
                     ON CONFLICT (run_id, event) DO UPDATE SET kind = EXCLUDED.kind,
-                        value = EXCLUDED.value,
-                        completions = CASE WHEN $8::text IS NULL
-                            THEN e.completions + 1 ELSE EXCLUDED.completions END,
-                        triggered = CASE WHEN $8::text IS NULL
-                            THEN e.triggered ELSE EXCLUDED.triggered END),
+                        value = EXCLUDED.value, completions = EXCLUDED.completions,
+                        triggered = EXCLUDED.triggered),
                 groups AS (
                     INSERT INTO {s}.group_state
                         (run_id, listener, group_index, ready, delivered, fired)
@@ -236,6 +232,49 @@ impl Sql {
                             THEN pg_notify($27, '') END AS notified,
                        (SELECT id FROM triggered WHERE state = 'running') AS handed,
                        now() AS started_at
+                FROM outcome").replace("TAKEN_OVER", super::complete::TAKEN_OVER),
+            // The leaves of one run a worker completed together (`leaves::write_batch`): the
+            // same checks of the run's row, counted relatively for `$2` completions (the
+            // run must not end with them), each task's fenced release (`$3` ids, `$4`
+            // attempts) and history row (`$5` outcomes, `$6` values, `$7` starts, worker
+            // `$8`), and each event's row (`$9`, latest `$10`/`$11`, `$12` completions more);
+            // a claim taken over fails the whole statement on purpose, as above.
+            write_leaves: t("WITH counted AS (
+                    UPDATE {s}.runs SET in_flight = in_flight - $2, open_tasks = open_tasks - $2
+                    WHERE id = $1 AND status = 'running' AND NOT coalesce(deadline < now(), false)
+                      AND max_concurrency IS NULL AND open_tasks - $2 > 0
+                    RETURNING id),
+                leaves AS (
+                    SELECT * FROM unnest($3::bigint[], $4::int[], $5::text[], $6::jsonb[],
+                                         $7::timestamptz[])
+                        AS l(id, attempt, outcome, value, started_at)),
+                done AS (
+                    DELETE FROM {s}.tasks t USING leaves l
+                    WHERE t.id = l.id AND t.attempt = l.attempt AND t.state = 'running'
+                      AND EXISTS (SELECT 1 FROM counted)
+                    RETURNING t.run_id, t.task_id, t.event, t.input, t.attempt, l.outcome,
+                              l.value, l.started_at),
+                recorded AS (
+                    INSERT INTO {s}.history
+                        (run_id, task_id, event, input, outcome, value, error, worker, attempt,
+                         started_at)
+                    SELECT run_id, task_id, event, input, outcome, value, NULL, $8, attempt,
+                           started_at
+                    FROM done),
+                events AS (
+                    INSERT INTO {s}.event_state AS e
+                        (run_id, event, kind, value, completions, triggered)
+                    SELECT $1, unnest($9::text[]), unnest($10::text[]), unnest($11::jsonb[]),
+                           unnest($12::int[]), 0
+                    WHERE EXISTS (SELECT 1 FROM counted)
+                    ON CONFLICT (run_id, event) DO UPDATE SET kind = EXCLUDED.kind,
+                        value = EXCLUDED.value,
+                        completions = e.completions + EXCLUDED.completions),
+                outcome AS (
+                    SELECT (SELECT count(*) FROM counted) AS counted,
+                           (SELECT count(*) FROM done) AS done)
+                SELECT CASE WHEN counted = 0 THEN 0 WHEN done = $2 THEN 1
+                            ELSE ('TAKEN_OVER ' || done)::int END AS applied
                 FROM outcome").replace("TAKEN_OVER", super::complete::TAKEN_OVER),
             // Its third: everything it changed, in one statement: the events' state, the
             // groups', the triggered tasks, the run's counters, and the wake-up of idle

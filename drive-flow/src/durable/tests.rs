@@ -60,6 +60,7 @@ fn shared(drive: &DurableDrive, name: &str) -> WorkerShared {
         name: name.to_string(),
         catalog: String::new(),
         draining: std::sync::atomic::AtomicBool::new(false),
+        leaves: Default::default(),
     }
 }
 
@@ -517,5 +518,119 @@ async fn the_task_queue_is_vacuumed_after_a_few_hundred_changes_whatever_its_siz
             "{option} in {options:?}"
         );
     }
+    db.drop_schema().await;
+}
+
+/// A start event `s` whose value four leaves take (`a` to `d`: nothing listens to them).
+fn four_leaves(store: &PgStore) -> (DurableDrive, crate::Handle<u32>) {
+    let mut builder = DriveBuilder::new();
+    let s = builder.event("s", || async { Flow::from(0u32) });
+    builder.serde(s);
+    for name in ["a", "b", "c", "d"] {
+        let leaf = builder.event(name, || async { Flow::from(1u32) });
+        builder.listen(leaf, Group::new([s]));
+        builder.serde(leaf);
+    }
+    let drive = builder.build().expect("graph");
+    (drive.durable(store).expect("codecs"), s)
+}
+
+/// Complete `tasks` (leaves) through one worker: the first while the run's row is locked
+/// by another transaction (its write waits), the others meanwhile (they queue behind it);
+/// then the lock is released. Whether each applied, in order.
+async fn leaves_meeting(
+    db: &Db,
+    drive: &DurableDrive,
+    run: crate::durable::RunId,
+    tasks: &[Claimed],
+) -> Vec<bool> {
+    let worker = std::sync::Arc::new(shared(drive, "A"));
+    let mut blocker = db.store.pool().begin().await.unwrap();
+    sqlx::query(&format!(
+        "SELECT 1 FROM \"{}\".runs WHERE id = $1 FOR UPDATE",
+        db.schema
+    ))
+    .bind(run.0)
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    let mut completions = Vec::new();
+    for (i, task) in tasks.iter().enumerate() {
+        let (worker, task) = (worker.clone(), task.clone());
+        let node = drive.index.node(&task.event).unwrap();
+        completions.push(tokio::spawn(async move {
+            let flow = Flow::Value(erase_value(1u32));
+            super::complete::complete(&worker, &task, node, &flow, None).await
+        }));
+        // Generous: the first is writing (waiting for the lock) before the others end.
+        let pause = if i == 0 { 500 } else { 100 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    blocker.commit().await.unwrap();
+    let mut applied = Vec::new();
+    for completion in completions {
+        applied.push(completion.await.unwrap().unwrap());
+    }
+    applied
+}
+
+#[tokio::test]
+async fn leaves_that_end_while_one_is_written_are_written_together_in_one_statement() {
+    let db = Db::new("leaf_batch").await;
+    let (drive, s) = four_leaves(&db.store);
+    let (run, tasks) = started(&drive, s, Duration::from_secs(30)).await;
+    let applied = leaves_meeting(&db, &drive, run, &tasks[..3]).await;
+    assert_eq!(applied, [true, true, true]);
+    let status = drive.status(run).await.unwrap();
+    assert_eq!(
+        (status.steps, status.open_tasks),
+        (5, 1),
+        "counted once each"
+    );
+    let history = drive.history(run).await.unwrap();
+    let ended = |event: &str| {
+        history
+            .iter()
+            .find(|e| e.event == event)
+            .map(|e| e.ended_at)
+            .expect("completed")
+    };
+    // One transaction each: `a` alone, then `b` and `c` together (the same commit time).
+    assert_ne!(ended("a"), ended("b"));
+    assert_eq!(ended("b"), ended("c"));
+    assert!(
+        complete_with(&drive, "A", &tasks[3], 1).await,
+        "the last ends the run"
+    );
+    assert_eq!(
+        drive.status(run).await.unwrap().state,
+        crate::durable::RunState::Succeeded
+    );
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_batch_of_leaves_with_a_stale_claim_is_not_written_and_each_completes_alone() {
+    let db = Db::new("leaf_batch_stale").await;
+    let (drive, s) = four_leaves(&db.store);
+    let (run, mut tasks) = started(&drive, s, Duration::from_millis(300)).await;
+    // `b`'s lease expires and another worker takes it: A's claim of `b` is stale.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let retaken = claim(&drive, "B", Duration::from_secs(30)).await;
+    assert_eq!(retaken.len(), 4, "every lease expired");
+    let a_by_b = retaken.iter().find(|t| t.event == "a").unwrap().clone();
+    let c_by_b = retaken.iter().find(|t| t.event == "c").unwrap().clone();
+    // Complete `a` and `c` with their fresh claims, `b` with the stale one.
+    tasks[0] = a_by_b;
+    tasks[2] = c_by_b;
+    let applied = leaves_meeting(&db, &drive, run, &tasks[..3]).await;
+    assert_eq!(applied, [true, false, true], "only `b`'s is refused");
+    assert_eq!(
+        who_ran(&drive, run).await.len(),
+        3,
+        "`s`, `a` and `c`: nothing of `b`"
+    );
+    let status = drive.status(run).await.unwrap();
+    assert_eq!((status.steps, status.open_tasks), (5, 2));
     db.drop_schema().await;
 }

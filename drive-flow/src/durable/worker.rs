@@ -20,6 +20,7 @@ use tracing::Instrument;
 use super::drive::{DurableDrive, DurableIndex};
 use super::error::DurableError;
 use super::inbox::TaskInbox;
+use super::leaves::LeafBatches;
 use super::queue::Claimed;
 use super::store::PgStore;
 use super::stored::StoredError;
@@ -186,6 +187,7 @@ impl Worker {
             name: self.name,
             catalog,
             draining: AtomicBool::new(false),
+            leaves: LeafBatches::default(),
         });
         tracing::info!(worker = %shared.name, concurrency = self.concurrency, "durable worker started");
         let wake = Arc::new(Notify::new());
@@ -306,6 +308,8 @@ pub(crate) struct WorkerShared {
     pub(crate) catalog: String,
     /// Set when the worker begins to shut down: no completion hands an event to it then.
     pub(crate) draining: AtomicBool,
+    /// Its leaf completions being written, by run (written together when they meet).
+    pub(crate) leaves: LeafBatches,
 }
 
 /// SIGINT or SIGTERM.
