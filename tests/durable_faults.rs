@@ -157,9 +157,13 @@ async fn a_late_commit_after_the_lease_was_taken_over_is_refused() {
     signal(&fleet, &frozen, "-STOP");
     let stuck = in_flight(&fleet.lines(), &frozen);
     assert!(!stuck.is_empty());
+    // The other worker's bodies take 3 s or more: the thawed one has that long to finish
+    // its own before the run can end (on a loaded 2-core machine, with 300 ms, a thawed
+    // process could get a core only after the run ended and stopped its bodies).
+    fleet.set_env("DF_BODY_MS", String::from("3000"));
     let other = spawn_ready(&mut fleet);
-    // Once the lease expired, the other worker starts the stuck bodies (each 300 ms or
-    // more): thaw the frozen one now.
+    // Once the lease expired, the other worker starts the stuck bodies: thaw the frozen one
+    // now.
     assert!(fleet.wait_lines(Duration::from_secs(60), |lines| {
         let bodies = body_runs(lines);
         stuck.iter().all(|key| bodies[key].contains(&other))

@@ -58,6 +58,12 @@ impl Fleet {
         }
     }
 
+    /// Give the workers started from now on `value` for the variable `key`.
+    pub fn set_env(&mut self, key: &str, value: String) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value));
+    }
+
     /// Starts one worker process; returns its name (`w1`, `w2`, … in start order).
     pub fn spawn(&mut self) -> String {
         self.started += 1;
