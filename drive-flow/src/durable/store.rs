@@ -60,8 +60,9 @@ impl PgOptions {
     }
 
     /// How many connections the pool keeps at most (default 10). A worker uses one per
-    /// completion at a time, plus one for `LISTEN` (claims and lease renewals use two more
-    /// connections of their own).
+    /// completion at a time, plus one for `LISTEN`; claims, lease renewals and the reads
+    /// of optimistic completions use a small pool of their own, of a quarter as many
+    /// connections (at least 2).
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);
         self
