@@ -90,6 +90,13 @@ impl LeafBatches {
         };
         // This leaf's answer: that of the first batch it writes.
         let mut mine: Option<Result<bool, DurableError>> = None;
+        // Should this future be dropped while it writes (its task aborted), the run's queue
+        // must not wait for it forever.
+        let mut writing = Writing {
+            batches: self,
+            run: run.0,
+            armed: true,
+        };
         loop {
             let (leaves, replies): (Vec<LeafWrite>, Vec<oneshot::Sender<Wake>>) = others
                 .into_iter()
@@ -117,6 +124,7 @@ impl LeafBatches {
                 queue
             };
             if queue.is_empty() {
+                writing.armed = false;
                 break;
             }
             let first = queue.remove(0);
@@ -131,10 +139,34 @@ impl LeafBatches {
                     own = next;
                     others = rest;
                 }
-                Ok(()) | Err(Wake::Applied(_)) => break,
+                Ok(()) | Err(Wake::Applied(_)) => {
+                    writing.armed = false;
+                    break;
+                }
             }
         }
         mine.unwrap_or(Ok(false))
+    }
+}
+
+/// The writer of a run's leaves, while it writes: dropped before it handed the queue on
+/// or found it empty, it ends the run's entry and answers the queued leaves "not applied"
+/// (they complete through the locked path).
+struct Writing<'a> {
+    batches: &'a LeafBatches,
+    run: i64,
+    armed: bool,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let queued = lock(&self.batches.runs).remove(&self.run);
+        for queued in queued.unwrap_or_default() {
+            let _ = queued.reply.send(Wake::Applied(false));
+        }
     }
 }
 

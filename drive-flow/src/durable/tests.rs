@@ -634,3 +634,49 @@ async fn a_batch_of_leaves_with_a_stale_claim_is_not_written_and_each_completes_
     assert_eq!((status.steps, status.open_tasks), (5, 2));
     db.drop_schema().await;
 }
+
+#[tokio::test]
+async fn a_leaf_writer_dropped_while_it_writes_leaves_no_leaf_of_its_run_waiting() {
+    let db = Db::new("leaf_batch_drop").await;
+    let (drive, s) = four_leaves(&db.store);
+    let (run, tasks) = started(&drive, s, Duration::from_secs(30)).await;
+    let worker = std::sync::Arc::new(shared(&drive, "A"));
+    let complete = |task: &Claimed| {
+        let (worker, task) = (worker.clone(), task.clone());
+        let node = drive.index.node(&task.event).unwrap();
+        tokio::spawn(async move {
+            let flow = Flow::Value(erase_value(1u32));
+            super::complete::complete(&worker, &task, node, &flow, None).await
+        })
+    };
+    let mut blocker = db.store.pool().begin().await.unwrap();
+    sqlx::query(&format!(
+        "SELECT 1 FROM \"{}\".runs WHERE id = $1 FOR UPDATE",
+        db.schema
+    ))
+    .bind(run.0)
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    let writer = complete(&tasks[0]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let queued = complete(&tasks[1]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writer.abort(); // its task dropped while its statement waits for the run's row
+    let _ = writer.await;
+    blocker.commit().await.unwrap();
+    let within = Duration::from_secs(10);
+    let queued = tokio::time::timeout(within, queued)
+        .await
+        .expect("the queued leaf does not wait for the dropped writer")
+        .unwrap()
+        .unwrap();
+    assert!(queued, "it completes through the locked path");
+    let later = tokio::time::timeout(within, complete(&tasks[2]))
+        .await
+        .expect("a later leaf of the run is written")
+        .unwrap()
+        .unwrap();
+    assert!(later);
+    db.drop_schema().await;
+}
