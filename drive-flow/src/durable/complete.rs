@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::error::{DurableError, RunId};
@@ -463,14 +464,21 @@ fn task_rows(
     tasks
 }
 
-/// What the optimistic completion writes, planned over what it read.
+/// What the optimistic completion plans: a leaf's write, or one over what it read.
+enum Planned {
+    Leaf(LeafWrite),
+    Write(Box<OptimisticWrite>),
+}
+
+/// What the optimistic completion of an event that is not a leaf writes, planned over what
+/// it read.
 struct OptimisticWrite {
     touched: Touched,
-    /// The version of the run's row it read; `None` for a leaf (see [`leaf_write`]).
-    version: Option<String>,
+    /// The version of the run's row it read (`xmin`).
+    version: String,
     steps: i64,
     started: i32,
-    next_task_id: Option<i64>,
+    next_task_id: i64,
     events: EventColumns,
     groups: GroupColumns,
     tasks: TaskColumns,
@@ -503,12 +511,12 @@ async fn read_optimistic(
     shared: &WorkerShared,
     outcome: &Outcome<'_>,
     hand_off: bool,
-) -> Result<Option<OptimisticWrite>, DurableError> {
+) -> Result<Option<Planned>, DurableError> {
     let store = &shared.drive.store;
     let task = outcome.task;
     let touched = Touched::of(shared, outcome.node, outcome.flow);
     if touched.groups.is_empty() && matches!(outcome.flow, Flow::Value(_)) {
-        return Ok(leaf_write(shared, outcome, touched));
+        return Ok(leaf_write(shared, outcome, &touched).map(Planned::Leaf));
     }
     let mut conn = store.lease_pool().acquire().await?;
     let loaded = load_state(
@@ -549,11 +557,11 @@ async fn read_optimistic(
         return Ok(None); // the run ends: the locked path ends it
     }
     let (events, groups) = changed_rows(shared, &mut state, outcome.node, &starts, &touched.groups);
-    Ok(Some(OptimisticWrite {
-        version: Some(version),
+    Ok(Some(Planned::Write(Box::new(OptimisticWrite {
+        version,
         steps: steps - run.steps,
         started,
-        next_task_id: Some(state.next_task_id as i64),
+        next_task_id: state.next_task_id as i64,
         events,
         groups,
         tasks: task_rows(shared, &starts, || true),
@@ -563,7 +571,7 @@ async fn read_optimistic(
         wake: wake_others(0, starts.len(), run.open_tasks - 1 + started),
         hand_off: (hand_off && !starts.is_empty()).then_some(shared.lease),
         touched,
-    }))
+    }))))
 }
 
 /// A leaf's completion (a value, and no group listens to the event: it starts nothing)
@@ -575,8 +583,8 @@ async fn read_optimistic(
 fn leaf_write(
     shared: &WorkerShared,
     outcome: &Outcome<'_>,
-    touched: Touched,
-) -> Option<OptimisticWrite> {
+    touched: &Touched,
+) -> Option<LeafWrite> {
     let graph: &Arc<Graph> = &shared.drive.index.graph;
     let asked: HashSet<NodeId> = touched.asked.iter().copied().collect();
     let mut state = PartialState::new(graph, &[], &[], asked, 0);
@@ -592,19 +600,17 @@ fn leaf_write(
     if dispatched.is_err() || !starts.is_empty() || !state.missed.borrow().is_empty() {
         return None;
     }
-    let (events, groups) = changed_rows(shared, &mut state, outcome.node, &starts, &[]);
-    Some(OptimisticWrite {
-        version: None,
-        steps: 0,
-        started: 0,
-        next_task_id: None,
-        events,
-        groups,
-        tasks: task_rows(shared, &starts, || true),
-        parents: Vec::new(),
-        wake: false,
-        hand_off: None,
-        touched,
+    let (mut events, _) = changed_rows(shared, &mut state, outcome.node, &starts, &[]);
+    let task = outcome.task;
+    Some(LeafWrite {
+        id: task.id,
+        attempt: task.attempt,
+        started_at: task.started_at,
+        outcome: outcome.kind,
+        value: outcome.value.cloned(),
+        event: events.names.pop()?,
+        latest_kind: events.kinds.pop()?,
+        latest_value: events.values.pop()?,
     })
 }
 
@@ -615,35 +621,19 @@ fn leaf_write(
 async fn apply_optimistic(
     shared: &WorkerShared,
     outcome: &Outcome<'_>,
-    mut write: OptimisticWrite,
+    planned: Planned,
 ) -> Result<Option<Option<Claimed>>, DurableError> {
-    if write.version.is_some() {
-        return write_optimistic(shared, outcome, write).await;
+    match planned {
+        Planned::Write(write) => write_optimistic(shared, outcome, *write).await,
+        Planned::Leaf(leaf) => {
+            let store = &shared.drive.store;
+            let applied = shared
+                .leaves
+                .write(store, &shared.name, outcome.task.run, leaf)
+                .await?;
+            Ok(applied.then_some(None))
+        }
     }
-    let task = outcome.task;
-    let (Some(event), Some(latest_kind), Some(latest_value)) = (
-        write.events.names.pop(),
-        write.events.kinds.pop(),
-        write.events.values.pop(),
-    ) else {
-        return Ok(None);
-    };
-    let leaf = LeafWrite {
-        id: task.id,
-        attempt: task.attempt,
-        started_at: task.started_at,
-        outcome: outcome.kind,
-        value: outcome.value.cloned(),
-        event,
-        latest_kind,
-        latest_value,
-    };
-    let store = &shared.drive.store;
-    let applied = shared
-        .leaves
-        .write(store, &shared.name, task.run, leaf)
-        .await?;
-    Ok(applied.then_some(None))
 }
 
 /// The optimistic completion's write: `None` when it did not apply (nothing written),
@@ -664,7 +654,7 @@ async fn write_optimistic(
         .bind(outcome.value)
         .bind(&shared.name)
         .bind(task.started_at)
-        .bind(write.version.as_deref())
+        .bind(&write.version)
         .bind(write.steps)
         .bind(write.started - 1)
         .bind(write.next_task_id)
@@ -687,18 +677,9 @@ async fn write_optimistic(
         .bind(write.hand_off.map(|lease| lease.as_secs_f64() * 1000.0))
         .fetch_one(store.pool())
         .await;
-    let row = match applied {
-        Ok(row) => row,
-        // The claim was taken over while the statement ran: it rolled back (see
-        // `write_optimistic` in `sql.rs`); the locked path finds the claim stale.
-        Err(sqlx::Error::Database(error)) if error.message().contains(TAKEN_OVER) => {
-            return Ok(None)
-        }
-        Err(error) => return Err(error.into()),
-    };
-    if row.try_get::<i32, _>(0)? != 1 {
+    let Some(row) = applied_row(applied)? else {
         return Ok(None);
-    }
+    };
     let handed = match row.try_get::<Option<i64>, _>(2)? {
         Some(id) => {
             let mut tasks = write.tasks;
@@ -755,6 +736,20 @@ pub(crate) async fn optimistic_with_pause(
     match write {
         Some(write) => Ok(apply_optimistic(shared, &outcome, write).await?.is_some()),
         None => Ok(false),
+    }
+}
+
+/// The row of an optimistic statement (`write_optimistic`, `write_leaves`) when it
+/// applied (its first column 1); `None` when it did not (0), or when a claim was taken
+/// over while it ran and it rolled back on purpose (see [`TAKEN_OVER`]): nothing written.
+pub(crate) fn applied_row(
+    result: Result<PgRow, sqlx::Error>,
+) -> Result<Option<PgRow>, DurableError> {
+    match result {
+        Ok(row) if row.try_get::<i32, _>(0)? == 1 => Ok(Some(row)),
+        Ok(_) => Ok(None),
+        Err(sqlx::Error::Database(error)) if error.message().contains(TAKEN_OVER) => Ok(None),
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -13,7 +13,6 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::Row;
 use tokio::sync::oneshot;
 
 use super::error::{DurableError, RunId};
@@ -219,14 +218,5 @@ async fn write_batch(
         .bind(&counts)
         .fetch_one(store.pool())
         .await;
-    match applied {
-        Ok(row) => Ok(row.try_get::<i32, _>(0)? == 1),
-        // A claim of the batch was taken over: the statement rolled back on purpose.
-        Err(sqlx::Error::Database(error))
-            if error.message().contains(super::complete::TAKEN_OVER) =>
-        {
-            Ok(false)
-        }
-        Err(error) => Err(error.into()),
-    }
+    Ok(super::complete::applied_row(applied)?.is_some())
 }

@@ -177,7 +177,7 @@ impl Sql {
             write_optimistic: t("WITH counted AS (
                     UPDATE {s}.runs SET steps = steps + $9, in_flight = in_flight + $10,
                         open_tasks = open_tasks + $10,
-                        next_task_id = coalesce($11, next_task_id)
+                        next_task_id = $11
                     WHERE id = $1 AND status = 'running' AND NOT coalesce(deadline < now(), false)
                       AND max_concurrency IS NULL AND steps + $9 <= max_steps
                       AND open_tasks + $10 > 0
