@@ -105,8 +105,9 @@ pub(crate) trait Host: Send + Sync + 'static {
     fn settle(&self, node: NodeId, caught: Caught) -> Result<ErasedFlow, Error>;
 
     /// The event's body went pending for the first time: keep `waker`, for a cancellation
-    /// to wake it. `false`: the run is over, and the event ends at once.
-    fn register(&self, key: usize, waker: &Waker) -> bool;
+    /// to wake it (in the event's entry, made now if `key` names none: `key` is set to it).
+    /// `false`: the run is over, and the event ends at once.
+    fn register(&self, key: &mut usize, node: NodeId, waker: &Waker) -> bool;
 
     /// The event ended: report it to the run (which starts what follows).
     fn finish(self: Arc<Self>, key: usize, node: NodeId, attempts: u32, result: Attempt);
@@ -250,7 +251,7 @@ impl<B: MakeBody> Future for EventTask<B> {
             // Its body went pending: the first time, it leaves its waker with the host (which
             // sees a run closed before, and the event ends at once).
             if !*this.registered {
-                if !host.register(*this.key, cx.waker()) {
+                if !host.register(this.key, *this.node, cx.waker()) {
                     this.step.set(Step::Done);
                     return Poll::Ready(());
                 }

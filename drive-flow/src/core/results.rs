@@ -40,9 +40,9 @@ pub struct Results {
 }
 
 impl Results {
-    pub(crate) fn new(mut state: RunState, elapsed: Duration) -> Self {
-        let trace = state.take_trace();
-        let (graph, events) = state.into_parts();
+    /// The results of an in-process run whose events are over.
+    pub(crate) fn new(state: &RunState, elapsed: Duration) -> Self {
+        let (graph, events, trace) = state.take_parts();
         Results {
             graph,
             events,

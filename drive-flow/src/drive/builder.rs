@@ -9,7 +9,7 @@ use crate::body::handler::{Body, ErasedHandler, Handler};
 use crate::body::param::ContextNeed;
 use crate::core::error::BuildError;
 use crate::core::event::{Event, EventKey, EventRef, Handle, StaticEvent};
-use crate::core::graph::marks::MarksPool;
+use crate::core::graph::cells::CellsPool;
 use crate::core::graph::{describe_key, resolve_key, Graph, GroupInfo, Node, NodeId, Retrigger};
 use crate::core::options::EventOptions;
 
@@ -461,7 +461,7 @@ impl DriveBuilder {
             member_of,
             static_index,
             needs_anything,
-            marks: MarksPool::default(),
+            cells: CellsPool::default(),
             runs,
         };
         Ok((graph, bodies))

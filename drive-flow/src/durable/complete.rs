@@ -25,10 +25,10 @@ use super::store::PgStore;
 use super::stored::StoredError;
 use super::task_input;
 use super::worker::WorkerShared;
-use crate::core::dispatch::{self, DispatchState, EventRun, GroupRun, Start};
+use crate::core::dispatch::{self, DispatchState, EventRun, GroupRun, Member, Start};
 use crate::core::flow::{AnyValue, ErasedFlow, Flow};
 use crate::core::graph::{Graph, GroupId, NodeId};
-use crate::core::input::Latest;
+use crate::core::input::{Entries, Entry, Latest};
 use crate::Error;
 
 /// The part of a run's dispatch state that one completion touches, loaded from its rows:
@@ -47,7 +47,7 @@ struct PartialState {
     missed: RefCell<Vec<NodeId>>,
 }
 
-impl DispatchState for PartialState {
+impl PartialState {
     fn event_mut(&mut self, node: NodeId) -> &mut EventRun {
         self.events
             .entry(node)
@@ -62,13 +62,61 @@ impl DispatchState for PartialState {
     }
 
     fn group_mut(&mut self, group: GroupId) -> &mut GroupRun {
-        self.groups
-            .entry(group)
-            .or_insert_with(|| GroupRun::new(group))
+        self.groups.entry(group).or_default()
     }
 
     fn delivered_mut(&mut self, slot: u32) -> &mut bool {
         self.delivered.entry(slot).or_insert(false)
+    }
+}
+
+impl DispatchState for PartialState {
+    fn member_completed(
+        &mut self,
+        graph: &Graph,
+        group_id: GroupId,
+        slot: u32,
+        node: NodeId,
+        outcome: &Latest,
+    ) -> Option<Entries> {
+        let group = graph.group(group_id);
+        // The event's outcome is recorded after its groups: `None` means it never completed.
+        let first = self
+            .events
+            .get(&node)
+            .is_none_or(|event| event.latest.is_none());
+        let member = Member {
+            first,
+            was_delivered: std::mem::take(self.delivered_mut(slot)),
+            value: matches!(outcome, Latest::Value(_)),
+        };
+        let state = self.group_mut(group_id);
+        if !dispatch::fires(group, &mut state.ready, &mut state.delivered, member) {
+            return None;
+        }
+        state.fired = true;
+        let entries = graph
+            .members(group)
+            .iter()
+            .map(|&m| Entry {
+                node: m,
+                latest: if m == node {
+                    outcome.clone()
+                } else {
+                    self.latest(m).cloned().unwrap_or(Latest::Abort)
+                },
+            })
+            .collect();
+        for slot in group.slots.clone() {
+            *self.delivered_mut(slot) = true;
+        }
+        Some(Entries::Many(entries))
+    }
+
+    fn record(&mut self, node: NodeId, latest: Latest) {
+        let event = self.event_mut(node);
+        event.latest = Some(latest);
+        event.completions += 1;
     }
 
     fn task_id(&mut self) -> u64 {
@@ -288,8 +336,8 @@ impl Touched {
         let index = &shared.drive.index;
         let graph = &index.graph;
         let mut asked: Vec<NodeId> = vec![node];
-        let groups: Vec<GroupId> = graph.member_of(node).iter().map(|&(g, _)| g).collect();
-        for &group in &groups {
+        let all: Vec<GroupId> = graph.member_of(node).iter().map(|&(g, _)| g).collect();
+        for &group in &all {
             let info = graph.group(group);
             let members = graph.members(info);
             if members.len() <= SMALL_GROUP {
@@ -302,6 +350,11 @@ impl Touched {
         }
         asked.sort_unstable();
         asked.dedup();
+        // A group of one member has no state (it fires on every value): no row.
+        let groups: Vec<GroupId> = all
+            .into_iter()
+            .filter(|&group| graph.group(group).slots.len() > 1)
+            .collect();
         let (listeners, ks) = groups
             .iter()
             .map(|&group| {
@@ -515,7 +568,8 @@ async fn read_optimistic(
     let store = &shared.drive.store;
     let task = outcome.task;
     let touched = Touched::of(shared, outcome.node, outcome.flow);
-    if touched.groups.is_empty() && matches!(outcome.flow, Flow::Value(_)) {
+    let graph: &Arc<Graph> = &shared.drive.index.graph;
+    if graph.member_of(outcome.node).is_empty() && matches!(outcome.flow, Flow::Value(_)) {
         return Ok(leaf_write(shared, outcome, &touched).map(Planned::Leaf));
     }
     let mut conn = store.lease_pool().acquire().await?;

@@ -7,3 +7,4 @@ pub(crate) mod inbox;
 pub(crate) mod mailbox;
 pub(crate) mod runner;
 pub(crate) mod stream;
+pub(crate) mod tasks;

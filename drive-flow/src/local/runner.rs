@@ -16,7 +16,7 @@ use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Poll, Waker};
 // `std`'s clock, not tokio's: with tokio's `test-util` feature on, tokio's reads a shared
@@ -46,6 +46,7 @@ use crate::core::options::EventOptions;
 use crate::core::results::Results;
 use crate::local::mailbox::Mailbox;
 use crate::local::stream::{Cause, EventSender, PathStep, RunEvent, RunEventKind, RunPath};
+use crate::local::tasks::{Task, Tasks, UNTRACKED};
 
 type AnyContext = Arc<dyn Any + Send + Sync>;
 
@@ -357,10 +358,15 @@ impl<E> Invoke<E> {
             otel.status_description = tracing::field::Empty,
             error.r#type = tracing::field::Empty,
         );
-        let mut state = RunState::new(graph.clone());
+        let state = RunState::new(graph.clone());
         let input = state.start_input(self.input);
-        state.trace_mut().start = Some(start);
-        state.trace_mut().timed = self.timed || events.is_some();
+        {
+            let mut trace = state.trace();
+            trace.start = Some(start);
+            trace.timed = self.timed || events.is_some();
+        }
+        let capped = self.max_concurrency != usize::MAX;
+        let watched = events.is_some();
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             graph,
@@ -375,7 +381,7 @@ impl<E> Invoke<E> {
             max_runs: self.max_runs_per_event,
             timeout: self.timeout,
             timed: self.timed || events.is_some(),
-            watched: events.is_some(),
+            watched,
             parent: self.parent,
             path: self.path.map(|mut path| {
                 if let Some(last) = path.last_mut() {
@@ -383,24 +389,25 @@ impl<E> Invoke<E> {
                 }
                 RunPath::from(path)
             }),
-            track_inline: self.timed || events.is_some() || self.timeout.is_some() || mailbox,
+            track: self.timed || watched || self.timeout.is_some() || mailbox,
+            locked: capped || watched || self.inline,
+            state,
+            in_flight: AtomicUsize::new(1),
+            steps: AtomicU64::new(0),
+            tasks: Tasks::default(),
             signal: Signal::default(),
             inline_started: AtomicBool::new(false),
             over: AtomicBool::new(false),
             resume: Notify::new(),
             mailbox: mailbox.then(Mailbox::default),
             inner: Mutex::new(Inner {
-                state: Some(state),
                 running: 0,
                 waiting: 0,
                 resuming: 0,
                 queue: VecDeque::new(),
-                tasks: slab::Slab::new(),
                 inline: Vec::new(),
                 outcome: None,
                 events,
-                steps: 0,
-                scratch: Vec::new(),
                 spawns: Vec::new(),
             }),
         });
@@ -477,13 +484,22 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     {
         let mut inner = shared.lock();
         // A started run may be cancelled before its task first runs: then nothing starts.
-        if !inner.is_over() {
+        if !shared.is_over() {
             let now = shared.timed.then_some(began);
-            if let Err(error) = shared.schedule(&mut inner, start, now) {
+            let mut batch = Vec::new();
+            let lane = if shared.locked {
+                Lane::Locked(&mut inner)
+            } else {
+                Lane::Plain(&mut batch)
+            };
+            if let Err(error) = shared.schedule(lane, start, now) {
                 shared.close(&mut inner, Err(error));
             }
+            shared.unlock(inner); // spawns what the locked lane queued
+            shared.spawn_all(&mut batch); // and what the plain lane did
+        } else {
+            drop(inner);
         }
-        shared.unlock(inner);
     }
     let mut deadline = shared
         .timeout
@@ -537,21 +553,19 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             if timed_out {
                 deadline = None;
                 if inner.outcome.is_none() {
-                    let running = inner
+                    let running = shared
                         .tasks
-                        .iter()
-                        .map(|(_, task)| shared.graph.node(task.node).name.to_string())
+                        .nodes()
+                        .into_iter()
+                        .map(|node| shared.graph.node(node).name.to_string())
                         .collect();
                     let after = shared.timeout.unwrap_or_default();
                     shared.close(&mut inner, Err(Error::RunTimeout { after, running }));
                 }
             }
-            inner
-                .outcome
-                .take()
-                .map(|outcome| (outcome, inner.state.take()))
+            inner.outcome.take()
         };
-        if let Some((outcome, state)) = ended {
+        if let Some(outcome) = ended {
             drop(in_task); // events run inline are cancelled here
             drop(guard); // nothing left to cancel
                          // Cancelled event tasks are not waited for: an aborted task ends at its next
@@ -561,9 +575,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
                          // completions, waits and stream events are ignored (see `Shared::finish`).
             crate::core::telemetry::run_span_ended(&shared.span, &outcome);
             outcome?;
-            return state
-                .map(|state| Results::new(state, began.elapsed()))
-                .ok_or(Error::Cancelled);
+            // Succeeded: no event is in flight any more, nothing writes the state.
+            return Ok(Results::new(&shared.state, began.elapsed()));
         }
     }
 }
@@ -692,6 +705,31 @@ fn check_context(
     Ok(())
 }
 
+thread_local! {
+    /// A spare buffer per thread for the events to spawn, so that taking a batch out of the
+    /// lock, or making one outside it, allocates nothing.
+    static SPARE: Cell<Vec<(usize, Start)>> = const { Cell::new(Vec::new()) };
+    /// Scratch space per thread for what a completion starts, and for a goto's targets.
+    static SCRATCH: Cell<(Vec<Start>, Vec<NodeId>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// A larger spare is freed rather than kept by the thread (a wide fan-out's batch).
+const SPARE_MAX: usize = 256;
+
+/// The thread's spare batch, empty (`try_with`: a thread being torn down has none, and
+/// gets a fresh one).
+fn spare_batch() -> Vec<(usize, Start)> {
+    SPARE.try_with(Cell::take).unwrap_or_default()
+}
+
+/// Keep `batch`, emptied, as the thread's spare.
+fn keep_spare(mut batch: Vec<(usize, Start)>) {
+    batch.clear();
+    if batch.capacity() <= SPARE_MAX {
+        let _ = SPARE.try_with(|spare| spare.set(batch));
+    }
+}
+
 /// Wakes the run's own task: set by [`Shared::close`] and when an event started inline has
 /// to be polled. One waiter, so an [`AtomicWaker`] and a flag are enough.
 #[derive(Default)]
@@ -753,8 +791,23 @@ pub(crate) struct Shared {
     parent: Option<Arc<Shared>>,
     /// For a child workflow: the events that ran it, on every item of its stream.
     path: Option<RunPath>,
-    /// Keep an entry per inline event: the run is watched, timed, has a timeout or a mailbox.
-    track_inline: bool,
+    /// Give every event an entry in `tasks` from its start (else only a spawned event that
+    /// goes pending gets one): the run is watched, timed, has a timeout or a mailbox.
+    track: bool,
+    /// Completions take the run's lock (`inner`): the run is capped (its queue), watched
+    /// (its stream is ordered under the lock) or inline (its events are handed to the run's
+    /// task). Otherwise a completion shares no lock with the others but the cells of its
+    /// event and of the joins it is a member of.
+    locked: bool,
+    /// The dispatch state, shared by the threads that complete events.
+    state: RunState,
+    /// Events triggered and not ended (queued, running or waiting): the run succeeds when
+    /// it falls to 0. A completion that starts one event leaves it alone.
+    in_flight: AtomicUsize,
+    /// Event runs triggered so far (and, for a parent run, by its children).
+    steps: AtomicU64,
+    /// Entries of the events in flight.
+    tasks: Tasks,
     signal: Signal,
     /// Inline events were started since the run's task last took them in. Set only while
     /// the run's task polls its events, or before it first runs: it needs no wake-up.
@@ -769,50 +822,33 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
 }
 
+/// What completions of a [locked](Shared::locked) run, and every run's rarer steps (its
+/// end, waits for outside input), do under the run's lock.
 struct Inner {
-    state: Option<RunState>,
-    /// Events holding a concurrency slot.
+    /// Events holding a concurrency slot (counted in a locked run only).
     running: usize,
-    /// Events waiting for outside input, without a slot (until they get one back).
+    /// Events waiting for outside input, without a slot (until they get one back; counted
+    /// in a locked run only).
     waiting: usize,
     /// Of those, events that got their input and wait for a slot; they go before `queue`.
     resuming: usize,
     queue: VecDeque<Start>,
-    /// Events in flight (running or waiting), each with its task when spawned.
-    tasks: slab::Slab<Task>,
     /// Events to start inside the run's task ([`Invoke::inline`]), with their task keys.
     inline: Vec<(usize, Start)>,
     /// Set once: the run is over, successfully or not.
     outcome: Option<Result<(), Error>>,
     /// The live event stream, while someone watches and the run goes on.
     events: Option<EventSender>,
-    /// Event runs triggered so far.
-    steps: u64,
-    /// Reused buffer for what a completion starts.
-    scratch: Vec<Start>,
     /// Events whose tasks are to be spawned once the lock is released ([`Shared::unlock`]),
     /// with their task keys.
     spawns: Vec<(usize, Start)>,
 }
 
-struct Task {
-    /// The waker of a spawned event that went pending, woken when the run is cancelled
-    /// (an event that never went pending checks [`Shared::over`] at its first poll).
-    waker: Option<Waker>,
-    node: NodeId,
-    task_id: u64,
-    /// `Inbox::recv`s of this call waiting for a value.
-    waits: u32,
-    /// Its slot is given back while it waits for outside input.
-    released: bool,
-    /// When it started (for its time in flight), if the run is [timed](Invoke::timed).
-    began: Option<Instant>,
-}
-
-impl Inner {
-    fn is_over(&self) -> bool {
-        self.state.is_none() || self.outcome.is_some()
-    }
+/// The lane of a step that starts events: under the run's lock (queued for a spawn once it
+/// is released), or outside any lock (into the caller's batch).
+enum Lane<'a> {
+    Locked(&'a mut Inner),
+    Plain(&'a mut Vec<(usize, Start)>),
 }
 
 impl Shared {
@@ -832,123 +868,116 @@ impl Shared {
         }
     }
 
+    /// Whether the run is over (checked without the lock; set under it).
+    fn is_over(&self) -> bool {
+        self.over.load(Ordering::Acquire)
+    }
+
     /// Count a triggered event against the budgets, then start it or queue it.
     /// `now`: the clock, read once by the caller for every event it starts (the start of
     /// their time in flight), if the run is timed.
-    fn schedule(
-        self: &Arc<Self>,
-        inner: &mut Inner,
-        start: Start,
-        now: Option<Instant>,
-    ) -> Result<(), Error> {
-        let Some(state) = inner.state.as_mut() else {
-            return Ok(()); // the run is over: nothing starts
-        };
-        if inner.steps >= self.max_steps {
-            let (node, runs) = state.most_triggered().unwrap_or((start.node, 0));
-            return Err(Error::TooManySteps {
-                limit: self.max_steps,
+    fn schedule(&self, lane: Lane<'_>, start: Start, now: Option<Instant>) -> Result<(), Error> {
+        if self.is_over() {
+            return Ok(()); // nothing starts any more
+        }
+        let too_many_steps = |limit| {
+            let (node, runs) = self.state.most_triggered().unwrap_or((start.node, 0));
+            Error::TooManySteps {
+                limit,
                 event: self.graph.node(node).name.to_string(),
                 runs,
-            });
+            }
+        };
+        if self.steps.fetch_add(1, Ordering::Relaxed) >= self.max_steps {
+            return Err(too_many_steps(self.max_steps));
         }
         if let Some(parent) = &self.parent {
-            if let Err(limit) = parent.charge_step() {
-                let (node, runs) = state.most_triggered().unwrap_or((start.node, 0));
-                return Err(Error::TooManySteps {
-                    limit,
-                    event: self.graph.node(node).name.to_string(),
-                    runs,
-                });
-            }
+            parent.charge_step().map_err(too_many_steps)?;
         }
-        let event = state.event_mut(start.node);
-        if event.triggered >= self.max_runs {
+        let runs = self
+            .state
+            .event(start.node)
+            .triggered
+            .fetch_add(1, Ordering::Relaxed);
+        if runs >= self.max_runs {
             return Err(Error::TooManyRuns {
                 event: self.graph.node(start.node).name.to_string(),
-                runs: event.triggered,
+                runs,
                 limit: self.max_runs,
             });
         }
-        event.triggered += 1;
-        inner.steps += 1;
-        // Queued events go first: under a cap, events start in the order they were triggered.
-        if inner.running + inner.resuming < self.cap && inner.queue.is_empty() {
-            self.spawn(inner, start, now);
-        } else {
-            inner.queue.push_back(start);
+        match lane {
+            // Queued events go first: under a cap, events start in the order they were
+            // triggered.
+            Lane::Locked(inner)
+                if inner.running + inner.resuming >= self.cap || !inner.queue.is_empty() =>
+            {
+                inner.queue.push_back(start);
+            }
+            lane => self.spawn(lane, start, now),
         }
         Ok(())
     }
 
-    fn spawn(self: &Arc<Self>, inner: &mut Inner, start: Start, now: Option<Instant>) {
-        inner.running += 1;
+    /// Start an event: its entry (if the run keeps one from the start), its place in the
+    /// batch to spawn (or among the events the run's task polls).
+    fn spawn(&self, lane: Lane<'_>, start: Start, now: Option<Instant>) {
         let node = start.node;
         let task_id = start.input.task_id;
-        if let Some(events) = &inner.events {
-            let _ = events.send(RunEvent {
-                event: self.graph.node(node).name.clone(),
-                task_id,
-                kind: RunEventKind::Started,
-                cause: Some(Cause {
-                    behavior: start.input.behavior(),
-                    group: Arc::from(start.input.group_name()),
-                    after: (start.cause != 0).then_some(start.cause),
-                }),
-                path: self.path.clone(),
-            });
-        }
-        if self.inline {
-            // Inline events are cancelled by dropping them, so they need an entry only when
-            // something asks about the events in flight.
-            let key = if self.track_inline {
-                inner.tasks.insert(Task {
-                    waker: None,
-                    node,
-                    task_id,
-                    waits: 0,
-                    released: false,
-                    began: now,
-                })
-            } else {
-                UNTRACKED
-            };
-            inner.inline.push((key, start));
-            self.inline_started.store(true, Ordering::Release);
-            return;
-        }
-        // Its entry now (it counts as in flight from here on), its task once the lock is
-        // released: see `unlock`.
-        let key = inner.tasks.insert(Task {
-            waker: None,
-            node,
-            task_id,
-            waits: 0,
-            released: false,
-            began: now,
-        });
-        inner.spawns.push((key, start));
+        let key = if self.track {
+            self.tasks.insert(Task::new(node, task_id, now))
+        } else {
+            UNTRACKED
+        };
+        let batch = match lane {
+            Lane::Plain(batch) => batch,
+            Lane::Locked(inner) => {
+                inner.running += 1;
+                if let Some(events) = &inner.events {
+                    let _ = events.send(RunEvent {
+                        event: self.graph.node(node).name.clone(),
+                        task_id,
+                        kind: RunEventKind::Started,
+                        cause: Some(Cause {
+                            behavior: start.input.behavior(),
+                            group: Arc::from(start.input.group_name()),
+                            after: (start.cause != 0).then_some(start.cause),
+                        }),
+                        path: self.path.clone(),
+                    });
+                }
+                if self.inline {
+                    // Inline events are polled by the run's task, and cancelled by dropping
+                    // them.
+                    inner.inline.push((key, start));
+                    self.inline_started.store(true, Ordering::Release);
+                    return;
+                }
+                &mut inner.spawns
+            }
+        };
+        // It counts as in flight from here on; its task is spawned once the lock, if any,
+        // is released: see `spawn_all`.
+        batch.push((key, start));
     }
 
-    /// Release the lock, then spawn the tasks of the events started under it. A run over
-    /// in the meantime spawns no more: those events were cancelled with it.
+    /// Release the lock, then spawn the tasks of the events started under it.
     fn unlock(self: &Arc<Self>, mut inner: MutexGuard<'_, Inner>) {
         if inner.spawns.is_empty() {
             return;
         }
-        thread_local! {
-            /// A spare buffer per thread, swapped with the run's, so that taking the batch
-            /// out of the lock allocates nothing.
-            static SPARE: Cell<Vec<(usize, Start)>> = const { Cell::new(Vec::new()) };
-        }
-        /// A larger spare is freed rather than kept by the thread (a wide fan-out's batch).
-        const SPARE_MAX: usize = 256;
-        // `try_with`: a thread being torn down has no spare, and gets a fresh buffer.
-        let mut batch = SPARE.try_with(Cell::take).unwrap_or_default();
+        let mut batch = spare_batch();
         std::mem::swap(&mut inner.spawns, &mut batch);
         drop(inner);
+        self.spawn_all(&mut batch);
+        keep_spare(batch);
+    }
+
+    /// Spawn the tasks of `batch`, emptying it. A run over in the meantime spawns no more:
+    /// those events were cancelled with it.
+    fn spawn_all(self: &Arc<Self>, batch: &mut Vec<(usize, Start)>) {
         for (key, start) in batch.drain(..) {
-            if self.over.load(Ordering::Acquire) {
+            if self.is_over() {
                 break; // the rest are dropped with the drain
             }
             // Its body spawns it: the task holds the body's own future, unboxed. Not joined:
@@ -961,13 +990,10 @@ impl Shared {
                 start.input,
             );
         }
-        if batch.capacity() <= SPARE_MAX {
-            let _ = SPARE.try_with(|spare| spare.set(batch));
-        }
     }
 
     /// Give free slots to events back from waiting first, then to queued events.
-    fn fill(self: &Arc<Self>, inner: &mut Inner, now: impl Fn() -> Option<Instant>) {
+    fn fill(&self, inner: &mut Inner, now: impl Fn() -> Option<Instant>) {
         if inner.resuming > 0 {
             let free = self.cap.saturating_sub(inner.running);
             for _ in 0..free.min(inner.resuming) {
@@ -978,7 +1004,7 @@ impl Shared {
             let Some(start) = inner.queue.pop_front() else {
                 break;
             };
-            self.spawn(inner, start, now());
+            self.spawn(Lane::Locked(inner), start, now());
         }
     }
 
@@ -1027,23 +1053,29 @@ impl Shared {
         }
     }
 
-    /// The bookkeeping of [`Host::finish`], under the lock.
+    /// [`Host::finish`]: record how the event ended, dispatch its outcome, start what
+    /// follows, and end the run when nothing is in flight any more. In a run that is not
+    /// [locked](Self::locked), no lock is shared with other completions but the cells of the
+    /// event and of the joins it is a member of (see `core::dispatch`).
     fn complete(
         self: &Arc<Self>,
-        inner: &mut Inner,
         key: usize,
         node: NodeId,
         attempts: u32,
         result: Result<ErasedFlow, Error>,
-        ended: Option<Instant>,
     ) {
-        let task = inner.tasks.try_remove(key);
+        // The one clock read of a timed event: its end, and the start of what it triggers.
+        let ended = self.timed.then(Instant::now);
+        let task = if key == UNTRACKED {
+            None
+        } else {
+            self.tasks.remove(key)
+        };
         // Once the run is over its counts are no longer kept (an event woken from its
         // `Inbox` as the run closed ends without taking its slot back): checked first.
-        if inner.is_over() {
+        if self.is_over() {
             return;
         }
-        inner.running -= 1;
         let (task_id, elapsed, began) = task.map_or((0, Duration::ZERO, None), |task| {
             let elapsed = match (ended, task.began) {
                 (Some(ended), Some(began)) => ended.saturating_duration_since(began),
@@ -1051,11 +1083,14 @@ impl Shared {
             };
             (task.task_id, elapsed, task.began)
         });
-        if let Some(state) = inner.state.as_mut() {
-            state.event_mut(node).record(attempts, elapsed);
-            if let (Some(began), Some(ended)) = (began, ended) {
-                state.trace_mut().timed_run(node, task_id, began, ended);
-            }
+        let cell = self.state.event(node);
+        cell.attempts.fetch_add(attempts, Ordering::Relaxed);
+        if !elapsed.is_zero() {
+            let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            cell.nanos.fetch_add(nanos, Ordering::Relaxed);
+        }
+        if let (Some(began), Some(ended)) = (began, ended) {
+            self.state.trace().timed_run(node, task_id, began, ended);
         }
         let ending = crate::core::telemetry::Ending::of(&result);
         let event = self.graph.node(node);
@@ -1065,45 +1100,84 @@ impl Shared {
             ending,
             self.timed.then_some(elapsed),
         );
+        let mut guard = self.locked.then(|| self.lock());
+        if let Some(inner) = guard.as_deref_mut() {
+            if self.is_over() {
+                return; // closed meanwhile
+            }
+            inner.running -= 1;
+        }
         let flow = match result {
             Ok(flow) => flow,
             Err(error) => {
-                self.emit(inner, node, task_id, || RunEventKind::Failed {
+                let mut inner = guard.unwrap_or_else(|| self.lock());
+                self.emit(&inner, node, task_id, || RunEventKind::Failed {
                     error: error.to_string(),
                 });
-                self.close(inner, Err(error));
+                self.close(&mut inner, Err(error));
                 return;
             }
         };
-        self.emit(inner, node, task_id, || RunEventKind::Finished {
-            outcome: match &flow {
-                Flow::Value(_) => OutcomeKind::Value,
-                Flow::Goto { .. } => OutcomeKind::Goto,
-                Flow::Abort => OutcomeKind::Abort,
-            },
-            elapsed,
-        });
-        let mut starts = std::mem::take(&mut inner.scratch);
-        let completed = match inner.state.as_mut() {
-            Some(state) => state.complete(node, flow, &mut starts),
-            None => Ok(()),
-        };
+        if let Some(inner) = guard.as_deref() {
+            self.emit(inner, node, task_id, || RunEventKind::Finished {
+                outcome: match &flow {
+                    Flow::Value(_) => OutcomeKind::Value,
+                    Flow::Goto { .. } => OutcomeKind::Goto,
+                    Flow::Abort => OutcomeKind::Abort,
+                },
+                elapsed,
+            });
+        }
+        let (mut starts, mut goto_targets) = SCRATCH.try_with(Cell::take).unwrap_or_default();
+        let completed = self
+            .state
+            .complete(node, flow, &mut starts, &mut goto_targets);
+        let count = starts.len();
+        if count > 1 {
+            // Counted before any of them can end; the first takes this event's place.
+            self.in_flight.fetch_add(count - 1, Ordering::Relaxed);
+        }
+        let mut batch = spare_batch();
         let mut scheduled = completed;
         for mut start in starts.drain(..) {
             start.cause = task_id;
             if scheduled.is_ok() {
-                scheduled = self.schedule(inner, start, ended);
+                let lane = match guard.as_deref_mut() {
+                    Some(inner) => Lane::Locked(inner),
+                    None => Lane::Plain(&mut batch),
+                };
+                scheduled = self.schedule(lane, start, ended);
             }
         }
-        inner.scratch = starts;
+        let _ = SCRATCH.try_with(|scratch| scratch.set((starts, goto_targets)));
         if let Err(error) = scheduled {
-            self.close(inner, Err(error));
+            let mut inner = guard.unwrap_or_else(|| self.lock());
+            self.close(&mut inner, Err(error));
             return;
         }
-        self.fill(inner, || ended);
-        if inner.running == 0 && inner.waiting == 0 {
-            self.close(inner, Ok(()));
+        if let Some(inner) = guard.as_deref_mut() {
+            self.fill(inner, || ended);
         }
+        // The last event in flight ended: the run succeeded.
+        let last = count == 0 && self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1;
+        match guard {
+            Some(mut inner) => {
+                if last {
+                    self.close(&mut inner, Ok(()));
+                }
+                self.unlock(inner);
+            }
+            None => {
+                if last {
+                    let mut inner = self.lock();
+                    if !self.is_over() {
+                        self.close(&mut inner, Ok(()));
+                    }
+                }
+                self.spawn_all(&mut batch);
+            }
+        }
+        keep_spare(batch);
     }
 
     /// End the run: cancel every event still in flight, end the event stream, and wake the
@@ -1117,6 +1191,7 @@ impl Shared {
     }
 
     fn cancel_all(&self, inner: &mut Inner) {
+        // First: an event that leaves its waker after the entries are drained sees it.
         self.over.store(true, Ordering::Release);
         inner.queue.clear();
         inner.inline.clear();
@@ -1127,7 +1202,7 @@ impl Shared {
         // A `recv` (of an `Inbox` kept past its event) waiting for a slot goes on, and ends.
         self.resume.notify_waiters();
         let events = inner.events.take();
-        for task in inner.tasks.drain() {
+        for task in self.tasks.drain() {
             if let Some(waker) = task.waker {
                 waker.wake(); // it ends when polled, not waited for: see `drive`
             }
@@ -1146,18 +1221,9 @@ impl Shared {
     /// Cancel the run from outside ([`RunHandle::cancel`]).
     pub(crate) fn cancel(&self) {
         let mut inner = self.lock();
-        if !inner.is_over() {
+        if !self.is_over() {
             self.close(&mut inner, Err(Error::Cancelled));
         }
-    }
-
-    /// The task of a call still in flight (its slab key may have been reused by another
-    /// call once it ended).
-    fn task_mut(inner: &mut Inner, key: usize, task_id: u64) -> Option<&mut Task> {
-        inner
-            .tasks
-            .get_mut(key)
-            .filter(|task| task.task_id == task_id)
     }
 
     /// A call starts waiting for outside input: unless another `recv` of the same call
@@ -1166,18 +1232,21 @@ impl Shared {
         let task_id = call.task_id;
         let mut guard = self.lock();
         let inner = &mut *guard;
-        if inner.is_over() {
+        if self.is_over() {
             return;
         }
-        let Some(task) = Self::task_mut(inner, call.key, task_id) else {
+        let release = self.tasks.with(call.key, task_id, |task| {
+            task.waits += 1;
+            !std::mem::replace(&mut task.released, true)
+        });
+        let Some(release) = release else {
             return; // an `Inbox` kept past the end of its call: no slot to give back
         };
-        task.waits += 1;
-        let release = !std::mem::replace(&mut task.released, true);
         self.emit(inner, call.node, task_id, || RunEventKind::Waiting {
             key: key.to_string(),
         });
-        if release {
+        // Slots are counted in a locked run only (an unlocked one has no cap).
+        if release && self.locked {
             inner.running -= 1;
             inner.waiting += 1;
             self.fill(inner, || self.timed.then(Instant::now));
@@ -1201,31 +1270,35 @@ impl Shared {
     ) -> bool {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        if inner.is_over() {
+        if self.is_over() {
             return true; // the call is being cancelled anyway
         }
-        let cap = self.cap;
-        let running = inner.running;
-        let Some(task) = Self::task_mut(inner, call.key, call.task_id) else {
-            if std::mem::take(registered) {
-                inner.resuming -= 1;
+        let full = self.locked && inner.running >= self.cap;
+        let acquired = self.tasks.with(call.key, call.task_id, |task| {
+            if std::mem::take(waited) {
+                task.waits -= 1;
             }
-            return true;
-        };
-        if std::mem::take(waited) {
-            task.waits -= 1;
-        }
-        let acquire = task.waits == 0 && task.released;
-        if acquire && running >= cap {
-            if !std::mem::replace(registered, true) {
-                inner.resuming += 1;
+            let acquire = task.waits == 0 && task.released;
+            if acquire && full {
+                return None; // no slot free: wait for one
             }
-            return false;
-        }
-        if acquire {
-            task.released = false;
-            inner.running += 1;
-            inner.waiting -= 1;
+            if acquire {
+                task.released = false;
+            }
+            Some(acquire)
+        });
+        match acquired {
+            Some(None) => {
+                if !std::mem::replace(registered, true) {
+                    inner.resuming += 1;
+                }
+                return false;
+            }
+            Some(Some(true)) if self.locked => {
+                inner.running += 1;
+                inner.waiting -= 1;
+            }
+            _ => {}
         }
         if std::mem::take(registered) {
             inner.resuming -= 1;
@@ -1240,19 +1313,19 @@ impl Shared {
     pub(crate) fn abandon_wait(&self, call: CallRef, waited: bool, registered: bool) {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        if inner.is_over() {
+        if self.is_over() {
             return;
         }
         if registered {
             inner.resuming -= 1;
         }
-        let Some(task) = Self::task_mut(inner, call.key, call.task_id) else {
-            return;
-        };
-        if waited {
-            task.waits -= 1;
-        }
-        if task.waits == 0 && std::mem::take(&mut task.released) {
+        let reacquired = self.tasks.with(call.key, call.task_id, |task| {
+            if waited {
+                task.waits -= 1;
+            }
+            task.waits == 0 && std::mem::take(&mut task.released)
+        });
+        if reacquired == Some(true) && self.locked {
             inner.running += 1;
             inner.waiting -= 1;
         }
@@ -1263,14 +1336,8 @@ impl Shared {
     /// Count one event run of a child workflow against this run's budget (and its
     /// parent's, up the chain); `Err(limit)` when the budget is spent.
     fn charge_step(&self) -> Result<(), u64> {
-        {
-            let mut inner = self.lock();
-            if !inner.is_over() {
-                if inner.steps >= self.max_steps {
-                    return Err(self.max_steps);
-                }
-                inner.steps += 1;
-            }
+        if !self.is_over() && self.steps.fetch_add(1, Ordering::Relaxed) >= self.max_steps {
+            return Err(self.max_steps);
         }
         match &self.parent {
             Some(parent) => parent.charge_step(),
@@ -1341,17 +1408,13 @@ impl ChildHost for Shared {
 impl EmitSink for Shared {
     /// Put an emitted value on the stream, between the call's `Started` and its end.
     fn emit_item(&self, key: usize, node: NodeId, task_id: u64, item: Emitted) {
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        if inner.is_over() || Self::task_mut(inner, key, task_id).is_none() {
+        let inner = self.lock();
+        if self.is_over() || self.tasks.with(key, task_id, |_| ()).is_none() {
             return;
         }
-        self.emit(inner, node, task_id, || RunEventKind::Emitted(item));
+        self.emit(&inner, node, task_id, || RunEventKind::Emitted(item));
     }
 }
-
-/// The task key of an inline event without an entry in the run's tasks.
-const UNTRACKED: usize = usize::MAX;
 
 /// What an event's task ([`EventTask`]) asks of its run.
 impl Host for Shared {
@@ -1443,28 +1506,28 @@ impl Host for Shared {
     }
 
     /// The first time a spawned event's body goes pending, its waker goes into its entry
-    /// of the run's tasks, for a cancellation to wake it (under the lock: a run closed
-    /// before is seen here, and the event ends at once). Inline events need none.
-    fn register(&self, key: usize, waker: &Waker) -> bool {
+    /// of the run's tasks (made now if it has none), for a cancellation to wake it: a run
+    /// closed before is seen here, and the event ends at once. Inline events need none.
+    fn register(&self, key: &mut usize, node: NodeId, waker: &Waker) -> bool {
         if self.inline {
             return true;
         }
-        let mut inner = self.lock();
-        if inner.is_over() {
-            return false;
+        if *key != UNTRACKED {
+            return self.tasks.set_waker(*key, &self.over, waker);
         }
-        if let Some(task) = inner.tasks.get_mut(key) {
-            task.waker = Some(waker.clone());
+        let mut task = Task::new(node, 0, None);
+        task.waker = Some(waker.clone());
+        match self.tasks.insert_unless(&self.over, task) {
+            Some(made) => {
+                *key = made;
+                true
+            }
+            None => false,
         }
-        true
     }
 
     fn finish(self: Arc<Self>, key: usize, node: NodeId, attempts: u32, result: Attempt) {
-        // The one clock read of a timed event: its end, and the start of what it triggers.
-        let ended = self.timed.then(Instant::now);
-        let mut guard = self.lock();
-        self.complete(&mut guard, key, node, attempts, result, ended);
-        self.unlock(guard);
+        self.complete(key, node, attempts, result);
     }
 }
 
@@ -1529,7 +1592,7 @@ async fn with_options(
         tracing::warn!(attempt, ?delay, %error, "event attempt failed; retrying");
         {
             let inner = shared.lock();
-            if inner.is_over() {
+            if shared.is_over() {
                 // Cancelled while an attempt blocked its thread (no `.await` to stop at):
                 // no further attempt, and the run ignores what this one returns.
                 return (attempt, Err(error));
@@ -1563,7 +1626,6 @@ struct CancelOnDrop(Arc<Shared>);
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let mut inner = self.0.lock();
-        inner.state = None;
         self.0.cancel_all(&mut inner);
     }
 }

@@ -1,8 +1,8 @@
 //! The graph of a drive, built once and indexed: for every event, the groups it is a member
 //! of, so that finishing an event costs its fan-out and not the size of the registry.
 
+pub(crate) mod cells;
 pub(crate) mod diagram;
-pub(crate) mod marks;
 pub(crate) mod render;
 pub(crate) mod view;
 
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::core::error::BuildError;
 use crate::core::event::{EventKey, StaticEvent};
-use crate::core::graph::marks::MarksPool;
+use crate::core::graph::cells::CellsPool;
 use crate::core::options::EventOptions;
 
 /// Index of an event in its graph.
@@ -102,8 +102,8 @@ pub(crate) struct Graph {
     pub(crate) static_index: HashMap<usize, NodeId>,
     /// Whether any event takes a parameter that is checked before a run (a context, an inbox).
     pub(crate) needs_anything: bool,
-    /// Index buffers kept for later runs (see [`crate::core::graph::marks`]).
-    pub(crate) marks: MarksPool,
+    /// Run state cells kept for later runs (see [`crate::core::graph::cells`]).
+    pub(crate) cells: CellsPool,
     /// (event, start of a child workflow it runs), as declared: drawn in the pictures.
     pub(crate) runs: Vec<(NodeId, NodeId)>,
 }

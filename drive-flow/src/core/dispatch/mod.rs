@@ -1,15 +1,24 @@
 //! The dispatch core: SEMANTICS step 3 in one place. Plain synchronous code, no async:
 //! given the state of a run and "event E finished with outcome O", it says what to start
-//! next. The runner feeds it completions; tests drive it directly.
+//! next. The runners feed it completions; tests drive it directly.
+//!
+//! The rule is written per group ([`fires`]): "the member in this slot completed; does the
+//! group fire?". A group of one member needs no state at all (it fires on every value of its
+//! member); a larger group is updated, and read when it fires, under whatever guards that
+//! one group in the state ([`DispatchState::member_completed`]): the in-process run's
+//! [`RunState`] locks the group alone, so that completions of a run share no lock unless
+//! they meet at a join; the durable runner works over the rows it loaded.
+
+mod run_state;
 
 use std::sync::Arc;
 
+pub(crate) use run_state::RunState;
+
 use crate::core::error::Error;
 use crate::core::flow::{ErasedFlow, Flow};
-use crate::core::graph::marks::Marks;
-use crate::core::graph::{Graph, GroupId, NodeId, Retrigger};
-use crate::core::input::{Behavior, Entries, Entry, EventInput, Latest, Origin, OutcomeKind};
-use crate::core::trace::RunTrace;
+use crate::core::graph::{Graph, GroupId, GroupInfo, NodeId, Retrigger};
+use crate::core::input::{Behavior, Entries, Entry, EventInput, Latest, Origin};
 
 /// An event to start, with its input.
 pub(crate) struct Start {
@@ -21,13 +30,15 @@ pub(crate) struct Start {
     pub(crate) cause: u64,
 }
 
-/// What a run knows of one event it triggered or completed.
+/// What a run knows of one event it triggered or completed: a [`Results`](crate::Results)
+/// entry, and the durable runner's loaded row.
 /// Kept small (48 bytes): a run keeps one per event it touched.
 pub(crate) struct EventRun {
     pub(crate) node: NodeId,
     /// How many times it completed.
     pub(crate) completions: u32,
-    /// How many times it was triggered (for the runner's budgets).
+    /// How many times it was triggered (the durable runner's budgets).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) triggered: u32,
     /// How many attempts it made (runs and retries), recorded by the runner.
     pub(crate) attempts: u32,
@@ -38,39 +49,8 @@ pub(crate) struct EventRun {
 }
 
 impl EventRun {
-    /// Count one more run of `attempts` attempts that was `elapsed` in flight.
-    pub(crate) fn record(&mut self, attempts: u32, elapsed: std::time::Duration) {
-        self.attempts += attempts;
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.nanos = self.nanos.saturating_add(nanos);
-    }
-}
-
-/// What a run knows of one group one of whose members completed.
-pub(crate) struct GroupRun {
-    pub(crate) group: GroupId,
-    /// How many members have completed at least once.
-    pub(crate) ready: u32,
-    /// How many members' latest outcome was already handed to the group's listener.
-    pub(crate) delivered: u32,
-    /// Whether the group ever fired (so some of its slots may be marked delivered).
-    pub(crate) fired: bool,
-}
-
-impl GroupRun {
-    /// The entry of a group none of whose members has completed yet.
-    pub(crate) fn new(group: GroupId) -> Self {
-        GroupRun {
-            group,
-            ready: 0,
-            delivered: 0,
-            fired: false,
-        }
-    }
-}
-
-impl EventRun {
     /// The entry of an event the run has not touched yet.
+    #[cfg(feature = "postgres")]
     pub(crate) fn new(node: NodeId) -> Self {
         EventRun {
             node,
@@ -83,21 +63,77 @@ impl EventRun {
     }
 }
 
-/// What the dispatch core reads and writes of a run: the entries of the events and groups
-/// a completion touches, the delivered mark of each group slot, and task ids. The
-/// in-process runner keeps all of it in memory ([`RunState`]); a durable runner loads the
-/// entries of the groups the finished event is a member of, lets [`complete`] update them,
-/// and writes back what changed. One rule, whatever holds the state.
+/// What the durable runner knows of one group one of whose members completed (a row).
+#[cfg(feature = "postgres")]
+#[derive(Default)]
+pub(crate) struct GroupRun {
+    /// How many members have completed at least once.
+    pub(crate) ready: u32,
+    /// How many members' latest outcome was already handed to the group's listener.
+    pub(crate) delivered: u32,
+    /// Whether the group ever fired (so some of its slots may be marked delivered).
+    pub(crate) fired: bool,
+}
+
+/// One member's completion, as its group sees it.
+#[derive(Clone, Copy)]
+pub(crate) struct Member {
+    /// It is the member's first completion in the run.
+    pub(crate) first: bool,
+    /// Its previous outcome had been handed to the group's listener.
+    pub(crate) was_delivered: bool,
+    /// It completed with a value (not a goto, not an abort).
+    pub(crate) value: bool,
+}
+
+/// SEMANTICS step 3 for one group of more than one member, whose member just completed:
+/// update the group's counts of members `ready` (completed at least once) and `delivered`
+/// (their latest outcome handed to the listener), and say whether the group fires now. If
+/// it does, every member's latest outcome counts as delivered from now on (the caller marks
+/// each slot, and hands the listener every member's latest outcome, in group order).
+pub(crate) fn fires(
+    group: &GroupInfo,
+    ready: &mut u32,
+    delivered: &mut u32,
+    member: Member,
+) -> bool {
+    if member.first {
+        *ready += 1;
+    }
+    if member.was_delivered {
+        *delivered -= 1;
+    }
+    let size = group.slots.len() as u32;
+    if !member.value || *ready < size {
+        return false; // not a value, or some member has not run yet
+    }
+    if group.retrigger == Retrigger::All && *delivered > 0 {
+        return false; // fire again only once every member is fresh
+    }
+    *delivered = size;
+    true
+}
+
+/// What the dispatch core reads and writes of a run. The in-process runner keeps all of it
+/// in memory, shared by the threads that complete events ([`RunState`]); a durable runner
+/// loads the rows of the event and of the groups it is a member of, lets [`complete`]
+/// update them, and writes back what changed. One rule ([`fires`]), whatever holds the
+/// state.
 pub(crate) trait DispatchState {
-    /// The run's entry of `node`, made on first use.
-    fn event_mut(&mut self, node: NodeId) -> &mut EventRun;
-    /// The latest outcome of `node`, if it has completed in this run.
-    fn latest(&self, node: NodeId) -> Option<&Latest>;
-    /// The run's entry of `group`, made on first use.
-    fn group_mut(&mut self, group: GroupId) -> &mut GroupRun;
-    /// Whether the latest outcome of the member in `slot` was handed to the slot's group's
-    /// listener.
-    fn delivered_mut(&mut self, slot: u32) -> &mut bool;
+    /// The member in `slot` of `group` (a group of more than one member), event `node`,
+    /// completed with `outcome` (not recorded yet: [`record`](Self::record) comes after):
+    /// apply [`fires`] to the group, under whatever guards it, and if it fires, give its
+    /// listener's results: every member's latest outcome, in group order.
+    fn member_completed(
+        &mut self,
+        graph: &Graph,
+        group: GroupId,
+        slot: u32,
+        node: NodeId,
+        outcome: &Latest,
+    ) -> Option<Entries>;
+    /// Record `latest` as the latest outcome of `node`, and count its completion.
+    fn record(&mut self, node: NodeId, latest: Latest);
     /// A fresh task id for an event the completion starts.
     fn task_id(&mut self) -> u64;
     /// Count a goto jump from `source` to `target`, for the pictures of the run (a state
@@ -107,180 +143,16 @@ pub(crate) trait DispatchState {
     }
 }
 
-/// The entry `mark` points to (1 + its position in `dense`), made first if `mark` is 0.
-fn dense_entry<'a, T>(
-    mark: &mut u32,
-    dense: &'a mut Vec<T>,
-    make: impl FnOnce() -> T,
-) -> &'a mut T {
-    if *mark == 0 {
-        dense.push(make());
-        *mark = dense.len() as u32;
-    }
-    &mut dense[*mark as usize - 1]
-}
-
-/// The dispatch state of one run. Dense: an entry per event and per group the run touched,
-/// found through the graph's pooled [`Marks`], so that a run costs what it runs whatever
-/// the size of the graph.
-pub(crate) struct RunState {
-    graph: Arc<Graph>,
-    /// Apart from the graph, so that both can be borrowed at once.
-    progress: Progress,
-}
-
-/// Everything a run records, apart from its graph.
-struct Progress {
-    marks: Marks,
-    events: Vec<EventRun>,
-    groups: Vec<GroupRun>,
-    /// Scratch space for the targets of a goto.
-    goto_targets: Vec<NodeId>,
-    next_task_id: u64,
-    /// Goto jumps and, in a timed run, every event run's times: for the run's pictures.
-    trace: RunTrace,
-}
-
-impl RunState {
-    pub(crate) fn new(graph: Arc<Graph>) -> Self {
-        RunState {
-            progress: Progress {
-                marks: graph
-                    .marks
-                    .take(graph.nodes.len(), graph.groups.len(), graph.slots.len()),
-                events: Vec::new(),
-                groups: Vec::new(),
-                goto_targets: Vec::new(),
-                next_task_id: 0,
-                trace: RunTrace::default(),
-            },
-            graph,
-        }
-    }
-
-    /// The run's entry of `node`, made on first use.
-    pub(crate) fn event_mut(&mut self, node: NodeId) -> &mut EventRun {
-        self.progress.event_mut(node)
-    }
-
-    /// The event triggered most often so far, with that count (ties: the last registered).
-    pub(crate) fn most_triggered(&self) -> Option<(NodeId, u32)> {
-        self.progress
-            .events
-            .iter()
-            .filter(|event| event.triggered > 0)
-            .max_by_key(|event| (event.triggered, event.node))
-            .map(|event| (event.node, event.triggered))
-    }
-
-    /// What the run records for its pictures.
-    pub(crate) fn trace_mut(&mut self) -> &mut RunTrace {
-        &mut self.progress.trace
-    }
-
-    /// Take what the run recorded for its pictures.
-    pub(crate) fn take_trace(&mut self) -> RunTrace {
-        std::mem::take(&mut self.progress.trace)
-    }
-}
-
-impl DispatchState for Progress {
-    fn event_mut(&mut self, node: NodeId) -> &mut EventRun {
-        dense_entry(
-            &mut self.marks.node[node as usize],
-            &mut self.events,
-            || EventRun::new(node),
-        )
-    }
-
-    fn latest(&self, node: NodeId) -> Option<&Latest> {
-        match self.marks.node[node as usize] {
-            0 => None,
-            mark => self.events[mark as usize - 1].latest.as_ref(),
-        }
-    }
-
-    fn group_mut(&mut self, group: GroupId) -> &mut GroupRun {
-        dense_entry(
-            &mut self.marks.group[group as usize],
-            &mut self.groups,
-            || GroupRun::new(group),
-        )
-    }
-
-    fn delivered_mut(&mut self, slot: u32) -> &mut bool {
-        &mut self.marks.delivered[slot as usize]
-    }
-
-    fn task_id(&mut self) -> u64 {
-        self.next_task_id += 1;
-        self.next_task_id
-    }
-
-    fn goto_jumped(&mut self, source: NodeId, target: NodeId) {
-        self.trace.goto(source, target);
-    }
-}
-
-impl RunState {
-    #[cfg(test)]
-    pub(crate) fn graph(&self) -> &Arc<Graph> {
-        &self.graph
-    }
-
-    /// The input of the run's start event, with the graph attached and a task id.
-    pub(crate) fn start_input(&mut self, mut input: EventInput) -> EventInput {
-        input.graph = Some(self.graph.clone());
-        input.task_id = self.progress.task_id();
-        input
-    }
-
-    /// Record that `node` finished with `flow`, and push onto `starts` what runs next,
-    /// listeners in registration order (see [`complete`]).
-    pub(crate) fn complete(
-        &mut self,
-        node: NodeId,
-        flow: ErasedFlow,
-        starts: &mut Vec<Start>,
-    ) -> Result<(), Error> {
-        let mut goto_targets = std::mem::take(&mut self.progress.goto_targets);
-        let result = complete(
-            &self.graph,
-            &mut self.progress,
-            &mut goto_targets,
-            node,
-            flow,
-            starts,
-        );
-        self.progress.goto_targets = goto_targets;
-        result
-    }
-
-    /// The final state: the graph, and an entry for every event the run touched, in the
-    /// order of their ids.
-    pub(crate) fn into_parts(mut self) -> (Arc<Graph>, Vec<EventRun>) {
-        let progress = &mut self.progress;
-        let mut events = std::mem::take(&mut progress.events);
-        // Often sorted already (events are touched in dependency order, and builders number
-        // them in that order); in place, no scratch memory.
-        events.sort_unstable_by_key(|event| event.node);
-        for event in &events {
-            progress.marks.node[event.node as usize] = 0;
-        }
-        (self.graph.clone(), events)
-    }
-}
-
-/// SEMANTICS step 3: record in `progress` that `node` finished with `flow`, and push onto
+/// SEMANTICS step 3: record in `state` that `node` finished with `flow`, and push onto
 /// `starts` what runs next, listeners in registration order. `goto_targets` is scratch
 /// space, reused from one goto to the next so that a goto allocates nothing here.
 ///
 /// # Errors
 /// [`Error::UnknownEvent`] when a goto names an event outside the graph; nothing is
-/// started then.
+/// started or recorded then.
 pub(crate) fn complete<S: DispatchState>(
     graph: &Arc<Graph>,
-    progress: &mut S,
+    state: &mut S,
     goto_targets: &mut Vec<NodeId>,
     node: NodeId,
     flow: ErasedFlow,
@@ -303,120 +175,63 @@ pub(crate) fn complete<S: DispatchState>(
         Flow::Goto { payload, .. } => Latest::Goto(payload),
         Flow::Abort => Latest::Abort,
     };
-    // The latest outcome moves into the run's state; only a goto's payload is shared
-    // further (its reference count is touched once per target, a value's not at all).
-    let kind = latest.kind();
-    let goto_payload = match &latest {
-        Latest::Goto(payload) => Some(payload.clone()),
-        _ => None,
-    };
-    let event = progress.event_mut(node);
-    let first = event.latest.is_none();
-    event.latest = Some(latest);
-    event.completions += 1;
-    for &(group, slot) in graph.member_of(node) {
-        let was_delivered = std::mem::take(progress.delivered_mut(slot));
-        let state = progress.group_mut(group);
-        if first {
-            state.ready += 1;
-        }
-        if was_delivered {
-            state.delivered -= 1;
+    for &(group_id, slot) in graph.member_of(node) {
+        let group = graph.group(group_id);
+        let entries = if group.slots.len() == 1 {
+            // One member: it fires on every value, and needs no state.
+            match &latest {
+                Latest::Value(value) => Some(Entries::One(Entry {
+                    node,
+                    latest: Latest::Value(value.clone()),
+                })),
+                _ => None,
+            }
+        } else {
+            state.member_completed(graph, group_id, slot, node, &latest)
+        };
+        if let Some(entries) = entries {
+            let input = EventInput {
+                graph: Some(graph.clone()),
+                origin: Origin::Group(group_id),
+                behavior: Behavior::Dispatch,
+                entries,
+                user: None,
+                task_id: state.task_id(),
+                run: 0,
+            };
+            starts.push(Start {
+                node: group.listener,
+                input,
+                cause: 0,
+            });
         }
     }
-
-    match (kind, goto_payload) {
-        (OutcomeKind::Abort, _) => {}
-        (OutcomeKind::Goto, Some(payload)) => {
-            for &target in goto_targets.iter() {
-                progress.goto_jumped(node, target);
-                let input = EventInput {
-                    graph: Some(graph.clone()),
-                    origin: Origin::Goto,
-                    behavior: Behavior::Goto,
-                    entries: Entries::One(Entry {
-                        node,
-                        latest: Latest::Value(payload.clone()),
-                    }),
-                    user: None,
-                    task_id: progress.task_id(),
-                    run: 0,
-                };
-                starts.push(Start {
-                    node: target,
-                    input,
-                    cause: 0,
-                });
-            }
-        }
-        (OutcomeKind::Goto, None) => {}
-        (OutcomeKind::Value, _) => {
-            for &(group_id, _) in graph.member_of(node) {
-                let group = graph.group(group_id);
-                let size = group.slots.len() as u32;
-                let state = progress.group_mut(group_id);
-                if state.ready < size {
-                    continue; // some member has not run yet
-                }
-                if group.retrigger == Retrigger::All && state.delivered > 0 {
-                    continue; // fire again only once every member is fresh
-                }
-                state.fired = true;
-                let members = graph.members(group);
-                // Every member has completed (checked above), so each has a latest
-                // outcome; an exact-size iterator lets the Arc be allocated once.
-                let entry = |m: NodeId| Entry {
-                    node: m,
-                    latest: progress.latest(m).cloned().unwrap_or(Latest::Abort),
-                };
-                let entries = match *members {
-                    [only] => Entries::One(entry(only)),
-                    _ => Entries::Many(members.iter().map(|&m| entry(m)).collect()),
-                };
-                let mut newly_delivered = 0;
-                for slot in group.slots.clone() {
-                    if !std::mem::replace(progress.delivered_mut(slot), true) {
-                        newly_delivered += 1;
-                    }
-                }
-                progress.group_mut(group_id).delivered += newly_delivered;
-                let input = EventInput {
-                    graph: Some(graph.clone()),
-                    origin: Origin::Group(group_id),
-                    behavior: Behavior::Dispatch,
-                    entries,
-                    user: None,
-                    task_id: progress.task_id(),
-                    run: 0,
-                };
-                starts.push(Start {
-                    node: group.listener,
-                    input,
-                    cause: 0,
-                });
-            }
+    if let Latest::Goto(payload) = &latest {
+        for &target in goto_targets.iter() {
+            state.goto_jumped(node, target);
+            let input = EventInput {
+                graph: Some(graph.clone()),
+                origin: Origin::Goto,
+                behavior: Behavior::Goto,
+                entries: Entries::One(Entry {
+                    node,
+                    latest: Latest::Value(payload.clone()),
+                }),
+                user: None,
+                task_id: state.task_id(),
+                run: 0,
+            };
+            starts.push(Start {
+                node: target,
+                input,
+                cause: 0,
+            });
         }
     }
+    // The latest outcome moves into the state last: only a goto's payload and the values
+    // handed to listeners were shared.
+    state.record(node, latest);
     Ok(())
-}
-
-impl Drop for RunState {
-    /// Reset the entries this run set and give the buffers back to the graph.
-    fn drop(&mut self) {
-        let progress = &mut self.progress;
-        let marks = &mut progress.marks;
-        for event in &progress.events {
-            marks.node[event.node as usize] = 0;
-        }
-        for state in &progress.groups {
-            marks.group[state.group as usize] = 0;
-            if state.fired {
-                let range = self.graph.group(state.group).slots.clone();
-                marks.delivered[range.start as usize..range.end as usize].fill(false);
-            }
-        }
-        self.graph.marks.give_back(std::mem::take(marks));
-    }
 }
 
 #[cfg(test)]
@@ -498,7 +313,9 @@ mod tests {
 
         fn complete(&mut self, event: Handle<i32>, flow: Flow<i32>) -> Result<Vec<Started>, Error> {
             let mut starts = Vec::new();
-            let result = self.state.complete(event.node, erase(flow), &mut starts);
+            let result = self
+                .state
+                .complete(event.node, erase(flow), &mut starts, &mut Vec::new());
             let started = self.describe(starts);
             result.map(|()| started)
         }
@@ -543,7 +360,7 @@ mod tests {
 
         /// Completions per event, in definition order.
         fn counts(self) -> Vec<u32> {
-            let (graph, events) = self.state.into_parts();
+            let (graph, events, _) = self.state.take_parts();
             let mut counts = vec![0; graph.nodes.len()];
             for event in events {
                 counts[event.node as usize] = event.completions;

@@ -1,0 +1,201 @@
+//! [`RunState`]: the dispatch state of one in-process run, shared by the threads that
+//! complete its events without a run-wide lock (see [`cells`](crate::core::graph::cells)).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{complete, fires, DispatchState, EventRun, Member, Start};
+use crate::core::error::Error;
+use crate::core::flow::ErasedFlow;
+use crate::core::graph::cells::{Cells, NodeCell, SlotState};
+use crate::core::graph::{Graph, GroupId, NodeId};
+use crate::core::input::{Entries, Entry, EventInput, Latest};
+use crate::core::lock::lock;
+use crate::core::trace::RunTrace;
+
+/// The dispatch state of one run: a cell per event and per group, taken from the graph's
+/// pool, so that a run costs what it touches whatever the size of the graph. Every method
+/// takes `&self`: completions on different threads update it at once, meeting only at
+/// the cells they share (an event, a join).
+pub(crate) struct RunState {
+    graph: Arc<Graph>,
+    /// `None` only while it is given back, in `drop`.
+    cells: Option<Box<Cells>>,
+    next_task_id: AtomicU64,
+    /// Goto jumps and, in a timed run, every event run's times: for the run's pictures.
+    /// Locked once per goto jump (a loop's events run one after another) and per event of
+    /// a timed run only.
+    trace: Mutex<RunTrace>,
+}
+
+impl RunState {
+    pub(crate) fn new(graph: Arc<Graph>) -> Self {
+        let cells = graph.cells.take(graph.nodes.len(), graph.groups.len());
+        RunState {
+            graph,
+            cells: Some(cells),
+            next_task_id: AtomicU64::new(0),
+            trace: Mutex::new(RunTrace::default()),
+        }
+    }
+
+    fn cells(&self) -> &Cells {
+        // Always `Some` outside `drop`.
+        self.cells.as_deref().unwrap_or_else(|| unreachable!())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn graph(&self) -> &Arc<Graph> {
+        &self.graph
+    }
+
+    /// The cell of `node` (its counts and latest outcome), listed as touched by the run.
+    pub(crate) fn event(&self, node: NodeId) -> &NodeCell {
+        self.cells().node(node)
+    }
+
+    /// The event triggered most often so far, with that count (ties: the last registered).
+    pub(crate) fn most_triggered(&self) -> Option<(NodeId, u32)> {
+        let cells = self.cells();
+        cells
+            .touched_nodes()
+            .map(|node| (cells.node(node).triggered.load(Ordering::Relaxed), node))
+            .filter(|&(triggered, _)| triggered > 0)
+            .max()
+            .map(|(triggered, node)| (node, triggered))
+    }
+
+    /// What the run records for its pictures.
+    pub(crate) fn trace(&self) -> MutexGuard<'_, RunTrace> {
+        lock(&self.trace)
+    }
+
+    /// The input of the run's start event, with the graph attached and a task id.
+    pub(crate) fn start_input(&self, mut input: EventInput) -> EventInput {
+        input.graph = Some(self.graph.clone());
+        input.task_id = self.next_task_id.fetch_add(1, Ordering::Relaxed) + 1;
+        input
+    }
+
+    /// Record that `node` finished with `flow`, and push onto `starts` what runs next,
+    /// listeners in registration order (see [`complete`]). `goto_targets`: scratch space.
+    pub(crate) fn complete(
+        &self,
+        node: NodeId,
+        flow: ErasedFlow,
+        starts: &mut Vec<Start>,
+        goto_targets: &mut Vec<NodeId>,
+    ) -> Result<(), Error> {
+        complete(
+            &self.graph,
+            &mut Shared(self),
+            goto_targets,
+            node,
+            flow,
+            starts,
+        )
+    }
+
+    /// What the run recorded, once its events are over (nothing completes any more): the
+    /// graph, an entry for every event the run touched in the order of their ids (their
+    /// latest outcomes moved out), and the trace.
+    pub(crate) fn take_parts(&self) -> (Arc<Graph>, Vec<EventRun>, RunTrace) {
+        let cells = self.cells();
+        let mut events: Vec<EventRun> = cells
+            .touched_nodes()
+            .map(|node| {
+                let cell = cells.node(node);
+                EventRun {
+                    node,
+                    completions: cell.completions.load(Ordering::Acquire),
+                    triggered: cell.triggered.load(Ordering::Acquire),
+                    attempts: cell.attempts.load(Ordering::Acquire),
+                    nanos: cell.nanos.load(Ordering::Acquire),
+                    latest: lock(&cell.latest).take(),
+                }
+            })
+            .collect();
+        // Often sorted already (events are touched in dependency order, and builders number
+        // them in that order); in place, no scratch memory.
+        events.sort_unstable_by_key(|event| event.node);
+        let trace = std::mem::take(&mut *self.trace());
+        (self.graph.clone(), events, trace)
+    }
+}
+
+impl Drop for RunState {
+    /// Give the cells back to the graph (which resets what this run touched).
+    fn drop(&mut self) {
+        if let Some(cells) = self.cells.take() {
+            self.graph.cells.give_back(cells);
+        }
+    }
+}
+
+/// The state seen by one completion.
+struct Shared<'a>(&'a RunState);
+
+impl DispatchState for Shared<'_> {
+    fn member_completed(
+        &mut self,
+        graph: &Graph,
+        group_id: GroupId,
+        slot: u32,
+        _node: NodeId,
+        outcome: &Latest,
+    ) -> Option<Entries> {
+        let group = graph.group(group_id);
+        let cell = self.0.cells().group(group_id);
+        let mut guard = lock(&cell.state);
+        let state = &mut *guard;
+        if state.slots.is_empty() {
+            state
+                .slots
+                .resize_with(group.slots.len(), SlotState::default);
+        }
+        let at = (slot - group.slots.start) as usize;
+        let own = &mut state.slots[at];
+        // The member's first completion as this group sees them (the group's lock orders
+        // the completions of its members).
+        let member = Member {
+            first: own.latest.is_none(),
+            was_delivered: std::mem::take(&mut own.delivered),
+            value: matches!(outcome, Latest::Value(_)),
+        };
+        own.latest = Some(outcome.clone());
+        if !fires(group, &mut state.ready, &mut state.delivered, member) {
+            return None;
+        }
+        let members = graph.members(group);
+        // Every member has completed, so each has a latest outcome; an exact-size iterator
+        // lets the `Arc` be allocated once.
+        let entries = state
+            .slots
+            .iter_mut()
+            .zip(members)
+            .map(|(slot, &node)| {
+                slot.delivered = true;
+                Entry {
+                    node,
+                    latest: slot.latest.clone().unwrap_or(Latest::Abort),
+                }
+            })
+            .collect();
+        Some(Entries::Many(entries))
+    }
+
+    fn record(&mut self, node: NodeId, latest: Latest) {
+        let cell = self.0.event(node);
+        let previous = std::mem::replace(&mut *lock(&cell.latest), Some(latest));
+        cell.completions.fetch_add(1, Ordering::Relaxed);
+        drop(previous); // outside the lock: it may be the last reference to a large value
+    }
+
+    fn task_id(&mut self) -> u64 {
+        self.0.next_task_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn goto_jumped(&mut self, source: NodeId, target: NodeId) {
+        self.0.trace().goto(source, target);
+    }
+}

@@ -1,0 +1,227 @@
+//! Per-run state cells, sized by the graph, kept by the graph between runs.
+//!
+//! The threads that complete a run's events share its state without a run-wide lock: each
+//! event has its own cell (its latest outcome behind a lock of its own, its counts as
+//! atomics), and each group of more than one member has its own (its counters, and each
+//! member's latest outcome and delivered mark, behind the group's lock). Two completions
+//! meet only where the graph makes them meet: at an event they both are, or at a join they
+//! are both members of.
+//!
+//! A run should cost what it touches, not the size of the graph: a 10-event run in a drive
+//! of 100 000 events must not allocate and reset 100 000 cells. So the cells are taken from
+//! the graph's pool when a run starts and given back when it ends, with only the cells the
+//! run touched reset; each touched cell is listed (in the order first touched) the first
+//! time it is touched, by one atomic increment of the list's length.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::core::input::Latest;
+use crate::core::lock::lock;
+
+/// How many sets of cells a graph keeps for later runs; more concurrent runs allocate
+/// their own and drop them at the end.
+const POOL_LIMIT: usize = 16;
+
+/// Graphs up to this many nodes and groups have their cells checked when given back, in
+/// debug builds.
+const CHECK_UP_TO: usize = 1 << 16;
+
+/// What a run knows of one event.
+#[derive(Default)]
+pub(crate) struct NodeCell {
+    /// Its latest outcome, once it has completed in this run.
+    pub(crate) latest: Mutex<Option<Latest>>,
+    /// How many times it completed.
+    pub(crate) completions: AtomicU32,
+    /// How many times it was triggered (for the runner's budgets).
+    pub(crate) triggered: AtomicU32,
+    /// How many attempts it made (runs and retries), recorded by the runner.
+    pub(crate) attempts: AtomicU32,
+    /// Its total time in flight in nanoseconds, recorded by the runner for a timed run.
+    pub(crate) nanos: AtomicU64,
+    touched: AtomicBool,
+}
+
+/// What a run knows of one group of more than one member, behind the group's lock.
+#[derive(Default)]
+pub(crate) struct GroupState {
+    /// How many members have completed at least once.
+    pub(crate) ready: u32,
+    /// How many members' latest outcome was already handed to the group's listener.
+    pub(crate) delivered: u32,
+    /// Per member, in group order: its latest outcome and whether it was delivered. Empty
+    /// until a member first completes (then one entry per member, kept across runs).
+    pub(crate) slots: Vec<SlotState>,
+}
+
+/// One member of a group, as the group saw it last.
+#[derive(Default)]
+pub(crate) struct SlotState {
+    /// The member's latest outcome, as the group saw it.
+    pub(crate) latest: Option<Latest>,
+    /// Whether that outcome was handed to the group's listener.
+    pub(crate) delivered: bool,
+}
+
+/// One group's cell.
+#[derive(Default)]
+pub(crate) struct GroupCell {
+    pub(crate) state: Mutex<GroupState>,
+    touched: AtomicBool,
+}
+
+/// A list that threads append to, each index once: the cells a run touched.
+struct Touched {
+    ids: Box<[AtomicU32]>,
+    len: AtomicUsize,
+}
+
+impl Touched {
+    fn new(capacity: usize) -> Self {
+        Touched {
+            ids: (0..capacity).map(|_| AtomicU32::new(0)).collect(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// List `id` if `flag` says it is not listed yet (each id is listed at most once, so
+    /// the list never outgrows its capacity, the number of ids).
+    fn touch(&self, flag: &AtomicBool, id: u32) {
+        if !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::AcqRel) {
+            let at = self.len.fetch_add(1, Ordering::AcqRel);
+            if let Some(slot) = self.ids.get(at) {
+                slot.store(id, Ordering::Release);
+            }
+        }
+    }
+
+    /// The ids listed so far, in the order they were first touched. Read once the run's
+    /// completions are over (the runner's count of events in flight orders them before).
+    fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        let len = self.len.load(Ordering::Acquire).min(self.ids.len());
+        self.ids[..len].iter().map(|id| id.load(Ordering::Acquire))
+    }
+
+    fn clear(&mut self) {
+        *self.len.get_mut() = 0;
+    }
+}
+
+/// One run's cells: one per event and per group of the graph, untouched (every outcome
+/// `None`, every count 0) while in the pool.
+pub(crate) struct Cells {
+    nodes: Box<[NodeCell]>,
+    groups: Box<[GroupCell]>,
+    touched_nodes: Touched,
+    touched_groups: Touched,
+}
+
+impl Cells {
+    fn new(nodes: usize, groups: usize) -> Self {
+        Cells {
+            nodes: (0..nodes).map(|_| NodeCell::default()).collect(),
+            groups: (0..groups).map(|_| GroupCell::default()).collect(),
+            touched_nodes: Touched::new(nodes),
+            touched_groups: Touched::new(groups),
+        }
+    }
+
+    /// The cell of event `node`, listed as touched.
+    pub(crate) fn node(&self, node: u32) -> &NodeCell {
+        let cell = &self.nodes[node as usize];
+        self.touched_nodes.touch(&cell.touched, node);
+        cell
+    }
+
+    /// The cell of group `group`, listed as touched.
+    pub(crate) fn group(&self, group: u32) -> &GroupCell {
+        let cell = &self.groups[group as usize];
+        self.touched_groups.touch(&cell.touched, group);
+        cell
+    }
+
+    /// The events the run touched, in the order it first touched them.
+    pub(crate) fn touched_nodes(&self) -> impl Iterator<Item = u32> + '_ {
+        self.touched_nodes.ids()
+    }
+
+    /// Reset every cell the run touched (dropping the outcomes it holds).
+    fn reset(&mut self) {
+        for at in 0..(*self.touched_nodes.len.get_mut()).min(self.nodes.len()) {
+            let node = *self.touched_nodes.ids[at].get_mut() as usize;
+            if let Some(cell) = self.nodes.get_mut(node) {
+                *cell = NodeCell::default();
+            }
+        }
+        for at in 0..(*self.touched_groups.len.get_mut()).min(self.groups.len()) {
+            let group = *self.touched_groups.ids[at].get_mut() as usize;
+            if let Some(cell) = self.groups.get_mut(group) {
+                *cell.touched.get_mut() = false;
+                let state = cell
+                    .state
+                    .get_mut()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                state.ready = 0;
+                state.delivered = 0;
+                // The slots stay allocated, for the next run to reuse.
+                for slot in &mut state.slots {
+                    *slot = SlotState::default();
+                }
+            }
+        }
+        self.touched_nodes.clear();
+        self.touched_groups.clear();
+    }
+
+    /// Whether every cell is untouched (the pool's invariant).
+    fn is_clean(&mut self) -> bool {
+        self.nodes.iter_mut().all(|cell| {
+            !*cell.touched.get_mut()
+                && cell
+                    .latest
+                    .get_mut()
+                    .map_or(true, |latest| latest.is_none())
+                && *cell.completions.get_mut() == 0
+                && *cell.triggered.get_mut() == 0
+        }) && self.groups.iter_mut().all(|cell| {
+            !*cell.touched.get_mut()
+                && cell.state.get_mut().map_or(true, |state| {
+                    state.ready == 0
+                        && state.delivered == 0
+                        && state
+                            .slots
+                            .iter()
+                            .all(|slot| slot.latest.is_none() && !slot.delivered)
+                })
+        })
+    }
+}
+
+/// The graph's spare [`Cells`].
+#[derive(Default)]
+pub(crate) struct CellsPool {
+    spare: Mutex<Vec<Box<Cells>>>,
+}
+
+impl CellsPool {
+    /// Cells for a run over a graph of this shape, untouched: reused if one set is spare.
+    pub(crate) fn take(&self, nodes: usize, groups: usize) -> Box<Cells> {
+        let spare = lock(&self.spare).pop();
+        spare.unwrap_or_else(|| Box::new(Cells::new(nodes, groups)))
+    }
+
+    /// Reset what `cells`' run touched, and keep them for a later run.
+    pub(crate) fn give_back(&self, mut cells: Box<Cells>) {
+        cells.reset();
+        // A full check costs the size of the graph: debug builds make it for graphs of the
+        // size of tests, not for large ones where it would dominate every run.
+        if cfg!(debug_assertions) && cells.nodes.len() + cells.groups.len() <= CHECK_UP_TO {
+            assert!(cells.is_clean(), "a run left a cell touched");
+        }
+        let mut spare = lock(&self.spare);
+        if spare.len() < POOL_LIMIT {
+            spare.push(cells);
+        }
+    }
+}
