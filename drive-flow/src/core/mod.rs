@@ -11,5 +11,6 @@ pub(crate) mod input;
 pub(crate) mod lock;
 pub(crate) mod options;
 pub(crate) mod results;
+pub(crate) mod shard;
 pub(crate) mod telemetry;
 pub(crate) mod trace;

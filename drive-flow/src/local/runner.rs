@@ -393,7 +393,7 @@ impl<E> Invoke<E> {
             locked: capped || watched || self.inline,
             state,
             in_flight: AtomicUsize::new(1),
-            steps: AtomicU64::new(0),
+            child_steps: AtomicU64::new(0),
             tasks: Tasks::default(),
             signal: Signal::default(),
             inline_started: AtomicBool::new(false),
@@ -410,6 +410,8 @@ impl<E> Invoke<E> {
                 events,
                 spawns: Vec::new(),
             }),
+            #[cfg(test)]
+            locked_times: AtomicUsize::new(0),
         });
         Ok((
             shared,
@@ -804,8 +806,9 @@ pub(crate) struct Shared {
     /// Events triggered and not ended (queued, running or waiting): the run succeeds when
     /// it falls to 0. A completion that starts one event leaves it alone.
     in_flight: AtomicUsize,
-    /// Event runs triggered so far (and, for a parent run, by its children).
-    steps: AtomicU64,
+    /// Event runs triggered by this run's child workflows (its own are its task ids), charged
+    /// to its budget.
+    child_steps: AtomicU64,
     /// Entries of the events in flight.
     tasks: Tasks,
     signal: Signal,
@@ -820,6 +823,9 @@ pub(crate) struct Shared {
     /// Values sent from outside; only runs with a [`RunHandle`] have one.
     pub(crate) mailbox: Option<Mailbox>,
     inner: Mutex<Inner>,
+    /// How many times the run's lock was taken (tests).
+    #[cfg(test)]
+    locked_times: AtomicUsize,
 }
 
 /// What completions of a [locked](Shared::locked) run, and every run's rarer steps (its
@@ -853,6 +859,8 @@ enum Lane<'a> {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
+        #[cfg(test)]
+        self.locked_times.fetch_add(1, Ordering::Relaxed);
         crate::core::lock::lock(&self.inner)
     }
 
@@ -888,7 +896,10 @@ impl Shared {
                 runs,
             }
         };
-        if self.steps.fetch_add(1, Ordering::Relaxed) >= self.max_steps {
+        // Its task id is its step: the run's starts are numbered as they are triggered (one
+        // counter shared by completions, not two).
+        let step = start.input.task_id;
+        if step.saturating_add(self.child_steps.load(Ordering::Relaxed)) > self.max_steps {
             return Err(too_many_steps(self.max_steps));
         }
         if let Some(parent) = &self.parent {
@@ -1336,8 +1347,11 @@ impl Shared {
     /// Count one event run of a child workflow against this run's budget (and its
     /// parent's, up the chain); `Err(limit)` when the budget is spent.
     fn charge_step(&self) -> Result<(), u64> {
-        if !self.is_over() && self.steps.fetch_add(1, Ordering::Relaxed) >= self.max_steps {
-            return Err(self.max_steps);
+        if !self.is_over() {
+            let charged = self.child_steps.fetch_add(1, Ordering::Relaxed) + 1;
+            if charged.saturating_add(self.state.triggered()) > self.max_steps {
+                return Err(self.max_steps);
+            }
         }
         match &self.parent {
             Some(parent) => parent.charge_step(),
@@ -1627,5 +1641,69 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let mut inner = self.0.lock();
         self.0.cancel_all(&mut inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What completions share: in a run that is not locked, none of them takes the run's
+    //! lock; in a capped run, each does.
+
+    use std::sync::atomic::Ordering;
+
+    use super::{drive, Invoke};
+    use crate::core::event::Handle;
+    use crate::core::flow::Flow;
+    use crate::core::results::Results;
+    use crate::drive::builder::{DriveBuilder, Group};
+
+    /// A chain of `n` events after `start`, then a fan-out of `n` branches into a join.
+    fn graph(n: usize) -> (crate::Drive, Handle<u32>, Handle<u32>) {
+        let mut b = DriveBuilder::new();
+        let start = b.event("start", || async { Flow::from(0_u32) });
+        let mut last = start;
+        for i in 0..n {
+            let next = b.event(format!("c{i}"), || async { Flow::from(1_u32) });
+            b.listen(next, Group::new([last]));
+            last = next;
+        }
+        let branches: Vec<Handle<u32>> = (0..n)
+            .map(|i| {
+                let branch = b.event(format!("b{i}"), || async { Flow::from(2_u32) });
+                b.listen(branch, Group::new([last]));
+                branch
+            })
+            .collect();
+        let join = b.event("join", || async { Flow::from(3_u32) });
+        b.listen(join, Group::new(branches));
+        (b.build().unwrap(), start, join)
+    }
+
+    /// Run `invoke` on a 2-thread runtime: its results, and how many times its lock was
+    /// taken.
+    fn run(invoke: Invoke<Handle<u32>>) -> (Results, usize) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (shared, start) = invoke.prepare(false, None).unwrap();
+            let results = drive(shared.clone(), start).await.unwrap();
+            (results, shared.locked_times.load(Ordering::Relaxed))
+        })
+    }
+
+    #[test]
+    fn completions_of_a_run_that_is_not_locked_never_take_its_lock() {
+        let (drive, start, join) = graph(500);
+        // 1 002 events: no completion takes the lock. The run takes it 4 times: to start,
+        // to close (the last event), to read its outcome, and to drop its cancel guard.
+        let (results, taken) = run(drive.invoke(start));
+        assert_eq!(results.count(join), 1);
+        assert_eq!(taken, 4, "the run's lock was taken {taken} times");
+        // Capped: every completion takes it (for the run's queue).
+        let (results, taken) = run(drive.invoke(start).max_concurrency(4));
+        assert_eq!(results.count(join), 1);
+        assert!(taken >= 1_002, "the run's lock was taken {taken} times");
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct RunState {
     graph: Arc<Graph>,
     /// `None` only while it is given back, in `drop`.
     cells: Option<Box<Cells>>,
+    /// Task ids given so far: the run's start is 1, and every event a completion starts
+    /// takes the next, so that this is also how many events the run triggered.
     next_task_id: AtomicU64,
     /// Goto jumps and, in a timed run, every event run's times: for the run's pictures.
     /// Locked once per goto jump (a loop's events run one after another) and per event of
@@ -54,11 +56,17 @@ impl RunState {
         self.cells().node(node)
     }
 
+    /// How many events the run triggered so far (task ids given).
+    pub(crate) fn triggered(&self) -> u64 {
+        self.next_task_id.load(Ordering::Relaxed)
+    }
+
     /// The event triggered most often so far, with that count (ties: the last registered).
     pub(crate) fn most_triggered(&self) -> Option<(NodeId, u32)> {
         let cells = self.cells();
         cells
             .touched_nodes()
+            .into_iter()
             .map(|node| (cells.node(node).triggered.load(Ordering::Relaxed), node))
             .filter(|&(triggered, _)| triggered > 0)
             .max()
@@ -103,6 +111,7 @@ impl RunState {
         let cells = self.cells();
         let mut events: Vec<EventRun> = cells
             .touched_nodes()
+            .into_iter()
             .map(|node| {
                 let cell = cells.node(node);
                 EventRun {
@@ -115,8 +124,6 @@ impl RunState {
                 }
             })
             .collect();
-        // Often sorted already (events are touched in dependency order, and builders number
-        // them in that order); in place, no scratch memory.
         events.sort_unstable_by_key(|event| event.node);
         let trace = std::mem::take(&mut *self.trace());
         (self.graph.clone(), events, trace)
