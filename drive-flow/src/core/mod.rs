@@ -11,6 +11,5 @@ pub(crate) mod input;
 pub(crate) mod lock;
 pub(crate) mod options;
 pub(crate) mod results;
-pub(crate) mod shard;
 pub(crate) mod telemetry;
 pub(crate) mod trace;

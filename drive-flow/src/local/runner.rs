@@ -1148,7 +1148,11 @@ impl Shared {
             // Counted before any of them can end; the first takes this event's place.
             self.in_flight.fetch_add(count - 1, Ordering::Relaxed);
         }
-        let mut batch = spare_batch();
+        // The plain lane's batch (the locked lane queues under the lock).
+        let mut batch = match guard {
+            Some(_) => Vec::new(),
+            None => spare_batch(),
+        };
         let mut scheduled = completed;
         for mut start in starts.drain(..) {
             start.cause = task_id;
@@ -1186,9 +1190,9 @@ impl Shared {
                     }
                 }
                 self.spawn_all(&mut batch);
+                keep_spare(batch);
             }
         }
-        keep_spare(batch);
     }
 
     /// End the run: cancel every event still in flight, end the event stream, and wake the

@@ -5,14 +5,17 @@
 //! flight (the run is timed, watched, has a timeout or a mailbox); otherwise it gets one
 //! only if its body goes pending, to leave its waker for a cancellation to wake.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::Waker;
 use std::time::Instant;
 
 use crate::core::graph::NodeId;
 use crate::core::lock::lock;
-use crate::core::shard::{own_shard, SHARDS};
+
+/// How many shards a run's entries are kept in (a power of two).
+const SHARDS: usize = 16;
 
 /// The task key of an event without an entry.
 pub(crate) const UNTRACKED: usize = usize::MAX;
@@ -58,6 +61,22 @@ impl Default for Tasks {
             shards: (0..SHARDS).map(|_| Mutex::new(slab::Slab::new())).collect(),
         }
     }
+}
+
+/// The shard of the calling thread: threads are numbered as they first insert.
+fn own_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SHARD
+        .try_with(|shard| {
+            if shard.get() == usize::MAX {
+                shard.set(NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+            }
+            shard.get()
+        })
+        .unwrap_or(0)
 }
 
 impl Tasks {

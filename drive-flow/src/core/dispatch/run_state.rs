@@ -66,7 +66,6 @@ impl RunState {
         let cells = self.cells();
         cells
             .touched_nodes()
-            .into_iter()
             .map(|node| (cells.node(node).triggered.load(Ordering::Relaxed), node))
             .filter(|&(triggered, _)| triggered > 0)
             .max()
@@ -111,7 +110,6 @@ impl RunState {
         let cells = self.cells();
         let mut events: Vec<EventRun> = cells
             .touched_nodes()
-            .into_iter()
             .map(|node| {
                 let cell = cells.node(node);
                 EventRun {
@@ -124,6 +122,8 @@ impl RunState {
                 }
             })
             .collect();
+        // Often sorted already (events are touched in dependency order, and builders number
+        // them in that order); in place, no scratch memory.
         events.sort_unstable_by_key(|event| event.node);
         let trace = std::mem::take(&mut *self.trace());
         (self.graph.clone(), events, trace)

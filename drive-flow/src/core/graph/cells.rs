@@ -10,15 +10,14 @@
 //! A run should cost what it touches, not the size of the graph: a 10-event run in a drive
 //! of 100 000 events must not allocate and reset 100 000 cells. So the cells are taken from
 //! the graph's pool when a run starts and given back when it ends, with only the cells the
-//! run touched reset; each touched cell is listed the first time it is touched, by the
-//! thread that touches it, in a list of that thread's own.
+//! run touched reset; each touched cell is listed (in the order first touched) the first
+//! time it is touched, by one atomic increment of the list's length.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::core::input::Latest;
 use crate::core::lock::lock;
-use crate::core::shard::{own_shard, SHARDS};
 
 /// How many sets of cells a graph keeps for later runs; more concurrent runs allocate
 /// their own and drop them at the end.
@@ -72,43 +71,40 @@ pub(crate) struct GroupCell {
     touched: AtomicBool,
 }
 
-/// The ids of the cells a run touched, each listed once, by the thread that first touched
-/// it, in that thread's own shard (threads touching new cells at once meet nowhere).
+/// A list that threads append to, each index once: the cells a run touched.
 struct Touched {
-    shards: Box<[Mutex<Vec<u32>>]>,
+    ids: Box<[AtomicU32]>,
+    len: AtomicUsize,
 }
 
 impl Touched {
-    fn new() -> Self {
+    fn new(capacity: usize) -> Self {
         Touched {
-            shards: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+            ids: (0..capacity).map(|_| AtomicU32::new(0)).collect(),
+            len: AtomicUsize::new(0),
         }
     }
 
-    /// List `id` if `flag` says it is not listed yet.
+    /// List `id` if `flag` says it is not listed yet (each id is listed at most once, so
+    /// the list never outgrows its capacity, the number of ids).
     fn touch(&self, flag: &AtomicBool, id: u32) {
         if !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::AcqRel) {
-            lock(&self.shards[own_shard()]).push(id);
+            let at = self.len.fetch_add(1, Ordering::AcqRel);
+            if let Some(slot) = self.ids.get(at) {
+                slot.store(id, Ordering::Release);
+            }
         }
     }
 
-    /// The ids listed so far. Complete once the run's completions are over (the runner's
-    /// count of events in flight orders them before).
-    fn ids(&self) -> Vec<u32> {
-        self.shards
-            .iter()
-            .flat_map(|shard| lock(shard).clone())
-            .collect()
+    /// The ids listed so far, in the order they were first touched. Read once the run's
+    /// completions are over (the runner's count of events in flight orders them before).
+    fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        let len = self.len.load(Ordering::Acquire).min(self.ids.len());
+        self.ids[..len].iter().map(|id| id.load(Ordering::Acquire))
     }
 
-    /// Every id listed, taken out (the lists keep their memory, for the next run).
-    fn drain(&mut self) -> impl Iterator<Item = u32> + '_ {
-        self.shards.iter_mut().flat_map(|shard| {
-            shard
-                .get_mut()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .drain(..)
-        })
+    fn clear(&mut self) {
+        *self.len.get_mut() = 0;
     }
 }
 
@@ -126,8 +122,8 @@ impl Cells {
         Cells {
             nodes: (0..nodes).map(|_| NodeCell::default()).collect(),
             groups: (0..groups).map(|_| GroupCell::default()).collect(),
-            touched_nodes: Touched::new(),
-            touched_groups: Touched::new(),
+            touched_nodes: Touched::new(nodes),
+            touched_groups: Touched::new(groups),
         }
     }
 
@@ -145,26 +141,22 @@ impl Cells {
         cell
     }
 
-    /// The events the run touched.
-    pub(crate) fn touched_nodes(&self) -> Vec<u32> {
+    /// The events the run touched, in the order it first touched them.
+    pub(crate) fn touched_nodes(&self) -> impl Iterator<Item = u32> + '_ {
         self.touched_nodes.ids()
     }
 
     /// Reset every cell the run touched (dropping the outcomes it holds).
     fn reset(&mut self) {
-        let Cells {
-            nodes,
-            groups,
-            touched_nodes,
-            touched_groups,
-        } = self;
-        for node in touched_nodes.drain() {
-            if let Some(cell) = nodes.get_mut(node as usize) {
+        for at in 0..(*self.touched_nodes.len.get_mut()).min(self.nodes.len()) {
+            let node = *self.touched_nodes.ids[at].get_mut() as usize;
+            if let Some(cell) = self.nodes.get_mut(node) {
                 *cell = NodeCell::default();
             }
         }
-        for group in touched_groups.drain() {
-            if let Some(cell) = groups.get_mut(group as usize) {
+        for at in 0..(*self.touched_groups.len.get_mut()).min(self.groups.len()) {
+            let group = *self.touched_groups.ids[at].get_mut() as usize;
+            if let Some(cell) = self.groups.get_mut(group) {
                 *cell.touched.get_mut() = false;
                 let state = cell
                     .state
@@ -178,6 +170,8 @@ impl Cells {
                 }
             }
         }
+        self.touched_nodes.clear();
+        self.touched_groups.clear();
     }
 
     /// Whether every cell is untouched (the pool's invariant).
