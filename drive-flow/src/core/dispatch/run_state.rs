@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{complete, fires, DispatchState, EventRun, Member, Start};
 use crate::core::error::Error;
 use crate::core::flow::ErasedFlow;
-use crate::core::graph::cells::{Cells, NodeCell, SlotState};
+use crate::core::graph::cells::{Cells, NodeCell};
 use crate::core::graph::{Graph, GroupId, NodeId};
 use crate::core::input::{Entries, Entry, EventInput, Latest};
 use crate::core::lock::lock;
@@ -32,7 +32,9 @@ pub(crate) struct RunState {
 
 impl RunState {
     pub(crate) fn new(graph: Arc<Graph>) -> Self {
-        let cells = graph.cells.take(graph.nodes.len(), graph.groups.len());
+        let cells = graph
+            .cells
+            .take(graph.nodes.len(), graph.groups.len(), graph.slots.len());
         RunState {
             graph,
             cells: Some(cells),
@@ -134,7 +136,10 @@ impl Drop for RunState {
     /// Give the cells back to the graph (which resets what this run touched).
     fn drop(&mut self) {
         if let Some(cells) = self.cells.take() {
-            self.graph.cells.give_back(cells);
+            let graph = &self.graph;
+            graph
+                .cells
+                .give_back(cells, |group| graph.group(group).slots.clone());
         }
     }
 }
@@ -152,35 +157,32 @@ impl DispatchState for Shared<'_> {
         outcome: &Latest,
     ) -> Option<Entries> {
         let group = graph.group(group_id);
-        let cell = self.0.cells().group(group_id);
-        let mut guard = lock(&cell.state);
+        let cells = self.0.cells();
+        let mut guard = lock(&cells.group(group_id).state);
         let state = &mut *guard;
-        if state.slots.is_empty() {
-            state
-                .slots
-                .resize_with(group.slots.len(), SlotState::default);
-        }
-        let at = (slot - group.slots.start) as usize;
-        let own = &mut state.slots[at];
         // The member's first completion as this group sees them (the group's lock orders
         // the completions of its members).
-        let member = Member {
-            first: own.latest.is_none(),
-            was_delivered: std::mem::take(&mut own.delivered),
-            value: matches!(outcome, Latest::Value(_)),
+        let member = {
+            let mut own = lock(cells.slot(slot));
+            let member = Member {
+                first: own.latest.is_none(),
+                was_delivered: std::mem::take(&mut own.delivered),
+                value: matches!(outcome, Latest::Value(_)),
+            };
+            own.latest = Some(outcome.clone());
+            member
         };
-        own.latest = Some(outcome.clone());
         if !fires(group, &mut state.ready, &mut state.delivered, member) {
             return None;
         }
-        let members = graph.members(group);
         // Every member has completed, so each has a latest outcome; an exact-size iterator
         // lets the `Arc` be allocated once.
-        let entries = state
+        let entries = group
             .slots
-            .iter_mut()
-            .zip(members)
+            .clone()
+            .zip(graph.members(group))
             .map(|(slot, &node)| {
+                let mut slot = lock(cells.slot(slot));
                 slot.delivered = true;
                 Entry {
                     node,

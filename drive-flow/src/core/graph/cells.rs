@@ -13,6 +13,7 @@
 //! run touched reset; each touched cell is listed (in the order first touched) the first
 //! time it is touched, by one atomic increment of the list's length.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -50,12 +51,11 @@ pub(crate) struct GroupState {
     pub(crate) ready: u32,
     /// How many members' latest outcome was already handed to the group's listener.
     pub(crate) delivered: u32,
-    /// Per member, in group order: its latest outcome and whether it was delivered. Empty
-    /// until a member first completes (then one entry per member, kept across runs).
-    pub(crate) slots: Vec<SlotState>,
 }
 
-/// One member of a group, as the group saw it last.
+/// One member of a group, as the group saw it last. Read and written only under its
+/// group's lock (so its own lock is never contended: it only makes the cell shareable
+/// without `unsafe`).
 #[derive(Default)]
 pub(crate) struct SlotState {
     /// The member's latest outcome, as the group saw it.
@@ -113,15 +113,18 @@ impl Touched {
 pub(crate) struct Cells {
     nodes: Box<[NodeCell]>,
     groups: Box<[GroupCell]>,
+    /// One per member slot of the graph ([`Graph::slots`](crate::core::graph::Graph)).
+    slots: Box<[Mutex<SlotState>]>,
     touched_nodes: Touched,
     touched_groups: Touched,
 }
 
 impl Cells {
-    fn new(nodes: usize, groups: usize) -> Self {
+    fn new(nodes: usize, groups: usize, slots: usize) -> Self {
         Cells {
             nodes: (0..nodes).map(|_| NodeCell::default()).collect(),
             groups: (0..groups).map(|_| GroupCell::default()).collect(),
+            slots: (0..slots).map(|_| Mutex::default()).collect(),
             touched_nodes: Touched::new(nodes),
             touched_groups: Touched::new(groups),
         }
@@ -141,13 +144,19 @@ impl Cells {
         cell
     }
 
+    /// The cell of member slot `slot` (to be used under its group's lock).
+    pub(crate) fn slot(&self, slot: u32) -> &Mutex<SlotState> {
+        &self.slots[slot as usize]
+    }
+
     /// The events the run touched, in the order it first touched them.
     pub(crate) fn touched_nodes(&self) -> impl Iterator<Item = u32> + '_ {
         self.touched_nodes.ids()
     }
 
-    /// Reset every cell the run touched (dropping the outcomes it holds).
-    fn reset(&mut self) {
+    /// Reset every cell the run touched (dropping the outcomes it holds); `slots_of` gives
+    /// the member slots of a group.
+    fn reset(&mut self, slots_of: impl Fn(u32) -> Range<u32>) {
         for at in 0..(*self.touched_nodes.len.get_mut()).min(self.nodes.len()) {
             let node = *self.touched_nodes.ids[at].get_mut() as usize;
             if let Some(cell) = self.nodes.get_mut(node) {
@@ -155,18 +164,13 @@ impl Cells {
             }
         }
         for at in 0..(*self.touched_groups.len.get_mut()).min(self.groups.len()) {
-            let group = *self.touched_groups.ids[at].get_mut() as usize;
-            if let Some(cell) = self.groups.get_mut(group) {
-                *cell.touched.get_mut() = false;
-                let state = cell
-                    .state
-                    .get_mut()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                state.ready = 0;
-                state.delivered = 0;
-                // The slots stay allocated, for the next run to reuse.
-                for slot in &mut state.slots {
-                    *slot = SlotState::default();
+            let group = *self.touched_groups.ids[at].get_mut();
+            if let Some(cell) = self.groups.get_mut(group as usize) {
+                *cell = GroupCell::default();
+            }
+            for slot in slots_of(group) {
+                if let Some(cell) = self.slots.get_mut(slot as usize) {
+                    *cell = Mutex::default();
                 }
             }
         }
@@ -186,14 +190,13 @@ impl Cells {
                 && *cell.triggered.get_mut() == 0
         }) && self.groups.iter_mut().all(|cell| {
             !*cell.touched.get_mut()
-                && cell.state.get_mut().map_or(true, |state| {
-                    state.ready == 0
-                        && state.delivered == 0
-                        && state
-                            .slots
-                            .iter()
-                            .all(|slot| slot.latest.is_none() && !slot.delivered)
-                })
+                && cell
+                    .state
+                    .get_mut()
+                    .map_or(true, |state| state.ready == 0 && state.delivered == 0)
+        }) && self.slots.iter_mut().all(|cell| {
+            cell.get_mut()
+                .map_or(true, |slot| slot.latest.is_none() && !slot.delivered)
         })
     }
 }
@@ -206,17 +209,20 @@ pub(crate) struct CellsPool {
 
 impl CellsPool {
     /// Cells for a run over a graph of this shape, untouched: reused if one set is spare.
-    pub(crate) fn take(&self, nodes: usize, groups: usize) -> Box<Cells> {
+    pub(crate) fn take(&self, nodes: usize, groups: usize, slots: usize) -> Box<Cells> {
         let spare = lock(&self.spare).pop();
-        spare.unwrap_or_else(|| Box::new(Cells::new(nodes, groups)))
+        spare.unwrap_or_else(|| Box::new(Cells::new(nodes, groups, slots)))
     }
 
-    /// Reset what `cells`' run touched, and keep them for a later run.
-    pub(crate) fn give_back(&self, mut cells: Box<Cells>) {
-        cells.reset();
+    /// Reset what `cells`' run touched (`slots_of`: the member slots of a group), and keep
+    /// them for a later run.
+    pub(crate) fn give_back(&self, mut cells: Box<Cells>, slots_of: impl Fn(u32) -> Range<u32>) {
+        cells.reset(slots_of);
         // A full check costs the size of the graph: debug builds make it for graphs of the
         // size of tests, not for large ones where it would dominate every run.
-        if cfg!(debug_assertions) && cells.nodes.len() + cells.groups.len() <= CHECK_UP_TO {
+        if cfg!(debug_assertions)
+            && cells.nodes.len() + cells.groups.len() + cells.slots.len() <= CHECK_UP_TO
+        {
             assert!(cells.is_clean(), "a run left a cell touched");
         }
         let mut spare = lock(&self.spare);
