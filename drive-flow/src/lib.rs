@@ -68,7 +68,7 @@
 
 // The layout: imports point one way, `drive` -> `local` -> `body` -> `core`.
 //
-// - `core`: pure and synchronous, no tokio: event ids, the graph (index, marks, pictures),
+// - `core`: pure and synchronous, no tokio: event ids, the graph (index, run cells, pictures),
 //   options, flows, inputs, the dispatch core (SEMANTICS step 3), results, errors.
 // - `body`: what an event body touches at run time: its parameters (context, inbox), the
 //   erased body (handler) and the task of one event (task), which reaches its runner

@@ -140,17 +140,20 @@ impl Tasks {
         true
     }
 
-    /// The events in flight.
+    /// The events in flight, in the order they started (their task ids).
     pub(crate) fn nodes(&self) -> Vec<NodeId> {
-        self.shards
+        let mut tasks: Vec<(u64, NodeId)> = self
+            .shards
             .iter()
             .flat_map(|shard| {
                 lock(shard)
                     .iter()
-                    .map(|(_, task)| task.node)
+                    .map(|(_, task)| (task.task_id, task.node))
                     .collect::<Vec<_>>()
             })
-            .collect()
+            .collect();
+        tasks.sort_unstable();
+        tasks.into_iter().map(|(_, node)| node).collect()
     }
 
     /// Take every entry out.
