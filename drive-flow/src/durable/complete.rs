@@ -84,7 +84,7 @@ impl DispatchState for PartialState {
         let first = self
             .events
             .get(&node)
-            .is_none_or(|event| event.latest.is_none());
+            .map_or(true, |event| event.latest.is_none());
         let member = Member {
             first,
             was_delivered: std::mem::take(self.delivered_mut(slot)),

@@ -19,8 +19,7 @@ use crate::core::trace::RunTrace;
 /// the cells they share (an event, a join).
 pub(crate) struct RunState {
     graph: Arc<Graph>,
-    /// `None` only while it is given back, in `drop`.
-    cells: Option<Box<Cells>>,
+    cells: Cells,
     /// Task ids given so far: the run's start is 1, and every event a completion starts
     /// takes the next, so that this is also how many events the run triggered.
     next_task_id: AtomicU64,
@@ -37,15 +36,14 @@ impl RunState {
             .take(graph.nodes.len(), graph.groups.len(), graph.slots.len());
         RunState {
             graph,
-            cells: Some(cells),
+            cells,
             next_task_id: AtomicU64::new(0),
             trace: Mutex::new(RunTrace::default()),
         }
     }
 
     fn cells(&self) -> &Cells {
-        // Always `Some` outside `drop`.
-        self.cells.as_deref().unwrap_or_else(|| unreachable!())
+        &self.cells
     }
 
     #[cfg(test)]
@@ -135,12 +133,12 @@ impl RunState {
 impl Drop for RunState {
     /// Give the cells back to the graph (which resets what this run touched).
     fn drop(&mut self) {
-        if let Some(cells) = self.cells.take() {
-            let graph = &self.graph;
-            graph
-                .cells
-                .give_back(cells, |group| graph.group(group).slots.clone());
-        }
+        // An empty set in its place allocates nothing.
+        let cells = std::mem::replace(&mut self.cells, Cells::empty());
+        let graph = &self.graph;
+        graph
+            .cells
+            .give_back(cells, |group| graph.group(group).slots.clone());
     }
 }
 
@@ -195,7 +193,7 @@ impl DispatchState for Shared<'_> {
 
     fn record(&mut self, node: NodeId, latest: Latest) {
         let cell = self.0.event(node);
-        let previous = std::mem::replace(&mut *lock(&cell.latest), Some(latest));
+        let previous = lock(&cell.latest).replace(latest);
         cell.completions.fetch_add(1, Ordering::Relaxed);
         drop(previous); // outside the lock: it may be the last reference to a large value
     }

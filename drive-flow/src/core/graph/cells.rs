@@ -130,6 +130,11 @@ impl Cells {
         }
     }
 
+    /// No cells (allocates nothing): what a run holds once it gave its cells back.
+    pub(crate) fn empty() -> Self {
+        Cells::new(0, 0, 0)
+    }
+
     /// The cell of event `node`, listed as touched.
     pub(crate) fn node(&self, node: u32) -> &NodeCell {
         let cell = &self.nodes[node as usize];
@@ -204,19 +209,19 @@ impl Cells {
 /// The graph's spare [`Cells`].
 #[derive(Default)]
 pub(crate) struct CellsPool {
-    spare: Mutex<Vec<Box<Cells>>>,
+    spare: Mutex<Vec<Cells>>,
 }
 
 impl CellsPool {
     /// Cells for a run over a graph of this shape, untouched: reused if one set is spare.
-    pub(crate) fn take(&self, nodes: usize, groups: usize, slots: usize) -> Box<Cells> {
+    pub(crate) fn take(&self, nodes: usize, groups: usize, slots: usize) -> Cells {
         let spare = lock(&self.spare).pop();
-        spare.unwrap_or_else(|| Box::new(Cells::new(nodes, groups, slots)))
+        spare.unwrap_or_else(|| Cells::new(nodes, groups, slots))
     }
 
     /// Reset what `cells`' run touched (`slots_of`: the member slots of a group), and keep
     /// them for a later run.
-    pub(crate) fn give_back(&self, mut cells: Box<Cells>, slots_of: impl Fn(u32) -> Range<u32>) {
+    pub(crate) fn give_back(&self, mut cells: Cells, slots_of: impl Fn(u32) -> Range<u32>) {
         cells.reset(slots_of);
         // A full check costs the size of the graph: debug builds make it for graphs of the
         // size of tests, not for large ones where it would dominate every run.
