@@ -451,6 +451,7 @@ impl DriveBuilder {
             });
         }
         let needs_anything = bodies.iter().any(|body| !body.needs.is_empty());
+        let cells = CellsPool::new(&groups);
         let graph = Graph {
             tag,
             nodes,
@@ -461,7 +462,7 @@ impl DriveBuilder {
             member_of,
             static_index,
             needs_anything,
-            cells: CellsPool::default(),
+            cells,
             runs,
         };
         Ok((graph, bodies))

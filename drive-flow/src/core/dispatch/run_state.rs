@@ -31,9 +31,7 @@ pub(crate) struct RunState {
 
 impl RunState {
     pub(crate) fn new(graph: Arc<Graph>) -> Self {
-        let cells = graph
-            .cells
-            .take(graph.nodes.len(), graph.groups.len(), graph.slots.len());
+        let cells = graph.cells.take(graph.nodes.len());
         RunState {
             graph,
             cells,
@@ -135,10 +133,7 @@ impl Drop for RunState {
     fn drop(&mut self) {
         // An empty set in its place allocates nothing.
         let cells = std::mem::replace(&mut self.cells, Cells::empty());
-        let graph = &self.graph;
-        graph
-            .cells
-            .give_back(cells, |group| graph.group(group).slots.clone());
+        self.graph.cells.give_back(cells);
     }
 }
 
@@ -156,12 +151,15 @@ impl DispatchState for Shared<'_> {
     ) -> Option<Entries> {
         let group = graph.group(group_id);
         let cells = self.0.cells();
-        let mut guard = lock(&cells.group(group_id).state);
+        // A group handed here has two or more members, so it has cells.
+        let join = graph.cells.join(group_id)?;
+        let slot_cell = |slot: u32| cells.slot(join.first_slot + (slot - group.slots.start));
+        let mut guard = lock(&cells.group(join.cell).state);
         let state = &mut *guard;
         // The member's first completion as this group sees them (the group's lock orders
         // the completions of its members).
         let member = {
-            let mut own = lock(cells.slot(slot));
+            let mut own = lock(slot_cell(slot));
             let member = Member {
                 first: own.latest.is_none(),
                 was_delivered: std::mem::take(&mut own.delivered),
@@ -180,7 +178,7 @@ impl DispatchState for Shared<'_> {
             .clone()
             .zip(graph.members(group))
             .map(|(slot, &node)| {
-                let mut slot = lock(cells.slot(slot));
+                let mut slot = lock(slot_cell(slot));
                 slot.delivered = true;
                 Entry {
                     node,

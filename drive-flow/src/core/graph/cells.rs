@@ -17,6 +17,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use crate::core::graph::GroupInfo;
 use crate::core::input::Latest;
 use crate::core::lock::lock;
 
@@ -64,7 +65,7 @@ pub(crate) struct SlotState {
     pub(crate) delivered: bool,
 }
 
-/// One group's cell.
+/// One join's cell (a group of two or more members; a group of one member has none).
 #[derive(Default)]
 pub(crate) struct GroupCell {
     pub(crate) state: Mutex<GroupState>,
@@ -112,8 +113,9 @@ impl Touched {
 /// `None`, every count 0) while in the pool.
 pub(crate) struct Cells {
     nodes: Box<[NodeCell]>,
+    /// One per join, numbered as in [`Joins`].
     groups: Box<[GroupCell]>,
-    /// One per member slot of the graph ([`Graph::slots`](crate::core::graph::Graph)).
+    /// One per member slot of a join, numbered as in [`Joins`].
     slots: Box<[Mutex<SlotState>]>,
     touched_nodes: Touched,
     touched_groups: Touched,
@@ -142,14 +144,15 @@ impl Cells {
         cell
     }
 
-    /// The cell of group `group`, listed as touched.
+    /// The cell of join `group` (its number in [`Joins`]), listed as touched.
     pub(crate) fn group(&self, group: u32) -> &GroupCell {
         let cell = &self.groups[group as usize];
         self.touched_groups.touch(&cell.touched, group);
         cell
     }
 
-    /// The cell of member slot `slot` (to be used under its group's lock).
+    /// The cell of a join's member slot `slot` (its number in [`Joins`]; to be used under
+    /// its join's lock).
     pub(crate) fn slot(&self, slot: u32) -> &Mutex<SlotState> {
         &self.slots[slot as usize]
     }
@@ -159,9 +162,8 @@ impl Cells {
         self.touched_nodes.ids()
     }
 
-    /// Reset every cell the run touched (dropping the outcomes it holds); `slots_of` gives
-    /// the member slots of a group.
-    fn reset(&mut self, slots_of: impl Fn(u32) -> Range<u32>) {
+    /// Reset every cell the run touched (dropping the outcomes it holds).
+    fn reset(&mut self, joins: &Joins) {
         for at in 0..(*self.touched_nodes.len.get_mut()).min(self.nodes.len()) {
             let node = *self.touched_nodes.ids[at].get_mut() as usize;
             if let Some(cell) = self.nodes.get_mut(node) {
@@ -173,7 +175,7 @@ impl Cells {
             if let Some(cell) = self.groups.get_mut(group as usize) {
                 *cell = GroupCell::default();
             }
-            for slot in slots_of(group) {
+            for slot in joins.slots_of(group) {
                 if let Some(cell) = self.slots.get_mut(slot as usize) {
                     *cell = Mutex::default();
                 }
@@ -206,23 +208,97 @@ impl Cells {
     }
 }
 
+/// Where the cells of a graph's joins are: groups of one member (most listeners) have
+/// none, so that a chain or a fan-out keeps no group state at all.
+struct Joins {
+    /// Per group of the graph: its join number, or [`NOT_A_JOIN`].
+    of_group: Box<[u32]>,
+    /// Per join, then one more: the number of its first member slot (a prefix sum).
+    slot_start: Box<[u32]>,
+}
+
+/// A group of one member.
+const NOT_A_JOIN: u32 = u32::MAX;
+
+/// A join's cells, as [`CellsPool::join`] finds them.
+#[derive(Clone, Copy)]
+pub(crate) struct Join {
+    /// Its cell ([`Cells::group`]).
+    pub(crate) cell: u32,
+    /// The cell of its first member slot ([`Cells::slot`]); the others follow in order.
+    pub(crate) first_slot: u32,
+}
+
+impl Joins {
+    fn new(groups: &[GroupInfo]) -> Self {
+        let mut of_group = Vec::with_capacity(groups.len());
+        let mut slot_start = vec![0];
+        let mut slots = 0;
+        for group in groups {
+            let size = group.slots.len() as u32;
+            if size > 1 {
+                of_group.push(slot_start.len() as u32 - 1);
+                slots += size;
+                slot_start.push(slots);
+            } else {
+                of_group.push(NOT_A_JOIN);
+            }
+        }
+        Joins {
+            of_group: of_group.into_boxed_slice(),
+            slot_start: slot_start.into_boxed_slice(),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.slot_start.len() - 1
+    }
+
+    fn slots(&self) -> usize {
+        self.slot_start.last().map_or(0, |&end| end as usize)
+    }
+
+    /// The slot cells of join `join`.
+    fn slots_of(&self, join: u32) -> Range<u32> {
+        let at = join as usize;
+        match (self.slot_start.get(at), self.slot_start.get(at + 1)) {
+            (Some(&start), Some(&end)) => start..end,
+            _ => 0..0,
+        }
+    }
+}
+
 /// The graph's spare [`Cells`].
-#[derive(Default)]
 pub(crate) struct CellsPool {
     spare: Mutex<Vec<Cells>>,
+    joins: Joins,
 }
 
 impl CellsPool {
-    /// Cells for a run over a graph of this shape, untouched: reused if one set is spare.
-    pub(crate) fn take(&self, nodes: usize, groups: usize, slots: usize) -> Cells {
-        let spare = lock(&self.spare).pop();
-        spare.unwrap_or_else(|| Cells::new(nodes, groups, slots))
+    /// The pool of a graph with these groups.
+    pub(crate) fn new(groups: &[GroupInfo]) -> Self {
+        CellsPool {
+            spare: Mutex::new(Vec::new()),
+            joins: Joins::new(groups),
+        }
     }
 
-    /// Reset what `cells`' run touched (`slots_of`: the member slots of a group), and keep
-    /// them for a later run.
-    pub(crate) fn give_back(&self, mut cells: Cells, slots_of: impl Fn(u32) -> Range<u32>) {
-        cells.reset(slots_of);
+    /// The cells of group `group`, if it is a join (two or more members).
+    pub(crate) fn join(&self, group: u32) -> Option<Join> {
+        let cell = *self.joins.of_group.get(group as usize)?;
+        let first_slot = *self.joins.slot_start.get(cell as usize)?;
+        Some(Join { cell, first_slot })
+    }
+
+    /// Cells for a run over a graph of this shape, untouched: reused if one set is spare.
+    pub(crate) fn take(&self, nodes: usize) -> Cells {
+        let spare = lock(&self.spare).pop();
+        spare.unwrap_or_else(|| Cells::new(nodes, self.joins.count(), self.joins.slots()))
+    }
+
+    /// Reset what `cells`' run touched, and keep them for a later run.
+    pub(crate) fn give_back(&self, mut cells: Cells) {
+        cells.reset(&self.joins);
         // A full check costs the size of the graph: debug builds make it for graphs of the
         // size of tests, not for large ones where it would dominate every run.
         if cfg!(debug_assertions)
