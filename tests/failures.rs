@@ -211,6 +211,58 @@ mod dropped {
     }
 }
 
+/// Dropping a run drops, soon, an event that waits for something that never comes: the event
+/// left its waker with the run when it first went pending, and the cancellation wakes it.
+/// (A run with no timeout, stream or mailbox gives an event an entry only then.)
+mod dropped_while_pending {
+    use super::*;
+
+    /// Sets its flag when dropped (with the body that holds it).
+    struct SetOnDrop(Arc<Flag>);
+
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.set();
+        }
+    }
+
+    async fn drop_while_pending(inline: bool) {
+        let dropped = Arc::new(Flag::default());
+        let mut b = DriveBuilder::new();
+        let flag = dropped.clone();
+        let waits = b.event("waits", move || {
+            let guard = SetOnDrop(flag.clone());
+            async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            }
+        });
+        let drive = b.build().unwrap();
+        let invoke = drive.invoke(waits);
+        let invoke = if inline { invoke.inline() } else { invoke };
+        let run = tokio::time::timeout(Duration::from_millis(50), invoke).await;
+        assert!(run.is_err(), "the run waits for ever");
+        let began = Instant::now();
+        while !dropped.is_set() && began.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            dropped.is_set(),
+            "the waiting event was not dropped with its run"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_spawned_event_waiting_for_ever_is_dropped_with_its_run() {
+        drop_while_pending(false).await;
+    }
+
+    #[tokio::test]
+    async fn an_inline_event_waiting_for_ever_is_dropped_with_its_run() {
+        drop_while_pending(true).await;
+    }
+}
+
 /// A context of the wrong type, or none, is refused before any event runs.
 mod context_check {
     use super::*;
