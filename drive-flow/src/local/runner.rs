@@ -1019,7 +1019,8 @@ impl Shared {
         }
     }
 
-    /// The call of one event: its input, the context, and the inbox if it takes one.
+    /// The call of one event: its input, and the context, inbox, child runs and emitter it
+    /// takes.
     fn new_call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
         // A link holds the run: `me` is upgraded only for a call that gets one (an upgrade
         // fails only once the run is dropped, and then no event is polled any more).
@@ -1055,9 +1056,19 @@ impl Shared {
             .then(|| self.me.upgrade())
             .flatten()
             .map(|run| EmitLink { run, key, node });
+        // Only a body that takes a `Context` gets a reference to it: the context's count is
+        // shared by every event of the run, and most events do not read it.
+        let takes_context = self.bodies[node as usize]
+            .needs
+            .iter()
+            .any(|need| !is_inbox(need) && !is_child(need));
         Call {
             input,
-            context: self.context.clone(),
+            context: if takes_context {
+                self.context.clone()
+            } else {
+                None
+            },
             inbox,
             emitter,
             child,
