@@ -2,8 +2,8 @@
 //!
 //! The threads that complete a run's events share its state without a run-wide lock: each
 //! event has its own cell (its latest outcome behind a lock of its own, its counts as
-//! atomics), and each group of more than one member has its own (its counters, and each
-//! member's latest outcome and delivered mark, behind the group's lock). Two completions
+//! atomics), and each join (a group of two or more members) has its own (its counters, and
+//! each member's latest outcome and delivered mark, behind the join's lock). Two completions
 //! meet only where the graph makes them meet: at an event they both are, or at a join they
 //! are both members of.
 //!
@@ -25,8 +25,8 @@ use crate::core::lock::lock;
 /// their own and drop them at the end.
 const POOL_LIMIT: usize = 16;
 
-/// Graphs up to this many nodes and groups have their cells checked when given back, in
-/// debug builds.
+/// Graphs up to this many cells have them all checked when they are given back, in debug
+/// builds.
 const CHECK_UP_TO: usize = 1 << 16;
 
 /// What a run knows of one event.
@@ -109,8 +109,8 @@ impl Touched {
     }
 }
 
-/// One run's cells: one per event and per group of the graph, untouched (every outcome
-/// `None`, every count 0) while in the pool.
+/// One run's cells: one per event, per join and per join member of the graph, untouched
+/// (every outcome `None`, every count 0) while in the pool.
 pub(crate) struct Cells {
     nodes: Box<[NodeCell]>,
     /// One per join, numbered as in [`Joins`].
