@@ -42,7 +42,8 @@
 //!   (`FOR UPDATE SKIP LOCKED`) with a lease it renews while the body runs, runs the body
 //!   with no transaction open, and commits in **one transaction** the event's outcome, the
 //!   run's join state, the events it triggers, its history row and the run's counters.
-//!   The completion loads only the state of the groups the event is a member of and runs
+//!   The completion loads only the state of the joins (groups of two or more members) the
+//!   event is a member of, and runs
 //!   the same dispatch core as in-process runs over it: joins, `all`/`any`, goto, abort and
 //!   de-duplication are one implementation.
 //! - **Fencing.** Every write of a worker about a task it claimed names the attempt it
@@ -81,9 +82,11 @@
 //! - **What a hop costs.** A claim is one statement, committed without waiting for the
 //!   disk (`synchronous_commit = off` on the connections that claim and renew leases: a
 //!   claim lost in a server crash only makes its event claimable again). A completion is
-//!   four round trips (the run's row locked with the fenced release and the history row;
-//!   the state of the groups it touches loaded; everything it changed written in one
-//!   statement; the commit), and it is durable: one flush per event.
+//!   two round trips (the state it touches read without a lock, then one statement that
+//!   writes everything if the run's row is still the version read), one for a leaf (a value
+//!   no group listens to), and falls back to four under the run's lock (a conflict, the
+//!   run's end, a budget, a cap or the deadline); it is durable: one flush per event, or per
+//!   batch of a worker's leaves of one run.
 //! - Idle workers wake on `LISTEN/NOTIFY` and look every
 //!   [`poll_interval`](Worker::poll_interval) anyway (a notification is lost while the
 //!   listening connection reconnects; behind a transaction-mode pooler such as PgBouncer,
