@@ -535,6 +535,24 @@ fn four_leaves(store: &PgStore) -> (DurableDrive, crate::Handle<u32>) {
     (drive.durable(store).expect("codecs"), s)
 }
 
+/// A transaction holding the lock of `run`'s row, for completions to queue behind until it
+/// commits.
+async fn lock_run_row(
+    db: &Db,
+    run: crate::durable::RunId,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut blocker = db.store.pool().begin().await.unwrap();
+    sqlx::query(&format!(
+        "SELECT 1 FROM \"{}\".runs WHERE id = $1 FOR UPDATE",
+        db.schema
+    ))
+    .bind(run.0)
+    .execute(&mut *blocker)
+    .await
+    .unwrap();
+    blocker
+}
+
 /// Complete `tasks` (leaves) through one worker: the first while the run's row is locked
 /// by another transaction (its write waits), the others meanwhile (they queue behind it);
 /// then the lock is released. Whether each applied, in order.
@@ -545,15 +563,7 @@ async fn leaves_meeting(
     tasks: &[Claimed],
 ) -> Vec<bool> {
     let worker = std::sync::Arc::new(shared(drive, "A"));
-    let mut blocker = db.store.pool().begin().await.unwrap();
-    sqlx::query(&format!(
-        "SELECT 1 FROM \"{}\".runs WHERE id = $1 FOR UPDATE",
-        db.schema
-    ))
-    .bind(run.0)
-    .execute(&mut *blocker)
-    .await
-    .unwrap();
+    let blocker = lock_run_row(db, run).await;
     let mut completions = Vec::new();
     for (i, task) in tasks.iter().enumerate() {
         let (worker, task) = (worker.clone(), task.clone());
@@ -649,15 +659,7 @@ async fn a_leaf_writer_dropped_while_it_writes_leaves_no_leaf_of_its_run_waiting
             super::complete::complete(&worker, &task, node, &flow, None).await
         })
     };
-    let mut blocker = db.store.pool().begin().await.unwrap();
-    sqlx::query(&format!(
-        "SELECT 1 FROM \"{}\".runs WHERE id = $1 FOR UPDATE",
-        db.schema
-    ))
-    .bind(run.0)
-    .execute(&mut *blocker)
-    .await
-    .unwrap();
+    let blocker = lock_run_row(&db, run).await;
     let writer = complete(&tasks[0]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let queued = complete(&tasks[1]);
