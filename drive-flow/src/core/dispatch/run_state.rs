@@ -40,10 +40,6 @@ impl RunState {
         }
     }
 
-    fn cells(&self) -> &Cells {
-        &self.cells
-    }
-
     #[cfg(test)]
     pub(crate) fn graph(&self) -> &Arc<Graph> {
         &self.graph
@@ -51,7 +47,7 @@ impl RunState {
 
     /// The cell of `node` (its counts and latest outcome), listed as touched by the run.
     pub(crate) fn event(&self, node: NodeId) -> &NodeCell {
-        self.cells().node(node)
+        self.cells.node(node)
     }
 
     /// How many events the run triggered so far (task ids given).
@@ -61,7 +57,7 @@ impl RunState {
 
     /// The event triggered most often so far, with that count (ties: the last registered).
     pub(crate) fn most_triggered(&self) -> Option<(NodeId, u32)> {
-        let cells = self.cells();
+        let cells = &self.cells;
         cells
             .touched_nodes()
             .map(|node| (cells.node(node).triggered.load(Ordering::Relaxed), node))
@@ -78,8 +74,13 @@ impl RunState {
     /// The input of the run's start event, with the graph attached and a task id.
     pub(crate) fn start_input(&self, mut input: EventInput) -> EventInput {
         input.graph = Some(self.graph.clone());
-        input.task_id = self.next_task_id.fetch_add(1, Ordering::Relaxed) + 1;
+        input.task_id = self.new_task_id();
         input
+    }
+
+    /// The next task id (the run's start takes 1).
+    fn new_task_id(&self) -> u64 {
+        self.next_task_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Record that `node` finished with `flow`, and push onto `starts` what runs next,
@@ -105,7 +106,7 @@ impl RunState {
     /// graph, an entry for every event the run touched in the order of their ids (their
     /// latest outcomes moved out), and the trace.
     pub(crate) fn take_parts(&self) -> (Arc<Graph>, Vec<EventRun>, RunTrace) {
-        let cells = self.cells();
+        let cells = &self.cells;
         let mut events: Vec<EventRun> = cells
             .touched_nodes()
             .map(|node| {
@@ -150,7 +151,7 @@ impl DispatchState for Shared<'_> {
         outcome: &Latest,
     ) -> Option<Entries> {
         let group = graph.group(group_id);
-        let cells = self.0.cells();
+        let cells = &self.0.cells;
         // A group handed here has two or more members, so it has cells.
         let join = graph.cells.join(group_id)?;
         let slot_cell = |slot: u32| cells.slot(join.first_slot + (slot - group.slots.start));
@@ -197,7 +198,7 @@ impl DispatchState for Shared<'_> {
     }
 
     fn task_id(&mut self) -> u64 {
-        self.0.next_task_id.fetch_add(1, Ordering::Relaxed) + 1
+        self.0.new_task_id()
     }
 
     fn goto_jumped(&mut self, source: NodeId, target: NodeId) {
