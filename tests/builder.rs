@@ -509,3 +509,65 @@ fn the_typed_view_lists_events_and_groups_as_built() {
         .collect();
     assert_eq!(listeners, [("b", "from a"), ("c", "0"), ("c", "1")]);
 }
+
+/// Each parameter that takes the input gets all of it, whichever its place: the last one
+/// takes the call's input, the others a clone, and what the call keeps still names the task
+/// for an `Emitter` after it.
+#[tokio::test]
+async fn every_parameter_that_takes_the_input_gets_all_of_it() {
+    use drive_flow::Emitter;
+    use futures::StreamExt;
+
+    let mut builder = DriveBuilder::new();
+    let start = builder.event("start", || async { Flow::from(5) });
+    let seen = move |input: &EventInput| {
+        (
+            input.get(start).copied(),
+            input.results().len(),
+            input.group_name().to_string(),
+            input.behavior(),
+            input.task_id(),
+        )
+    };
+    let twice = builder.event(
+        "twice",
+        move |first: EventInput, second: EventInput, out: Emitter<u64>| async move {
+            out.emit(second.task_id());
+            Flow::from((seen(&first), seen(&second)))
+        },
+    );
+    let once = builder.event(
+        "once",
+        move |input: EventInput, out: Emitter<u64>| async move {
+            out.emit(input.task_id());
+            Flow::from(seen(&input))
+        },
+    );
+    builder.listen(twice, Group::new([start]));
+    builder.listen(once, Group::new([start]));
+    let drive = builder.build().unwrap();
+
+    let (run, events) = drive.invoke(start).start_with_events();
+    let emitted: Vec<(String, u64, u64)> = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        events
+            .filter_map(|event| async move {
+                let value = *event.emitted::<u64>()?;
+                Some((event.event.to_string(), event.task_id, value))
+            })
+            .collect::<Vec<_>>(),
+    )
+    .await
+    .expect("the stream ends with the run");
+    let results = run.await.unwrap();
+
+    let expected = |task| (Some(5), 1, String::from("0"), Behavior::Dispatch, task);
+    assert_eq!(results.get(twice), Some(&(expected(2), expected(2))));
+    assert_eq!(results.get(once), Some(&expected(3)));
+    let mut emitted = emitted;
+    emitted.sort();
+    assert_eq!(
+        emitted,
+        vec![(String::from("once"), 3, 3), (String::from("twice"), 2, 2)]
+    );
+}

@@ -294,8 +294,13 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     let extract = event.params.iter().zip(&param_names).map(|(ty, param)| {
         let krate = respan(&krate, ty.span());
         quote_spanned! {ty.span()=>
-            let #param = <#ty as #krate::EventParam>::from_call(&#call);
+            let #param = <#ty as #krate::EventParam>::from_call(&mut #call);
         }
+    });
+    // How many parameters take the input: the last one takes it rather than a clone.
+    let inputs = event.params.iter().map(|ty| {
+        let krate = respan(&krate, ty.span());
+        quote_spanned! {ty.span()=> <#ty as #krate::EventParam>::INPUTS }
     });
     let needs = event.params.iter().map(|ty| {
         let krate = respan(&krate, ty.span());
@@ -349,7 +354,8 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     let handler = quote_spanned! {name.span()=>
         let #handler_var = #krate_at_name::ErasedHandler::for_event(
             #path,
-            |#call: #krate_at_name::Call| {
+            |mut #call: #krate_at_name::Call| {
+                #krate_at_name::Call::__inputs(&mut #call, 0 #(+ #inputs)*);
                 #(#extract)*
                 async move {
                     #(let #param_names = #param_names?;)*

@@ -182,8 +182,9 @@ macro_rules! closure_handler {
 
             #[allow(non_snake_case, unused_variables, clippy::redundant_closure_call)]
             fn into_erased(self) -> ErasedHandler {
-                ErasedHandler::new(move |call: Call| {
-                    let params = (|| Ok::<_, ParamError>(($($param::from_call(&call)?,)*)))();
+                ErasedHandler::new(move |mut call: Call| {
+                    call.__inputs(0 $(+ $param::INPUTS)*);
+                    let params = (|| Ok::<_, ParamError>(($($param::from_call(&mut call)?,)*)))();
                     let future = params.map(|($($param,)*)| (self)($($param),*));
                     async move {
                         match future {
@@ -235,6 +236,9 @@ mod tests {
             "a task of {task} bytes for a body of {body}"
         );
         // An inline event's task, whose body is boxed.
-        assert!(size_of::<EventTask<Boxed>>() <= 128);
+        assert!(size_of::<EventTask<Boxed>>() <= 104);
+        // Which every task holds until its first poll, and a body that takes it after: its
+        // behavior is read off its origin, a start's data shares the place of the results.
+        assert!(size_of::<crate::core::input::EventInput>() <= 64);
     }
 }

@@ -23,6 +23,41 @@ pub struct Call {
     pub(crate) emitter: Option<crate::body::emitter::EmitLink>,
     /// The run, for an event that takes a [`Child`](crate::Child).
     pub(crate) child: Option<ChildLink>,
+    /// How many parameters still take the input: the last one takes it, the others a clone
+    /// ([`INPUTS_UNKNOWN`] until the body's code says how many it has).
+    pub(crate) inputs_left: u8,
+}
+
+/// [`Call::inputs_left`] before a body said how many of its parameters take the input:
+/// each takes a clone.
+pub(crate) const INPUTS_UNKNOWN: u8 = u8::MAX;
+
+impl Call {
+    /// Say how many of the body's parameters take the input (what
+    /// [`EventParam::INPUTS`] adds up to over them), before they are taken: the last takes
+    /// it rather than a clone. Generated code only.
+    #[doc(hidden)]
+    pub fn __inputs(&mut self, inputs: u8) {
+        self.inputs_left = inputs;
+    }
+
+    /// The input, for a parameter that takes it: moved out to the last parameter that takes
+    /// it (what the call keeps has no results: nothing reads them any more), cloned for the
+    /// others.
+    fn take_input(&mut self) -> EventInput {
+        match self.inputs_left {
+            INPUTS_UNKNOWN => self.input.clone(),
+            0 | 1 => {
+                self.inputs_left = 0;
+                let kept = self.input.without_results();
+                std::mem::replace(&mut self.input, kept)
+            }
+            _ => {
+                self.inputs_left -= 1;
+                self.input.clone()
+            }
+        }
+    }
 }
 
 /// Why a parameter could not be provided.
@@ -51,9 +86,13 @@ pub trait EventParam: Sized + Send + 'static {
     #[doc(hidden)]
     type ContextKind;
 
+    /// How many times this parameter takes the call's input (1 for [`EventInput`]).
+    #[doc(hidden)]
+    const INPUTS: u8 = 0;
+
     /// Take the parameter from the call.
     #[doc(hidden)]
-    fn from_call(call: &Call) -> Result<Self, ParamError>;
+    fn from_call(call: &mut Call) -> Result<Self, ParamError>;
 
     /// The context type this parameter needs, checked before a run starts.
     #[doc(hidden)]
@@ -65,15 +104,17 @@ pub trait EventParam: Sized + Send + 'static {
 impl EventParam for EventInput {
     type ContextKind = NoContext;
 
-    fn from_call(call: &Call) -> Result<Self, ParamError> {
-        Ok(call.input.clone())
+    const INPUTS: u8 = 1;
+
+    fn from_call(call: &mut Call) -> Result<Self, ParamError> {
+        Ok(call.take_input())
     }
 }
 
 impl<T: Send + Sync + 'static> EventParam for Context<T> {
     type ContextKind = Context<T>;
 
-    fn from_call(call: &Call) -> Result<Self, ParamError> {
+    fn from_call(call: &mut Call) -> Result<Self, ParamError> {
         let error = |given| ParamError {
             expected: std::any::type_name::<T>(),
             given,
@@ -101,7 +142,7 @@ pub(crate) fn is_inbox(need: &ContextNeed) -> bool {
 impl EventParam for Inbox {
     type ContextKind = NoContext;
 
-    fn from_call(call: &Call) -> Result<Self, ParamError> {
+    fn from_call(call: &mut Call) -> Result<Self, ParamError> {
         match &call.inbox {
             Some(link) => Ok(Inbox { link: link.clone() }),
             None => Err(ParamError {
@@ -122,7 +163,7 @@ impl EventParam for Inbox {
 impl<T: Send + Sync + 'static> EventParam for Emitter<T> {
     type ContextKind = NoContext;
 
-    fn from_call(call: &Call) -> Result<Self, ParamError> {
+    fn from_call(call: &mut Call) -> Result<Self, ParamError> {
         Ok(Emitter::for_call(call.emitter.clone(), call.input.task_id))
     }
 }
@@ -130,7 +171,7 @@ impl<T: Send + Sync + 'static> EventParam for Emitter<T> {
 impl EventParam for Child {
     type ContextKind = NoContext;
 
-    fn from_call(call: &Call) -> Result<Self, ParamError> {
+    fn from_call(call: &mut Call) -> Result<Self, ParamError> {
         match &call.child {
             Some(link) => Ok(Child::new(link.clone())),
             None => Err(ParamError {

@@ -69,13 +69,31 @@ pub(crate) struct Entry {
     pub(crate) latest: Latest,
 }
 
-/// The results an input carries. Most inputs carry one (a chain, a fan-out, a goto): it is
-/// kept in place, so that such an input costs no allocation of its own.
+/// The results an input carries, or a start input's data. Most inputs carry one result (a
+/// chain, a fan-out, a goto): it is kept in place, so that such an input costs no
+/// allocation of its own. (Two kept in place as well made every input 32 bytes larger, and
+/// every event's task with it: the moves cost more than the allocation they saved.)
 #[derive(Clone)]
 pub(crate) enum Entries {
+    /// No results: a start input without data.
     Empty,
+    /// No results: a start input with the data given to [`EventInput::from_input`] (only a
+    /// start input has data, and it has no results).
+    User(AnyValue),
     One(Entry),
     Many(Arc<[Entry]>),
+}
+
+impl Entries {
+    /// The results of a group, in group order (in place if there is one).
+    pub(crate) fn collect(mut entries: impl ExactSizeIterator<Item = Entry>) -> Self {
+        match entries.len() {
+            0 => Entries::Empty,
+            1 => entries.next().map_or(Entries::Empty, Entries::One),
+            // Allocated once, at its exact size.
+            _ => Entries::Many(entries.collect()),
+        }
+    }
 }
 
 impl std::ops::Deref for Entries {
@@ -83,13 +101,14 @@ impl std::ops::Deref for Entries {
 
     fn deref(&self) -> &[Entry] {
         match self {
-            Entries::Empty => &[],
+            Entries::Empty | Entries::User(_) => &[],
             Entries::One(entry) => std::slice::from_ref(entry),
             Entries::Many(entries) => entries,
         }
     }
 }
 
+/// Which way an input came, which also says its [`Behavior`].
 #[derive(Clone, Copy)]
 pub(crate) enum Origin {
     Group(GroupId),
@@ -126,9 +145,8 @@ pub(crate) enum Origin {
 pub struct EventInput {
     pub(crate) graph: Option<Arc<Graph>>,
     pub(crate) origin: Origin,
-    pub(crate) behavior: Behavior,
+    /// Its results, or a start input's data.
     pub(crate) entries: Entries,
-    pub(crate) user: Option<AnyValue>,
     pub(crate) task_id: u64,
     /// The id of a durable run (`0` in an in-process run), for [`Self::idempotency_key`].
     pub(crate) run: i64,
@@ -150,9 +168,7 @@ impl EventInput {
         EventInput {
             graph: None,
             origin: Origin::UserInput,
-            behavior: Behavior::Input,
-            entries: Entries::Empty,
-            user: Some(Arc::new(data)),
+            entries: Entries::User(Arc::new(data)),
             task_id: 0,
             run: 0,
         }
@@ -162,17 +178,31 @@ impl EventInput {
         EventInput {
             graph: None,
             origin: Origin::UserInput,
-            behavior: Behavior::Input,
             entries: Entries::Empty,
-            user: None,
             task_id: 0,
             run: 0,
         }
     }
 
+    /// The same input without its results and graph (its origin and ids kept): what a call
+    /// keeps once a parameter took its input.
+    pub(crate) fn without_results(&self) -> Self {
+        EventInput {
+            graph: None,
+            origin: self.origin,
+            entries: Entries::Empty,
+            task_id: self.task_id,
+            run: self.run,
+        }
+    }
+
     /// Why this event runs.
     pub fn behavior(&self) -> Behavior {
-        self.behavior
+        match self.origin {
+            Origin::Group(_) => Behavior::Dispatch,
+            Origin::Goto => Behavior::Goto,
+            Origin::UserInput => Behavior::Input,
+        }
     }
 
     /// The name of the group that triggered this event: its given name, or its position
@@ -205,7 +235,10 @@ impl EventInput {
 
     /// The data given to [`EventInput::from_input`], if it has type `T`.
     pub fn user<T: 'static>(&self) -> Option<&T> {
-        self.user.as_ref().and_then(|data| data.downcast_ref::<T>())
+        match &self.entries {
+            Entries::User(data) => data.downcast_ref::<T>(),
+            _ => None,
+        }
     }
 
     /// An id for this run of the event, unique within its run.
@@ -233,7 +266,7 @@ impl fmt::Debug for EventInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventInput")
             .field("group_name", &self.group_name())
-            .field("behavior", &self.behavior)
+            .field("behavior", &self.behavior())
             .field("results", &self.results())
             .field("task_id", &self.task_id)
             .finish()

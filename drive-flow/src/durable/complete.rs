@@ -95,22 +95,18 @@ impl DispatchState for PartialState {
             return None;
         }
         state.fired = true;
-        let entries = graph
-            .members(group)
-            .iter()
-            .map(|&m| Entry {
-                node: m,
-                latest: if m == node {
-                    outcome.clone()
-                } else {
-                    self.latest(m).cloned().unwrap_or(Latest::Abort)
-                },
-            })
-            .collect();
+        let entries = Entries::collect(graph.members(group).iter().map(|&m| Entry {
+            node: m,
+            latest: if m == node {
+                outcome.clone()
+            } else {
+                self.latest(m).cloned().unwrap_or(Latest::Abort)
+            },
+        }));
         for slot in group.slots.clone() {
             *self.delivered_mut(slot) = true;
         }
-        Some(Entries::Many(entries))
+        Some(entries)
     }
 
     fn record(&mut self, node: NodeId, latest: Latest) {
@@ -509,7 +505,7 @@ fn task_rows(
             .inputs
             .push(task_input::encode(index, start.node, &start.input));
         tasks.states.push(if ready() { "ready" } else { "queued" });
-        tasks.causes.push(match start.input.behavior {
+        tasks.causes.push(match start.input.behavior() {
             crate::Behavior::Goto => "goto",
             _ => "dispatch",
         });

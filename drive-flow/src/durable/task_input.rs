@@ -81,24 +81,27 @@ pub(crate) fn decode(
             });
         }
     }
-    let entries = match entries.len() {
-        0 => Entries::Empty,
-        1 => Entries::One(entries.pop().expect("one entry")),
-        _ => Entries::Many(entries.into()),
-    };
-    let user = match stored.get("user") {
-        Some(user) if !user.is_null() => Some(decode_typed(user).map_err(|detail| InputError {
-            event: own(),
-            detail: format!("its run's input: {detail}"),
-        })?),
-        _ => None,
+    let entries = match stored.get("user") {
+        Some(user) if !user.is_null() => {
+            let user = decode_typed(user).map_err(|detail| InputError {
+                event: own(),
+                detail: format!("its run's input: {detail}"),
+            })?;
+            // Only a start input has data, and a start input has no results.
+            if !entries.is_empty() {
+                return Err(InputError {
+                    event: own(),
+                    detail: "its input holds both results and the run's input".to_string(),
+                });
+            }
+            Entries::User(user)
+        }
+        _ => Entries::collect(entries.into_iter()),
     };
     Ok(EventInput {
         graph: Some(graph.clone()),
         origin,
-        behavior,
         entries,
-        user,
         task_id,
         run,
     })

@@ -28,7 +28,7 @@ use super::task_input;
 use super::trace_context;
 use crate::body::child::{is_child, CHILD_PARAM};
 use crate::body::inbox::{CallRef, InboxLink};
-use crate::body::param::{is_inbox, Call, ParamError};
+use crate::body::param::{is_inbox, Call, ParamError, INPUTS_UNKNOWN};
 use crate::body::task::CallError;
 use crate::core::flow::ErasedFlow;
 use crate::core::options::EventOptions;
@@ -574,6 +574,7 @@ async fn run_claimed(
         // child workflows in-process (a `Child` parameter fails the call).
         emitter: None,
         child: None,
+        inputs_left: INPUTS_UNKNOWN,
     };
     let body = index.bodies[node as usize].handler.call(call);
     let name = task.event.clone();

@@ -34,7 +34,7 @@ use crate::body::child::{is_child, ChildHost, ChildLink, ChildRequest};
 use crate::body::emitter::{EmitLink, EmitSink, Emitted};
 use crate::body::handler::{Bodies, Body};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
-use crate::body::param::{is_inbox, Call, ParamError};
+use crate::body::param::{is_inbox, Call, ParamError, INPUTS_UNKNOWN};
 use crate::body::task::{Attempt, Attempts, Begun, Boxed, CallError, Caught, EventTask, Host};
 use crate::core::dispatch::{RunState, Start};
 use crate::core::error::Error;
@@ -1072,6 +1072,7 @@ impl Shared {
             inbox,
             emitter,
             child,
+            inputs_left: INPUTS_UNKNOWN,
         }
     }
 

@@ -18,7 +18,7 @@ pub(crate) use run_state::RunState;
 use crate::core::error::Error;
 use crate::core::flow::{ErasedFlow, Flow};
 use crate::core::graph::{Graph, GroupId, GroupInfo, NodeId, Retrigger};
-use crate::core::input::{Behavior, Entries, Entry, EventInput, Latest, Origin};
+use crate::core::input::{Entries, Entry, EventInput, Latest, Origin};
 
 /// An event to start, with its input.
 pub(crate) struct Start {
@@ -193,9 +193,7 @@ pub(crate) fn complete<S: DispatchState>(
             let input = EventInput {
                 graph: Some(graph.clone()),
                 origin: Origin::Group(group_id),
-                behavior: Behavior::Dispatch,
                 entries,
-                user: None,
                 task_id: state.task_id(),
                 run: 0,
             };
@@ -212,12 +210,10 @@ pub(crate) fn complete<S: DispatchState>(
             let input = EventInput {
                 graph: Some(graph.clone()),
                 origin: Origin::Goto,
-                behavior: Behavior::Goto,
                 entries: Entries::One(Entry {
                     node,
                     latest: Latest::Value(payload.clone()),
                 }),
-                user: None,
                 task_id: state.task_id(),
                 run: 0,
             };

@@ -107,8 +107,9 @@ impl RunState {
     /// latest outcomes moved out), and the trace.
     pub(crate) fn take_parts(&self) -> (Arc<Graph>, Vec<EventRun>, RunTrace) {
         let cells = &self.cells;
-        let mut events: Vec<EventRun> = cells
-            .touched_nodes()
+        let events = cells
+            .touched_nodes_by_id()
+            .into_iter()
             .map(|node| {
                 let cell = cells.node(node);
                 EventRun {
@@ -121,9 +122,6 @@ impl RunState {
                 }
             })
             .collect();
-        // Often sorted already (events are touched in dependency order, and builders number
-        // them in that order); in place, no scratch memory.
-        events.sort_unstable_by_key(|event| event.node);
         let trace = std::mem::take(&mut *self.trace());
         (self.graph.clone(), events, trace)
     }
@@ -173,21 +171,21 @@ impl DispatchState for Shared<'_> {
             return None;
         }
         // Every member has completed, so each has a latest outcome; an exact-size iterator
-        // lets the `Arc` be allocated once.
-        let entries = group
-            .slots
-            .clone()
-            .zip(graph.members(group))
-            .map(|(slot, &node)| {
-                let mut slot = lock(slot_cell(slot));
-                slot.delivered = true;
-                Entry {
-                    node,
-                    latest: slot.latest.clone().unwrap_or(Latest::Abort),
-                }
-            })
-            .collect();
-        Some(Entries::Many(entries))
+        // keeps two in place, and lets more be allocated once.
+        Some(Entries::collect(
+            group
+                .slots
+                .clone()
+                .zip(graph.members(group))
+                .map(|(slot, &node)| {
+                    let mut slot = lock(slot_cell(slot));
+                    slot.delivered = true;
+                    Entry {
+                        node,
+                        latest: slot.latest.clone().unwrap_or(Latest::Abort),
+                    }
+                }),
+        ))
     }
 
     fn record(&mut self, node: NodeId, latest: Latest) {
