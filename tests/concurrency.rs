@@ -85,6 +85,69 @@ mod same_group {
         assert_eq!(names(&all), ["left", "right"]);
         assert!(overlap(&all[0], &all[1]), "{all:?}");
     }
+
+    /// Run inside the run's own task, the two still overlap: each is polled once when it
+    /// starts, and goes on being polled by the run's task once it is pending.
+    #[tokio::test]
+    async fn listeners_of_one_group_run_at_the_same_time_inline() {
+        let spans = Arc::new(Spans::default());
+        let run = Drive::new()
+            .unwrap()
+            .invoke(start)
+            .context_arc(spans.clone())
+            .inline();
+        let results = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("an inline run whose events go pending ends")
+            .unwrap();
+        assert_eq!((results.count(left), results.count(right)), (1, 1));
+        let all = spans.all();
+        assert_eq!(names(&all), ["left", "right"]);
+        assert!(overlap(&all[0], &all[1]), "{all:?}");
+    }
+}
+
+/// A chain whose events each give their turn back twice (ready again at once, woken by
+/// themselves), run inline: each goes pending after its first poll and must be polled again.
+mod yielding_chain {
+    use super::*;
+
+    async fn yield_twice() {
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+    }
+
+    #[event]
+    async fn one() -> u32 {
+        yield_twice().await;
+        1
+    }
+
+    #[listen(one)]
+    async fn two(input: EventInput) -> u32 {
+        yield_twice().await;
+        input.get(one).copied().unwrap_or(0) + 1
+    }
+
+    #[listen(two)]
+    async fn three(input: EventInput) -> u32 {
+        yield_twice().await;
+        input.get(two).copied().unwrap_or(0) + 1
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_inline_chain_of_events_that_yield_runs_to_its_end() {
+        let run = Drive::new().unwrap().invoke(one).inline();
+        let results = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("an inline run whose events yield ends")
+            .unwrap();
+        assert_eq!(results.get(three), Some(&3));
+        assert_eq!(
+            (results.count(one), results.count(two), results.count(three)),
+            (1, 1, 1)
+        );
+    }
 }
 
 /// Two listeners that block their thread for 200 ms (no `.await`): they overlap only if

@@ -508,6 +508,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
         .map(|after| Box::pin(tokio::time::sleep(after)));
     let mut in_task = InlineEvents::new(shared.graph.clone());
     let mut ended_in_a_row = 0;
+    // Inline events started, taken from the run's state to be polled (kept for its memory).
+    let mut started = Vec::new();
     loop {
         let woken = poll_fn(|cx| loop {
             if shared.signal.take() {
@@ -522,33 +524,25 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             // are polled until none is ready, without leaving this loop (and its lock-free
             // checks) for each one that ends.
             if shared.inline_started.swap(false, Ordering::Acquire) {
-                return Poll::Ready(Woken::Started);
-            }
-            if !in_task.is_empty() && in_task.poll_next_unpin(cx).is_ready() {
-                // Give the runtime its turn now and then (its timers, other tasks): a loop
-                // of inline events could otherwise keep this task busy for ever.
+                std::mem::swap(&mut shared.lock().inline, &mut started);
+                ended_in_a_row += start_inline(&shared, &mut started, &mut in_task, cx);
+            } else if !in_task.is_empty() && in_task.poll_next_unpin(cx).is_ready() {
                 ended_in_a_row += 1;
-                if ended_in_a_row >= INLINE_BUDGET {
-                    ended_in_a_row = 0;
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
+            } else if shared.inline_started.load(Ordering::Acquire) {
                 continue;
+            } else {
+                // Going pending: only now does the signal need this task's waker.
+                return shared.signal.poll(cx).map(|()| Woken::Signal);
             }
-            if shared.inline_started.load(Ordering::Acquire) {
-                continue;
+            // Give the runtime its turn now and then (its timers, other tasks): a loop of
+            // inline events could otherwise keep this task busy for ever.
+            if ended_in_a_row >= INLINE_BUDGET {
+                ended_in_a_row = 0;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
-            // Going pending: only now does the signal need this task's waker.
-            return shared.signal.poll(cx).map(|()| Woken::Signal);
         })
         .await;
-        if woken == Woken::Started {
-            let mut inner = shared.lock();
-            for (key, start) in inner.inline.drain(..) {
-                in_task.push(EventTask::new(shared.clone(), key, start.node, start.input));
-            }
-            continue;
-        }
         let timed_out = woken == Woken::Timeout;
         let ended = {
             let mut inner = shared.lock();
@@ -636,6 +630,34 @@ impl Drop for InlineEvents {
 /// How many inline events may end in a row before the run's task yields to the runtime.
 const INLINE_BUDGET: u32 = 128;
 
+/// Start the inline events in `started` (emptied): each is polled once, here in the run's
+/// task, and only one that goes pending takes a place among the events the run polls (most
+/// end at once, and a place costs an allocation). What they start is queued for the next
+/// call, not polled from inside this one. Events started after the run is over are dropped
+/// unpolled, as the run drops those it had not polled yet. How many ended.
+fn start_inline(
+    shared: &Arc<Shared>,
+    started: &mut Vec<(usize, Start)>,
+    in_task: &mut InlineEvents,
+    cx: &mut std::task::Context<'_>,
+) -> u32 {
+    let mut ended = 0;
+    for (key, start) in started.drain(..) {
+        if shared.is_over() {
+            continue;
+        }
+        let mut event = EventTask::new(shared.clone(), key, start.node, start.input);
+        // An inline event's body is boxed: its task is `Unpin`, and moves into `in_task`
+        // after its first poll (which polls it again, leaving its own waker).
+        if Pin::new(&mut event).poll(cx).is_ready() {
+            ended += 1;
+        } else {
+            in_task.push(event);
+        }
+    }
+    ended
+}
+
 /// Why the run's own task woke up.
 #[derive(PartialEq, Eq)]
 enum Woken {
@@ -643,8 +665,6 @@ enum Woken {
     Signal,
     /// The run's timeout.
     Timeout,
-    /// Events to run inline were started.
-    Started,
 }
 
 /// Refuse a run whose context does not fit an event it can reach through its groups, or
