@@ -429,3 +429,46 @@ async fn a_worker_refuses_a_schema_of_another_version() {
             if found == SCHEMA_VERSION + 1 && expected == SCHEMA_VERSION
     ));
 }
+
+/// A builder event whose closure panics when called, before its future exists, fails its
+/// run as a body's panic does (the worker catches it; it is not retried for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_panics_before_its_future_exists_fails_its_run() {
+    #[allow(unreachable_code)]
+    fn build() -> (Drive, drive_flow::Handle<u8>) {
+        let mut builder = drive_flow::DriveBuilder::new();
+        let start = builder.event("start", || async { Flow::from(1u8) });
+        let boom = builder.event("boom", || {
+            panic!("before its future exists");
+            async { Flow::from(2u8) }
+        });
+        builder.listen(boom, drive_flow::Group::new([start]));
+        builder.serde(start);
+        builder.serde(boom);
+        (builder.build().unwrap(), start)
+    }
+    let db = TestDb::migrated().await;
+    let store = db.another_store().await;
+    let running = run_worker(
+        build()
+            .0
+            .worker(&store)
+            .lease(Duration::from_secs(5))
+            .poll_interval(Duration::from_millis(50))
+            .name("w"),
+    );
+    let (drive, start) = build();
+    let client = drive.durable(&db.store).unwrap();
+    let run = client.invoke(start).submit().await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(60), client.wait(run))
+        .await
+        .expect("the run ends");
+    match waited {
+        Err(DurableError::Run(Error::Panicked { event, message })) => {
+            assert_eq!(event, "boom");
+            assert_eq!(message, "before its future exists");
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    stop(running).await;
+}

@@ -245,3 +245,49 @@ async fn a_child_runs_span_is_inside_the_span_of_the_event_that_runs_it() {
     assert_eq!(runs[1]["(parent)"], "event");
     assert_eq!(runs[1]["(parent event)"], "telemetry::nested::parent");
 }
+
+/// A body that panics when it is called, before its future exists, still ends its event's
+/// span as failed, spawned or inline: the span records the panic as a body's panic does.
+#[tokio::test(flavor = "current_thread")]
+async fn an_event_whose_call_panics_before_its_future_exists_ends_its_span() {
+    #[allow(unreachable_code)]
+    fn build() -> (drive_flow::Drive, drive_flow::Handle<()>) {
+        let mut builder = drive_flow::DriveBuilder::new();
+        let start = builder.event("start", || async {});
+        let boom = builder.event("boom", || {
+            panic!("before its future exists");
+            async {}
+        });
+        builder.listen(boom, drive_flow::Group::new([start]));
+        (builder.build().unwrap(), start)
+    }
+    for inline in [false, true] {
+        let (spans, _guard) = trace();
+        let (drive, start) = build();
+        let invoke = drive.invoke(start);
+        let invoke = if inline { invoke.inline() } else { invoke };
+        let error = invoke.await.unwrap_err();
+        assert!(
+            matches!(&error, drive_flow::Error::Panicked { event, .. } if event == "boom"),
+            "{error:?}"
+        );
+        let boom = spans
+            .named("event")
+            .into_iter()
+            .find(|fields| fields["event"] == "boom")
+            .unwrap();
+        assert_eq!(
+            pick(
+                &boom,
+                &["attempts", "outcome", "otel.status_code", "error.type"]
+            ),
+            pairs(&[
+                ("attempts", "1"),
+                ("outcome", "failed"),
+                ("otel.status_code", "ERROR"),
+                ("error.type", "panicked"),
+            ]),
+            "inline: {inline}"
+        );
+    }
+}

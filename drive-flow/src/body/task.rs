@@ -155,8 +155,8 @@ pin_project! {
             #[pin]
             body: Instrumented<CatchUnwind<AssertUnwindSafe<Fut>>>,
         },
-        // The body panicked before its future existed.
-        Panicked { panic: Box<dyn Any + Send> },
+        // The body panicked before its future existed: the panic, and the event's span.
+        Panicked { panic: Box<dyn Any + Send>, span: tracing::Span },
         // An event with a timeout or retries: its attempts, boxed.
         Options { attempts: Instrumented<BoxFuture<'static, Attempts>> },
         Done,
@@ -210,8 +210,9 @@ fn begin<B: MakeBody>(
         },
         Ok(None) => Step::Panicked {
             panic: Box::new("drive-flow: an event's task was made for another body"),
+            span,
         },
-        Err(panic) => Step::Panicked { panic },
+        Err(panic) => Step::Panicked { panic, span },
     }
 }
 
@@ -239,8 +240,10 @@ impl<B: MakeBody> Future for EventTask<B> {
                 .poll(cx)
                 .map(|caught: Caught| (1, host.settle(*this.node, caught))),
             StepProj::Panicked { .. } => match this.step.as_mut().project_replace(Step::Done) {
-                StepOwn::Panicked { panic } => {
-                    Poll::Ready((1, host.settle(*this.node, Err(panic))))
+                StepOwn::Panicked { panic, span } => {
+                    let result = host.settle(*this.node, Err(panic));
+                    span_ended(&span, 1, &result);
+                    Poll::Ready((1, result))
                 }
                 _ => return Poll::Ready(()),
             },

@@ -576,9 +576,17 @@ async fn run_claimed(
         child: None,
         inputs_left: INPUTS_UNKNOWN,
     };
-    let body = index.bodies[node as usize].handler.call(call);
+    // A body (a builder's closure) may panic when called, before its future exists: that
+    // is its panic too, settled as one.
+    let made = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        index.bodies[node as usize].handler.call(call)
+    }));
     let name = task.event.clone();
     let body = async move {
+        let body = match made {
+            Ok(body) => body,
+            Err(panic) => return settle(&name, Err(panic)),
+        };
         let caught = AssertUnwindSafe(body).catch_unwind();
         match options.timeout {
             Some(after) => match tokio::time::timeout(after, caught).await {
