@@ -181,6 +181,52 @@ async fn step_budget_holds_for_inline_runs_too() {
     );
 }
 
+/// A wide fan-out run inline, on a one-thread runtime: the run's task gives the runtime a
+/// turn after a bounded number of events even when they all start at once, so another task
+/// of the runtime runs while the fan-out does (it would not, were they all polled before
+/// the run's task yields).
+#[test]
+fn a_wide_inline_fan_out_lets_other_tasks_run_between_its_events() {
+    const WIDTH: usize = 1_000;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut builder = drive_flow::DriveBuilder::new();
+    let start = builder.event("start", || async {});
+    for i in 0..WIDTH {
+        let (ticks, seen) = (ticks.clone(), seen.clone());
+        let leaf = builder.event(format!("leaf{i}"), move || {
+            let (ticks, seen) = (ticks.clone(), seen.clone());
+            async move { seen.lock().unwrap().push(ticks.load(Ordering::Relaxed)) }
+        });
+        builder.listen(leaf, drive_flow::Group::new([start]));
+    }
+    let drive = builder.build().unwrap();
+    runtime.block_on(async {
+        let ticking = {
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        drive.invoke(start).inline().await.unwrap();
+        ticking.abort();
+    });
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), WIDTH);
+    let (first, last) = (seen[0], seen[WIDTH - 1]);
+    assert!(
+        last > first,
+        "every event saw the other task at {first} ticks: it never ran in between"
+    );
+}
+
 /// An endless loop of cheap events run inline, on a one-thread runtime: the run's timeout
 /// still fires, because the run's task gives the runtime (and its timers) a turn now and
 /// then. Run on its own thread, so that a run that never yields fails the test instead of

@@ -525,7 +525,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             // checks) for each one that ends.
             if shared.inline_started.swap(false, Ordering::Acquire) {
                 std::mem::swap(&mut shared.lock().inline, &mut started);
-                ended_in_a_row += start_inline(&shared, &mut started, &mut in_task, cx);
+                let budget = INLINE_BUDGET.saturating_sub(ended_in_a_row);
+                ended_in_a_row += start_inline(&shared, &mut started, &mut in_task, budget, cx);
             } else if !in_task.is_empty() && in_task.poll_next_unpin(cx).is_ready() {
                 ended_in_a_row += 1;
             } else if shared.inline_started.load(Ordering::Acquire) {
@@ -633,12 +634,15 @@ const INLINE_BUDGET: u32 = 128;
 /// Start the inline events in `started` (emptied): each is polled once, here in the run's
 /// task, and only one that goes pending takes a place among the events the run polls (most
 /// end at once, and a place costs an allocation). What they start is queued for the next
-/// call, not polled from inside this one. Events started after the run is over are dropped
-/// unpolled, as the run drops those it had not polled yet. How many ended.
+/// call, not polled from inside this one. Once `budget` of them have ended, the rest take
+/// their places unpolled (polled after the run's task has yielded: a wide fan-out does not
+/// keep the thread). Events started after the run is over are dropped unpolled, as the run
+/// drops those it had not polled yet. How many ended.
 fn start_inline(
     shared: &Arc<Shared>,
     started: &mut Vec<(usize, Start)>,
     in_task: &mut InlineEvents,
+    budget: u32,
     cx: &mut std::task::Context<'_>,
 ) -> u32 {
     let mut ended = 0;
@@ -649,7 +653,7 @@ fn start_inline(
         let mut event = EventTask::new(shared.clone(), key, start.node, start.input);
         // An inline event's body is boxed: its task is `Unpin`, and moves into `in_task`
         // after its first poll (which polls it again, leaving its own waker).
-        if Pin::new(&mut event).poll(cx).is_ready() {
+        if ended < budget && Pin::new(&mut event).poll(cx).is_ready() {
             ended += 1;
         } else {
             in_task.push(event);

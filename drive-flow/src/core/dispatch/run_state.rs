@@ -171,7 +171,7 @@ impl DispatchState for Shared<'_> {
             return None;
         }
         // Every member has completed, so each has a latest outcome; an exact-size iterator
-        // keeps two in place, and lets more be allocated once.
+        // lets the results be allocated once.
         Some(Entries::collect(
             group
                 .slots
