@@ -36,12 +36,17 @@ enum Mode {
     OneAtATimeInline,
     /// No cap; events sleep for their delay.
     Unbounded,
+    /// No cap, `.inline()`; events sleep for their delay.
+    UnboundedInline,
     /// At most this many events at once (2 or more); events sleep for their delay.
     Capped(usize),
 }
 
 fn run(spec: &Arc<GraphSpec>, mode: Mode) -> RunnerRun {
-    let sleep = matches!(mode, Mode::Unbounded | Mode::Capped(_));
+    let sleep = matches!(
+        mode,
+        Mode::Unbounded | Mode::UnboundedInline | Mode::Capped(_)
+    );
     let (drive, handles) = build(spec, sleep, |_, _| {});
     let probe = Arc::new(Probe {
         calls: (0..spec.events.len()).map(|_| AtomicU32::new(0)).collect(),
@@ -52,6 +57,7 @@ fn run(spec: &Arc<GraphSpec>, mode: Mode) -> RunnerRun {
         Mode::OneAtATime => invoke.max_concurrency(1),
         Mode::OneAtATimeInline => invoke.max_concurrency(1).inline(),
         Mode::Unbounded => invoke,
+        Mode::UnboundedInline => invoke.inline(),
         Mode::Capped(cap) => invoke.max_concurrency(cap),
     };
     let results = runtime()
@@ -91,6 +97,7 @@ proptest! {
             prop_assert_eq!(*calls, 1, "the reference ran e{} {} times", event, calls);
         }
         compare(&run(&spec, Mode::Unbounded), &expected, false)?;
+        compare(&run(&spec, Mode::UnboundedInline), &expected, false)?;
         compare(&run(&spec, Mode::Capped(cap)), &expected, false)?;
     }
 
@@ -105,6 +112,7 @@ proptest! {
             prop_assert_eq!(*calls, rounds, "the reference ran e{} {} times", event, calls);
         }
         compare(&run(&spec, Mode::Unbounded), &expected, false)?;
+        compare(&run(&spec, Mode::UnboundedInline), &expected, false)?;
         compare(&run(&spec, Mode::Capped(cap)), &expected, false)?;
     }
 }

@@ -227,6 +227,57 @@ fn a_wide_inline_fan_out_lets_other_tasks_run_between_its_events() {
     );
 }
 
+mod starve {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use drive_flow::prelude::*;
+
+    /// Set by `waiter` when its timer fired.
+    pub static DONE: AtomicBool = AtomicBool::new(false);
+
+    #[event]
+    pub async fn begin() {}
+
+    #[listen(begin)]
+    pub async fn spin() -> Flow<()> {
+        if DONE.load(Ordering::Relaxed) {
+            Flow::abort()
+        } else {
+            Flow::goto(spin, ())
+        }
+    }
+
+    #[listen(begin)]
+    pub async fn waiter() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        DONE.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Run inline, a loop of events that end at once does not starve an event waiting on a
+/// timer: the waiter is polled again when its timer fires, and ends the loop.
+#[test]
+fn an_inline_loop_does_not_starve_an_event_that_waits() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime
+        .block_on(
+            Drive::new()
+                .unwrap()
+                .invoke(starve::begin)
+                .inline()
+                .max_steps(u64::MAX)
+                .timeout(Duration::from_secs(20))
+                .into_future(),
+        )
+        .expect("the waiter ends the loop before the run's timeout");
+    assert_eq!(results.count(starve::waiter), 1);
+    assert!(results.count(starve::spin) > 1);
+}
+
 /// An endless loop of cheap events run inline, on a one-thread runtime: the run's timeout
 /// still fires, because the run's task gives the runtime (and its timers) a turn now and
 /// then. Run on its own thread, so that a run that never yields fails the test instead of

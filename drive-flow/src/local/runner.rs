@@ -405,7 +405,7 @@ impl<E> Invoke<E> {
                 waiting: 0,
                 resuming: 0,
                 queue: VecDeque::new(),
-                inline: Vec::new(),
+                inline: VecDeque::new(),
                 outcome: None,
                 events,
                 spawns: Vec::new(),
@@ -508,8 +508,9 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
         .map(|after| Box::pin(tokio::time::sleep(after)));
     let mut in_task = InlineEvents::new(shared.graph.clone());
     let mut ended_in_a_row = 0;
-    // Inline events started, taken from the run's state to be polled (kept for its memory).
-    let mut started = Vec::new();
+    // Inline events started, taken from the run's state to be polled first (kept for its
+    // memory); what is left here when the run's task yields is polled when it resumes.
+    let mut started = VecDeque::new();
     loop {
         let woken = poll_fn(|cx| loop {
             if shared.signal.take() {
@@ -520,18 +521,27 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
                     return Poll::Ready(Woken::Timeout);
                 }
             }
-            // Inline: events started since the last look are taken in first, then the events
-            // are polled until none is ready, without leaving this loop (and its lock-free
-            // checks) for each one that ends.
-            if shared.inline_started.swap(false, Ordering::Acquire) {
-                std::mem::swap(&mut shared.lock().inline, &mut started);
+            // Inline: events started since the last look are polled first, then one of the
+            // events polled before that is ready gets its turn, without leaving this loop
+            // (and its lock-free checks) for each one that ends. Both each time round, so
+            // that a loop of events that end at once does not starve those that wait.
+            let mut progressed = false;
+            if !started.is_empty() || shared.inline_started.swap(false, Ordering::Acquire) {
+                if started.is_empty() {
+                    std::mem::swap(&mut shared.lock().inline, &mut started);
+                }
                 let budget = INLINE_BUDGET.saturating_sub(ended_in_a_row);
                 ended_in_a_row += start_inline(&shared, &mut started, &mut in_task, budget, cx);
-            } else if !in_task.is_empty() && in_task.poll_next_unpin(cx).is_ready() {
+                progressed = true;
+            }
+            if !in_task.is_empty() && in_task.poll_next_unpin(cx).is_ready() {
                 ended_in_a_row += 1;
-            } else if shared.inline_started.load(Ordering::Acquire) {
-                continue;
-            } else {
+                progressed = true;
+            }
+            if !progressed {
+                if shared.inline_started.load(Ordering::Acquire) {
+                    continue;
+                }
                 // Going pending: only now does the signal need this task's waker.
                 return shared.signal.poll(cx).map(|()| Woken::Signal);
             }
@@ -631,29 +641,33 @@ impl Drop for InlineEvents {
 /// How many inline events may end in a row before the run's task yields to the runtime.
 const INLINE_BUDGET: u32 = 128;
 
-/// Start the inline events in `started` (emptied): each is polled once, here in the run's
+/// Start inline events from the front of `started`: each is polled once, here in the run's
 /// task, and only one that goes pending takes a place among the events the run polls (most
-/// end at once, and a place costs an allocation). What they start is queued for the next
-/// call, not polled from inside this one. Once `budget` of them have ended, the rest take
-/// their places unpolled (polled after the run's task has yielded: a wide fan-out does not
-/// keep the thread). Events started after the run is over are dropped unpolled, as the run
-/// drops those it had not polled yet. How many ended.
+/// end at once, and a place costs an allocation). What they start is queued for a later
+/// call, not polled from inside this one. It stops once `budget` of them have ended: the
+/// rest wait in `started` until the run's task has yielded (a wide fan-out does not keep
+/// the thread). Once the run is over, those left are dropped unpolled, as the run drops
+/// those it had not polled yet. How many ended.
 fn start_inline(
     shared: &Arc<Shared>,
-    started: &mut Vec<(usize, Start)>,
+    started: &mut VecDeque<(usize, Start)>,
     in_task: &mut InlineEvents,
     budget: u32,
     cx: &mut std::task::Context<'_>,
 ) -> u32 {
     let mut ended = 0;
-    for (key, start) in started.drain(..) {
+    while ended < budget {
+        let Some((key, start)) = started.pop_front() else {
+            break;
+        };
         if shared.is_over() {
-            continue;
+            started.clear();
+            break;
         }
         let mut event = EventTask::new(shared.clone(), key, start.node, start.input);
         // An inline event's body is boxed: its task is `Unpin`, and moves into `in_task`
         // after its first poll (which polls it again, leaving its own waker).
-        if ended < budget && Pin::new(&mut event).poll(cx).is_ready() {
+        if Pin::new(&mut event).poll(cx).is_ready() {
             ended += 1;
         } else {
             in_task.push(event);
@@ -864,7 +878,7 @@ struct Inner {
     resuming: usize,
     queue: VecDeque<Start>,
     /// Events to start inside the run's task ([`Invoke::inline`]), with their task keys.
-    inline: Vec<(usize, Start)>,
+    inline: VecDeque<(usize, Start)>,
     /// Set once: the run is over, successfully or not.
     outcome: Option<Result<(), Error>>,
     /// The live event stream, while someone watches and the run goes on.
@@ -984,7 +998,7 @@ impl Shared {
                 if self.inline {
                     // Inline events are polled by the run's task, and cancelled by dropping
                     // them.
-                    inner.inline.push((key, start));
+                    inner.inline.push_back((key, start));
                     self.inline_started.store(true, Ordering::Release);
                     return;
                 }
