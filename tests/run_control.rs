@@ -181,6 +181,15 @@ async fn step_budget_holds_for_inline_runs_too() {
     );
 }
 
+/// A runtime of one thread, timers on: where a run's task that never yields holds up
+/// everything else.
+fn one_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A wide fan-out run inline, on a one-thread runtime: the run's task gives the runtime a
 /// turn after a bounded number of events even when they all start at once, so another task
 /// of the runtime runs while the fan-out does (it would not, were they all polled before
@@ -188,10 +197,7 @@ async fn step_budget_holds_for_inline_runs_too() {
 #[test]
 fn a_wide_inline_fan_out_lets_other_tasks_run_between_its_events() {
     const WIDTH: usize = 1_000;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = one_thread_runtime();
     let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut builder = drive_flow::DriveBuilder::new();
@@ -259,10 +265,7 @@ mod starve {
 /// timer: the waiter is polled again when its timer fires, and ends the loop.
 #[test]
 fn an_inline_loop_does_not_starve_an_event_that_waits() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = one_thread_runtime();
     let results = runtime
         .block_on(
             Drive::new()
@@ -286,10 +289,7 @@ fn an_inline_loop_does_not_starve_an_event_that_waits() {
 fn an_endless_inline_loop_still_meets_the_run_timeout() {
     let (done, outcome) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = one_thread_runtime();
         let result = runtime.block_on(
             Drive::new()
                 .unwrap()
