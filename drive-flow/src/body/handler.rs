@@ -8,7 +8,8 @@ use std::sync::Arc;
 use futures::future::Map;
 use futures::FutureExt;
 
-use crate::body::param::{Call, ContextNeed, EventParam, ParamError};
+use crate::body::child::is_child;
+use crate::body::param::{is_inbox, Call, ContextNeed, EventParam, ParamError};
 use crate::body::task::{CallError, CallFuture, ErasedBody, EventTask, Host, MakeBody};
 use crate::core::event::Event;
 use crate::core::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
@@ -20,6 +21,35 @@ use crate::core::input::EventInput;
 pub(crate) struct Body {
     pub(crate) handler: ErasedHandler,
     pub(crate) needs: Box<[ContextNeed]>,
+    /// What its parameters take beside the input, read off `needs` once, when the graph is
+    /// built (every call of the event asks).
+    pub(crate) takes: Takes,
+}
+
+/// What an event's parameters take beside its input.
+#[derive(Clone, Copy)]
+pub(crate) struct Takes {
+    /// A `Context<T>`: the call gets a reference to the run's context.
+    pub(crate) context: bool,
+    /// An `Inbox`.
+    pub(crate) inbox: bool,
+    /// A `Child`.
+    pub(crate) child: bool,
+}
+
+impl Body {
+    pub(crate) fn new(handler: ErasedHandler, needs: Box<[ContextNeed]>) -> Self {
+        let takes = Takes {
+            context: needs.iter().any(|need| !is_inbox(need) && !is_child(need)),
+            inbox: needs.iter().any(is_inbox),
+            child: needs.iter().any(is_child),
+        };
+        Body {
+            handler,
+            needs,
+            takes,
+        }
+    }
 }
 
 /// The bodies of a graph's events, indexed by node id.

@@ -445,10 +445,7 @@ impl DriveBuilder {
                 options: spec.options,
                 metrics: Default::default(),
             });
-            bodies.push(Body {
-                handler: spec.handler,
-                needs: spec.needs,
-            });
+            bodies.push(Body::new(spec.handler, spec.needs));
         }
         let needs_anything = bodies.iter().any(|body| !body.needs.is_empty());
         let cells = CellsPool::new(&groups);

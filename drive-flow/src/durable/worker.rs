@@ -551,8 +551,7 @@ async fn run_claimed(
         .as_deref()
         .cloned()
         .unwrap_or_default();
-    let takes_inbox = index.bodies[node as usize].needs.iter().any(is_inbox);
-    let (inbox, mut parked) = if takes_inbox {
+    let (inbox, mut parked) = if index.bodies[node as usize].takes.inbox {
         let (host, parked) = TaskInbox::new(shared.drive.store.clone(), task.run, task.id);
         let link = InboxLink {
             host,

@@ -1062,23 +1062,20 @@ impl Shared {
     fn new_call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
         // A link holds the run: `me` is upgraded only for a call that gets one (an upgrade
         // fails only once the run is dropped, and then no event is polled any more).
+        let takes = self.bodies[node as usize].takes;
         let inbox = match &self.mailbox {
-            Some(_) if self.bodies[node as usize].needs.iter().any(is_inbox) => {
-                self.me.upgrade().map(|host| InboxLink {
-                    host,
-                    call: CallRef {
-                        key,
-                        node,
-                        task_id: input.task_id,
-                    },
-                })
-            }
+            Some(_) if takes.inbox => self.me.upgrade().map(|host| InboxLink {
+                host,
+                call: CallRef {
+                    key,
+                    node,
+                    task_id: input.task_id,
+                },
+            }),
             _ => None,
         };
-        let child = self.bodies[node as usize]
-            .needs
-            .iter()
-            .any(is_child)
+        let child = takes
+            .child
             .then(|| self.me.upgrade())
             .flatten()
             .map(|host| ChildLink {
@@ -1094,15 +1091,11 @@ impl Shared {
             .then(|| self.me.upgrade())
             .flatten()
             .map(|run| EmitLink { run, key, node });
-        // Only a body that takes a `Context` gets a reference to it: the context's count is
-        // shared by every event of the run, and most events do not read it.
-        let takes_context = self.bodies[node as usize]
-            .needs
-            .iter()
-            .any(|need| !is_inbox(need) && !is_child(need));
         Call {
             input,
-            context: if takes_context {
+            // Only a body that takes a `Context` gets a reference to it: the context's count
+            // is shared by every event of the run, and most events do not read it.
+            context: if takes.context {
                 self.context.clone()
             } else {
                 None
