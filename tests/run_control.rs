@@ -190,6 +190,23 @@ fn one_thread_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Run a loop from `start` inline on a one-thread runtime, with no step budget and this
+/// run timeout.
+fn inline_loop_on_one_thread<E: drive_flow::Event>(
+    start: E,
+    timeout: Duration,
+) -> Result<Results, Error> {
+    one_thread_runtime().block_on(
+        Drive::new()
+            .unwrap()
+            .invoke(start)
+            .inline()
+            .max_steps(u64::MAX)
+            .timeout(timeout)
+            .into_future(),
+    )
+}
+
 /// A wide fan-out run inline, on a one-thread runtime: the run's task gives the runtime a
 /// turn after a bounded number of events even when they all start at once, so another task
 /// of the runtime runs while the fan-out does (it would not, were they all polled before
@@ -265,17 +282,7 @@ mod starve {
 /// timer: the waiter is polled again when its timer fires, and ends the loop.
 #[test]
 fn an_inline_loop_does_not_starve_an_event_that_waits() {
-    let runtime = one_thread_runtime();
-    let results = runtime
-        .block_on(
-            Drive::new()
-                .unwrap()
-                .invoke(starve::begin)
-                .inline()
-                .max_steps(u64::MAX)
-                .timeout(Duration::from_secs(20))
-                .into_future(),
-        )
+    let results = inline_loop_on_one_thread(starve::begin, Duration::from_secs(20))
         .expect("the waiter ends the loop before the run's timeout");
     assert_eq!(results.count(starve::waiter), 1);
     assert!(results.count(starve::spin) > 1);
@@ -289,16 +296,8 @@ fn an_inline_loop_does_not_starve_an_event_that_waits() {
 fn an_endless_inline_loop_still_meets_the_run_timeout() {
     let (done, outcome) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = one_thread_runtime();
-        let result = runtime.block_on(
-            Drive::new()
-                .unwrap()
-                .invoke(budget_inline::spin_inline)
-                .inline()
-                .max_steps(u64::MAX)
-                .timeout(Duration::from_millis(50))
-                .into_future(),
-        );
+        let result =
+            inline_loop_on_one_thread(budget_inline::spin_inline, Duration::from_millis(50));
         let _ = done.send(result.map(|_| ()));
     });
     let result = outcome

@@ -67,6 +67,14 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Spans {
 }
 
 impl Spans {
+    /// The first span of event `event`.
+    fn of_event(&self, event: &str) -> Fields {
+        self.named("event")
+            .into_iter()
+            .find(|fields| fields["event"] == event)
+            .unwrap_or_else(|| panic!("no span of event `{event}`"))
+    }
+
     fn named(&self, name: &str) -> Vec<Fields> {
         let spans = self.0.lock().unwrap();
         spans
@@ -179,11 +187,7 @@ async fn a_failed_event_and_its_run_record_the_error() {
     let error = drive.invoke(start).await.unwrap_err();
     let message = error.to_string();
 
-    let work = spans
-        .named("event")
-        .into_iter()
-        .find(|fields| fields["event"] == "work")
-        .unwrap();
+    let work = spans.of_event("work");
     assert_eq!(
         pick(
             &work,
@@ -271,11 +275,7 @@ async fn an_event_whose_call_panics_before_its_future_exists_ends_its_span() {
             matches!(&error, drive_flow::Error::Panicked { event, .. } if event == "boom"),
             "{error:?}"
         );
-        let boom = spans
-            .named("event")
-            .into_iter()
-            .find(|fields| fields["event"] == "boom")
-            .unwrap();
+        let boom = spans.of_event("boom");
         assert_eq!(
             pick(
                 &boom,
