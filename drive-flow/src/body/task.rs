@@ -9,7 +9,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 
 use futures::future::{BoxFuture, CatchUnwind};
 use futures::FutureExt;
@@ -109,12 +109,24 @@ pub(crate) trait Host: Send + Sync + 'static {
     /// `false`: the run is over, and the event ends at once.
     fn register(&self, key: &mut usize, node: NodeId, waker: &Waker) -> bool;
 
-    /// The event ended: report it to the run (which starts what follows).
-    fn finish(self: Arc<Self>, key: usize, node: NodeId, attempts: u32, result: Attempt);
+    /// A spawned event ended: report it to the run (which starts what follows).
+    fn finish(self: Arc<Self>, ended: Ended);
 }
 
 /// How one event ended, as the run sees it.
 pub(crate) type Attempt = Result<ErasedFlow, Error>;
+
+/// One event that ended, for its run to complete: a spawned event hands it to
+/// [`Host::finish`] itself; an inline one returns it to the run's task, which owns what
+/// it starts.
+pub(crate) struct Ended {
+    /// Its entry among the run's tasks.
+    pub(crate) key: usize,
+    pub(crate) node: NodeId,
+    /// Its attempts (one for a plain event).
+    pub(crate) attempts: u32,
+    pub(crate) result: Attempt,
+}
 
 /// How an event runs, from [`Host::begin`].
 pub(crate) enum Begun<'a> {
@@ -128,19 +140,59 @@ pin_project! {
     /// One event's run: a hand-written future rather than an `async fn`, so that a task holds
     /// only what its current step needs (an `async fn` keeps its arguments for its whole
     /// life, beside the state of its `.await`s). Every event of a run is one of these: its
-    /// size is most of the memory of an event in flight.
+    /// size is most of the memory of an event in flight. It is polled for its run
+    /// ([`EventTask::poll_for`]), which it does not hold: a spawned event's task holds it
+    /// ([`Spawned`]), an inline event is polled by the run's own task.
     pub(crate) struct EventTask<B>
     where
         B: MakeBody,
     {
-        // `None` once the event has ended (given to `Host::finish`).
-        host: Option<Arc<dyn Host>>,
         key: usize,
         node: NodeId,
         // Its waker was given to the host, for a cancellation to wake it.
         registered: bool,
         #[pin]
         step: Step<B::Future>,
+    }
+}
+
+pin_project! {
+    /// The tokio task of a spawned event: its run, and the event, whose end it reports to
+    /// the run ([`Host::finish`]).
+    pub(crate) struct Spawned<B>
+    where
+        B: MakeBody,
+    {
+        // `None` once the event has ended.
+        host: Option<Arc<dyn Host>>,
+        #[pin]
+        event: EventTask<B>,
+    }
+}
+
+impl<B: MakeBody> Spawned<B> {
+    /// The task of one event of `host`, not started: its body is made on its first poll.
+    pub(crate) fn new(host: Arc<dyn Host>, key: usize, node: NodeId, input: EventInput) -> Self {
+        Spawned {
+            host: Some(host),
+            event: EventTask::new(key, node, input),
+        }
+    }
+}
+
+impl<B: MakeBody> Future for Spawned<B> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let Some(host) = this.host.as_deref() else {
+            return Poll::Ready(()); // ended already
+        };
+        let ended = ready!(this.event.poll_for(host, cx));
+        if let (Some(host), Some(ended)) = (this.host.take(), ended) {
+            host.finish(ended);
+        }
+        Poll::Ready(())
     }
 }
 
@@ -164,14 +216,29 @@ pin_project! {
 }
 
 impl<B: MakeBody> EventTask<B> {
-    /// The task of one event, not started: its body is made on its first poll.
-    pub(crate) fn new(host: Arc<dyn Host>, key: usize, node: NodeId, input: EventInput) -> Self {
+    /// One event, not started: its body is made on its first poll.
+    pub(crate) fn new(key: usize, node: NodeId, input: EventInput) -> Self {
         EventTask {
-            host: Some(host),
             key,
             node,
             registered: false,
             step: Step::Start { input },
+        }
+    }
+
+    /// One event whose body is made now, for `host` (to be polled at once, in the same
+    /// task: an inline event).
+    pub(crate) fn begun<H: Host + ?Sized>(
+        host: &H,
+        key: usize,
+        node: NodeId,
+        input: EventInput,
+    ) -> Self {
+        EventTask {
+            key,
+            node,
+            registered: false,
+            step: begin::<B, H>(host, key, node, input),
         }
     }
 
@@ -182,8 +249,8 @@ impl<B: MakeBody> EventTask<B> {
 }
 
 /// The first step: make the event's body in its span.
-fn begin<B: MakeBody>(
-    host: &dyn Host,
+fn begin<B: MakeBody, H: Host + ?Sized>(
+    host: &H,
     key: usize,
     node: NodeId,
     input: EventInput,
@@ -193,7 +260,7 @@ fn begin<B: MakeBody>(
         Begun::Call(body) => body,
         Begun::Options => {
             return Step::Options {
-                attempts: attempts(host, key, node, input, span),
+                attempts: in_span(host.attempts(key, node, input), span),
             }
         }
     };
@@ -216,22 +283,25 @@ fn begin<B: MakeBody>(
     }
 }
 
-impl<B: MakeBody> Future for EventTask<B> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+impl<B: MakeBody> EventTask<B> {
+    /// Poll the event for its run `host`: `Ready(Some(..))` once it ended, for the run to
+    /// complete; `Ready(None)` if it was cancelled (a spawned event of a run that is over),
+    /// or had ended before. Generic over the host, so that the run's task, polling its
+    /// inline events, calls its own methods directly.
+    pub(crate) fn poll_for<H: Host + ?Sized>(
+        self: Pin<&mut Self>,
+        host: &H,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Ended>> {
         let mut this = self.project();
-        let Some(host) = this.host.as_deref() else {
-            return Poll::Ready(()); // ended already
-        };
         // A spawned event's cancellation: the run is over, its body is dropped here.
         if host.cancelled() {
             this.step.set(Step::Done);
-            return Poll::Ready(());
+            return Poll::Ready(None);
         }
         if let StepProj::Start { .. } = this.step.as_mut().project() {
             if let StepOwn::Start { input } = this.step.as_mut().project_replace(Step::Done) {
-                let next = begin::<B>(host, *this.key, *this.node, input);
+                let next = begin::<B, H>(host, *this.key, *this.node, input);
                 this.step.set(next);
             }
         }
@@ -245,10 +315,10 @@ impl<B: MakeBody> Future for EventTask<B> {
                     span_ended(&span, 1, &result);
                     Poll::Ready((1, result))
                 }
-                _ => return Poll::Ready(()),
+                _ => return Poll::Ready(None),
             },
             StepProj::Options { attempts } => poll_attempts(attempts, cx),
-            StepProj::Start { .. } | StepProj::Done => return Poll::Ready(()),
+            StepProj::Start { .. } | StepProj::Done => return Poll::Ready(None),
         };
         let Poll::Ready((attempts, result)) = polled else {
             // Its body went pending: the first time, it leaves its waker with the host (which
@@ -256,7 +326,7 @@ impl<B: MakeBody> Future for EventTask<B> {
             if !*this.registered {
                 if !host.register(this.key, *this.node, cx.waker()) {
                     this.step.set(Step::Done);
-                    return Poll::Ready(());
+                    return Poll::Ready(None);
                 }
                 *this.registered = true;
             }
@@ -270,10 +340,12 @@ impl<B: MakeBody> Future for EventTask<B> {
             _ => {}
         }
         this.step.set(Step::Done);
-        if let Some(host) = this.host.take() {
-            host.finish(*this.key, *this.node, attempts, result);
-        }
-        Poll::Ready(())
+        Poll::Ready(Some(Ended {
+            key: *this.key,
+            node: *this.node,
+            attempts,
+            result,
+        }))
     }
 }
 
@@ -282,14 +354,11 @@ impl<B: MakeBody> Future for EventTask<B> {
 
 /// The attempts of an event with options, in its span.
 #[inline(never)]
-fn attempts(
-    host: &dyn Host,
-    key: usize,
-    node: NodeId,
-    input: EventInput,
+fn in_span(
+    attempts: BoxFuture<'static, Attempts>,
     span: tracing::Span,
 ) -> Instrumented<BoxFuture<'static, Attempts>> {
-    host.attempts(key, node, input).instrument(span)
+    attempts.instrument(span)
 }
 
 #[inline(never)]

@@ -35,7 +35,7 @@ use crate::body::emitter::{EmitLink, EmitSink, Emitted};
 use crate::body::handler::{Bodies, Body};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
 use crate::body::param::{is_inbox, Call, ParamError, INPUTS_UNKNOWN};
-use crate::body::task::{Attempt, Attempts, Begun, Boxed, CallError, Caught, EventTask, Host};
+use crate::body::task::{Attempts, Begun, Boxed, CallError, Caught, Ended, EventTask, Host};
 use crate::core::dispatch::{RunState, Start};
 use crate::core::error::Error;
 use crate::core::event::{Event, EventKey};
@@ -390,7 +390,7 @@ impl<E> Invoke<E> {
                 RunPath::from(path)
             }),
             track: self.timed || watched || self.timeout.is_some() || mailbox,
-            locked: capped || watched || self.inline,
+            locked: capped || watched,
             state,
             in_flight: AtomicUsize::new(1),
             child_steps: AtomicU64::new(0),
@@ -483,6 +483,11 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     let _in_flight = crate::core::telemetry::RunInFlight::start();
     let guard = CancelOnDrop(shared.clone());
     let began = Instant::now();
+    // Inline events started, polled first by the run's task (kept for its memory): what
+    // is left here when the run's task yields is polled when it resumes. Completions of its
+    // events, which it polls itself, push what they start here; in a locked run they go
+    // through the run's state (`Inner::inline`), and are taken from there.
+    let mut started = VecDeque::new();
     {
         let mut inner = shared.lock();
         // A started run may be cancelled before its task first runs: then nothing starts.
@@ -491,6 +496,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             let mut batch = Vec::new();
             let lane = if shared.locked {
                 Lane::Locked(&mut inner)
+            } else if shared.inline {
+                Lane::Task(&mut started)
             } else {
                 Lane::Plain(&mut batch)
             };
@@ -506,11 +513,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     let mut deadline = shared
         .timeout
         .map(|after| Box::pin(tokio::time::sleep(after)));
-    let mut in_task = InlineEvents::new(shared.graph.clone());
+    let mut in_task = InlineEvents::new(&shared);
     let mut ended_in_a_row = 0;
-    // Inline events started, taken from the run's state to be polled first (kept for its
-    // memory); what is left here when the run's task yields is polled when it resumes.
-    let mut started = VecDeque::new();
     loop {
         let woken = poll_fn(|cx| loop {
             if shared.signal.take() {
@@ -526,7 +530,9 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             // (and its lock-free checks) for each one that ends. Both each time round, so
             // that a loop of events that end at once does not starve those that wait.
             let mut progressed = false;
-            if !started.is_empty() || shared.inline_started.swap(false, Ordering::Acquire) {
+            // (Only a locked run's completions hand starts over through the run's state.)
+            let handed = || shared.locked && shared.inline_started.swap(false, Ordering::Acquire);
+            if !started.is_empty() || handed() {
                 if started.is_empty() {
                     std::mem::swap(&mut shared.lock().inline, &mut started);
                 }
@@ -534,12 +540,17 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
                 ended_in_a_row += start_inline(&shared, &mut started, &mut in_task, budget, cx);
                 progressed = true;
             }
-            if !in_task.is_empty() && in_task.poll_next_unpin(cx).is_ready() {
-                ended_in_a_row += 1;
-                progressed = true;
+            if !in_task.is_empty() {
+                if let Poll::Ready(ended) = in_task.poll_next_unpin(cx) {
+                    if let Some(Some(ended)) = ended {
+                        shared.complete(ended, Some(&mut started));
+                    }
+                    ended_in_a_row += 1;
+                    progressed = true;
+                }
             }
             if !progressed {
-                if shared.inline_started.load(Ordering::Acquire) {
+                if shared.locked && shared.inline_started.load(Ordering::Acquire) {
                     continue;
                 }
                 // Going pending: only now does the signal need this task's waker.
@@ -588,44 +599,51 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     }
 }
 
-/// The events a run polls in its own task ([`Invoke::inline`]). Dropping them cancels them;
-/// a panic in the drop of a cancelled event (a `Drop` of one of its values) is caught and
-/// logged, as tokio does for a spawned event: the run reports its own outcome, and the panic
-/// does not reach whoever awaits or drops the run.
-struct InlineEvents {
-    /// Each one with its body boxed: they are all one future type.
-    events: FuturesUnordered<EventTask<Boxed>>,
-    /// For the names of events dropped.
-    graph: Arc<Graph>,
+/// The events a run polls in its own task ([`Invoke::inline`]) that went pending when they
+/// were first polled. Dropping them cancels them; a panic in the drop of a cancelled event
+/// (a `Drop` of one of its values) is caught and logged, as tokio does for a spawned event:
+/// the run reports its own outcome, and the panic does not reach whoever awaits or drops
+/// the run.
+struct InlineEvents<'run> {
+    run: &'run Shared,
+    events: FuturesUnordered<InlineEvent<'run>>,
 }
 
-impl InlineEvents {
-    fn new(graph: Arc<Graph>) -> Self {
+impl<'run> InlineEvents<'run> {
+    fn new(run: &'run Shared) -> Self {
         InlineEvents {
+            run,
             events: FuturesUnordered::new(),
-            graph,
         }
+    }
+
+    /// Poll it among the others from now on.
+    fn push(&mut self, event: EventTask<Boxed>) {
+        self.events.push(InlineEvent {
+            run: self.run,
+            event,
+        });
     }
 }
 
-impl std::ops::Deref for InlineEvents {
-    type Target = FuturesUnordered<EventTask<Boxed>>;
+impl<'run> std::ops::Deref for InlineEvents<'run> {
+    type Target = FuturesUnordered<InlineEvent<'run>>;
 
     fn deref(&self) -> &Self::Target {
         &self.events
     }
 }
 
-impl std::ops::DerefMut for InlineEvents {
+impl std::ops::DerefMut for InlineEvents<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.events
     }
 }
 
-impl Drop for InlineEvents {
+impl Drop for InlineEvents<'_> {
     fn drop(&mut self) {
         for event in std::mem::take(&mut self.events) {
-            let name = self.graph.node(event.node()).name.clone();
+            let name = self.run.graph.node(event.event.node()).name.clone();
             let dropped = std::panic::catch_unwind(AssertUnwindSafe(move || drop(event)));
             if let Err(panic) = dropped {
                 tracing::warn!(
@@ -638,25 +656,47 @@ impl Drop for InlineEvents {
     }
 }
 
+/// An inline event, polled for its run; its end is returned to the run's task (which
+/// completes it), not reported by the event.
+struct InlineEvent<'run> {
+    run: &'run Shared,
+    /// Its body is boxed: it is `Unpin`.
+    event: EventTask<Boxed>,
+}
+
+impl Future for InlineEvent<'_> {
+    type Output = Option<Ended>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Option<Ended>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.event).poll_for(this.run, cx)
+    }
+}
+
 /// How many inline events may end in a row before the run's task yields to the runtime.
 const INLINE_BUDGET: u32 = 128;
 
-/// Start inline events from the front of `started`: each is polled once, here in the run's
-/// task, and only one that goes pending takes a place among the events the run polls (most
-/// end at once, and a place costs an allocation). What they start is queued for a later
-/// call, not polled from inside this one. It stops once `budget` of them have ended: the
-/// rest wait in `started` until the run's task has yielded (a wide fan-out does not keep
-/// the thread). Once the run is over, those left are dropped unpolled, as the run drops
-/// those it had not polled yet. How many ended.
-fn start_inline(
-    shared: &Arc<Shared>,
+/// Start the inline events at the front of `started` that were there when it is called:
+/// each is polled once, here in the run's task, and only one that goes pending takes a
+/// place among the events the run polls (most end at once, and a place costs an
+/// allocation). One that ends is completed here, and what it starts is queued at the back
+/// of `started`, for a later call (not polled from inside this one: the events that wait
+/// get their turn in between). It stops once `budget` of them have ended: the rest wait in
+/// `started` until the run's task has yielded (a wide fan-out does not keep the thread).
+/// Once the run is over, those left are dropped unpolled, as the run drops those it had
+/// not polled yet. How many ended.
+fn start_inline<'run>(
+    shared: &'run Arc<Shared>,
     started: &mut VecDeque<(usize, Start)>,
-    in_task: &mut InlineEvents,
+    in_task: &mut InlineEvents<'run>,
     budget: u32,
     cx: &mut std::task::Context<'_>,
 ) -> u32 {
     let mut ended = 0;
-    while ended < budget {
+    for _ in 0..started.len() {
+        if ended >= budget {
+            break;
+        }
         let Some((key, start)) = started.pop_front() else {
             break;
         };
@@ -664,13 +704,17 @@ fn start_inline(
             started.clear();
             break;
         }
-        let mut event = EventTask::new(shared.clone(), key, start.node, start.input);
+        let mut event = EventTask::<Boxed>::begun(&**shared, key, start.node, start.input);
         // An inline event's body is boxed: its task is `Unpin`, and moves into `in_task`
         // after its first poll (which polls it again, leaving its own waker).
-        if Pin::new(&mut event).poll(cx).is_ready() {
-            ended += 1;
-        } else {
-            in_task.push(event);
+        match Pin::new(&mut event).poll_for(&**shared, cx) {
+            Poll::Ready(done) => {
+                ended += 1;
+                if let Some(done) = done {
+                    shared.complete(done, Some(started));
+                }
+            }
+            Poll::Pending => in_task.push(event),
         }
     }
     ended
@@ -834,10 +878,10 @@ pub(crate) struct Shared {
     /// Give every event an entry in `tasks` from its start (else only a spawned event that
     /// goes pending gets one): the run is watched, timed, has a timeout or a mailbox.
     track: bool,
-    /// Completions take the run's lock (`inner`): the run is capped (its queue), watched
-    /// (its stream is ordered under the lock) or inline (its events are handed to the run's
-    /// task). Otherwise a completion shares no lock with the others but the cells of its
-    /// event and of the joins it is a member of.
+    /// Completions take the run's lock (`inner`): the run is capped (its queue) or watched
+    /// (its stream is ordered under the lock). Otherwise a completion shares no lock with
+    /// the others but the cells of its event and of the joins it is a member of (an inline
+    /// run's completions are made in the run's task, which queues what they start itself).
     locked: bool,
     /// The dispatch state, shared by the threads that complete events.
     state: RunState,
@@ -889,10 +933,13 @@ struct Inner {
 }
 
 /// The lane of a step that starts events: under the run's lock (queued for a spawn once it
-/// is released), or outside any lock (into the caller's batch).
+/// is released, or for the run's task in an inline run), outside any lock (into the
+/// caller's batch, to spawn), or straight into the queue of the run's task (an inline run
+/// that is not locked: its events complete in that task).
 enum Lane<'a> {
     Locked(&'a mut Inner),
     Plain(&'a mut Vec<(usize, Start)>),
+    Task(&'a mut VecDeque<(usize, Start)>),
 }
 
 impl Shared {
@@ -980,6 +1027,10 @@ impl Shared {
         };
         let batch = match lane {
             Lane::Plain(batch) => batch,
+            Lane::Task(queue) => {
+                queue.push_back((key, start));
+                return;
+            }
             Lane::Locked(inner) => {
                 inner.running += 1;
                 if let Some(events) = &inner.events {
@@ -1107,17 +1158,18 @@ impl Shared {
         }
     }
 
-    /// [`Host::finish`]: record how the event ended, dispatch its outcome, start what
-    /// follows, and end the run when nothing is in flight any more. In a run that is not
-    /// [locked](Self::locked), no lock is shared with other completions but the cells of the
-    /// event and of the joins it is a member of (see `core::dispatch`).
-    fn complete(
-        self: &Arc<Self>,
-        key: usize,
-        node: NodeId,
-        attempts: u32,
-        result: Result<ErasedFlow, Error>,
-    ) {
+    /// Record how an event ended, dispatch its outcome, start what follows, and end the
+    /// run when nothing is in flight any more. In a run that is not [locked](Self::locked),
+    /// no lock is shared with other completions but the cells of the event and of the joins
+    /// it is a member of (see `core::dispatch`). `queue`: the queue of the run's task, for a
+    /// completion of an inline event, made in that task (of a spawned event: `None`).
+    fn complete(self: &Arc<Self>, ended: Ended, queue: Option<&mut VecDeque<(usize, Start)>>) {
+        let Ended {
+            key,
+            node,
+            attempts,
+            result,
+        } = ended;
         // The one clock read of a timed event: its end, and the start of what it triggers.
         let ended = self.timed.then(Instant::now);
         let task = if key == UNTRACKED {
@@ -1154,12 +1206,18 @@ impl Shared {
             ending,
             self.timed.then_some(elapsed),
         );
-        let mut guard = self.locked.then(|| self.lock());
+        // An inline run that is not locked hands what it starts to its task's queue; were
+        // one of its events completed elsewhere (none is), its starts would go through the
+        // run's state, under the lock.
+        let mut queue = queue.filter(|_| self.inline);
+        let mut guard = (self.locked || (self.inline && queue.is_none())).then(|| self.lock());
         if let Some(inner) = guard.as_deref_mut() {
             if self.is_over() {
                 return; // closed meanwhile
             }
-            inner.running -= 1;
+            if self.locked {
+                inner.running -= 1;
+            }
         }
         let flow = match result {
             Ok(flow) => flow,
@@ -1192,17 +1250,18 @@ impl Shared {
             self.in_flight.fetch_add(count - 1, Ordering::Relaxed);
         }
         // The plain lane's batch (the locked lane queues under the lock).
-        let mut batch = match guard {
-            Some(_) => Vec::new(),
-            None => spare_batch(),
+        let mut batch = match (&guard, &queue) {
+            (None, None) => spare_batch(),
+            _ => Vec::new(),
         };
         let mut scheduled = completed;
         for mut start in starts.drain(..) {
             start.cause = task_id;
             if scheduled.is_ok() {
-                let lane = match guard.as_deref_mut() {
-                    Some(inner) => Lane::Locked(inner),
-                    None => Lane::Plain(&mut batch),
+                let lane = match (guard.as_deref_mut(), queue.as_deref_mut()) {
+                    (Some(inner), _) => Lane::Locked(inner),
+                    (None, Some(queue)) => Lane::Task(queue),
+                    (None, None) => Lane::Plain(&mut batch),
                 };
                 scheduled = self.schedule(lane, start, ended);
             }
@@ -1232,8 +1291,11 @@ impl Shared {
                         self.close(&mut inner, Ok(()));
                     }
                 }
-                self.spawn_all(&mut batch);
-                keep_spare(batch);
+                // An inline run's task queue took what it started; a batch only spawns.
+                if queue.is_none() {
+                    self.spawn_all(&mut batch);
+                    keep_spare(batch);
+                }
             }
         }
     }
@@ -1587,8 +1649,8 @@ impl Host for Shared {
         }
     }
 
-    fn finish(self: Arc<Self>, key: usize, node: NodeId, attempts: u32, result: Attempt) {
-        self.complete(key, node, attempts, result);
+    fn finish(self: Arc<Self>, ended: Ended) {
+        self.complete(ended, None);
     }
 }
 
@@ -1750,6 +1812,21 @@ mod tests {
         assert_eq!(taken, 4, "the run's lock was taken {taken} times");
         // Capped: every completion takes it (for the run's queue).
         let (results, taken) = run(drive.invoke(start).max_concurrency(4));
+        assert_eq!(results.count(join), 1);
+        assert!(taken >= 1_002, "the run's lock was taken {taken} times");
+    }
+
+    #[test]
+    fn completions_of_an_inline_run_hand_what_they_start_to_its_task_without_its_lock() {
+        let (drive, start, join) = graph(500);
+        // Its events complete in the run's task, which queues what they start itself: the
+        // lock is taken as by a run whose events are spawned.
+        let (results, taken) = run(drive.invoke(start).inline());
+        assert_eq!(results.count(join), 1);
+        assert_eq!(results.count(start), 1);
+        assert_eq!(taken, 4, "the run's lock was taken {taken} times");
+        // Capped, it is locked: every completion takes the lock.
+        let (results, taken) = run(drive.invoke(start).inline().max_concurrency(4));
         assert_eq!(results.count(join), 1);
         assert!(taken >= 1_002, "the run's lock was taken {taken} times");
     }
