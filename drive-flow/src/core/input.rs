@@ -168,7 +168,7 @@ impl EventInput {
         EventInput {
             graph: None,
             origin: Origin::UserInput,
-            entries: Entries::User(Arc::new(data)),
+            entries: Entries::User(crate::core::flow::erase_value(data)),
             task_id: 0,
             run: 0,
         }

@@ -10,7 +10,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,7 @@ use crate::core::event::{Handle, StaticEvent};
 use crate::DriveBuilder;
 
 /// A type-erased output value.
-pub(crate) type AnyValue = Arc<dyn Any + Send + Sync>;
+pub(crate) use crate::core::flow::AnyValue;
 
 /// How the values of one type become JSON and come back. Generated code only.
 #[doc(hidden)]

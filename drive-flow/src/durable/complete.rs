@@ -123,7 +123,7 @@ impl DispatchState for PartialState {
 
 /// Values inside a completion stay JSON: the dispatch core only moves them.
 fn json_value(value: Value) -> AnyValue {
-    Arc::new(value)
+    AnyValue::Shared(Arc::new(value))
 }
 
 fn latest_of(kind: Option<&str>, value: Option<Value>) -> Option<Latest> {

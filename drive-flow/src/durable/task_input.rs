@@ -4,10 +4,9 @@
 //!   "entries": [{"event": id, "kind": "value" | "goto" | "abort", "value": json}],
 //!   "user": {"type": name, "value": json} | null}`
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 
+use super::codec::AnyValue;
 use super::drive::DurableIndex;
 use super::values::decode_typed;
 use crate::core::graph::NodeId;
@@ -117,7 +116,7 @@ pub(crate) fn latest_json(latest: &Latest) -> (&'static str, Value) {
     }
 }
 
-fn json_of(value: &Arc<dyn std::any::Any + Send + Sync>) -> Value {
+fn json_of(value: &AnyValue) -> Value {
     value
         .downcast_ref::<Value>()
         .cloned()
