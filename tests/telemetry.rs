@@ -35,6 +35,13 @@ impl Visit for Visitor<'_> {
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.0.insert(field.name().to_string(), value.to_string());
+        // `tracing-opentelemetry` exports a `u64` field as a string: marked, see
+        // `numeric_fields_reach_opentelemetry_as_integers`.
+        self.0
+            .insert(format!("{} (u64)", field.name()), String::new());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_string(), value.to_string());
     }
 }
 
@@ -178,6 +185,30 @@ async fn the_run_and_every_event_run_are_spans_in_the_opentelemetry_conventions(
         .map(|fields| fields["attempt"].clone())
         .collect();
     assert_eq!(attempts, ["1", "2", "1"]);
+}
+
+/// `tracing-opentelemetry` exports an `i64` field as an integer attribute but a `u64` one as
+/// a string (`run_id: String("1")`): every numeric field is recorded as an `i64`.
+#[tokio::test(flavor = "current_thread")]
+async fn numeric_fields_reach_opentelemetry_as_integers() {
+    let (spans, _guard) = trace();
+    let (drive, start) = sample(false);
+    drive.invoke(start).await.unwrap();
+    let mut checked = 0;
+    for name in ["run", "event", "attempt"] {
+        for fields in spans.named(name) {
+            let as_u64: Vec<&String> = fields.keys().filter(|k| k.ends_with("(u64)")).collect();
+            assert!(as_u64.is_empty(), "{name} span: {as_u64:?}");
+            for field in ["run_id", "task_id", "attempts", "attempt"] {
+                if let Some(value) = fields.get(field) {
+                    assert!(value.parse::<i64>().is_ok(), "{name}.{field} = {value}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    // The run's id, each of the 5 event spans' three, the 3 attempts'.
+    assert_eq!(checked, 1 + 5 * 3 + 3);
 }
 
 #[tokio::test(flavor = "current_thread")]

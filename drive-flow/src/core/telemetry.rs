@@ -152,6 +152,12 @@ pub(crate) fn event_ended(
     }
 }
 
+/// An integer span field as OpenTelemetry reads it: `tracing-opentelemetry` exports an `i64`
+/// field as an integer attribute, but a `u64` one as a string.
+pub(crate) fn otel_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Record how an event run ended on its span.
 pub(crate) fn event_span_ended(
     span: &tracing::Span,
@@ -161,7 +167,7 @@ pub(crate) fn event_span_ended(
     if span.is_disabled() {
         return;
     }
-    span.record("attempts", attempts);
+    span.record("attempts", i64::from(attempts));
     span.record("outcome", Ending::of(result).as_str());
     if let Err(error) = result {
         record_error(span, error);

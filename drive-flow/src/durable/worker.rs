@@ -639,7 +639,7 @@ async fn run_claimed(
         BodyEnd::Done(_) | BodyEnd::Failed(_) => None,
     };
     if let Some(outcome) = outcome.filter(|_| !span.is_disabled()) {
-        span.record("attempts", attempts);
+        span.record("attempts", i64::from(attempts));
         span.record("outcome", outcome);
     }
     // The parent of the spans of the events this one triggers.

@@ -351,7 +351,7 @@ impl<E> Invoke<E> {
             "run",
             otel.name = %format_args!("invoke_workflow {start_name}"),
             gen_ai.operation.name = "invoke_workflow",
-            run_id,
+            run_id = crate::core::telemetry::otel_int(run_id),
             start = %start_name,
             outcome = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
@@ -1553,8 +1553,8 @@ impl Host for Shared {
             "event",
             otel.name = %node.name,
             event = %node.name,
-            run_id = self.run_id,
-            task_id = input.task_id,
+            run_id = crate::core::telemetry::otel_int(self.run_id),
+            task_id = crate::core::telemetry::otel_int(input.task_id),
             group = %input.group_name(),
             behavior = ?input.behavior(),
             attempts = tracing::field::Empty,
@@ -1671,7 +1671,7 @@ async fn with_options(
         let handler = &shared.bodies[node_id as usize].handler;
         let body = async { handler.call(call).await };
         let caught = AssertUnwindSafe(body).catch_unwind();
-        let span = tracing::info_span!("attempt", attempt);
+        let span = tracing::info_span!("attempt", attempt = i64::from(attempt));
         let result = match options.timeout {
             Some(after) => {
                 let deadline = tokio::time::Instant::now() + after;
