@@ -157,10 +157,11 @@ async fn a_late_commit_after_the_lease_was_taken_over_is_refused() {
     signal(&fleet, &frozen, "-STOP");
     let stuck = in_flight(&fleet.lines(), &frozen);
     assert!(!stuck.is_empty());
-    // The other worker's bodies take 3 s or more: the thawed one has that long to finish
+    // The other worker's bodies take 8 s or more: the thawed one has that long to finish
     // its own before the run can end (on a loaded 2-core machine, with 300 ms, a thawed
-    // process could get a core only after the run ended and stopped its bodies).
-    fleet.set_env("DF_BODY_MS", String::from("3000"));
+    // process could get a core only after the run ended and stopped its bodies; with 3 s
+    // it did once, while the other fault tests ran beside it).
+    fleet.set_env("DF_BODY_MS", String::from("8000"));
     let other = spawn_ready(&mut fleet);
     // Once the lease expired, the other worker starts the stuck bodies: thaw the frozen one
     // now.
