@@ -810,7 +810,33 @@ fn spare_batch() -> Vec<(usize, Start)> {
 fn keep_spare(mut batch: Vec<(usize, Start)>) {
     batch.clear();
     if batch.capacity() <= SPARE_MAX {
-        let _ = SPARE.try_with(|spare| spare.set(batch));
+        let _ = SPARE.try_with(|spare| drop_unless_bare(spare.replace(batch)));
+    }
+}
+
+/// The thread's scratch space for a completion ([`SCRATCH`]), empty.
+fn take_scratch() -> (Vec<Start>, Vec<NodeId>) {
+    SCRATCH.try_with(Cell::take).unwrap_or_default()
+}
+
+/// Give the scratch space back to the thread.
+fn keep_scratch(starts: Vec<Start>, goto_targets: Vec<NodeId>) {
+    let _ = SCRATCH.try_with(|scratch| {
+        let (starts, goto_targets) = scratch.replace((starts, goto_targets));
+        drop_unless_bare(starts);
+        drop_unless_bare(goto_targets);
+    });
+}
+
+/// Drop a buffer put back in place by its replacement: what `take` left there has no heap
+/// (unless a completion nested in this one kept its own), and dropping a bare `Vec` would
+/// still be a call per buffer on every completion.
+#[inline]
+fn drop_unless_bare<T>(buffer: Vec<T>) {
+    if buffer.capacity() == 0 {
+        std::mem::forget(buffer); // no heap, no elements: nothing to free
+    } else {
+        drop(buffer);
     }
 }
 
@@ -1240,7 +1266,7 @@ impl Shared {
                 elapsed,
             });
         }
-        let (mut starts, mut goto_targets) = SCRATCH.try_with(Cell::take).unwrap_or_default();
+        let (mut starts, mut goto_targets) = take_scratch();
         let completed = self
             .state
             .complete(node, flow, &mut starts, &mut goto_targets);
@@ -1266,7 +1292,7 @@ impl Shared {
                 scheduled = self.schedule(lane, start, ended);
             }
         }
-        let _ = SCRATCH.try_with(|scratch| scratch.set((starts, goto_targets)));
+        keep_scratch(starts, goto_targets);
         if let Err(error) = scheduled {
             let mut inner = guard.unwrap_or_else(|| self.lock());
             self.close(&mut inner, Err(error));
