@@ -920,8 +920,9 @@ pub(crate) struct Shared {
     /// Entries of the events in flight.
     tasks: Tasks,
     signal: Signal,
-    /// Inline events were started since the run's task last took them in. Set only while
-    /// the run's task polls its events, or before it first runs: it needs no wake-up.
+    /// Inline events were started under the lock (a locked inline run) since the run's task
+    /// last took them in. Set only while the run's task polls its events, or before it
+    /// first runs: it needs no wake-up.
     inline_started: AtomicBool,
     /// Set (under the lock) when the run is over: a spawned event checks it each time it is
     /// polled, and ends at once, dropping its body, when it is set (its cancellation).
@@ -947,7 +948,9 @@ struct Inner {
     /// Of those, events that got their input and wait for a slot; they go before `queue`.
     resuming: usize,
     queue: VecDeque<Start>,
-    /// Events to start inside the run's task ([`Invoke::inline`]), with their task keys.
+    /// Events to start inside the run's task ([`Invoke::inline`]), with their task keys,
+    /// started under the lock (a locked inline run; an unlocked one queues them in its
+    /// task).
     inline: VecDeque<(usize, Start)>,
     /// Set once: the run is over, successfully or not.
     outcome: Option<Result<(), Error>>,
