@@ -134,6 +134,18 @@ impl<T> Emitter<T> {
     }
 }
 
+/// What an [`Emitter`] parameter declares among its event's needs: not a context, but the
+/// runner links only a call that takes one to its run's stream.
+pub(crate) struct EmitterNeed;
+
+/// The need an [`Emitter`] parameter declares.
+pub(crate) const EMITTER_PARAM: &str = "drive_flow::Emitter";
+
+/// Whether a need declared by a parameter is an emitter (not a context).
+pub(crate) fn is_emitter(need: &crate::body::need::ContextNeed) -> bool {
+    need.type_id == std::any::TypeId::of::<EmitterNeed>()
+}
+
 /// How a call reaches its run's live stream; only calls of a watched run have one.
 #[derive(Clone)]
 pub(crate) struct EmitLink {

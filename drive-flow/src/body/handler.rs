@@ -9,7 +9,10 @@ use futures::future::Map;
 use futures::FutureExt;
 
 use crate::body::child::is_child;
-use crate::body::param::{is_inbox, Call, ContextNeed, EventParam, ParamError};
+use crate::body::emitter::is_emitter;
+use crate::body::param::{
+    is_context, is_inbox, is_input, Call, ContextNeed, EventParam, ParamError,
+};
 use crate::body::task::{CallError, CallFuture, ErasedBody, Host, MakeBody, Spawned};
 use crate::core::event::Event;
 use crate::core::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
@@ -29,20 +32,27 @@ pub(crate) struct Body {
 /// What an event's parameters take beside its input.
 #[derive(Clone, Copy)]
 pub(crate) struct Takes {
+    /// Its `EventInput`: the call's input gets the graph (which the input's accessors read),
+    /// a count shared by every event of the drive, only for a body that reads it.
+    pub(crate) input: bool,
     /// A `Context<T>`: the call gets a reference to the run's context.
     pub(crate) context: bool,
     /// An `Inbox`.
     pub(crate) inbox: bool,
     /// A `Child`.
     pub(crate) child: bool,
+    /// An `Emitter`.
+    pub(crate) emitter: bool,
 }
 
 impl Body {
     pub(crate) fn new(handler: ErasedHandler, needs: Box<[ContextNeed]>) -> Self {
         let takes = Takes {
-            context: needs.iter().any(|need| !is_inbox(need) && !is_child(need)),
+            input: needs.iter().any(is_input),
+            context: needs.iter().any(is_context),
             inbox: needs.iter().any(is_inbox),
             child: needs.iter().any(is_child),
+            emitter: needs.iter().any(is_emitter),
         };
         Body {
             handler,

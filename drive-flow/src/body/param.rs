@@ -4,9 +4,9 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
-use crate::body::child::{Child, ChildLink, CHILD_PARAM};
+use crate::body::child::{is_child, Child, ChildLink, CHILD_PARAM};
 use crate::body::context::Context;
-use crate::body::emitter::Emitter;
+use crate::body::emitter::{is_emitter, Emitter, EmitterNeed, EMITTER_PARAM};
 use crate::body::inbox::{Inbox, InboxLink, INBOX_PARAM};
 use crate::core::input::EventInput;
 
@@ -17,15 +17,23 @@ pub use crate::body::need::ContextNeed;
 pub struct Call {
     pub(crate) input: EventInput,
     pub(crate) context: Option<Arc<dyn Any + Send + Sync>>,
-    /// The run's mailbox, for an event that takes an [`Inbox`](crate::Inbox) in a started run.
-    pub(crate) inbox: Option<InboxLink>,
-    /// The run's live stream, for an [`Emitter`](crate::Emitter) in a watched run.
-    pub(crate) emitter: Option<crate::body::emitter::EmitLink>,
-    /// The run, for an event that takes a [`Child`](crate::Child).
-    pub(crate) child: Option<ChildLink>,
+    /// What a call that takes an [`Inbox`], an [`Emitter`] or a [`Child`] reaches its run
+    /// through; `None` for most calls (boxed: a call is moved a few times on its way to the
+    /// body, and three links in place made it twice as large).
+    pub(crate) links: Option<Box<Links>>,
     /// How many parameters still take the input: the last one takes it, the others a clone
     /// ([`INPUTS_UNKNOWN`] until the body's code says how many it has).
     pub(crate) inputs_left: u8,
+}
+
+/// The links of a call to its run, for the parameters that act on it.
+pub(crate) struct Links {
+    /// The run's mailbox, for an event that takes an [`Inbox`] in a started run.
+    pub(crate) inbox: Option<InboxLink>,
+    /// The run's live stream, for an [`Emitter`] in a watched run.
+    pub(crate) emitter: Option<crate::body::emitter::EmitLink>,
+    /// The run, for an event that takes a [`Child`].
+    pub(crate) child: Option<ChildLink>,
 }
 
 /// [`Call::inputs_left`] before a body said how many of its parameters take the input:
@@ -33,6 +41,26 @@ pub struct Call {
 pub(crate) const INPUTS_UNKNOWN: u8 = u8::MAX;
 
 impl Call {
+    /// The call of one event: its input, the run's context if it takes one, and its links
+    /// to the run if it takes a parameter that needs one.
+    #[inline]
+    pub(crate) fn new(
+        input: EventInput,
+        context: Option<Arc<dyn Any + Send + Sync>>,
+        links: Option<Box<Links>>,
+    ) -> Self {
+        Call {
+            input,
+            context,
+            links,
+            inputs_left: INPUTS_UNKNOWN,
+        }
+    }
+
+    fn links(&self) -> Option<&Links> {
+        self.links.as_deref()
+    }
+
     /// Say how many of the body's parameters take the input (what
     /// [`EventParam::INPUTS`] adds up to over them), before they are taken: the last takes
     /// it rather than a clone. Generated code only.
@@ -109,6 +137,22 @@ impl EventParam for EventInput {
     fn from_call(call: &mut Call) -> Result<Self, ParamError> {
         Ok(call.take_input())
     }
+
+    fn context_need() -> Option<ContextNeed> {
+        Some(ContextNeed {
+            type_id: TypeId::of::<EventInput>(),
+            type_name: INPUT_PARAM,
+        })
+    }
+}
+
+/// The need an [`EventInput`] parameter declares: not a context, but only a call that takes
+/// its input gets the graph attached to it (see [`Takes`](crate::body::handler::Takes)).
+const INPUT_PARAM: &str = "drive_flow::EventInput";
+
+/// Whether a need declared by a parameter is the event's input (not a context).
+pub(crate) fn is_input(need: &ContextNeed) -> bool {
+    need.type_id == TypeId::of::<EventInput>()
 }
 
 impl<T: Send + Sync + 'static> EventParam for Context<T> {
@@ -134,6 +178,18 @@ impl<T: Send + Sync + 'static> EventParam for Context<T> {
     }
 }
 
+/// Whether a need declared by a parameter is a context (not the input, an inbox, a child or
+/// an emitter, which declare needs of their own).
+pub(crate) fn is_context(need: &ContextNeed) -> bool {
+    !is_input(need) && !is_inbox(need) && !is_child(need) && !is_emitter(need)
+}
+
+/// Whether a need must be checked against a run before it starts: a context (of the right
+/// type), an inbox (a run with a mailbox). The others are met by every run.
+pub(crate) fn is_checked(need: &ContextNeed) -> bool {
+    is_context(need) || is_inbox(need)
+}
+
 /// Whether a need declared by a parameter is an inbox (not a context).
 pub(crate) fn is_inbox(need: &ContextNeed) -> bool {
     need.type_id == TypeId::of::<Inbox>()
@@ -143,7 +199,7 @@ impl EventParam for Inbox {
     type ContextKind = NoContext;
 
     fn from_call(call: &mut Call) -> Result<Self, ParamError> {
-        match &call.inbox {
+        match call.links().and_then(|links| links.inbox.as_ref()) {
             Some(link) => Ok(Inbox { link: link.clone() }),
             None => Err(ParamError {
                 expected: INBOX_PARAM,
@@ -164,7 +220,15 @@ impl<T: Send + Sync + 'static> EventParam for Emitter<T> {
     type ContextKind = NoContext;
 
     fn from_call(call: &mut Call) -> Result<Self, ParamError> {
-        Ok(Emitter::for_call(call.emitter.clone(), call.input.task_id))
+        let link = call.links().and_then(|links| links.emitter.clone());
+        Ok(Emitter::for_call(link, call.input.task_id))
+    }
+
+    fn context_need() -> Option<ContextNeed> {
+        Some(ContextNeed {
+            type_id: TypeId::of::<EmitterNeed>(),
+            type_name: EMITTER_PARAM,
+        })
     }
 }
 
@@ -172,7 +236,7 @@ impl EventParam for Child {
     type ContextKind = NoContext;
 
     fn from_call(call: &mut Call) -> Result<Self, ParamError> {
-        match &call.child {
+        match call.links().and_then(|links| links.child.as_ref()) {
             Some(link) => Ok(Child::new(link.clone())),
             None => Err(ParamError {
                 expected: CHILD_PARAM,

@@ -217,6 +217,16 @@ impl EventInput {
         }
     }
 
+    /// [`group_name`](Self::group_name), read off `graph` (an input made by the dispatch
+    /// core has no graph until a body takes it).
+    pub(crate) fn group_name_in<'a>(&'a self, graph: &'a Graph) -> &'a str {
+        match self.origin {
+            Origin::Group(group) => &graph.group(group).name,
+            Origin::Goto => crate::core::graph::GOTO_GROUP,
+            Origin::UserInput => crate::core::graph::USER_INPUT_GROUP,
+        }
+    }
+
     /// The value `event` produced, if it is in this input's results and its latest outcome
     /// was a value (not a goto or an abort). For a goto input, the goto's payload.
     pub fn get<E: Event>(&self, event: E) -> Option<&E::Output> {

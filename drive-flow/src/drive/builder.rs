@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::body::handler::{Body, ErasedHandler, Handler};
-use crate::body::param::ContextNeed;
+use crate::body::param::{is_checked, ContextNeed};
 use crate::core::error::BuildError;
 use crate::core::event::{Event, EventKey, EventRef, Handle, StaticEvent};
 use crate::core::graph::cells::CellsPool;
@@ -447,7 +447,8 @@ impl DriveBuilder {
             });
             bodies.push(Body::new(spec.handler, spec.needs));
         }
-        let needs_anything = bodies.iter().any(|body| !body.needs.is_empty());
+        // Only contexts and inboxes are checked before a run (see `check_context`).
+        let needs_anything = bodies.iter().any(|body| body.needs.iter().any(is_checked));
         let cells = CellsPool::new(&groups);
         let graph = Graph {
             tag,

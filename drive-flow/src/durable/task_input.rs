@@ -140,7 +140,7 @@ pub(crate) fn encode(index: &DurableIndex, node: NodeId, input: &EventInput) -> 
         })
         .collect();
     json!({
-        "group": input.group_name(),
+        "group": input.group_name_in(graph),
         "group_index": group_index,
         "behavior": behavior,
         "entries": entries,

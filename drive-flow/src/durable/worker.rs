@@ -26,9 +26,9 @@ use super::store::PgStore;
 use super::stored::StoredError;
 use super::task_input;
 use super::trace_context;
-use crate::body::child::{is_child, CHILD_PARAM};
+use crate::body::child::CHILD_PARAM;
 use crate::body::inbox::{CallRef, InboxLink};
-use crate::body::param::{is_inbox, Call, ParamError, INPUTS_UNKNOWN};
+use crate::body::param::{is_context, Call, Links, ParamError};
 use crate::body::task::CallError;
 use crate::core::flow::ErasedFlow;
 use crate::core::options::EventOptions;
@@ -405,8 +405,8 @@ fn check_contexts(
 ) -> Result<(), DurableError> {
     for (node, body) in index.graph.nodes.iter().zip(index.bodies.iter()) {
         for need in body.needs.iter() {
-            if is_inbox(need) || is_child(need) {
-                continue; // not a context (a `Child` fails its call: see `settle`)
+            if !is_context(need) {
+                continue; // an inbox, an emitter, or a `Child` (which fails its call: see `settle`)
             }
             let given = match context {
                 Some((_, type_id, _)) if *type_id == need.type_id => continue,
@@ -565,16 +565,19 @@ async fn run_claimed(
     } else {
         (None, None)
     };
-    let call = Call {
-        input,
-        context: shared.context.clone(),
-        inbox,
-        // A durable run has no live stream (an `Emitter` drops its values) and runs no
-        // child workflows in-process (a `Child` parameter fails the call).
-        emitter: None,
-        child: None,
-        inputs_left: INPUTS_UNKNOWN,
-    };
+    // Only a body that takes a `Context` gets a reference to it (as in a local run). A
+    // durable run has no live stream (an `Emitter` drops its values) and runs no child
+    // workflows in-process (a `Child` parameter fails the call).
+    let takes_context = index.bodies[node as usize].takes.context;
+    let context = shared.context.clone().filter(|_| takes_context);
+    let links = inbox.map(|inbox| {
+        Box::new(Links {
+            inbox: Some(inbox),
+            emitter: None,
+            child: None,
+        })
+    });
+    let call = Call::new(input, context, links);
     // A body (a builder's closure) may panic when called, before its future exists: that
     // is its panic too, settled as one.
     let made = std::panic::catch_unwind(AssertUnwindSafe(|| {

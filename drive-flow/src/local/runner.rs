@@ -30,11 +30,11 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-use crate::body::child::{is_child, ChildHost, ChildLink, ChildRequest};
+use crate::body::child::{ChildHost, ChildLink, ChildRequest};
 use crate::body::emitter::{EmitLink, EmitSink, Emitted};
 use crate::body::handler::{Bodies, Body};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
-use crate::body::param::{is_inbox, Call, ParamError, INPUTS_UNKNOWN};
+use crate::body::param::{is_checked, is_inbox, Call, Links, ParamError};
 use crate::body::task::{Attempts, Begun, Boxed, CallError, Caught, Ended, EventTask, Host};
 use crate::core::dispatch::{RunState, Start};
 use crate::core::error::Error;
@@ -748,8 +748,8 @@ fn check_context(
     while let Some(node) = stack.pop() {
         let info = graph.node(node);
         for need in &bodies[node as usize].needs {
-            if is_child(need) {
-                continue; // every run can run a child workflow
+            if !is_checked(need) {
+                continue; // its input, a child workflow, an emitter: every run has them
             }
             if is_inbox(need) {
                 if !mailbox {
@@ -1069,7 +1069,7 @@ impl Shared {
                         kind: RunEventKind::Started,
                         cause: Some(Cause {
                             behavior: start.input.behavior(),
-                            group: Arc::from(start.input.group_name()),
+                            group: Arc::from(start.input.group_name_in(&self.graph)),
                             after: (start.cause != 0).then_some(start.cause),
                         }),
                         path: self.path.clone(),
@@ -1139,52 +1139,48 @@ impl Shared {
 
     /// The call of one event: its input, and the context, inbox, child runs and emitter it
     /// takes.
-    fn new_call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
+    fn new_call(&self, key: usize, node: NodeId, mut input: EventInput) -> Call {
+        let takes = self.bodies[node as usize].takes;
+        // The graph, for the input's accessors, only for a body that takes its input (the
+        // dispatch core leaves it out: its count is shared by every event of the drive).
+        if takes.input && input.graph.is_none() {
+            input.graph = Some(self.graph.clone());
+        }
+        // Only a body that takes a `Context` gets a reference to it: the context's count is
+        // shared by every event of the run, and most events do not read it.
+        let context = if takes.context {
+            self.context.clone()
+        } else {
+            None
+        };
+        let inbox = takes.inbox && self.mailbox.is_some();
+        let emitter = takes.emitter && self.watched;
+        if !(inbox || emitter || takes.child) {
+            return Call::new(input, context, None); // most calls: no link to the run
+        }
         // A link holds the run: `me` is upgraded only for a call that gets one (an upgrade
         // fails only once the run is dropped, and then no event is polled any more).
-        let takes = self.bodies[node as usize].takes;
-        let inbox = match &self.mailbox {
-            Some(_) if takes.inbox => self.me.upgrade().map(|host| InboxLink {
-                host,
-                call: CallRef {
-                    key,
-                    node,
-                    task_id: input.task_id,
-                },
-            }),
-            _ => None,
+        let call = CallRef {
+            key,
+            node,
+            task_id: input.task_id,
         };
-        let child = takes
-            .child
-            .then(|| self.me.upgrade())
-            .flatten()
-            .map(|host| ChildLink {
-                host,
-                call: CallRef {
-                    key,
-                    node,
-                    task_id: input.task_id,
-                },
-            });
-        let emitter = self
-            .watched
-            .then(|| self.me.upgrade())
-            .flatten()
-            .map(|run| EmitLink { run, key, node });
-        Call {
-            input,
-            // Only a body that takes a `Context` gets a reference to it: the context's count
-            // is shared by every event of the run, and most events do not read it.
-            context: if takes.context {
-                self.context.clone()
-            } else {
-                None
-            },
-            inbox,
-            emitter,
-            child,
-            inputs_left: INPUTS_UNKNOWN,
-        }
+        let links = Links {
+            inbox: inbox
+                .then(|| self.me.upgrade())
+                .flatten()
+                .map(|host| InboxLink { host, call }),
+            child: takes
+                .child
+                .then(|| self.me.upgrade())
+                .flatten()
+                .map(|host| ChildLink { host, call }),
+            emitter: emitter
+                .then(|| self.me.upgrade())
+                .flatten()
+                .map(|run| EmitLink { run, key, node }),
+        };
+        Call::new(input, context, Some(Box::new(links)))
     }
 
     /// Record how an event ended, dispatch its outcome, start what follows, and end the
@@ -1482,6 +1478,46 @@ impl Shared {
 }
 
 impl Shared {
+    /// The error of an attempt that did not end with a flow: its body's failure, or its
+    /// panic.
+    #[cold]
+    #[inline(never)]
+    fn failure(&self, node: NodeId, failed: Result<CallError, Box<dyn Any + Send>>) -> Error {
+        let name = || self.graph.node(node).name.to_string();
+        match failed {
+            // A child workflow's failure, returned as it came: it names this event already.
+            Ok(CallError::Failed(source)) => match source.downcast::<Error>() {
+                Ok(error) if matches!(&*error, Error::Child { event, .. } if **event == *self.graph.node(node).name) => {
+                    *error
+                }
+                Ok(error) => Error::Failed {
+                    event: name(),
+                    source: error,
+                },
+                Err(source) => Error::Failed {
+                    event: name(),
+                    source,
+                },
+            },
+            Ok(CallError::Param(ParamError { expected, .. })) if expected == INBOX_PARAM => {
+                Error::NoInbox { event: name() }
+            }
+            Ok(CallError::Param(ParamError { expected, given })) => Error::Context {
+                event: name(),
+                expected,
+                given: String::from(if given {
+                    "the run was given a context of another type"
+                } else {
+                    "the run has no context (give one with `.context(..)`)"
+                }),
+            },
+            Err(panic) => Error::Panicked {
+                event: name(),
+                message: panic_message(&*panic),
+            },
+        }
+    }
+
     /// Count one event run of a child workflow against this run's budget (and its
     /// parent's, up the chain); `Err(limit)` when the budget is spent.
     fn charge_step(&self) -> Result<(), u64> {
@@ -1584,7 +1620,7 @@ impl Host for Shared {
             event = %node.name,
             run_id = crate::core::telemetry::otel_int(self.run_id),
             task_id = crate::core::telemetry::otel_int(input.task_id),
-            group = %input.group_name(),
+            group = %input.group_name_in(&self.graph),
             behavior = ?input.behavior(),
             attempts = tracing::field::Empty,
             outcome = tracing::field::Empty,
@@ -1619,41 +1655,14 @@ impl Host for Shared {
         }
     }
 
-    /// What one attempt ended with, as the run sees it.
+    /// What one attempt ended with, as the run sees it: a flow as it came; a failure is
+    /// made an error out of the way of every event that succeeds.
+    #[inline]
     fn settle(&self, node: NodeId, caught: Caught) -> Result<ErasedFlow, Error> {
-        let name = || self.graph.node(node).name.to_string();
         match caught {
             Ok(Ok(flow)) => Ok(flow),
-            // A child workflow's failure, returned as it came: it names this event already.
-            Ok(Err(CallError::Failed(source))) => match source.downcast::<Error>() {
-                Ok(error) if matches!(&*error, Error::Child { event, .. } if **event == *self.graph.node(node).name) => {
-                    Err(*error)
-                }
-                Ok(error) => Err(Error::Failed {
-                    event: name(),
-                    source: error,
-                }),
-                Err(source) => Err(Error::Failed {
-                    event: name(),
-                    source,
-                }),
-            },
-            Ok(Err(CallError::Param(ParamError { expected, .. }))) if expected == INBOX_PARAM => {
-                Err(Error::NoInbox { event: name() })
-            }
-            Ok(Err(CallError::Param(ParamError { expected, given }))) => Err(Error::Context {
-                event: name(),
-                expected,
-                given: String::from(if given {
-                    "the run was given a context of another type"
-                } else {
-                    "the run has no context (give one with `.context(..)`)"
-                }),
-            }),
-            Err(panic) => Err(Error::Panicked {
-                event: name(),
-                message: panic_message(&*panic),
-            }),
+            Ok(Err(failed)) => Err(self.failure(node, Ok(failed))),
+            Err(panic) => Err(self.failure(node, Err(panic))),
         }
     }
 
@@ -1858,5 +1867,65 @@ mod tests {
         let (results, taken) = run(drive.invoke(start).inline().max_concurrency(4));
         assert_eq!(results.count(join), 1);
         assert!(taken >= 1_002, "the run's lock was taken {taken} times");
+    }
+
+    #[test]
+    fn only_a_body_that_takes_its_input_holds_a_count_of_the_graph() {
+        use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+        use crate::core::graph::Graph;
+        use crate::core::input::EventInput;
+
+        /// What a body saw: its name, the graph's strong count while it ran, and (the
+        /// reader) the group name and value its input gave.
+        type Seen = (&'static str, usize, String, Option<u32>);
+
+        let graph: Arc<OnceLock<Weak<Graph>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let count = {
+            let graph = graph.clone();
+            move || graph.get().map_or(0, Weak::strong_count)
+        };
+        let mut b = DriveBuilder::new();
+        let start = b.event("start", || async { Flow::from(0_u32) });
+        let quiet = b.event("quiet", {
+            let (seen, count) = (seen.clone(), count.clone());
+            move || {
+                let counted = count();
+                seen.lock()
+                    .unwrap()
+                    .push(("quiet", counted, String::new(), None));
+                async { Flow::from(1_u32) }
+            }
+        });
+        let reader = b.event("reader", {
+            let seen = seen.clone();
+            move |input: EventInput| {
+                let counted = count();
+                let value = input.get(quiet).copied();
+                let group = input.group_name().to_string();
+                seen.lock().unwrap().push(("reader", counted, group, value));
+                async { Flow::from(2_u32) }
+            }
+        });
+        b.listen(quiet, Group::new([start]));
+        b.listen(reader, Group::new([quiet]));
+        let drive = b.build().unwrap();
+        graph.set(Arc::downgrade(&drive.graph)).unwrap();
+        for inline in [false, true] {
+            seen.lock().unwrap().clear();
+            let invoke = drive.invoke(start);
+            let (results, _) = run(if inline { invoke.inline() } else { invoke });
+            assert_eq!(results.get(reader), Some(&2));
+            let seen = seen.lock().unwrap();
+            let [("quiet", quiet_count, _, None), ("reader", reader_count, group, value)] =
+                &seen[..]
+            else {
+                panic!("unexpected calls: {seen:?}");
+            };
+            // The reader's input holds the graph, the quiet event's does not.
+            assert_eq!(*reader_count, quiet_count + 1, "inline: {inline}");
+            assert_eq!((group.as_str(), *value), ("0", Some(1)));
+        }
     }
 }

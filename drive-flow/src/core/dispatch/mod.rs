@@ -190,8 +190,9 @@ pub(crate) fn complete<S: DispatchState>(
             state.member_completed(graph, group_id, slot, node, &latest)
         };
         if let Some(entries) = entries {
+            // Without the graph: a runner attaches it for a body that takes its input.
             let input = EventInput {
-                graph: Some(graph.clone()),
+                graph: None,
                 origin: Origin::Group(group_id),
                 entries,
                 task_id: state.task_id(),
@@ -208,7 +209,7 @@ pub(crate) fn complete<S: DispatchState>(
         for &target in goto_targets.iter() {
             state.goto_jumped(node, target);
             let input = EventInput {
-                graph: Some(graph.clone()),
+                graph: None,
                 origin: Origin::Goto,
                 entries: Entries::One(Entry {
                     node,
@@ -338,7 +339,11 @@ mod tests {
             starts
                 .into_iter()
                 .map(|start| {
-                    let input = start.input;
+                    // The core leaves the graph out; a runner attaches it for a body that
+                    // reads its input, as here.
+                    let mut input = start.input;
+                    assert!(input.graph.is_none(), "the core attached the graph");
+                    input.graph = Some(self.state.graph().clone());
                     self.task_ids.push(input.task_id());
                     Started {
                         event: self.state.graph().node(start.node).name.to_string(),
