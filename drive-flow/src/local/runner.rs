@@ -1019,11 +1019,7 @@ impl Shared {
         if let Some(parent) = &self.parent {
             parent.charge_step().map_err(too_many_steps)?;
         }
-        let runs = self
-            .state
-            .event(start.node)
-            .triggered
-            .fetch_add(1, Ordering::Relaxed);
+        let runs = self.state.trigger(start.node);
         if runs >= self.max_runs {
             return Err(Error::TooManyRuns {
                 event: self.graph.node(start.node).name.to_string(),
@@ -1215,7 +1211,10 @@ impl Shared {
             (task.task_id, elapsed, task.began)
         });
         let cell = self.state.event(node);
-        cell.attempts.fetch_add(attempts, Ordering::Relaxed);
+        if attempts > 1 {
+            // Its attempts are its completions and its retries (see `NodeCell::retries`).
+            cell.retries.fetch_add(attempts - 1, Ordering::Relaxed);
+        }
         if !elapsed.is_zero() {
             let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
             cell.nanos.fetch_add(nanos, Ordering::Relaxed);

@@ -45,9 +45,15 @@ impl RunState {
         &self.graph
     }
 
-    /// The cell of `node` (its counts and latest outcome), listed as touched by the run.
+    /// The cell of `node` (its counts and latest outcome); the run triggered it before.
     pub(crate) fn event(&self, node: NodeId) -> &NodeCell {
         self.cells.node(node)
+    }
+
+    /// Count a trigger of `node`, listing its cell as touched by the run the first time:
+    /// how many triggers it had before. Every event is triggered before it completes.
+    pub(crate) fn trigger(&self, node: NodeId) -> u32 {
+        self.cells.trigger(node)
     }
 
     /// How many events the run triggered so far (task ids given).
@@ -60,7 +66,7 @@ impl RunState {
         let cells = &self.cells;
         cells
             .touched_nodes()
-            .map(|node| (cells.node(node).triggered.load(Ordering::Relaxed), node))
+            .map(|node| (cells.node(node).triggered(), node))
             .filter(|&(triggered, _)| triggered > 0)
             .max()
             .map(|(triggered, node)| (node, triggered))
@@ -112,11 +118,13 @@ impl RunState {
             .into_iter()
             .map(|node| {
                 let cell = cells.node(node);
+                let completions = cell.completions.load(Ordering::Acquire);
                 EventRun {
                     node,
-                    completions: cell.completions.load(Ordering::Acquire),
-                    triggered: cell.triggered.load(Ordering::Acquire),
-                    attempts: cell.attempts.load(Ordering::Acquire),
+                    completions,
+                    triggered: cell.triggered(),
+                    attempts: completions
+                        .saturating_add(cell.retries.load(Ordering::Acquire)),
                     nanos: cell.nanos.load(Ordering::Acquire),
                     latest: lock(&cell.latest).take(),
                 }
@@ -190,6 +198,7 @@ impl DispatchState for Shared<'_> {
 
     fn record(&mut self, node: NodeId, latest: Latest) {
         let cell = self.0.event(node);
+        debug_assert!(cell.triggered() > 0, "event {node} completed untriggered");
         let previous = lock(&cell.latest).replace(latest);
         cell.completions.fetch_add(1, Ordering::Relaxed);
         drop(previous); // outside the lock: it may be the last reference to a large value

@@ -40,13 +40,23 @@ pub(crate) struct NodeCell {
     pub(crate) latest: Mutex<Option<Latest>>,
     /// How many times it completed.
     pub(crate) completions: AtomicU32,
-    /// How many times it was triggered (for the runner's budgets).
-    pub(crate) triggered: AtomicU32,
-    /// How many attempts it made (runs and retries), recorded by the runner.
-    pub(crate) attempts: AtomicU32,
+    /// How many times it was triggered (for the runner's budgets). Its first trigger lists
+    /// the cell as touched ([`Cells::trigger`]): a run triggers an event before it
+    /// completes it.
+    triggered: AtomicU32,
+    /// Its attempts beyond the first of each run (retries), recorded by the runner: its
+    /// attempts are its completions and these (an event with no retries, most, costs no
+    /// count of its own).
+    pub(crate) retries: AtomicU32,
     /// Its total time in flight in nanoseconds, recorded by the runner for a timed run.
     pub(crate) nanos: AtomicU64,
-    touched: AtomicBool,
+}
+
+impl NodeCell {
+    /// How many times it was triggered so far.
+    pub(crate) fn triggered(&self) -> u32 {
+        self.triggered.load(Ordering::Relaxed)
+    }
 }
 
 /// What a run knows of one group of more than one member, behind the group's lock.
@@ -94,10 +104,15 @@ impl Touched {
     /// the list never outgrows its capacity, the number of ids).
     fn touch(&self, flag: &AtomicBool, id: u32) {
         if !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::AcqRel) {
-            let at = self.len.fetch_add(1, Ordering::AcqRel);
-            if let Some(slot) = self.ids.get(at) {
-                slot.store(id, Ordering::Release);
-            }
+            self.push(id);
+        }
+    }
+
+    /// List `id`, which its caller knows is not listed yet.
+    fn push(&self, id: u32) {
+        let at = self.len.fetch_add(1, Ordering::AcqRel);
+        if let Some(slot) = self.ids.get(at) {
+            slot.store(id, Ordering::Release);
         }
     }
 
@@ -141,11 +156,21 @@ impl Cells {
         Cells::new(0, 0, 0)
     }
 
-    /// The cell of event `node`, listed as touched.
+    /// The cell of event `node` (triggered before, so listed as touched).
     pub(crate) fn node(&self, node: u32) -> &NodeCell {
+        &self.nodes[node as usize]
+    }
+
+    /// Count a trigger of event `node`: how many it had before. The first lists its cell
+    /// as touched; its count says so, so that listing costs no atomic of its own but the
+    /// list's length.
+    pub(crate) fn trigger(&self, node: u32) -> u32 {
         let cell = &self.nodes[node as usize];
-        self.touched_nodes.touch(&cell.touched, node);
-        cell
+        let before = cell.triggered.fetch_add(1, Ordering::Relaxed);
+        if before == 0 {
+            self.touched_nodes.push(node);
+        }
+        before
     }
 
     /// The cell of join `group` (its number in [`Joins`]), listed as touched.
@@ -177,7 +202,7 @@ impl Cells {
             ids.extend(
                 (0u32..)
                     .zip(self.nodes.iter())
-                    .filter(|(_, cell)| cell.touched.load(Ordering::Acquire))
+                    .filter(|(_, cell)| cell.triggered.load(Ordering::Acquire) > 0)
                     .map(|(id, _)| id),
             );
             ids
@@ -214,13 +239,14 @@ impl Cells {
     /// Whether every cell is untouched (the pool's invariant).
     fn is_clean(&mut self) -> bool {
         self.nodes.iter_mut().all(|cell| {
-            !*cell.touched.get_mut()
-                && cell
+            cell
                     .latest
                     .get_mut()
                     .map_or(true, |latest| latest.is_none())
                 && *cell.completions.get_mut() == 0
                 && *cell.triggered.get_mut() == 0
+                && *cell.retries.get_mut() == 0
+                && *cell.nanos.get_mut() == 0
         }) && self.groups.iter_mut().all(|cell| {
             !*cell.touched.get_mut()
                 && cell
