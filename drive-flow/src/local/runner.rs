@@ -40,6 +40,7 @@ use crate::core::dispatch::{RunState, Start};
 use crate::core::error::Error;
 use crate::core::event::{Event, EventKey};
 use crate::core::flow::{ErasedFlow, Flow};
+use crate::core::graph::cells::Writers;
 use crate::core::graph::{Graph, NodeId};
 use crate::core::input::{EventInput, OutcomeKind};
 use crate::core::options::EventOptions;
@@ -358,7 +359,14 @@ impl<E> Invoke<E> {
             otel.status_description = tracing::field::Empty,
             error.r#type = tracing::field::Empty,
         );
-        let state = RunState::new(graph.clone());
+        // An inline run's events all complete in its task, which also triggers what they
+        // start: its counters have one writer.
+        let writers = if self.inline {
+            Writers::One
+        } else {
+            Writers::Many
+        };
+        let state = RunState::new(graph.clone(), writers);
         let input = state.start_input(self.input);
         {
             let mut trace = state.trace();

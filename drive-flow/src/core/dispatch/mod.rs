@@ -242,6 +242,7 @@ mod tests {
     use crate::core::error::Error;
     use crate::core::event::{EventRef, Handle};
     use crate::core::flow::{erase, Flow};
+    use crate::core::graph::cells::Writers;
     use crate::core::graph::Retrigger;
     use crate::core::input::{Behavior, OutcomeKind};
     use crate::drive::builder::{DriveBuilder, Group};
@@ -303,7 +304,7 @@ mod tests {
         fn new(builder: DriveBuilder) -> Self {
             let graph = builder.into_graph().unwrap();
             Run {
-                state: RunState::new(Arc::new(graph)),
+                state: RunState::new(Arc::new(graph), Writers::Many),
                 task_ids: Vec::new(),
             }
         }

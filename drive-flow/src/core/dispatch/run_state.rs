@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{complete, fires, DispatchState, EventRun, Member, Start};
 use crate::core::error::Error;
 use crate::core::flow::ErasedFlow;
-use crate::core::graph::cells::{Cells, NodeCell};
+use crate::core::graph::cells::{Cells, NodeCell, Outcome, Writers};
 use crate::core::graph::{Graph, GroupId, NodeId};
 use crate::core::input::{Entries, Entry, EventInput, Latest};
 use crate::core::lock::lock;
@@ -23,6 +23,8 @@ pub(crate) struct RunState {
     /// Task ids given so far: the run's start is 1, and every event a completion starts
     /// takes the next, so that this is also how many events the run triggered.
     next_task_id: AtomicU64,
+    /// Who completes its events (and so triggers them): one task, or many threads.
+    writers: Writers,
     /// Goto jumps and, in a timed run, every event run's times: for the run's pictures.
     /// Locked once per goto jump (a loop's events run one after another) and per event of
     /// a timed run only.
@@ -30,11 +32,14 @@ pub(crate) struct RunState {
 }
 
 impl RunState {
-    pub(crate) fn new(graph: Arc<Graph>) -> Self {
+    /// The state of a run whose events are completed and triggered by `writers`: its own
+    /// task alone ([`Writers::One`]: an inline run), or any thread.
+    pub(crate) fn new(graph: Arc<Graph>, writers: Writers) -> Self {
         let cells = graph.cells.take(graph.nodes.len());
         RunState {
             graph,
             cells,
+            writers,
             next_task_id: AtomicU64::new(0),
             trace: Mutex::new(RunTrace::default()),
         }
@@ -53,7 +58,7 @@ impl RunState {
     /// Count a trigger of `node`, listing its cell as touched by the run the first time:
     /// how many triggers it had before. Every event is triggered before it completes.
     pub(crate) fn trigger(&self, node: NodeId) -> u32 {
-        self.cells.trigger(node)
+        self.cells.trigger(node, self.writers)
     }
 
     /// How many events the run triggered so far (task ids given).
@@ -86,7 +91,7 @@ impl RunState {
 
     /// The next task id (the run's start takes 1).
     fn new_task_id(&self) -> u64 {
-        self.next_task_id.fetch_add(1, Ordering::Relaxed) + 1
+        self.writers.add_u64(&self.next_task_id) + 1
     }
 
     /// Record that `node` finished with `flow`, and push onto `starts` what runs next,
@@ -118,7 +123,10 @@ impl RunState {
             .into_iter()
             .map(|node| {
                 let cell = cells.node(node);
-                let completions = cell.completions.load(Ordering::Acquire);
+                let Outcome {
+                    latest,
+                    completions,
+                } = std::mem::take(&mut *lock(&cell.outcome));
                 EventRun {
                     node,
                     completions,
@@ -126,7 +134,7 @@ impl RunState {
                     attempts: completions
                         .saturating_add(cell.retries.load(Ordering::Acquire)),
                     nanos: cell.nanos.load(Ordering::Acquire),
-                    latest: lock(&cell.latest).take(),
+                    latest,
                 }
             })
             .collect();
@@ -199,8 +207,11 @@ impl DispatchState for Shared<'_> {
     fn record(&mut self, node: NodeId, latest: Latest) {
         let cell = self.0.event(node);
         debug_assert!(cell.triggered() > 0, "event {node} completed untriggered");
-        let previous = lock(&cell.latest).replace(latest);
-        cell.completions.fetch_add(1, Ordering::Relaxed);
+        let previous = {
+            let mut outcome = lock(&cell.outcome);
+            outcome.completions += 1;
+            outcome.latest.replace(latest)
+        };
         drop(previous); // outside the lock: it may be the last reference to a large value
     }
 

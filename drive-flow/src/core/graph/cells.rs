@@ -36,10 +36,8 @@ const CHECK_UP_TO: usize = 1 << 16;
 /// What a run knows of one event.
 #[derive(Default)]
 pub(crate) struct NodeCell {
-    /// Its latest outcome, once it has completed in this run.
-    pub(crate) latest: Mutex<Option<Latest>>,
-    /// How many times it completed.
-    pub(crate) completions: AtomicU32,
+    /// Its latest outcome and how many times it completed, under its lock.
+    pub(crate) outcome: Mutex<Outcome>,
     /// How many times it was triggered (for the runner's budgets). Its first trigger lists
     /// the cell as touched ([`Cells::trigger`]): a run triggers an event before it
     /// completes it.
@@ -57,6 +55,79 @@ impl NodeCell {
     pub(crate) fn triggered(&self) -> u32 {
         self.triggered.load(Ordering::Relaxed)
     }
+}
+
+/// Who updates a run's counters: the run's own task alone (an inline run, whose events all
+/// complete in that task), or any of the runtime's threads.
+///
+/// A counter with one writer is read and written back rather than updated by an atomic
+/// read-modify-write: the others only read it, and a read-modify-write costs tens of cycles
+/// even on a line no other core holds. Both are atomic operations; were a second writer to
+/// appear, counts would be lost, never memory.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Writers {
+    /// One task at a time (a task moving between threads is ordered by the scheduler).
+    One,
+    Many,
+}
+
+impl Writers {
+    /// Add 1 to `counter`; what it held.
+    #[inline]
+    pub(crate) fn add_u32(self, counter: &AtomicU32) -> u32 {
+        match self {
+            Writers::One => {
+                let held = counter.load(Ordering::Relaxed);
+                counter.store(held.wrapping_add(1), Ordering::Relaxed);
+                held
+            }
+            Writers::Many => counter.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Add 1 to `counter` (`order`: the ordering of its store); what it held.
+    #[inline]
+    pub(crate) fn add_usize(self, counter: &AtomicUsize, order: Ordering) -> usize {
+        match self {
+            Writers::One => {
+                let held = counter.load(Ordering::Relaxed);
+                counter.store(held.wrapping_add(1), order_of_store(order));
+                held
+            }
+            Writers::Many => counter.fetch_add(1, order),
+        }
+    }
+
+    /// Add 1 to `counter`; what it held.
+    #[inline]
+    pub(crate) fn add_u64(self, counter: &AtomicU64) -> u64 {
+        match self {
+            Writers::One => {
+                let held = counter.load(Ordering::Relaxed);
+                counter.store(held.wrapping_add(1), Ordering::Relaxed);
+                held
+            }
+            Writers::Many => counter.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+/// The ordering a store can take for a read-modify-write's `order`.
+fn order_of_store(order: Ordering) -> Ordering {
+    match order {
+        Ordering::AcqRel | Ordering::Release | Ordering::SeqCst => Ordering::Release,
+        _ => Ordering::Relaxed,
+    }
+}
+
+/// An event's latest outcome in a run, and its count of completions (counted under the lock
+/// the outcome is written under: no atomic of its own).
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// Its latest outcome, once it has completed in this run.
+    pub(crate) latest: Option<Latest>,
+    /// How many times it completed.
+    pub(crate) completions: u32,
 }
 
 /// What a run knows of one group of more than one member, behind the group's lock.
@@ -104,13 +175,13 @@ impl Touched {
     /// the list never outgrows its capacity, the number of ids).
     fn touch(&self, flag: &AtomicBool, id: u32) {
         if !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::AcqRel) {
-            self.push(id);
+            self.push(id, Writers::Many);
         }
     }
 
     /// List `id`, which its caller knows is not listed yet.
-    fn push(&self, id: u32) {
-        let at = self.len.fetch_add(1, Ordering::AcqRel);
+    fn push(&self, id: u32, writers: Writers) {
+        let at = writers.add_usize(&self.len, Ordering::AcqRel);
         if let Some(slot) = self.ids.get(at) {
             slot.store(id, Ordering::Release);
         }
@@ -164,11 +235,11 @@ impl Cells {
     /// Count a trigger of event `node`: how many it had before. The first lists its cell
     /// as touched; its count says so, so that listing costs no atomic of its own but the
     /// list's length.
-    pub(crate) fn trigger(&self, node: u32) -> u32 {
+    pub(crate) fn trigger(&self, node: u32, writers: Writers) -> u32 {
         let cell = &self.nodes[node as usize];
-        let before = cell.triggered.fetch_add(1, Ordering::Relaxed);
+        let before = writers.add_u32(&cell.triggered);
         if before == 0 {
-            self.touched_nodes.push(node);
+            self.touched_nodes.push(node, writers);
         }
         before
     }
@@ -240,10 +311,9 @@ impl Cells {
     fn is_clean(&mut self) -> bool {
         self.nodes.iter_mut().all(|cell| {
             cell
-                    .latest
+                    .outcome
                     .get_mut()
-                    .map_or(true, |latest| latest.is_none())
-                && *cell.completions.get_mut() == 0
+                    .map_or(true, |outcome| outcome.latest.is_none() && outcome.completions == 0)
                 && *cell.triggered.get_mut() == 0
                 && *cell.retries.get_mut() == 0
                 && *cell.nanos.get_mut() == 0
