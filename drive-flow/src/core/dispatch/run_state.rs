@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{complete, fires, DispatchState, EventRun, Member, Start};
 use crate::core::error::Error;
 use crate::core::flow::ErasedFlow;
-use crate::core::graph::cells::{Cells, NodeCell, Outcome, Writers};
+use crate::core::graph::cells::{Cells, GroupState, NodeCell, Outcome, Writers};
 use crate::core::graph::{Graph, GroupId, NodeId};
 use crate::core::input::{Entries, Entry, EventInput, Latest};
 use crate::core::lock::lock;
@@ -166,42 +166,37 @@ impl DispatchState for Shared<'_> {
     ) -> Option<Entries> {
         let group = graph.group(group_id);
         let cells = &self.0.cells;
-        // A group handed here has two or more members, so it has cells.
+        // A group handed here has two or more members, so it has a cell.
         let join = graph.cells.join(group_id)?;
-        let slot_cell = |slot: u32| cells.slot(join.first_slot + (slot - group.slots.start));
-        let mut guard = lock(&cells.group(join.cell).state);
-        let state = &mut *guard;
+        let mut guard = lock(&cells.group(join).state);
+        let GroupState {
+            ready,
+            delivered,
+            slots,
+        } = &mut *guard;
         // The member's first completion as this group sees them (the group's lock orders
         // the completions of its members).
-        let member = {
-            let mut own = lock(slot_cell(slot));
-            let member = Member {
-                first: own.latest.is_none(),
-                was_delivered: std::mem::take(&mut own.delivered),
-                value: matches!(outcome, Latest::Value(_)),
-            };
-            own.latest = Some(outcome.clone());
-            member
+        let own = slots.get_mut((slot - group.slots.start) as usize)?;
+        let member = Member {
+            first: own.latest.is_none(),
+            was_delivered: std::mem::take(&mut own.delivered),
+            value: matches!(outcome, Latest::Value(_)),
         };
-        if !fires(group, &mut state.ready, &mut state.delivered, member) {
+        own.latest = Some(outcome.clone());
+        if !fires(group, ready, delivered, member) {
             return None;
         }
         // Every member has completed, so each has a latest outcome; an exact-size iterator
         // lets the results be allocated once.
-        Some(Entries::collect(
-            group
-                .slots
-                .clone()
-                .zip(graph.members(group))
-                .map(|(slot, &node)| {
-                    let mut slot = lock(slot_cell(slot));
-                    slot.delivered = true;
-                    Entry {
-                        node,
-                        latest: slot.latest.clone().unwrap_or(Latest::Abort),
-                    }
-                }),
-        ))
+        Some(Entries::collect(slots.iter_mut().zip(graph.members(group)).map(
+            |(slot, &node)| {
+                slot.delivered = true;
+                Entry {
+                    node,
+                    latest: slot.latest.clone().unwrap_or(Latest::Abort),
+                }
+            },
+        )))
     }
 
     fn record(&mut self, node: NodeId, latest: Latest) {

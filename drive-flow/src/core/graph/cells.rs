@@ -13,7 +13,6 @@
 //! run touched reset; each touched cell is listed (in the order first touched) the first
 //! time it is touched, by one atomic increment of the list's length.
 
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -137,11 +136,34 @@ pub(crate) struct GroupState {
     pub(crate) ready: u32,
     /// How many members' latest outcome was already handed to the group's listener.
     pub(crate) delivered: u32,
+    /// Each member as the group saw it last, in group order: under the group's lock with
+    /// the counts (one lock taken per member's completion, and one for all the members
+    /// when the group fires). Allocated with the cells, kept by the pool between runs.
+    pub(crate) slots: Box<[SlotState]>,
 }
 
-/// One member of a group, as the group saw it last. Read and written only under its
-/// group's lock (so its own lock is never contended: it only makes the cell shareable
-/// without `unsafe`).
+impl GroupState {
+    /// Whether nothing is recorded (the pool's invariant).
+    fn is_clean(&self) -> bool {
+        self.ready == 0
+            && self.delivered == 0
+            && self
+                .slots
+                .iter()
+                .all(|slot| slot.latest.is_none() && !slot.delivered)
+    }
+
+    /// Forget what a run recorded, keeping the slots' memory.
+    fn reset(&mut self) {
+        self.ready = 0;
+        self.delivered = 0;
+        for slot in self.slots.iter_mut() {
+            *slot = SlotState::default();
+        }
+    }
+}
+
+/// One member of a group, as the group saw it last.
 #[derive(Default)]
 pub(crate) struct SlotState {
     /// The member's latest outcome, as the group saw it.
@@ -151,10 +173,22 @@ pub(crate) struct SlotState {
 }
 
 /// One join's cell (a group of two or more members; a group of one member has none).
-#[derive(Default)]
 pub(crate) struct GroupCell {
     pub(crate) state: Mutex<GroupState>,
     touched: AtomicBool,
+}
+
+impl GroupCell {
+    /// The cell of a join of `members` members.
+    fn new(members: usize) -> Self {
+        GroupCell {
+            state: Mutex::new(GroupState {
+                slots: (0..members).map(|_| SlotState::default()).collect(),
+                ..GroupState::default()
+            }),
+            touched: AtomicBool::new(false),
+        }
+    }
 }
 
 /// A list that threads append to, each index once: the cells a run touched.
@@ -199,24 +233,23 @@ impl Touched {
     }
 }
 
-/// One run's cells: one per event, per join and per join member of the graph, untouched
-/// (every outcome `None`, every count 0) while in the pool.
+/// One run's cells: one per event and per join of the graph (with a slot per member),
+/// untouched (every outcome `None`, every count 0) while in the pool.
 pub(crate) struct Cells {
     nodes: Box<[NodeCell]>,
     /// One per join, numbered as in [`Joins`].
     groups: Box<[GroupCell]>,
-    /// One per member slot of a join, numbered as in [`Joins`].
-    slots: Box<[Mutex<SlotState>]>,
     touched_nodes: Touched,
     touched_groups: Touched,
 }
 
 impl Cells {
-    fn new(nodes: usize, groups: usize, slots: usize) -> Self {
+    /// Cells for `nodes` events and joins of these sizes.
+    fn new(nodes: usize, joins: impl ExactSizeIterator<Item = usize>) -> Self {
+        let groups = joins.len();
         Cells {
             nodes: (0..nodes).map(|_| NodeCell::default()).collect(),
-            groups: (0..groups).map(|_| GroupCell::default()).collect(),
-            slots: (0..slots).map(|_| Mutex::default()).collect(),
+            groups: joins.map(GroupCell::new).collect(),
             touched_nodes: Touched::new(nodes),
             touched_groups: Touched::new(groups),
         }
@@ -224,7 +257,7 @@ impl Cells {
 
     /// No cells (allocates nothing): what a run holds once it gave its cells back.
     pub(crate) fn empty() -> Self {
-        Cells::new(0, 0, 0)
+        Cells::new(0, std::iter::empty())
     }
 
     /// The cell of event `node` (triggered before, so listed as touched).
@@ -249,12 +282,6 @@ impl Cells {
         let cell = &self.groups[group as usize];
         self.touched_groups.touch(&cell.touched, group);
         cell
-    }
-
-    /// The cell of a join's member slot `slot` (its number in [`Joins`]; to be used under
-    /// its join's lock).
-    pub(crate) fn slot(&self, slot: u32) -> &Mutex<SlotState> {
-        &self.slots[slot as usize]
     }
 
     /// The events the run touched, in the order it first touched them.
@@ -285,7 +312,7 @@ impl Cells {
     }
 
     /// Reset every cell the run touched (dropping the outcomes it holds).
-    fn reset(&mut self, joins: &Joins) {
+    fn reset(&mut self) {
         for at in 0..(*self.touched_nodes.len.get_mut()).min(self.nodes.len()) {
             let node = *self.touched_nodes.ids[at].get_mut() as usize;
             if let Some(cell) = self.nodes.get_mut(node) {
@@ -295,12 +322,14 @@ impl Cells {
         for at in 0..(*self.touched_groups.len.get_mut()).min(self.groups.len()) {
             let group = *self.touched_groups.ids[at].get_mut();
             if let Some(cell) = self.groups.get_mut(group as usize) {
-                *cell = GroupCell::default();
-            }
-            for slot in joins.slots_of(group) {
-                if let Some(cell) = self.slots.get_mut(slot as usize) {
-                    *cell = Mutex::default();
-                }
+                *cell.touched.get_mut() = false;
+                // A poisoned lock (a panic under it) is cleared: the state is reset anyway.
+                let state = cell
+                    .state
+                    .get_mut()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                state.reset();
+                cell.state.clear_poison();
             }
         }
         self.touched_nodes.clear();
@@ -318,14 +347,7 @@ impl Cells {
                 && *cell.retries.get_mut() == 0
                 && *cell.nanos.get_mut() == 0
         }) && self.groups.iter_mut().all(|cell| {
-            !*cell.touched.get_mut()
-                && cell
-                    .state
-                    .get_mut()
-                    .map_or(true, |state| state.ready == 0 && state.delivered == 0)
-        }) && self.slots.iter_mut().all(|cell| {
-            cell.get_mut()
-                .map_or(true, |slot| slot.latest.is_none() && !slot.delivered)
+            !*cell.touched.get_mut() && cell.state.get_mut().map_or(true, |state| state.is_clean())
         })
     }
 }
@@ -341,15 +363,6 @@ struct Joins {
 
 /// A group of one member.
 const NOT_A_JOIN: u32 = u32::MAX;
-
-/// A join's cells, as [`CellsPool::join`] finds them.
-#[derive(Clone, Copy)]
-pub(crate) struct Join {
-    /// Its cell ([`Cells::group`]).
-    pub(crate) cell: u32,
-    /// The cell of its first member slot ([`Cells::slot`]); the others follow in order.
-    pub(crate) first_slot: u32,
-}
 
 impl Joins {
     fn new(groups: &[GroupInfo]) -> Self {
@@ -372,21 +385,11 @@ impl Joins {
         }
     }
 
-    fn count(&self) -> usize {
-        self.slot_start.len() - 1
-    }
-
-    fn slots(&self) -> usize {
-        self.slot_start.last().map_or(0, |&end| end as usize)
-    }
-
-    /// The slot cells of join `join`.
-    fn slots_of(&self, join: u32) -> Range<u32> {
-        let at = join as usize;
-        match (self.slot_start.get(at), self.slot_start.get(at + 1)) {
-            (Some(&start), Some(&end)) => start..end,
-            _ => 0..0,
-        }
+    /// How many members each join has, in join order.
+    fn sizes(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        self.slot_start
+            .windows(2)
+            .map(|bounds| (bounds[1] - bounds[0]) as usize)
     }
 }
 
@@ -405,26 +408,26 @@ impl CellsPool {
         }
     }
 
-    /// The cells of group `group`, if it is a join (two or more members).
-    pub(crate) fn join(&self, group: u32) -> Option<Join> {
+    /// The cell of group `group` ([`Cells::group`]), if it is a join (two or more
+    /// members).
+    pub(crate) fn join(&self, group: u32) -> Option<u32> {
         let cell = *self.joins.of_group.get(group as usize)?;
-        let first_slot = *self.joins.slot_start.get(cell as usize)?;
-        Some(Join { cell, first_slot })
+        (cell != NOT_A_JOIN).then_some(cell)
     }
 
     /// Cells for a run over a graph of this shape, untouched: reused if one set is spare.
     pub(crate) fn take(&self, nodes: usize) -> Cells {
         let spare = lock(&self.spare).pop();
-        spare.unwrap_or_else(|| Cells::new(nodes, self.joins.count(), self.joins.slots()))
+        spare.unwrap_or_else(|| Cells::new(nodes, self.joins.sizes()))
     }
 
     /// Reset what `cells`' run touched, and keep them for a later run.
     pub(crate) fn give_back(&self, mut cells: Cells) {
-        cells.reset(&self.joins);
+        cells.reset();
         // A full check costs the size of the graph: debug builds make it for graphs of the
         // size of tests, not for large ones where it would dominate every run.
         if cfg!(debug_assertions)
-            && cells.nodes.len() + cells.groups.len() + cells.slots.len() <= CHECK_UP_TO
+            && cells.nodes.len() + cells.groups.len() <= CHECK_UP_TO
         {
             assert!(cells.is_clean(), "a run left a cell touched");
         }
