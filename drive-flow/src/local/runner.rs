@@ -920,7 +920,8 @@ pub(crate) struct Shared {
     /// The dispatch state, shared by the threads that complete events.
     state: RunState,
     /// Events triggered and not ended (queued, running or waiting): the run succeeds when
-    /// it falls to 0. A completion that starts one event leaves it alone.
+    /// it falls to 0. A completion that starts one event leaves it alone. Updated by the
+    /// state's [writers](RunState::writers), as its counters are.
     in_flight: AtomicUsize,
     /// Event runs triggered by this run's child workflows (its own are its task ids), charged
     /// to its budget.
@@ -1279,7 +1280,8 @@ impl Shared {
         let count = starts.len();
         if count > 1 {
             // Counted before any of them can end; the first takes this event's place.
-            self.in_flight.fetch_add(count - 1, Ordering::Relaxed);
+            let writers = self.state.writers();
+            writers.add_usize(&self.in_flight, count - 1, Ordering::Relaxed);
         }
         // The plain lane's batch (the locked lane queues under the lock).
         let mut batch = match (&guard, &queue) {
@@ -1308,7 +1310,12 @@ impl Shared {
             self.fill(inner, || ended);
         }
         // The last event in flight ended: the run succeeded.
-        let last = count == 0 && self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1;
+        let last = count == 0
+            && self
+                .state
+                .writers()
+                .sub_usize(&self.in_flight, 1, Ordering::AcqRel)
+                == 1;
         match guard {
             Some(mut inner) => {
                 if last {

@@ -50,6 +50,11 @@ impl RunState {
         &self.graph
     }
 
+    /// Who completes the run's events: its own task alone, or any thread.
+    pub(crate) fn writers(&self) -> Writers {
+        self.writers
+    }
+
     /// The cell of `node` (its counts and latest outcome); the run triggered it before.
     pub(crate) fn event(&self, node: NodeId) -> &NodeCell {
         self.cells.node(node)
@@ -131,8 +136,7 @@ impl RunState {
                     node,
                     completions,
                     triggered: cell.triggered(),
-                    attempts: completions
-                        .saturating_add(cell.retries.load(Ordering::Acquire)),
+                    attempts: completions.saturating_add(cell.retries.load(Ordering::Acquire)),
                     nanos: cell.nanos.load(Ordering::Acquire),
                     latest,
                 }
@@ -188,15 +192,18 @@ impl DispatchState for Shared<'_> {
         }
         // Every member has completed, so each has a latest outcome; an exact-size iterator
         // lets the results be allocated once.
-        Some(Entries::collect(slots.iter_mut().zip(graph.members(group)).map(
-            |(slot, &node)| {
-                slot.delivered = true;
-                Entry {
-                    node,
-                    latest: slot.latest.clone().unwrap_or(Latest::Abort),
-                }
-            },
-        )))
+        Some(Entries::collect(
+            slots
+                .iter_mut()
+                .zip(graph.members(group))
+                .map(|(slot, &node)| {
+                    slot.delivered = true;
+                    Entry {
+                        node,
+                        latest: slot.latest.clone().unwrap_or(Latest::Abort),
+                    }
+                }),
+        ))
     }
 
     fn record(&mut self, node: NodeId, latest: Latest) {

@@ -84,16 +84,29 @@ impl Writers {
         }
     }
 
-    /// Add 1 to `counter` (`order`: the ordering of its store); what it held.
+    /// Add `n` to `counter` (`order`: that of a read-modify-write); what it held.
     #[inline]
-    pub(crate) fn add_usize(self, counter: &AtomicUsize, order: Ordering) -> usize {
+    pub(crate) fn add_usize(self, counter: &AtomicUsize, n: usize, order: Ordering) -> usize {
         match self {
             Writers::One => {
-                let held = counter.load(Ordering::Relaxed);
-                counter.store(held.wrapping_add(1), order_of_store(order));
+                let held = counter.load(order_of_load(order));
+                counter.store(held.wrapping_add(n), order_of_store(order));
                 held
             }
-            Writers::Many => counter.fetch_add(1, order),
+            Writers::Many => counter.fetch_add(n, order),
+        }
+    }
+
+    /// Take `n` from `counter` (`order`: that of a read-modify-write); what it held.
+    #[inline]
+    pub(crate) fn sub_usize(self, counter: &AtomicUsize, n: usize, order: Ordering) -> usize {
+        match self {
+            Writers::One => {
+                let held = counter.load(order_of_load(order));
+                counter.store(held.wrapping_sub(n), order_of_store(order));
+                held
+            }
+            Writers::Many => counter.fetch_sub(n, order),
         }
     }
 
@@ -108,6 +121,14 @@ impl Writers {
             }
             Writers::Many => counter.fetch_add(1, Ordering::Relaxed),
         }
+    }
+}
+
+/// The ordering a load can take for a read-modify-write's `order`.
+fn order_of_load(order: Ordering) -> Ordering {
+    match order {
+        Ordering::AcqRel | Ordering::Acquire | Ordering::SeqCst => Ordering::Acquire,
+        _ => Ordering::Relaxed,
     }
 }
 
@@ -215,7 +236,7 @@ impl Touched {
 
     /// List `id`, which its caller knows is not listed yet.
     fn push(&self, id: u32, writers: Writers) {
-        let at = writers.add_usize(&self.len, Ordering::AcqRel);
+        let at = writers.add_usize(&self.len, 1, Ordering::AcqRel);
         if let Some(slot) = self.ids.get(at) {
             slot.store(id, Ordering::Release);
         }
@@ -339,11 +360,9 @@ impl Cells {
     /// Whether every cell is untouched (the pool's invariant).
     fn is_clean(&mut self) -> bool {
         self.nodes.iter_mut().all(|cell| {
-            cell
-                    .outcome
-                    .get_mut()
-                    .map_or(true, |outcome| outcome.latest.is_none() && outcome.completions == 0)
-                && *cell.triggered.get_mut() == 0
+            cell.outcome.get_mut().map_or(true, |outcome| {
+                outcome.latest.is_none() && outcome.completions == 0
+            }) && *cell.triggered.get_mut() == 0
                 && *cell.retries.get_mut() == 0
                 && *cell.nanos.get_mut() == 0
         }) && self.groups.iter_mut().all(|cell| {
@@ -426,9 +445,7 @@ impl CellsPool {
         cells.reset();
         // A full check costs the size of the graph: debug builds make it for graphs of the
         // size of tests, not for large ones where it would dominate every run.
-        if cfg!(debug_assertions)
-            && cells.nodes.len() + cells.groups.len() <= CHECK_UP_TO
-        {
+        if cfg!(debug_assertions) && cells.nodes.len() + cells.groups.len() <= CHECK_UP_TO {
             assert!(cells.is_clean(), "a run left a cell touched");
         }
         let mut spare = lock(&self.spare);
