@@ -16,6 +16,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use smallvec::SmallVec;
+
 use crate::core::graph::GroupInfo;
 use crate::core::input::Latest;
 use crate::core::lock::lock;
@@ -159,8 +161,9 @@ pub(crate) struct GroupState {
     pub(crate) delivered: u32,
     /// Each member as the group saw it last, in group order: under the group's lock with
     /// the counts (one lock taken per member's completion, and one for all the members
-    /// when the group fires). Allocated with the cells, kept by the pool between runs.
-    pub(crate) slots: Box<[SlotState]>,
+    /// when the group fires). In place for a join of two (most), allocated with the cells
+    /// for a larger one; kept by the pool between runs.
+    pub(crate) slots: SmallVec<[SlotState; 2]>,
 }
 
 impl GroupState {
