@@ -1290,7 +1290,10 @@ impl Shared {
         };
         let mut scheduled = completed;
         for mut start in starts.drain(..) {
-            start.cause = task_id;
+            if self.watched {
+                // Only the live stream reads it (an event's `Started` says what caused it).
+                start.cause = task_id;
+            }
             if scheduled.is_ok() {
                 let lane = match (guard.as_deref_mut(), queue.as_deref_mut()) {
                     (Some(inner), _) => Lane::Locked(inner),

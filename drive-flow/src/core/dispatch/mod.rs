@@ -26,7 +26,8 @@ pub(crate) struct Start {
     pub(crate) input: EventInput,
     /// The task id of the call whose completion triggered it (the group member that made the
     /// group fire, or the event that returned the goto); `0` for the run's start. Set by the
-    /// runner, which knows the call ([`complete`] leaves it `0`).
+    /// runner, which knows the call, when its live stream reports it ([`complete`] leaves
+    /// it `0`).
     pub(crate) cause: u64,
 }
 
