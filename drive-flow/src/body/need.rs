@@ -1,10 +1,11 @@
-//! What a parameter needs from its runner before a run starts: a context type, or a
-//! marker (an inbox, a child) that is not one. Apart from the parameters themselves so
+//! What a parameter needs from its runner: a context type, or a marker that is not one (the
+//! input, an inbox, an emitter, a child), which says what the runner gives the calls of
+//! its event. Apart from the parameters themselves so
 //! that each parameter kind can name it without importing the others.
 
 use std::any::TypeId;
 
-/// A context type an event needs.
+/// A context type an event needs, or the marker of a parameter that is not a context.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
 pub struct ContextNeed {
