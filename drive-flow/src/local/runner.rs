@@ -1281,7 +1281,7 @@ impl Shared {
         if count > 1 {
             // Counted before any of them can end; the first takes this event's place.
             let writers = self.state.writers();
-            writers.add_usize(&self.in_flight, count - 1, Ordering::Relaxed);
+            writers.add(&self.in_flight, count - 1, Ordering::Relaxed);
         }
         // The plain lane's batch (the locked lane queues under the lock).
         let mut batch = match (&guard, &queue) {
@@ -1317,7 +1317,7 @@ impl Shared {
             && self
                 .state
                 .writers()
-                .sub_usize(&self.in_flight, 1, Ordering::AcqRel)
+                .add(&self.in_flight, 1_usize.wrapping_neg(), Ordering::AcqRel)
                 == 1;
         match guard {
             Some(mut inner) => {

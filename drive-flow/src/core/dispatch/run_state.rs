@@ -96,7 +96,7 @@ impl RunState {
 
     /// The next task id (the run's start takes 1).
     fn new_task_id(&self) -> u64 {
-        self.writers.add_u64(&self.next_task_id) + 1
+        self.writers.add(&self.next_task_id, 1, Ordering::Relaxed) + 1
     }
 
     /// Record that `node` finished with `flow`, and push onto `starts` what runs next,

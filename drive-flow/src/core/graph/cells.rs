@@ -73,58 +73,59 @@ pub(crate) enum Writers {
 }
 
 impl Writers {
-    /// Add 1 to `counter`; what it held.
+    /// Add `n` to `counter` (`order`: that of a read-modify-write; a load and a store take
+    /// its acquire and release halves); what it held. Wrapping, as `fetch_add` does: take
+    /// `n` away with `n.wrapping_neg()`.
     #[inline]
-    pub(crate) fn add_u32(self, counter: &AtomicU32) -> u32 {
-        match self {
-            Writers::One => {
-                let held = counter.load(Ordering::Relaxed);
-                counter.store(held.wrapping_add(1), Ordering::Relaxed);
-                held
-            }
-            Writers::Many => counter.fetch_add(1, Ordering::Relaxed),
-        }
-    }
-
-    /// Add `n` to `counter` (`order`: that of a read-modify-write); what it held.
-    #[inline]
-    pub(crate) fn add_usize(self, counter: &AtomicUsize, n: usize, order: Ordering) -> usize {
+    pub(crate) fn add<C: Counter>(self, counter: &C, n: C::Value, order: Ordering) -> C::Value {
         match self {
             Writers::One => {
                 let held = counter.load(order_of_load(order));
-                counter.store(held.wrapping_add(n), order_of_store(order));
+                counter.store(C::wrapping_add(held, n), order_of_store(order));
                 held
             }
             Writers::Many => counter.fetch_add(n, order),
         }
     }
-
-    /// Take `n` from `counter` (`order`: that of a read-modify-write); what it held.
-    #[inline]
-    pub(crate) fn sub_usize(self, counter: &AtomicUsize, n: usize, order: Ordering) -> usize {
-        match self {
-            Writers::One => {
-                let held = counter.load(order_of_load(order));
-                counter.store(held.wrapping_sub(n), order_of_store(order));
-                held
-            }
-            Writers::Many => counter.fetch_sub(n, order),
-        }
-    }
-
-    /// Add 1 to `counter`; what it held.
-    #[inline]
-    pub(crate) fn add_u64(self, counter: &AtomicU64) -> u64 {
-        match self {
-            Writers::One => {
-                let held = counter.load(Ordering::Relaxed);
-                counter.store(held.wrapping_add(1), Ordering::Relaxed);
-                held
-            }
-            Writers::Many => counter.fetch_add(1, Ordering::Relaxed),
-        }
-    }
 }
+
+/// An atomic counter, for [`Writers::add`].
+pub(crate) trait Counter {
+    type Value: Copy;
+    fn load(&self, order: Ordering) -> Self::Value;
+    fn store(&self, value: Self::Value, order: Ordering);
+    fn fetch_add(&self, n: Self::Value, order: Ordering) -> Self::Value;
+    fn wrapping_add(value: Self::Value, n: Self::Value) -> Self::Value;
+}
+
+macro_rules! counter {
+    ($($atomic:ty => $value:ty),*) => {$(
+        impl Counter for $atomic {
+            type Value = $value;
+
+            #[inline]
+            fn load(&self, order: Ordering) -> $value {
+                <$atomic>::load(self, order)
+            }
+
+            #[inline]
+            fn store(&self, value: $value, order: Ordering) {
+                <$atomic>::store(self, value, order)
+            }
+
+            #[inline]
+            fn fetch_add(&self, n: $value, order: Ordering) -> $value {
+                <$atomic>::fetch_add(self, n, order)
+            }
+
+            #[inline]
+            fn wrapping_add(value: $value, n: $value) -> $value {
+                value.wrapping_add(n)
+            }
+        }
+    )*};
+}
+counter!(AtomicU32 => u32, AtomicU64 => u64, AtomicUsize => usize);
 
 /// The ordering a load can take for a read-modify-write's `order`.
 fn order_of_load(order: Ordering) -> Ordering {
@@ -239,7 +240,7 @@ impl Touched {
 
     /// List `id`, which its caller knows is not listed yet.
     fn push(&self, id: u32, writers: Writers) {
-        let at = writers.add_usize(&self.len, 1, Ordering::AcqRel);
+        let at = writers.add(&self.len, 1, Ordering::AcqRel);
         if let Some(slot) = self.ids.get(at) {
             slot.store(id, Ordering::Release);
         }
@@ -294,7 +295,7 @@ impl Cells {
     /// list's length.
     pub(crate) fn trigger(&self, node: u32, writers: Writers) -> u32 {
         let cell = &self.nodes[node as usize];
-        let before = writers.add_u32(&cell.triggered);
+        let before = writers.add(&cell.triggered, 1, Ordering::Relaxed);
         if before == 0 {
             self.touched_nodes.push(node, writers);
         }
@@ -454,6 +455,32 @@ impl CellsPool {
         let mut spare = lock(&self.spare);
         if spare.len() < POOL_LIMIT {
             spare.push(cells);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+    use super::Writers;
+
+    #[test]
+    fn one_writer_and_many_count_alike() {
+        for writers in [Writers::One, Writers::Many] {
+            let count = AtomicU32::new(0);
+            let held: Vec<u32> = (0..3)
+                .map(|_| writers.add(&count, 1, Ordering::Relaxed))
+                .collect();
+            assert_eq!((held, count.load(Ordering::Relaxed)), (vec![0, 1, 2], 3));
+            // Taken away by adding its wrapping negation, as `fetch_add` wraps.
+            let in_flight = AtomicUsize::new(2);
+            assert_eq!(writers.add(&in_flight, 3, Ordering::Relaxed), 2);
+            assert_eq!(
+                writers.add(&in_flight, 1_usize.wrapping_neg(), Ordering::AcqRel),
+                5
+            );
+            assert_eq!(in_flight.load(Ordering::Relaxed), 4, "{writers:?}");
         }
     }
 }
