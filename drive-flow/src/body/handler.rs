@@ -281,5 +281,8 @@ mod tests {
         // Which every task holds until its first poll, and a body that takes it after: its
         // behavior is read off its origin, a start's data shares the place of the results.
         assert!(size_of::<crate::core::input::EventInput>() <= 64);
+        // The call, moved into every body: its links to the run are boxed together (three
+        // in place made it 200 bytes).
+        assert!(size_of::<Call>() <= 96);
     }
 }
