@@ -172,11 +172,12 @@ impl DispatchState for Shared<'_> {
         let cells = &self.0.cells;
         // A group handed here has two or more members, so it has a cell.
         let join = graph.cells.join(group_id)?;
-        let mut guard = lock(&cells.group(join).state);
+        let mut guard = cells.lock_group(join, self.0.writers);
         let GroupState {
             ready,
             delivered,
             slots,
+            ..
         } = &mut *guard;
         // The member's first completion as this group sees them (the group's lock orders
         // the completions of its members).

@@ -11,10 +11,12 @@
 //! of 100 000 events must not allocate and reset 100 000 cells. So the cells are taken from
 //! the graph's pool when a run starts and given back when it ends, with only the cells the
 //! run touched reset; each touched cell is listed (in the order first touched) the first
-//! time it is touched, by one atomic increment of the list's length.
+//! time it is touched, by one atomic increment of the list's length (a load and a store in
+//! a run with one writer, [`Writers::One`]). What says it is the first time costs nothing
+//! more: an event's trigger count, read as it is counted; a join's mark, under its lock.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use smallvec::SmallVec;
 
@@ -160,6 +162,8 @@ pub(crate) struct GroupState {
     pub(crate) ready: u32,
     /// How many members' latest outcome was already handed to the group's listener.
     pub(crate) delivered: u32,
+    /// The run listed this join as touched (under its lock: no atomic flag to swap).
+    listed: bool,
     /// Each member as the group saw it last, in group order: under the group's lock with
     /// the counts (one lock taken per member's completion, and one for all the members
     /// when the group fires). In place for a join of two (most), allocated with the cells
@@ -172,6 +176,7 @@ impl GroupState {
     fn is_clean(&self) -> bool {
         self.ready == 0
             && self.delivered == 0
+            && !self.listed
             && self
                 .slots
                 .iter()
@@ -182,6 +187,7 @@ impl GroupState {
     fn reset(&mut self) {
         self.ready = 0;
         self.delivered = 0;
+        self.listed = false;
         for slot in self.slots.iter_mut() {
             *slot = SlotState::default();
         }
@@ -200,7 +206,6 @@ pub(crate) struct SlotState {
 /// One join's cell (a group of two or more members; a group of one member has none).
 pub(crate) struct GroupCell {
     pub(crate) state: Mutex<GroupState>,
-    touched: AtomicBool,
 }
 
 impl GroupCell {
@@ -211,7 +216,6 @@ impl GroupCell {
                 slots: (0..members).map(|_| SlotState::default()).collect(),
                 ..GroupState::default()
             }),
-            touched: AtomicBool::new(false),
         }
     }
 }
@@ -230,15 +234,8 @@ impl Touched {
         }
     }
 
-    /// List `id` if `flag` says it is not listed yet (each id is listed at most once, so
-    /// the list never outgrows its capacity, the number of ids).
-    fn touch(&self, flag: &AtomicBool, id: u32) {
-        if !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::AcqRel) {
-            self.push(id, Writers::Many);
-        }
-    }
-
-    /// List `id`, which its caller knows is not listed yet.
+    /// List `id`, which its caller knows is not listed yet (each id is listed at most once,
+    /// so the list never outgrows its capacity, the number of ids).
     fn push(&self, id: u32, writers: Writers) {
         let at = writers.add(&self.len, 1, Ordering::AcqRel);
         if let Some(slot) = self.ids.get(at) {
@@ -302,11 +299,15 @@ impl Cells {
         before
     }
 
-    /// The cell of join `group` (its number in [`Joins`]), listed as touched.
-    pub(crate) fn group(&self, group: u32) -> &GroupCell {
-        let cell = &self.groups[group as usize];
-        self.touched_groups.touch(&cell.touched, group);
-        cell
+    /// The state of join `join` (its number in [`Joins`]), locked, and listed as touched
+    /// by the run the first time (under the lock, which says whether it was).
+    pub(crate) fn lock_group(&self, join: u32, writers: Writers) -> MutexGuard<'_, GroupState> {
+        let mut state = lock(&self.groups[join as usize].state);
+        if !state.listed {
+            state.listed = true;
+            self.touched_groups.push(join, writers);
+        }
+        state
     }
 
     /// The events the run touched, in the order it first touched them.
@@ -347,7 +348,6 @@ impl Cells {
         for at in 0..(*self.touched_groups.len.get_mut()).min(self.groups.len()) {
             let group = *self.touched_groups.ids[at].get_mut();
             if let Some(cell) = self.groups.get_mut(group as usize) {
-                *cell.touched.get_mut() = false;
                 // A poisoned lock (a panic under it) is cleared: the state is reset anyway.
                 let state = cell
                     .state
@@ -369,9 +369,10 @@ impl Cells {
             }) && *cell.triggered.get_mut() == 0
                 && *cell.retries.get_mut() == 0
                 && *cell.nanos.get_mut() == 0
-        }) && self.groups.iter_mut().all(|cell| {
-            !*cell.touched.get_mut() && cell.state.get_mut().map_or(true, |state| state.is_clean())
-        })
+        }) && self
+            .groups
+            .iter_mut()
+            .all(|cell| cell.state.get_mut().map_or(true, |state| state.is_clean()))
     }
 }
 
