@@ -357,7 +357,10 @@ fn time_registry(
         let start = Instant::now();
         while samples[0].len() < 5 || (start.elapsed() < budget && samples[0].len() < 100) {
             for (i, sample) in samples.iter_mut().enumerate() {
-                let reps = if extra >= 100_000 { 5 } else { 100 };
+                // The same number of runs per sample whatever `extra` is (a run's cost does
+                // not grow with it), so that the samples compared are alike: a sample's
+                // first spawn wakes a parked worker, a cost spread over its runs.
+                let reps = 100;
                 let per_event = rt.block_on(async {
                     let t = Instant::now();
                     for _ in 0..reps {
