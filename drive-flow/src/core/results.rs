@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::core::dispatch::{EventRun, RunState};
 use crate::core::event::Event;
+use crate::core::graph::cells::TaskOutcomes;
 use crate::core::graph::Graph;
 use crate::core::input::{Latest, OutcomeKind};
 use crate::core::trace::RunTrace;
@@ -41,8 +42,14 @@ pub struct Results {
 
 impl Results {
     /// The results of an in-process run whose events are over.
-    pub(crate) fn new(state: &RunState, elapsed: Duration) -> Self {
-        let (graph, events, trace) = state.take_parts();
+    /// The results of a run whose events are over: what `state` recorded, and the
+    /// outcomes its task kept, if it kept them.
+    pub(crate) fn new(
+        state: &RunState,
+        outcomes: Option<&mut TaskOutcomes>,
+        elapsed: Duration,
+    ) -> Self {
+        let (graph, events, trace) = state.take_parts(outcomes);
         Results {
             graph,
             events,

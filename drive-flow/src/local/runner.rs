@@ -40,7 +40,7 @@ use crate::core::dispatch::{RunState, Start};
 use crate::core::error::Error;
 use crate::core::event::{Event, EventKey};
 use crate::core::flow::{ErasedFlow, Flow};
-use crate::core::graph::cells::Writers;
+use crate::core::graph::cells::{TaskOutcomes, Writers};
 use crate::core::graph::{Graph, NodeId};
 use crate::core::input::{EventInput, OutcomeKind};
 use crate::core::options::EventOptions;
@@ -494,8 +494,9 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     // Inline events started, polled first by the run's task (kept for its memory): what
     // is left here when the run's task yields is polled when it resumes. Completions of its
     // events, which it polls itself, push what they start here; in a locked run they go
-    // through the run's state (`Inner::inline`), and are taken from there.
-    let mut started = VecDeque::new();
+    // through the run's state (`Inner::inline`), and are taken from there. And their
+    // outcomes, kept here rather than in the events' cells.
+    let mut task = TaskState::default();
     {
         let mut inner = shared.lock();
         // A started run may be cancelled before its task first runs: then nothing starts.
@@ -505,7 +506,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             let lane = if shared.locked {
                 Lane::Locked(&mut inner)
             } else if shared.inline {
-                Lane::Task(&mut started)
+                Lane::Task(&mut task.started)
             } else {
                 Lane::Plain(&mut batch)
             };
@@ -540,18 +541,18 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             let mut progressed = false;
             // (Only a locked run's completions hand starts over through the run's state.)
             let handed = || shared.locked && shared.inline_started.swap(false, Ordering::Acquire);
-            if !started.is_empty() || handed() {
-                if started.is_empty() {
-                    std::mem::swap(&mut shared.lock().inline, &mut started);
+            if !task.started.is_empty() || handed() {
+                if task.started.is_empty() {
+                    std::mem::swap(&mut shared.lock().inline, &mut task.started);
                 }
                 let budget = INLINE_BUDGET.saturating_sub(ended_in_a_row);
-                ended_in_a_row += start_inline(&shared, &mut started, &mut in_task, budget, cx);
+                ended_in_a_row += start_inline(&shared, &mut task, &mut in_task, budget, cx);
                 progressed = true;
             }
             if !in_task.is_empty() {
                 if let Poll::Ready(ended) = in_task.poll_next_unpin(cx) {
                     if let Some(Some(ended)) = ended {
-                        shared.complete(ended, Some(&mut started));
+                        shared.complete(ended, Some(&mut task));
                     }
                     ended_in_a_row += 1;
                     progressed = true;
@@ -602,7 +603,11 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             crate::core::telemetry::run_span_ended(&shared.span, &outcome);
             outcome?;
             // Succeeded: no event is in flight any more, nothing writes the state.
-            return Ok(Results::new(&shared.state, began.elapsed()));
+            return Ok(Results::new(
+                &shared.state,
+                Some(&mut task.outcomes),
+                began.elapsed(),
+            ));
         }
     }
 }
@@ -681,6 +686,15 @@ impl Future for InlineEvent<'_> {
     }
 }
 
+/// What the task of an inline run keeps for its events (their completions are made in
+/// that task): the events started and not yet polled, and the events' outcomes (recorded
+/// without a lock: the task is their one writer and reader).
+#[derive(Default)]
+struct TaskState {
+    started: VecDeque<(usize, Start)>,
+    outcomes: TaskOutcomes,
+}
+
 /// How many inline events may end in a row before the run's task yields to the runtime.
 const INLINE_BUDGET: u32 = 128;
 
@@ -695,21 +709,21 @@ const INLINE_BUDGET: u32 = 128;
 /// not polled yet. How many ended.
 fn start_inline<'run>(
     shared: &'run Arc<Shared>,
-    started: &mut VecDeque<(usize, Start)>,
+    task: &mut TaskState,
     in_task: &mut InlineEvents<'run>,
     budget: u32,
     cx: &mut std::task::Context<'_>,
 ) -> u32 {
     let mut ended = 0;
-    for _ in 0..started.len() {
+    for _ in 0..task.started.len() {
         if ended >= budget {
             break;
         }
-        let Some((key, start)) = started.pop_front() else {
+        let Some((key, start)) = task.started.pop_front() else {
             break;
         };
         if shared.is_over() {
-            started.clear();
+            task.started.clear();
             break;
         }
         let mut event = EventTask::<Boxed>::begun(&**shared, key, start.node, start.input);
@@ -719,7 +733,7 @@ fn start_inline<'run>(
             Poll::Ready(done) => {
                 ended += 1;
                 if let Some(done) = done {
-                    shared.complete(done, Some(started));
+                    shared.complete(done, Some(task));
                 }
             }
             Poll::Pending => in_task.push(event),
@@ -1191,9 +1205,10 @@ impl Shared {
     /// Record how an event ended, dispatch its outcome, start what follows, and end the
     /// run when nothing is in flight any more. In a run that is not [locked](Self::locked),
     /// no lock is shared with other completions but the cells of the event and of the joins
-    /// it is a member of (see `core::dispatch`). `queue`: the queue of the run's task, for a
-    /// completion of an inline event, made in that task (of a spawned event: `None`).
-    fn complete(self: &Arc<Self>, ended: Ended, queue: Option<&mut VecDeque<(usize, Start)>>) {
+    /// it is a member of (see `core::dispatch`). `kept`: what the run's task keeps, for a
+    /// completion of an inline event, made in that task (of a spawned event: `None`): its
+    /// queue takes what the completion starts, its outcomes the event's.
+    fn complete(self: &Arc<Self>, ended: Ended, kept: Option<&mut TaskState>) {
         let Ended {
             key,
             node,
@@ -1242,7 +1257,10 @@ impl Shared {
         // An inline run that is not locked hands what it starts to its task's queue; were
         // one of its events completed elsewhere (none is), its starts would go through the
         // run's state, under the lock.
-        let mut queue = queue.filter(|_| self.inline);
+        let (mut queue, outcomes) = match kept {
+            Some(kept) if self.inline => (Some(&mut kept.started), Some(&mut kept.outcomes)),
+            _ => (None, None),
+        };
         let mut guard = (self.locked || (self.inline && queue.is_none())).then(|| self.lock());
         if let Some(inner) = guard.as_deref_mut() {
             if self.is_over() {
@@ -1276,7 +1294,7 @@ impl Shared {
         let (mut starts, mut goto_targets) = take_scratch();
         let completed = self
             .state
-            .complete(node, flow, &mut starts, &mut goto_targets);
+            .complete(node, flow, &mut starts, &mut goto_targets, outcomes);
         let count = starts.len();
         if count > 1 {
             // Counted before any of them can end; the first takes this event's place.

@@ -243,7 +243,7 @@ mod tests {
     use crate::core::error::Error;
     use crate::core::event::{EventRef, Handle};
     use crate::core::flow::{erase, Flow};
-    use crate::core::graph::cells::Writers;
+    use crate::core::graph::cells::{TaskOutcomes, Writers};
     use crate::core::graph::Retrigger;
     use crate::core::input::{Behavior, OutcomeKind};
     use crate::drive::builder::{DriveBuilder, Group};
@@ -299,6 +299,8 @@ mod tests {
     struct Run {
         state: RunState,
         task_ids: Vec<u64>,
+        /// The outcomes, if kept by the run's task (as an inline run keeps them).
+        kept: Option<TaskOutcomes>,
     }
 
     impl Run {
@@ -307,16 +309,49 @@ mod tests {
             Run {
                 state: RunState::new(Arc::new(graph), Writers::Many),
                 task_ids: Vec::new(),
+                kept: None,
             }
+        }
+
+        /// A run with one writer, whose outcomes its task keeps.
+        fn keeping(builder: DriveBuilder) -> Self {
+            let graph = builder.into_graph().unwrap();
+            Run {
+                state: RunState::new(Arc::new(graph), Writers::One),
+                task_ids: Vec::new(),
+                kept: Some(TaskOutcomes::default()),
+            }
+        }
+
+        /// Per event, in definition order: its completions, triggers, attempts and latest
+        /// value, as `Results` would see them.
+        fn recorded(mut self) -> Vec<(u32, u32, u32, Option<i32>)> {
+            let (graph, events, _) = self.state.take_parts(self.kept.as_mut());
+            let mut recorded = vec![(0, 0, 0, None); graph.nodes.len()];
+            for event in events {
+                let value = event.latest.as_ref().and_then(|latest| {
+                    latest
+                        .value()
+                        .and_then(|v| v.downcast_ref::<i32>())
+                        .copied()
+                });
+                recorded[event.node as usize] =
+                    (event.completions, event.triggered, event.attempts, value);
+            }
+            recorded
         }
 
         fn complete(&mut self, event: Handle<i32>, flow: Flow<i32>) -> Result<Vec<Started>, Error> {
             // A runner triggers every event before it completes it.
             self.state.trigger(event.node);
             let mut starts = Vec::new();
-            let result = self
-                .state
-                .complete(event.node, erase(flow), &mut starts, &mut Vec::new());
+            let result = self.state.complete(
+                event.node,
+                erase(flow),
+                &mut starts,
+                &mut Vec::new(),
+                self.kept.as_mut(),
+            );
             let started = self.describe(starts);
             result.map(|()| started)
         }
@@ -364,14 +399,52 @@ mod tests {
         }
 
         /// Completions per event, in definition order.
-        fn counts(self) -> Vec<u32> {
-            let (graph, events, _) = self.state.take_parts();
+        fn counts(mut self) -> Vec<u32> {
+            let (graph, events, _) = self.state.take_parts(self.kept.as_mut());
             let mut counts = vec![0; graph.nodes.len()];
             for event in events {
                 counts[event.node as usize] = event.completions;
             }
             counts
         }
+    }
+
+    #[test]
+    fn outcomes_kept_by_the_run_task_are_those_the_cells_would_record() {
+        // A chain into a join, a loop by goto, and a value overwritten: fed the same
+        // completions, a run whose task keeps the outcomes (an inline run) starts the same
+        // events and reports the same counts and latest values as one that records them
+        // in the events' cells.
+        let scenario = |keep: bool| {
+            let mut b = DriveBuilder::new();
+            let a = event(&mut b, "a");
+            let x = event(&mut b, "x");
+            let c = event(&mut b, "c");
+            b.listen(x, Group::new([a]));
+            b.listen(c, Group::new([a, x]));
+            let mut run = if keep { Run::keeping(b) } else { Run::new(b) };
+            let started = vec![
+                run.value(a, 1),
+                run.value(x, 2),
+                run.goto(c, &[a], 3),
+                run.value(a, 4),
+                run.abort(x),
+            ];
+            // Kept by the task, the outcomes are not in the cells.
+            let in_cell = crate::core::lock::lock(&run.state.event(a.node).outcome).completions;
+            assert_eq!(in_cell, if keep { 0 } else { 2 });
+            (started, run.recorded())
+        };
+        let (started, recorded) = scenario(true);
+        assert_eq!(
+            (&started, &recorded),
+            (&scenario(false).0, &scenario(false).1)
+        );
+        assert_eq!(
+            recorded,
+            [(2, 2, 2, Some(4)), (2, 2, 2, None), (1, 1, 1, None)],
+            "per event: completions, triggers, attempts, latest value"
+        );
     }
 
     #[test]

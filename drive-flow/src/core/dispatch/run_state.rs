@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{complete, fires, DispatchState, EventRun, Member, Start};
 use crate::core::error::Error;
 use crate::core::flow::ErasedFlow;
-use crate::core::graph::cells::{Cells, GroupState, NodeCell, Outcome, Writers};
+use crate::core::graph::cells::{Cells, GroupState, NodeCell, Outcome, TaskOutcomes, Writers};
 use crate::core::graph::{Graph, GroupId, NodeId};
 use crate::core::input::{Entries, Entry, EventInput, Latest};
 use crate::core::lock::lock;
@@ -101,16 +101,22 @@ impl RunState {
 
     /// Record that `node` finished with `flow`, and push onto `starts` what runs next,
     /// listeners in registration order (see [`complete`]). `goto_targets`: scratch space.
+    /// `outcomes`: where the run's task keeps its events' outcomes, if it does (a run with
+    /// one writer); else they are recorded in the events' cells, under their locks.
     pub(crate) fn complete(
         &self,
         node: NodeId,
         flow: ErasedFlow,
         starts: &mut Vec<Start>,
         goto_targets: &mut Vec<NodeId>,
+        outcomes: Option<&mut TaskOutcomes>,
     ) -> Result<(), Error> {
         complete(
             &self.graph,
-            &mut Shared(self),
+            &mut Shared {
+                run: self,
+                outcomes,
+            },
             goto_targets,
             node,
             flow,
@@ -120,18 +126,27 @@ impl RunState {
 
     /// What the run recorded, once its events are over (nothing completes any more): the
     /// graph, an entry for every event the run touched in the order of their ids (their
-    /// latest outcomes moved out), and the trace.
-    pub(crate) fn take_parts(&self) -> (Arc<Graph>, Vec<EventRun>, RunTrace) {
+    /// latest outcomes moved out, from `outcomes` for those its task kept), and the trace.
+    pub(crate) fn take_parts(
+        &self,
+        mut outcomes: Option<&mut TaskOutcomes>,
+    ) -> (Arc<Graph>, Vec<EventRun>, RunTrace) {
         let cells = &self.cells;
         let events = cells
             .touched_nodes_by_id()
             .into_iter()
             .map(|node| {
                 let cell = cells.node(node);
+                let kept = outcomes
+                    .as_deref_mut()
+                    .and_then(|outcomes| outcomes.take(cell.listed_at()));
                 let Outcome {
                     latest,
                     completions,
-                } = std::mem::take(&mut *lock(&cell.outcome));
+                } = match kept {
+                    Some(kept) => kept,
+                    None => std::mem::take(&mut *lock(&cell.outcome)),
+                };
                 EventRun {
                     node,
                     completions,
@@ -156,8 +171,12 @@ impl Drop for RunState {
     }
 }
 
-/// The state seen by one completion.
-struct Shared<'a>(&'a RunState);
+/// The state seen by one completion: the run's, and the outcomes its task keeps, if it
+/// keeps them.
+struct Shared<'a> {
+    run: &'a RunState,
+    outcomes: Option<&'a mut TaskOutcomes>,
+}
 
 impl DispatchState for Shared<'_> {
     fn member_completed(
@@ -169,10 +188,10 @@ impl DispatchState for Shared<'_> {
         outcome: &Latest,
     ) -> Option<Entries> {
         let group = graph.group(group_id);
-        let cells = &self.0.cells;
+        let cells = &self.run.cells;
         // A group handed here has two or more members, so it has a cell.
         let join = graph.cells.join(group_id)?;
-        let mut guard = cells.lock_group(join, self.0.writers);
+        let mut guard = cells.lock_group(join, self.run.writers);
         let GroupState {
             ready,
             delivered,
@@ -208,8 +227,15 @@ impl DispatchState for Shared<'_> {
     }
 
     fn record(&mut self, node: NodeId, latest: Latest) {
-        let cell = self.0.event(node);
+        let cell = self.run.event(node);
         debug_assert!(cell.triggered() > 0, "event {node} completed untriggered");
+        if let Some(outcomes) = self.outcomes.as_deref_mut() {
+            // Kept by the run's task: no lock.
+            let outcome = outcomes.at(cell.listed_at());
+            outcome.completions += 1;
+            outcome.latest = Some(latest);
+            return;
+        }
         let previous = {
             let mut outcome = lock(&cell.outcome);
             outcome.completions += 1;
@@ -219,10 +245,10 @@ impl DispatchState for Shared<'_> {
     }
 
     fn task_id(&mut self) -> u64 {
-        self.0.new_task_id()
+        self.run.new_task_id()
     }
 
     fn goto_jumped(&mut self, source: NodeId, target: NodeId) {
-        self.0.trace().goto(source, target);
+        self.run.trace().goto(source, target);
     }
 }

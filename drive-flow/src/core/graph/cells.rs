@@ -51,12 +51,41 @@ pub(crate) struct NodeCell {
     pub(crate) retries: AtomicU32,
     /// Its total time in flight in nanoseconds, recorded by the runner for a timed run.
     pub(crate) nanos: AtomicU64,
+    /// Its place in the run's list of touched events (set at its first trigger): where a
+    /// run that keeps its outcomes in its task keeps this event's ([`TaskOutcomes`]).
+    listed_at: AtomicU32,
 }
 
 impl NodeCell {
     /// How many times it was triggered so far.
     pub(crate) fn triggered(&self) -> u32 {
         self.triggered.load(Ordering::Relaxed)
+    }
+
+    /// Its place in the run's list of touched events.
+    pub(crate) fn listed_at(&self) -> usize {
+        self.listed_at.load(Ordering::Relaxed) as usize
+    }
+}
+
+/// The outcomes of a run whose events all end in its own task (an inline run, one writer:
+/// [`Writers::One`]), kept by that task, where recording one takes no lock: one per event
+/// the run touched, at its place in the run's list of touched events.
+#[derive(Default)]
+pub(crate) struct TaskOutcomes(Vec<Outcome>);
+
+impl TaskOutcomes {
+    /// The outcome of the event listed at `at`.
+    pub(crate) fn at(&mut self, at: usize) -> &mut Outcome {
+        if at >= self.0.len() {
+            self.0.resize_with(at + 1, Outcome::default);
+        }
+        &mut self.0[at]
+    }
+
+    /// Take the outcome of the event listed at `at`, if it has one here.
+    pub(crate) fn take(&mut self, at: usize) -> Option<Outcome> {
+        self.0.get_mut(at).map(std::mem::take)
     }
 }
 
@@ -235,12 +264,13 @@ impl Touched {
     }
 
     /// List `id`, which its caller knows is not listed yet (each id is listed at most once,
-    /// so the list never outgrows its capacity, the number of ids).
-    fn push(&self, id: u32, writers: Writers) {
+    /// so the list never outgrows its capacity, the number of ids): its place in the list.
+    fn push(&self, id: u32, writers: Writers) -> usize {
         let at = writers.add(&self.len, 1, Ordering::AcqRel);
         if let Some(slot) = self.ids.get(at) {
             slot.store(id, Ordering::Release);
         }
+        at
     }
 
     /// The ids listed so far, in the order they were first touched. Read once the run's
@@ -294,7 +324,9 @@ impl Cells {
         let cell = &self.nodes[node as usize];
         let before = writers.add(&cell.triggered, 1, Ordering::Relaxed);
         if before == 0 {
-            self.touched_nodes.push(node, writers);
+            let at = self.touched_nodes.push(node, writers);
+            cell.listed_at
+                .store(u32::try_from(at).unwrap_or(u32::MAX), Ordering::Relaxed);
         }
         before
     }
@@ -369,6 +401,7 @@ impl Cells {
             }) && *cell.triggered.get_mut() == 0
                 && *cell.retries.get_mut() == 0
                 && *cell.nanos.get_mut() == 0
+                && *cell.listed_at.get_mut() == 0
         }) && self
             .groups
             .iter_mut()
