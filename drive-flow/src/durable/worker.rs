@@ -568,8 +568,11 @@ async fn run_claimed(
     // Only a body that takes a `Context` gets a reference to it (as in a local run). A
     // durable run has no live stream (an `Emitter` drops its values) and runs no child
     // workflows in-process (a `Child` parameter fails the call).
-    let takes_context = index.bodies[node as usize].takes.context;
-    let context = shared.context.clone().filter(|_| takes_context);
+    let context = if index.bodies[node as usize].takes.context {
+        shared.context.clone()
+    } else {
+        None
+    };
     let links = inbox.map(|inbox| {
         Box::new(Links {
             inbox: Some(inbox),
