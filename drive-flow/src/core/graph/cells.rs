@@ -414,8 +414,8 @@ impl Cells {
 struct Joins {
     /// Per group of the graph: its join number, or [`NOT_A_JOIN`].
     of_group: Box<[u32]>,
-    /// Per join, then one more: the number of its first member slot (a prefix sum).
-    slot_start: Box<[u32]>,
+    /// Per join: how many members it has.
+    sizes: Box<[u32]>,
 }
 
 /// A group of one member.
@@ -424,29 +424,25 @@ const NOT_A_JOIN: u32 = u32::MAX;
 impl Joins {
     fn new(groups: &[GroupInfo]) -> Self {
         let mut of_group = Vec::with_capacity(groups.len());
-        let mut slot_start = vec![0];
-        let mut slots = 0;
+        let mut sizes = Vec::new();
         for group in groups {
             let size = group.slots.len() as u32;
             if size > 1 {
-                of_group.push(slot_start.len() as u32 - 1);
-                slots += size;
-                slot_start.push(slots);
+                of_group.push(sizes.len() as u32);
+                sizes.push(size);
             } else {
                 of_group.push(NOT_A_JOIN);
             }
         }
         Joins {
             of_group: of_group.into_boxed_slice(),
-            slot_start: slot_start.into_boxed_slice(),
+            sizes: sizes.into_boxed_slice(),
         }
     }
 
     /// How many members each join has, in join order.
     fn sizes(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
-        self.slot_start
-            .windows(2)
-            .map(|bounds| (bounds[1] - bounds[0]) as usize)
+        self.sizes.iter().map(|&size| size as usize)
     }
 }
 
@@ -465,8 +461,8 @@ impl CellsPool {
         }
     }
 
-    /// The cell of group `group` ([`Cells::group`]), if it is a join (two or more
-    /// members).
+    /// The cell of group `group` (for [`Cells::lock_group`]), if it is a join (two or
+    /// more members).
     pub(crate) fn join(&self, group: u32) -> Option<u32> {
         let cell = *self.joins.of_group.get(group as usize)?;
         (cell != NOT_A_JOIN).then_some(cell)
