@@ -45,6 +45,21 @@ pub(crate) struct Takes {
     pub(crate) emitter: bool,
 }
 
+impl Takes {
+    /// The run's `context`, for a call of a body that takes one (most do not: the
+    /// context's count is shared by every event of the run, and left alone for them).
+    pub(crate) fn context_of(
+        &self,
+        context: &Option<Arc<dyn Any + Send + Sync>>,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        if self.context {
+            context.clone()
+        } else {
+            None
+        }
+    }
+}
+
 impl Body {
     pub(crate) fn new(handler: ErasedHandler, needs: Box<[ContextNeed]>) -> Self {
         let takes = Takes {

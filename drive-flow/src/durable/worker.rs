@@ -568,11 +568,9 @@ async fn run_claimed(
     // Only a body that takes a `Context` gets a reference to it (as in a local run). A
     // durable run has no live stream (an `Emitter` drops its values) and runs no child
     // workflows in-process (a `Child` parameter fails the call).
-    let context = if index.bodies[node as usize].takes.context {
-        shared.context.clone()
-    } else {
-        None
-    };
+    let context = index.bodies[node as usize]
+        .takes
+        .context_of(&shared.context);
     let links = inbox.map(|inbox| {
         Box::new(Links {
             inbox: Some(inbox),

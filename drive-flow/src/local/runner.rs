@@ -698,13 +698,13 @@ struct TaskState {
 /// How many inline events may end in a row before the run's task yields to the runtime.
 const INLINE_BUDGET: u32 = 128;
 
-/// Start the inline events at the front of `started` that were there when it is called:
-/// each is polled once, here in the run's task, and only one that goes pending takes a
-/// place among the events the run polls (most end at once, and a place costs an
-/// allocation). One that ends is completed here, and what it starts is queued at the back
-/// of `started`, for a later call (not polled from inside this one: the events that wait
-/// get their turn in between). It stops once `budget` of them have ended: the rest wait in
-/// `started` until the run's task has yielded (a wide fan-out does not keep the thread).
+/// Start the inline events at the front of `task.started` that were there when it is
+/// called: each is polled once, here in the run's task, and only one that goes pending
+/// takes a place among the events the run polls (most end at once, and a place costs an
+/// allocation). One that ends is completed here (its outcome kept in `task`), and what it
+/// starts is queued at the back of `task.started`, for a later call (not polled from inside
+/// this one: the events that wait get their turn in between). It stops once `budget` of
+/// them have ended: the rest wait until the run's task has yielded (a wide fan-out does not keep the thread).
 /// Once the run is over, those left are dropped unpolled, as the run drops those it had
 /// not polled yet. How many ended.
 fn start_inline<'run>(
@@ -1165,13 +1165,7 @@ impl Shared {
         if takes.input && input.graph.is_none() {
             input.graph = Some(self.graph.clone());
         }
-        // Only a body that takes a `Context` gets a reference to it: the context's count is
-        // shared by every event of the run, and most events do not read it.
-        let context = if takes.context {
-            self.context.clone()
-        } else {
-            None
-        };
+        let context = takes.context_of(&self.context);
         let inbox = takes.inbox && self.mailbox.is_some();
         let emitter = takes.emitter && self.watched;
         if !(inbox || emitter || takes.child) {
