@@ -89,7 +89,7 @@ pub use crate::body::handler::Handler;
 pub use crate::body::inbox::{Inbox, InboxError};
 pub use crate::body::param::EventParam;
 pub use crate::core::error::{BuildError, Error};
-pub use crate::core::event::{Event, EventRef, Handle, Targets};
+pub use crate::core::event::{Event, EventRef, GotoTargets, Handle, Targets};
 pub use crate::core::flow::{BoxError, Flow, IntoFlow};
 pub use crate::core::graph::view::{EventInfo, GroupInfo};
 pub use crate::core::graph::Retrigger;

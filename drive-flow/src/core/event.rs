@@ -4,6 +4,8 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use smallvec::{smallvec, SmallVec};
+
 /// An event of a workflow: a name the compiler checks, with the type it produces.
 ///
 /// You do not implement this trait yourself. `#[event]` and `#[listen(..)]` turn an
@@ -197,6 +199,69 @@ impl<E: Event> From<E> for EventRef {
     }
 }
 
+/// The events a goto sends its payload to, in order: the `targets` of
+/// [`Flow::Goto`](crate::Flow::Goto). It reads as a slice of [`EventRef`]s, and holds one
+/// without an allocation (most gotos name one event: a loop back).
+///
+/// ```
+/// use drive_flow::prelude::*;
+/// use drive_flow::{EventRef, GotoTargets, Targets};
+///
+/// #[event]
+/// async fn plan() {}
+/// #[event]
+/// async fn log() {}
+///
+/// let targets: GotoTargets = (plan, log).into_targets();
+/// assert_eq!(&targets[..], &[EventRef::from(plan), EventRef::from(log)]);
+/// let one = GotoTargets::from(EventRef::from(plan));
+/// assert_eq!(one.len(), 1);
+/// assert_eq!(one.iter().copied().collect::<Vec<_>>(), vec![EventRef::from(plan)]);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct GotoTargets(SmallVec<[EventRef; 1]>);
+
+impl fmt::Debug for GotoTargets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
+impl std::ops::Deref for GotoTargets {
+    type Target = [EventRef];
+
+    fn deref(&self) -> &[EventRef] {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a GotoTargets {
+    type Item = &'a EventRef;
+    type IntoIter = std::slice::Iter<'a, EventRef>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<EventRef> for GotoTargets {
+    fn from_iter<I: IntoIterator<Item = EventRef>>(targets: I) -> Self {
+        GotoTargets(targets.into_iter().collect())
+    }
+}
+
+impl From<EventRef> for GotoTargets {
+    fn from(target: EventRef) -> Self {
+        GotoTargets(smallvec![target])
+    }
+}
+
+impl From<Vec<EventRef>> for GotoTargets {
+    fn from(targets: Vec<EventRef>) -> Self {
+        GotoTargets(SmallVec::from_vec(targets))
+    }
+}
+
 /// The targets of [`Flow::goto`](crate::Flow::goto): one event, an array of events of one
 /// kind, a tuple of events, or a list of [`EventRef`]s.
 ///
@@ -220,36 +285,42 @@ impl<E: Event> From<E> for EventRef {
 )]
 pub trait Targets {
     /// The targets, in order.
-    fn into_targets(self) -> Vec<EventRef>;
+    fn into_targets(self) -> GotoTargets;
 }
 
 impl<E: Event> Targets for E {
-    fn into_targets(self) -> Vec<EventRef> {
-        vec![self.into()]
+    fn into_targets(self) -> GotoTargets {
+        GotoTargets::from(EventRef::from(self))
     }
 }
 
 impl<E: Event, const N: usize> Targets for [E; N] {
-    fn into_targets(self) -> Vec<EventRef> {
+    fn into_targets(self) -> GotoTargets {
         self.into_iter().map(EventRef::from).collect()
     }
 }
 
 impl<const N: usize> Targets for [EventRef; N] {
-    fn into_targets(self) -> Vec<EventRef> {
-        self.to_vec()
+    fn into_targets(self) -> GotoTargets {
+        self.into_iter().collect()
     }
 }
 
 impl Targets for Vec<EventRef> {
-    fn into_targets(self) -> Vec<EventRef> {
-        self
+    fn into_targets(self) -> GotoTargets {
+        GotoTargets::from(self)
     }
 }
 
 impl Targets for EventRef {
-    fn into_targets(self) -> Vec<EventRef> {
-        vec![self]
+    fn into_targets(self) -> GotoTargets {
+        GotoTargets::from(self)
+    }
+}
+
+impl Targets for GotoTargets {
+    fn into_targets(self) -> GotoTargets {
+        self
     }
 }
 
@@ -257,9 +328,9 @@ macro_rules! tuple_targets {
     ($($name:ident),+) => {
         impl<$($name: Event),+> Targets for ($($name,)+) {
             #[allow(non_snake_case)]
-            fn into_targets(self) -> Vec<EventRef> {
+            fn into_targets(self) -> GotoTargets {
                 let ($($name,)+) = self;
-                vec![$(EventRef::from($name)),+]
+                GotoTargets(smallvec![$(EventRef::from($name)),+])
             }
         }
     };
@@ -272,3 +343,25 @@ tuple_targets!(A, B, C, D, E);
 tuple_targets!(A, B, C, D, E, F);
 tuple_targets!(A, B, C, D, E, F, G);
 tuple_targets!(A, B, C, D, E, F, G, H);
+
+#[cfg(test)]
+mod tests {
+    use super::{EventKey, EventRef, GotoTargets, Targets};
+
+    fn node(node: u32) -> EventRef {
+        EventRef(EventKey::Node { graph: 1, node })
+    }
+
+    #[test]
+    fn one_goto_target_is_held_in_place_and_more_in_order() {
+        // A goto to one event (a loop back, most gotos) allocates no list of targets.
+        let one = node(3).into_targets();
+        assert!(!one.0.spilled());
+        assert_eq!(&one[..], &[node(3)]);
+        let three = [node(1), node(2), node(1)].into_targets();
+        assert_eq!(&three[..], &[node(1), node(2), node(1)]);
+        assert_eq!(GotoTargets::from(vec![node(2), node(5)]).len(), 2);
+        // No larger than the `Vec` it replaced in `Flow::Goto`.
+        assert!(std::mem::size_of::<GotoTargets>() <= std::mem::size_of::<Vec<EventRef>>());
+    }
+}

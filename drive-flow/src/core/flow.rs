@@ -5,7 +5,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::core::event::{EventRef, Targets};
+use crate::core::event::{GotoTargets, Targets};
 
 /// A boxed error, as returned by a failing event.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -44,8 +44,8 @@ pub enum Flow<T> {
     /// [`Behavior::Goto`](crate::Behavior::Goto) and whose results are `{this event: payload}`.
     /// Nothing else is dispatched.
     Goto {
-        /// The events to run next.
-        targets: Vec<EventRef>,
+        /// The events to run next, in order.
+        targets: GotoTargets,
         /// What the targets receive as this event's result.
         payload: T,
     },

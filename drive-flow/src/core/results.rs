@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::core::dispatch::{EventRun, RunState};
 use crate::core::event::Event;
-use crate::core::graph::cells::TaskOutcomes;
+use crate::core::graph::cells::TaskCells;
 use crate::core::graph::Graph;
 use crate::core::input::{Latest, OutcomeKind};
 use crate::core::trace::RunTrace;
@@ -44,12 +44,8 @@ impl Results {
     /// The results of an in-process run whose events are over.
     /// The results of a run whose events are over: what `state` recorded, and the
     /// outcomes its task kept, if it kept them.
-    pub(crate) fn new(
-        state: &RunState,
-        outcomes: Option<&mut TaskOutcomes>,
-        elapsed: Duration,
-    ) -> Self {
-        let (graph, events, trace) = state.take_parts(outcomes);
+    pub(crate) fn new(state: &RunState, kept: Option<&mut TaskCells>, elapsed: Duration) -> Self {
+        let (graph, events, trace) = state.take_parts(kept);
         Results {
             graph,
             events,

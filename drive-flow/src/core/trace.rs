@@ -3,8 +3,9 @@
 //! (source, target), and, in a [timed](crate::Invoke::timed) run only, the start and end of
 //! every event run.
 //!
-//! Cheap by construction: a goto adds one to a counter (an entry is made the first time a
-//! pair jumps, never per jump), and an untimed run records no times at all.
+//! Cheap by construction: a pair's first goto jump makes its entry here; the jumps after it
+//! are counted in the source event's cell (`GotoCount`, no lock per turn of a loop) and
+//! added in when the run ends; and an untimed run records no times at all.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -44,10 +45,16 @@ pub(crate) struct RunTrace {
 
 impl RunTrace {
     /// Count one goto jump from `source` to `target`.
+    #[cfg(test)]
     pub(crate) fn goto(&mut self, source: NodeId, target: NodeId) {
+        self.goto_n(source, target, 1);
+    }
+
+    /// Count `jumps` goto jumps from `source` to `target`.
+    pub(crate) fn goto_n(&mut self, source: NodeId, target: NodeId, jumps: u32) {
         if let Some(entry) = self.gotos.get_mut(self.last) {
             if entry.0 == source && entry.1 == target {
-                entry.2 = entry.2.saturating_add(1);
+                entry.2 = entry.2.saturating_add(jumps);
                 return;
             }
         }
@@ -79,7 +86,15 @@ impl RunTrace {
         };
         self.last = at;
         let entry = &mut self.gotos[at];
-        entry.2 = entry.2.saturating_add(1);
+        entry.2 = entry.2.saturating_add(jumps);
+    }
+
+    /// Add to each pair's count the jumps `more` says were counted elsewhere (in the
+    /// source's cell: see `GotoCount`).
+    pub(crate) fn count_more(&mut self, more: impl Fn(NodeId, NodeId) -> u32) {
+        for (source, target, jumps) in &mut self.gotos {
+            *jumps = jumps.saturating_add(more(*source, *target));
+        }
     }
 
     /// Record one event run of a timed run.

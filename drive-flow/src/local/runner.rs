@@ -40,7 +40,7 @@ use crate::core::dispatch::{RunState, Start};
 use crate::core::error::Error;
 use crate::core::event::{Event, EventKey};
 use crate::core::flow::{ErasedFlow, Flow};
-use crate::core::graph::cells::{TaskOutcomes, Writers};
+use crate::core::graph::cells::{TaskCells, Writers};
 use crate::core::graph::{Graph, NodeId};
 use crate::core::input::{EventInput, OutcomeKind};
 use crate::core::options::EventOptions;
@@ -495,8 +495,12 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     // is left here when the run's task yields is polled when it resumes. Completions of its
     // events, which it polls itself, push what they start here; in a locked run they go
     // through the run's state (`Inner::inline`), and are taken from there. And their
-    // outcomes, kept here rather than in the events' cells.
+    // outcomes and their joins' states, kept here rather than in the run's cells.
     let mut task = TaskState::default();
+    if shared.inline {
+        // With the run's cells: its memory is that of an earlier run's task.
+        task.cells = shared.state.take_task_cells();
+    }
     {
         let mut inner = shared.lock();
         // A started run may be cancelled before its task first runs: then nothing starts.
@@ -603,11 +607,9 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             crate::core::telemetry::run_span_ended(&shared.span, &outcome);
             outcome?;
             // Succeeded: no event is in flight any more, nothing writes the state.
-            return Ok(Results::new(
-                &shared.state,
-                Some(&mut task.outcomes),
-                began.elapsed(),
-            ));
+            let results = Results::new(&shared.state, Some(&mut task.cells), began.elapsed());
+            shared.state.keep_task_cells(task.cells);
+            return Ok(results);
         }
     }
 }
@@ -687,12 +689,12 @@ impl Future for InlineEvent<'_> {
 }
 
 /// What the task of an inline run keeps for its events (their completions are made in
-/// that task): the events started and not yet polled, and the events' outcomes (recorded
-/// without a lock: the task is their one writer and reader).
+/// that task): the events started and not yet polled, and the events' outcomes and joins'
+/// states (updated without a lock: the task is their one writer and reader).
 #[derive(Default)]
 struct TaskState {
     started: VecDeque<(usize, Start)>,
-    outcomes: TaskOutcomes,
+    cells: TaskCells,
 }
 
 /// How many inline events may end in a row before the run's task yields to the runtime.
@@ -1251,8 +1253,8 @@ impl Shared {
         // An inline run that is not locked hands what it starts to its task's queue; were
         // one of its events completed elsewhere (none is), its starts would go through the
         // run's state, under the lock.
-        let (mut queue, outcomes) = match kept {
-            Some(kept) if self.inline => (Some(&mut kept.started), Some(&mut kept.outcomes)),
+        let (mut queue, cells) = match kept {
+            Some(kept) if self.inline => (Some(&mut kept.started), Some(&mut kept.cells)),
             _ => (None, None),
         };
         let mut guard = (self.locked || (self.inline && queue.is_none())).then(|| self.lock());
@@ -1288,7 +1290,7 @@ impl Shared {
         let (mut starts, mut goto_targets) = take_scratch();
         let completed = self
             .state
-            .complete(node, flow, &mut starts, &mut goto_targets, outcomes);
+            .complete(node, flow, &mut starts, &mut goto_targets, cells);
         let count = starts.len();
         if count > 1 {
             // Counted before any of them can end; the first takes this event's place.

@@ -243,7 +243,7 @@ mod tests {
     use crate::core::error::Error;
     use crate::core::event::{EventRef, Handle};
     use crate::core::flow::{erase, Flow};
-    use crate::core::graph::cells::{TaskOutcomes, Writers};
+    use crate::core::graph::cells::{TaskCells, Writers};
     use crate::core::graph::Retrigger;
     use crate::core::input::{Behavior, OutcomeKind};
     use crate::drive::builder::{DriveBuilder, Group};
@@ -300,7 +300,7 @@ mod tests {
         state: RunState,
         task_ids: Vec<u64>,
         /// The outcomes, if kept by the run's task (as an inline run keeps them).
-        kept: Option<TaskOutcomes>,
+        kept: Option<TaskCells>,
     }
 
     impl Run {
@@ -319,7 +319,7 @@ mod tests {
             Run {
                 state: RunState::new(Arc::new(graph), Writers::One),
                 task_ids: Vec::new(),
-                kept: Some(TaskOutcomes::default()),
+                kept: Some(TaskCells::default()),
             }
         }
 
@@ -430,9 +430,12 @@ mod tests {
                 run.value(a, 4),
                 run.abort(x),
             ];
-            // Kept by the task, the outcomes are not in the cells.
+            // Kept by the task, the outcomes and the join's state are not in the cells.
             let in_cell = crate::core::lock::lock(&run.state.event(a.node).outcome).completions;
             assert_eq!(in_cell, if keep { 0 } else { 2 });
+            let groups = &run.state.graph().groups;
+            let join = groups.iter().position(|g| g.listener == c.node).unwrap() as u32;
+            assert_eq!(run.state.join_ready(join), Some(if keep { 0 } else { 2 }));
             (started, run.recorded())
         };
         let (started, recorded) = scenario(true);
@@ -445,6 +448,45 @@ mod tests {
             [(2, 2, 2, Some(4)), (2, 2, 2, None), (1, 1, 1, None)],
             "per event: completions, triggers, attempts, latest value"
         );
+    }
+
+    #[test]
+    fn goto_jumps_are_counted_per_pair_in_first_jump_order_locking_the_trace_once_per_pair() {
+        // `a` jumps to `x` three times, then to `c` twice, then to `x` again; `x` jumps to
+        // `a` once. After a pair's first jump its jumps are counted in the source's cell
+        // (the first target it jumped to) or, for a second target, in the trace: the run's
+        // pictures see the same counts, in the order the pairs first jumped.
+        for keep in [false, true] {
+            let mut b = DriveBuilder::new();
+            let a = event(&mut b, "a");
+            let x = event(&mut b, "x");
+            let c = event(&mut b, "c");
+            let mut run = if keep { Run::keeping(b) } else { Run::new(b) };
+            let before = run
+                .state
+                .trace_locked
+                .load(std::sync::atomic::Ordering::Relaxed);
+            for targets in [[x], [x], [x], [c], [c], [x]] {
+                run.goto(a, &targets, 1);
+            }
+            run.goto(x, &[a], 2);
+            let locked = run
+                .state
+                .trace_locked
+                .load(std::sync::atomic::Ordering::Relaxed);
+            // Once for (a, x) and (x, a), and at each jump to `c`, a second target of `a`.
+            assert_eq!(locked - before, 4, "keep: {keep}");
+            let (_, _, trace) = run.state.take_parts(run.kept.as_mut());
+            assert_eq!(
+                trace.gotos(),
+                &[
+                    (a.node, x.node, 4),
+                    (a.node, c.node, 2),
+                    (x.node, a.node, 1)
+                ],
+                "keep: {keep}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{complete, fires, DispatchState, EventRun, Member, Start};
 use crate::core::error::Error;
 use crate::core::flow::ErasedFlow;
-use crate::core::graph::cells::{Cells, GroupState, NodeCell, Outcome, TaskOutcomes, Writers};
+use crate::core::graph::cells::{Cells, GroupState, NodeCell, Outcome, TaskCells, Writers};
 use crate::core::graph::{Graph, GroupId, NodeId};
 use crate::core::input::{Entries, Entry, EventInput, Latest};
 use crate::core::lock::lock;
@@ -26,28 +26,46 @@ pub(crate) struct RunState {
     /// Who completes its events (and so triggers them): one task, or many threads.
     writers: Writers,
     /// Goto jumps and, in a timed run, every event run's times: for the run's pictures.
-    /// Locked once per goto jump (a loop's events run one after another) and per event of
-    /// a timed run only.
+    /// Locked at the first jump of each (source, target) pair (the later ones are counted
+    /// in the source's cell) and per event of a timed run only.
     trace: Mutex<RunTrace>,
+    /// What the task of a run with one writer keeps ([`TaskCells`]), until it takes it
+    /// (with the cells: its memory is reused from run to run); and once it gives it back.
+    task: Mutex<TaskCells>,
+    /// How many times the trace was locked (tests).
+    #[cfg(test)]
+    pub(crate) trace_locked: std::sync::atomic::AtomicUsize,
 }
 
 impl RunState {
     /// The state of a run whose events are completed and triggered by `writers`: its own
     /// task alone ([`Writers::One`]: an inline run), or any thread.
     pub(crate) fn new(graph: Arc<Graph>, writers: Writers) -> Self {
-        let cells = graph.cells.take(graph.nodes.len());
+        let mut cells = graph.cells.take(graph.nodes.len());
+        let task = cells.take_task();
         RunState {
             graph,
             cells,
+            task: Mutex::new(task),
             writers,
             next_task_id: AtomicU64::new(0),
             trace: Mutex::new(RunTrace::default()),
+            #[cfg(test)]
+            trace_locked: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
     #[cfg(test)]
     pub(crate) fn graph(&self) -> &Arc<Graph> {
         &self.graph
+    }
+
+    /// How many members of the join of group `group` completed, as the run's cells count
+    /// them (tests).
+    #[cfg(test)]
+    pub(crate) fn join_ready(&self, group: GroupId) -> Option<u32> {
+        let join = self.graph.cells.join(group)?;
+        Some(self.cells.join_ready(join))
     }
 
     /// Who completes the run's events: its own task alone, or any thread.
@@ -84,7 +102,21 @@ impl RunState {
 
     /// What the run records for its pictures.
     pub(crate) fn trace(&self) -> MutexGuard<'_, RunTrace> {
+        #[cfg(test)]
+        self.trace_locked.fetch_add(1, Ordering::Relaxed);
         lock(&self.trace)
+    }
+
+    /// What the task of a run with one writer keeps for it (its memory that of an earlier
+    /// run over the same cells): taken once, at the start of the run.
+    pub(crate) fn take_task_cells(&self) -> TaskCells {
+        std::mem::take(&mut *lock(&self.task))
+    }
+
+    /// Give back what the run's task kept, once the run's results are taken: it goes back
+    /// to the pool with the cells.
+    pub(crate) fn keep_task_cells(&self, task: TaskCells) {
+        *lock(&self.task) = task;
     }
 
     /// The input of the run's start event, with the graph attached and a task id.
@@ -101,22 +133,19 @@ impl RunState {
 
     /// Record that `node` finished with `flow`, and push onto `starts` what runs next,
     /// listeners in registration order (see [`complete`]). `goto_targets`: scratch space.
-    /// `outcomes`: where the run's task keeps its events' outcomes, if it does (a run with
-    /// one writer); else they are recorded in the events' cells, under their locks.
+    /// `kept`: where the run's task keeps its events' outcomes and its joins' states, if it
+    /// does (a run with one writer); else they are in the run's cells, under their locks.
     pub(crate) fn complete(
         &self,
         node: NodeId,
         flow: ErasedFlow,
         starts: &mut Vec<Start>,
         goto_targets: &mut Vec<NodeId>,
-        outcomes: Option<&mut TaskOutcomes>,
+        kept: Option<&mut TaskCells>,
     ) -> Result<(), Error> {
         complete(
             &self.graph,
-            &mut Shared {
-                run: self,
-                outcomes,
-            },
+            &mut Shared { run: self, kept },
             goto_targets,
             node,
             flow,
@@ -126,10 +155,10 @@ impl RunState {
 
     /// What the run recorded, once its events are over (nothing completes any more): the
     /// graph, an entry for every event the run touched in the order of their ids (their
-    /// latest outcomes moved out, from `outcomes` for those its task kept), and the trace.
+    /// latest outcomes moved out, from `kept` for those its task kept), and the trace.
     pub(crate) fn take_parts(
         &self,
-        mut outcomes: Option<&mut TaskOutcomes>,
+        mut kept: Option<&mut TaskCells>,
     ) -> (Arc<Graph>, Vec<EventRun>, RunTrace) {
         let cells = &self.cells;
         let events = cells
@@ -137,13 +166,13 @@ impl RunState {
             .into_iter()
             .map(|node| {
                 let cell = cells.node(node);
-                let kept = outcomes
+                let in_task = kept
                     .as_deref_mut()
-                    .and_then(|outcomes| outcomes.take(cell.listed_at()));
+                    .and_then(|kept| kept.take_outcome(cell.listed_at()));
                 let Outcome {
                     latest,
                     completions,
-                } = match kept {
+                } = match in_task {
                     Some(kept) => kept,
                     None => std::mem::take(&mut *lock(&cell.outcome)),
                 };
@@ -157,7 +186,8 @@ impl RunState {
                 }
             })
             .collect();
-        let trace = std::mem::take(&mut *self.trace());
+        let mut trace = std::mem::take(&mut *self.trace());
+        trace.count_more(|source, target| cells.node(source).gotos.jumps_to(target));
         (self.graph.clone(), events, trace)
     }
 }
@@ -166,16 +196,22 @@ impl Drop for RunState {
     /// Give the cells back to the graph (which resets what this run touched).
     fn drop(&mut self) {
         // An empty set in its place allocates nothing.
-        let cells = std::mem::replace(&mut self.cells, Cells::empty());
+        let mut cells = std::mem::replace(&mut self.cells, Cells::empty());
+        // A poisoned lock (a panic under it) still holds memory to reuse: reset anyway.
+        let task = self
+            .task
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cells.keep_task(std::mem::take(task));
         self.graph.cells.give_back(cells);
     }
 }
 
-/// The state seen by one completion: the run's, and the outcomes its task keeps, if it
-/// keeps them.
+/// The state seen by one completion: the run's, and the cells its task keeps, if it keeps
+/// them.
 struct Shared<'a> {
     run: &'a RunState,
-    outcomes: Option<&'a mut TaskOutcomes>,
+    kept: Option<&'a mut TaskCells>,
 }
 
 impl DispatchState for Shared<'_> {
@@ -191,13 +227,20 @@ impl DispatchState for Shared<'_> {
         let cells = &self.run.cells;
         // A group handed here has two or more members, so it has a cell.
         let join = graph.cells.join(group_id)?;
-        let mut guard = cells.lock_group(join, self.run.writers);
+        let mut guard;
+        let state = match self.kept.as_deref_mut() {
+            // Kept by the run's task: no lock.
+            Some(kept) => cells.task_group(join, group.slots.len(), kept),
+            None => {
+                guard = cells.lock_group(join, self.run.writers);
+                &mut *guard
+            }
+        };
         let GroupState {
             ready,
             delivered,
             slots,
-            ..
-        } = &mut *guard;
+        } = state;
         // The member's first completion as this group sees them (the group's lock orders
         // the completions of its members).
         let own = slots.get_mut((slot - group.slots.start) as usize)?;
@@ -229,9 +272,9 @@ impl DispatchState for Shared<'_> {
     fn record(&mut self, node: NodeId, latest: Latest) {
         let cell = self.run.event(node);
         debug_assert!(cell.triggered() > 0, "event {node} completed untriggered");
-        if let Some(outcomes) = self.outcomes.as_deref_mut() {
+        if let Some(kept) = self.kept.as_deref_mut() {
             // Kept by the run's task: no lock.
-            let outcome = outcomes.at(cell.listed_at());
+            let outcome = kept.outcome_at(cell.listed_at());
             outcome.completions += 1;
             outcome.latest = Some(latest);
             return;
@@ -249,6 +292,14 @@ impl DispatchState for Shared<'_> {
     }
 
     fn goto_jumped(&mut self, source: NodeId, target: NodeId) {
-        self.run.trace().goto(source, target);
+        // After a pair's first jump (counted in the trace, in the order pairs first jump),
+        // its source's cell counts its jumps: no lock per turn of a loop.
+        let gotos = &self.run.event(source).gotos;
+        let spill = |jumps| self.run.trace().goto_n(source, target, jumps);
+        if !gotos.count(target, self.run.writers, spill) {
+            let mut trace = self.run.trace();
+            trace.goto_n(source, target, 1);
+            gotos.adopt(target);
+        }
     }
 }

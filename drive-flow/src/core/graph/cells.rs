@@ -5,7 +5,9 @@
 //! atomics), and each join (a group of two or more members) has its own (its counters, and
 //! each member's latest outcome and delivered mark, behind the join's lock). Two completions
 //! meet only where the graph makes them meet: at an event they both are, or at a join they
-//! are both members of.
+//! are both members of. A run whose events all complete in its own task (an inline run)
+//! keeps its events' outcomes and its joins' states in that task instead ([`TaskCells`]):
+//! no lock at all.
 //!
 //! A run should cost what it touches, not the size of the graph: a 10-event run in a drive
 //! of 100 000 events must not allocate and reset 100 000 cells. So the cells are taken from
@@ -13,7 +15,8 @@
 //! run touched reset; each touched cell is listed (in the order first touched) the first
 //! time it is touched, by one atomic increment of the list's length (a load and a store in
 //! a run with one writer, [`Writers::One`]). What says it is the first time costs nothing
-//! more: an event's trigger count, read as it is counted; a join's mark, under its lock.
+//! more: an event's trigger count, read as it is counted; a join's place in the list,
+//! under its lock (or in the run's one task).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -52,8 +55,62 @@ pub(crate) struct NodeCell {
     /// Its total time in flight in nanoseconds, recorded by the runner for a timed run.
     pub(crate) nanos: AtomicU64,
     /// Its place in the run's list of touched events (set at its first trigger): where a
-    /// run that keeps its outcomes in its task keeps this event's ([`TaskOutcomes`]).
+    /// run that keeps its cells in its task keeps this event's outcome ([`TaskCells`]).
     listed_at: AtomicU32,
+    /// The goto jumps from this event to one target, counted here rather than in the run's
+    /// trace, under its lock: a loop jumps along the same pair again and again.
+    pub(crate) gotos: GotoCount,
+}
+
+/// The goto jumps from one event to the first target it jumped to, after its first jump
+/// (that one goes into the run's trace, under its lock, which keeps the order in which
+/// pairs first jumped).
+#[derive(Default)]
+pub(crate) struct GotoCount {
+    /// The target, plus one (`0`: none yet). Set once, under the trace's lock.
+    target: AtomicU32,
+    /// Jumps to it counted here.
+    jumps: AtomicU32,
+}
+
+/// Past this many jumps counted in a cell, they are moved into the run's trace (whose
+/// counts saturate), so that the cell's count never wraps.
+const GOTO_SPILL: u32 = 1 << 30;
+
+impl GotoCount {
+    /// Count a jump to `target` here, if it is the target this cell counts: whether it did.
+    /// `spill`: called with the count when it grew large, to move it into the trace.
+    #[inline]
+    pub(crate) fn count(&self, target: u32, writers: Writers, spill: impl FnOnce(u32)) -> bool {
+        if self.target.load(Ordering::Relaxed) != target.wrapping_add(1) || target == u32::MAX {
+            return false;
+        }
+        if writers.add(&self.jumps, 1, Ordering::Relaxed) >= GOTO_SPILL {
+            spill(self.jumps.swap(0, Ordering::Relaxed));
+        }
+        true
+    }
+
+    /// Count jumps to `target` here from now on, if this cell counts none yet (called
+    /// under the trace's lock, after the jump was counted there).
+    pub(crate) fn adopt(&self, target: u32) {
+        if self.target.load(Ordering::Relaxed) == 0 {
+            self.target.store(target.wrapping_add(1), Ordering::Relaxed);
+        }
+    }
+
+    /// The jumps to `target` counted here (once the run's completions are over).
+    pub(crate) fn jumps_to(&self, target: u32) -> u32 {
+        if self.target.load(Ordering::Acquire) == target.wrapping_add(1) {
+            self.jumps.load(Ordering::Acquire)
+        } else {
+            0
+        }
+    }
+
+    fn is_clean(&mut self) -> bool {
+        *self.target.get_mut() == 0 && *self.jumps.get_mut() == 0
+    }
 }
 
 impl NodeCell {
@@ -68,24 +125,53 @@ impl NodeCell {
     }
 }
 
-/// The outcomes of a run whose events all end in its own task (an inline run, one writer:
-/// [`Writers::One`]), kept by that task, where recording one takes no lock: one per event
-/// the run touched, at its place in the run's list of touched events.
+/// The cells a run whose events all end in its own task (an inline run, one writer:
+/// [`Writers::One`]) keeps in that task, where using one takes no lock: the outcome of each
+/// event the run touched, at its place in the run's list of touched events, and the state
+/// of each join, at its place in the run's list of touched joins.
 #[derive(Default)]
-pub(crate) struct TaskOutcomes(Vec<Outcome>);
+pub(crate) struct TaskCells {
+    outcomes: Vec<Outcome>,
+    joins: Vec<GroupState>,
+}
 
-impl TaskOutcomes {
+impl TaskCells {
     /// The outcome of the event listed at `at`.
-    pub(crate) fn at(&mut self, at: usize) -> &mut Outcome {
-        if at >= self.0.len() {
-            self.0.resize_with(at + 1, Outcome::default);
+    pub(crate) fn outcome_at(&mut self, at: usize) -> &mut Outcome {
+        if at >= self.outcomes.len() {
+            self.outcomes.resize_with(at + 1, Outcome::default);
         }
-        &mut self.0[at]
+        &mut self.outcomes[at]
     }
 
     /// Take the outcome of the event listed at `at`, if it has one here.
-    pub(crate) fn take(&mut self, at: usize) -> Option<Outcome> {
-        self.0.get_mut(at).map(std::mem::take)
+    pub(crate) fn take_outcome(&mut self, at: usize) -> Option<Outcome> {
+        self.outcomes.get_mut(at).map(std::mem::take)
+    }
+
+    /// Forget what a run kept, keeping the memory for the next run of the same cells.
+    fn reset(&mut self) {
+        self.outcomes.clear();
+        for join in &mut self.joins {
+            join.reset();
+        }
+    }
+
+    /// Whether nothing is kept (the pool's invariant).
+    fn is_clean(&self) -> bool {
+        self.outcomes.is_empty() && self.joins.iter().all(GroupState::is_clean)
+    }
+
+    /// The state of the join of `members` members listed at `at`.
+    fn join_at(&mut self, at: usize, members: usize) -> &mut GroupState {
+        if at >= self.joins.len() {
+            self.joins.resize_with(at + 1, GroupState::default);
+        }
+        let state = &mut self.joins[at];
+        if state.slots.len() != members {
+            state.slots.resize_with(members, SlotState::default);
+        }
+        state
     }
 }
 
@@ -191,8 +277,6 @@ pub(crate) struct GroupState {
     pub(crate) ready: u32,
     /// How many members' latest outcome was already handed to the group's listener.
     pub(crate) delivered: u32,
-    /// The run listed this join as touched (under its lock: no atomic flag to swap).
-    listed: bool,
     /// Each member as the group saw it last, in group order: under the group's lock with
     /// the counts (one lock taken per member's completion, and one for all the members
     /// when the group fires). In place for a join of two (most), allocated with the cells
@@ -205,7 +289,6 @@ impl GroupState {
     fn is_clean(&self) -> bool {
         self.ready == 0
             && self.delivered == 0
-            && !self.listed
             && self
                 .slots
                 .iter()
@@ -214,9 +297,11 @@ impl GroupState {
 
     /// Forget what a run recorded, keeping the slots' memory.
     fn reset(&mut self) {
+        if self.ready == 0 {
+            return; // no member completed: no slot holds an outcome or a mark
+        }
         self.ready = 0;
         self.delivered = 0;
-        self.listed = false;
         for slot in self.slots.iter_mut() {
             *slot = SlotState::default();
         }
@@ -234,7 +319,12 @@ pub(crate) struct SlotState {
 
 /// One join's cell (a group of two or more members; a group of one member has none).
 pub(crate) struct GroupCell {
-    pub(crate) state: Mutex<GroupState>,
+    /// Its state, in a run with many writers (an inline run's task keeps its own: see
+    /// [`TaskCells`]).
+    state: Mutex<GroupState>,
+    /// Its place in the run's list of touched joins, plus one (`0`: not touched yet);
+    /// written under the state's lock in a run with many writers.
+    listed_at: AtomicU32,
 }
 
 impl GroupCell {
@@ -245,6 +335,20 @@ impl GroupCell {
                 slots: (0..members).map(|_| SlotState::default()).collect(),
                 ..GroupState::default()
             }),
+            listed_at: AtomicU32::new(0),
+        }
+    }
+
+    /// Its place in the run's list of touched joins; listed there first if it was not.
+    fn list(&self, join: u32, touched: &Touched, writers: Writers) -> usize {
+        match self.listed_at.load(Ordering::Relaxed) {
+            0 => {
+                let at = touched.push(join, writers);
+                let stored = u32::try_from(at + 1).unwrap_or(u32::MAX);
+                self.listed_at.store(stored, Ordering::Relaxed);
+                at
+            }
+            listed => listed as usize - 1,
         }
     }
 }
@@ -293,6 +397,9 @@ pub(crate) struct Cells {
     groups: Box<[GroupCell]>,
     touched_nodes: Touched,
     touched_groups: Touched,
+    /// What the task of an inline run keeps (taken out for the run: [`Cells::take_task`]),
+    /// kept with these cells between runs so that its memory is reused as theirs is.
+    task: TaskCells,
 }
 
 impl Cells {
@@ -304,7 +411,18 @@ impl Cells {
             groups: joins.map(GroupCell::new).collect(),
             touched_nodes: Touched::new(nodes),
             touched_groups: Touched::new(groups),
+            task: TaskCells::default(),
         }
+    }
+
+    /// Take out what an inline run's task keeps (untouched), for the run.
+    pub(crate) fn take_task(&mut self) -> TaskCells {
+        std::mem::take(&mut self.task)
+    }
+
+    /// Put back what an inline run's task kept, reset when the cells are given back.
+    pub(crate) fn keep_task(&mut self, task: TaskCells) {
+        self.task = task;
     }
 
     /// No cells (allocates nothing): what a run holds once it gave its cells back.
@@ -332,14 +450,31 @@ impl Cells {
     }
 
     /// The state of join `join` (its number in [`Joins`]), locked, and listed as touched
-    /// by the run the first time (under the lock, which says whether it was).
+    /// by the run the first time (under the lock, which orders the completions that could
+    /// list it at once).
     pub(crate) fn lock_group(&self, join: u32, writers: Writers) -> MutexGuard<'_, GroupState> {
-        let mut state = lock(&self.groups[join as usize].state);
-        if !state.listed {
-            state.listed = true;
-            self.touched_groups.push(join, writers);
-        }
+        let cell = &self.groups[join as usize];
+        let state = lock(&cell.state);
+        cell.list(join, &self.touched_groups, writers);
         state
+    }
+
+    /// The state of join `join` of `members` members kept in `kept` by the task of a run
+    /// with one writer ([`Writers::One`]): no lock. Listed as touched the first time.
+    pub(crate) fn task_group<'k>(
+        &self,
+        join: u32,
+        members: usize,
+        kept: &'k mut TaskCells,
+    ) -> &'k mut GroupState {
+        let at = self.groups[join as usize].list(join, &self.touched_groups, Writers::One);
+        kept.join_at(at, members)
+    }
+
+    /// How many members of join `join` completed, as its cell's state counts them (tests).
+    #[cfg(test)]
+    pub(crate) fn join_ready(&self, join: u32) -> u32 {
+        lock(&self.groups[join as usize].state).ready
     }
 
     /// The events the run touched, in the order it first touched them.
@@ -380,6 +515,7 @@ impl Cells {
         for at in 0..(*self.touched_groups.len.get_mut()).min(self.groups.len()) {
             let group = *self.touched_groups.ids[at].get_mut();
             if let Some(cell) = self.groups.get_mut(group as usize) {
+                *cell.listed_at.get_mut() = 0;
                 // A poisoned lock (a panic under it) is cleared: the state is reset anyway.
                 let state = cell
                     .state
@@ -391,21 +527,25 @@ impl Cells {
         }
         self.touched_nodes.clear();
         self.touched_groups.clear();
+        self.task.reset();
     }
 
     /// Whether every cell is untouched (the pool's invariant).
     fn is_clean(&mut self) -> bool {
-        self.nodes.iter_mut().all(|cell| {
-            cell.outcome.get_mut().map_or(true, |outcome| {
-                outcome.latest.is_none() && outcome.completions == 0
-            }) && *cell.triggered.get_mut() == 0
-                && *cell.retries.get_mut() == 0
-                && *cell.nanos.get_mut() == 0
-                && *cell.listed_at.get_mut() == 0
-        }) && self
-            .groups
-            .iter_mut()
-            .all(|cell| cell.state.get_mut().map_or(true, |state| state.is_clean()))
+        self.task.is_clean()
+            && self.nodes.iter_mut().all(|cell| {
+                cell.outcome.get_mut().map_or(true, |outcome| {
+                    outcome.latest.is_none() && outcome.completions == 0
+                }) && *cell.triggered.get_mut() == 0
+                    && *cell.retries.get_mut() == 0
+                    && *cell.nanos.get_mut() == 0
+                    && *cell.listed_at.get_mut() == 0
+                    && cell.gotos.is_clean()
+            })
+            && self.groups.iter_mut().all(|cell| {
+                *cell.listed_at.get_mut() == 0
+                    && cell.state.get_mut().map_or(true, |state| state.is_clean())
+            })
     }
 }
 
@@ -493,7 +633,36 @@ impl CellsPool {
 mod tests {
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-    use super::Writers;
+    use super::{GotoCount, Writers, GOTO_SPILL};
+
+    #[test]
+    fn a_cells_goto_count_counts_its_one_target_and_spills_before_it_could_wrap() {
+        for writers in [Writers::One, Writers::Many] {
+            let mut count = GotoCount::default();
+            let mut spilled = Vec::new();
+            assert!(
+                !count.count(4, writers, |n| spilled.push(n)),
+                "no target yet"
+            );
+            count.adopt(4);
+            count.adopt(5); // the first target stays
+            assert!(count.count(4, writers, |n| spilled.push(n)));
+            assert!(
+                !count.count(5, writers, |n| spilled.push(n)),
+                "another target"
+            );
+            assert_eq!((count.jumps_to(4), count.jumps_to(5)), (1, 0));
+            // Near the limit, the count moves out (into the trace) and starts again.
+            count.jumps.store(GOTO_SPILL - 1, Ordering::Relaxed);
+            assert!(count.count(4, writers, |n| spilled.push(n)));
+            assert!(spilled.is_empty());
+            assert!(count.count(4, writers, |n| spilled.push(n)));
+            assert_eq!((spilled, count.jumps_to(4)), (vec![GOTO_SPILL + 1], 0));
+            assert!(count.count(4, writers, |_| unreachable!()));
+            assert_eq!(count.jumps_to(4), 1, "{writers:?}");
+            assert!(!count.is_clean());
+        }
+    }
 
     #[test]
     fn one_writer_and_many_count_alike() {
