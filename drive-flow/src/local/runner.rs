@@ -1235,10 +1235,7 @@ impl Shared {
             // Its attempts are its completions and its retries (see `NodeCell::retries`).
             cell.retries.fetch_add(attempts - 1, Ordering::Relaxed);
         }
-        if !elapsed.is_zero() {
-            let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-            cell.nanos.fetch_add(nanos, Ordering::Relaxed);
-        }
+        // A timed run's event runs, for its Gantt chart and its events' times in flight.
         if let (Some(began), Some(ended)) = (began, ended) {
             self.state.trace().timed_run(node, task_id, began, ended);
         }

@@ -161,7 +161,7 @@ impl RunState {
         mut kept: Option<&mut TaskCells>,
     ) -> (Arc<Graph>, Vec<EventRun>, RunTrace) {
         let cells = &self.cells;
-        let events = cells
+        let mut events: Vec<EventRun> = cells
             .touched_nodes_by_id()
             .into_iter()
             .map(|node| {
@@ -181,13 +181,22 @@ impl RunState {
                     completions,
                     triggered: cell.triggered(),
                     attempts: completions.saturating_add(cell.retries.load(Ordering::Acquire)),
-                    nanos: cell.nanos.load(Ordering::Acquire),
+                    nanos: 0,
                     latest,
                 }
             })
             .collect();
         let mut trace = std::mem::take(&mut *self.trace());
         trace.count_more(|source, target| cells.node(source).gotos.jumps_to(target));
+        // A timed run's times in flight, from its timeline: every event run of a timed run
+        // is on it (no cell keeps a sum: an untimed run, most, would carry it for nothing).
+        for run in &trace.timeline {
+            if let Ok(at) = events.binary_search_by_key(&run.node, |event| event.node) {
+                let nanos = run.ended.saturating_duration_since(run.began).as_nanos();
+                let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+                events[at].nanos = events[at].nanos.saturating_add(nanos);
+            }
+        }
         (self.graph.clone(), events, trace)
     }
 }

@@ -52,8 +52,6 @@ pub(crate) struct NodeCell {
     /// attempts are its completions and these (an event with no retries, most, costs no
     /// count of its own).
     pub(crate) retries: AtomicU32,
-    /// Its total time in flight in nanoseconds, recorded by the runner for a timed run.
-    pub(crate) nanos: AtomicU64,
     /// Its place in the run's list of touched events (set at its first trigger): where a
     /// run that keeps its cells in its task keeps this event's outcome ([`TaskCells`]).
     listed_at: AtomicU32,
@@ -538,7 +536,6 @@ impl Cells {
                     outcome.latest.is_none() && outcome.completions == 0
                 }) && *cell.triggered.get_mut() == 0
                     && *cell.retries.get_mut() == 0
-                    && *cell.nanos.get_mut() == 0
                     && *cell.listed_at.get_mut() == 0
                     && cell.gotos.is_clean()
             })
@@ -662,6 +659,12 @@ mod tests {
             assert_eq!(count.jumps_to(4), 1, "{writers:?}");
             assert!(!count.is_clean());
         }
+    }
+
+    #[test]
+    fn an_events_cell_fits_a_cache_line() {
+        // A large run reads and resets one cell per event it touched: one line each.
+        assert!(std::mem::size_of::<super::NodeCell>() <= 64);
     }
 
     #[test]
