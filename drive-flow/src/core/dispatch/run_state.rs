@@ -250,8 +250,8 @@ impl DispatchState for Shared<'_> {
             delivered,
             slots,
         } = state;
-        // The member's first completion as this group sees them (the group's lock orders
-        // the completions of its members).
+        // The member's first completion as this group sees them (the group's lock, or the
+        // run's one task, orders the completions of its members).
         let own = slots.get_mut((slot - group.slots.start) as usize)?;
         let member = Member {
             first: own.latest.is_none(),
