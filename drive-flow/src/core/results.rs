@@ -41,9 +41,8 @@ pub struct Results {
 }
 
 impl Results {
-    /// The results of an in-process run whose events are over.
-    /// The results of a run whose events are over: what `state` recorded, and the
-    /// outcomes its task kept, if it kept them.
+    /// The results of an in-process run whose events are over: what `state` recorded, and
+    /// the outcomes its task kept, if it kept them (an inline run's [`TaskCells`]).
     pub(crate) fn new(state: &RunState, kept: Option<&mut TaskCells>, elapsed: Duration) -> Self {
         let (graph, events, trace) = state.take_parts(kept);
         Results {
