@@ -29,9 +29,6 @@ pub(crate) struct RunState {
     /// Locked at the first jump of each (source, target) pair (the later ones are counted
     /// in the source's cell) and per event of a timed run only.
     trace: Mutex<RunTrace>,
-    /// What the task of a run with one writer keeps ([`TaskCells`]), until it takes it
-    /// (with the cells: its memory is reused from run to run); and once it gives it back.
-    task: Mutex<TaskCells>,
     /// How many times the trace was locked (tests).
     #[cfg(test)]
     pub(crate) trace_locked: std::sync::atomic::AtomicUsize,
@@ -41,12 +38,10 @@ impl RunState {
     /// The state of a run whose events are completed and triggered by `writers`: its own
     /// task alone ([`Writers::One`]: an inline run), or any thread.
     pub(crate) fn new(graph: Arc<Graph>, writers: Writers) -> Self {
-        let mut cells = graph.cells.take(graph.nodes.len());
-        let task = cells.take_task();
+        let cells = graph.cells.take(graph.nodes.len());
         RunState {
             graph,
             cells,
-            task: Mutex::new(task),
             writers,
             next_task_id: AtomicU64::new(0),
             trace: Mutex::new(RunTrace::default()),
@@ -110,13 +105,13 @@ impl RunState {
     /// What the task of a run with one writer keeps for it (its memory that of an earlier
     /// run over the same cells): taken once, at the start of the run.
     pub(crate) fn take_task_cells(&self) -> TaskCells {
-        std::mem::take(&mut *lock(&self.task))
+        self.cells.take_task()
     }
 
     /// Give back what the run's task kept, once the run's results are taken: it goes back
     /// to the pool with the cells.
     pub(crate) fn keep_task_cells(&self, task: TaskCells) {
-        *lock(&self.task) = task;
+        self.cells.keep_task(task);
     }
 
     /// The input of the run's start event, with the graph attached and a task id.
@@ -205,13 +200,7 @@ impl Drop for RunState {
     /// Give the cells back to the graph (which resets what this run touched).
     fn drop(&mut self) {
         // An empty set in its place allocates nothing.
-        let mut cells = std::mem::replace(&mut self.cells, Cells::empty());
-        // A poisoned lock (a panic under it) still holds memory to reuse: reset anyway.
-        let task = self
-            .task
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cells.keep_task(std::mem::take(task));
+        let cells = std::mem::replace(&mut self.cells, Cells::empty());
         self.graph.cells.give_back(cells);
     }
 }

@@ -397,7 +397,7 @@ pub(crate) struct Cells {
     touched_groups: Touched,
     /// What the task of an inline run keeps (taken out for the run: [`Cells::take_task`]),
     /// kept with these cells between runs so that its memory is reused as theirs is.
-    task: TaskCells,
+    task: Mutex<TaskCells>,
 }
 
 impl Cells {
@@ -409,18 +409,20 @@ impl Cells {
             groups: joins.map(GroupCell::new).collect(),
             touched_nodes: Touched::new(nodes),
             touched_groups: Touched::new(groups),
-            task: TaskCells::default(),
+            task: Mutex::default(),
         }
     }
 
-    /// Take out what an inline run's task keeps (untouched), for the run.
-    pub(crate) fn take_task(&mut self) -> TaskCells {
-        std::mem::take(&mut self.task)
+    /// Take out what an inline run's task keeps (untouched: its memory that of an earlier
+    /// run over these cells), once, at the start of the run.
+    pub(crate) fn take_task(&self) -> TaskCells {
+        std::mem::take(&mut *lock(&self.task))
     }
 
-    /// Put back what an inline run's task kept, reset when the cells are given back.
-    pub(crate) fn keep_task(&mut self, task: TaskCells) {
-        self.task = task;
+    /// Put back what an inline run's task kept, once the run's results are taken: reset
+    /// when the cells are given back.
+    pub(crate) fn keep_task(&self, task: TaskCells) {
+        *lock(&self.task) = task;
     }
 
     /// No cells (allocates nothing): what a run holds once it gave its cells back.
@@ -514,23 +516,17 @@ impl Cells {
             let group = *self.touched_groups.ids[at].get_mut();
             if let Some(cell) = self.groups.get_mut(group as usize) {
                 *cell.listed_at.get_mut() = 0;
-                // A poisoned lock (a panic under it) is cleared: the state is reset anyway.
-                let state = cell
-                    .state
-                    .get_mut()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                state.reset();
-                cell.state.clear_poison();
+                reset_locked(&mut cell.state, GroupState::reset);
             }
         }
         self.touched_nodes.clear();
         self.touched_groups.clear();
-        self.task.reset();
+        reset_locked(&mut self.task, TaskCells::reset);
     }
 
     /// Whether every cell is untouched (the pool's invariant).
     fn is_clean(&mut self) -> bool {
-        self.task.is_clean()
+        self.task.get_mut().map_or(true, |task| task.is_clean())
             && self.nodes.iter_mut().all(|cell| {
                 cell.outcome.get_mut().map_or(true, |outcome| {
                     outcome.latest.is_none() && outcome.completions == 0
@@ -544,6 +540,17 @@ impl Cells {
                     && cell.state.get_mut().map_or(true, |state| state.is_clean())
             })
     }
+}
+
+/// Reset what `mutex` holds with `reset`. A poisoned lock (a panic under it) is cleared:
+/// what it holds is reset anyway, and its memory reused.
+fn reset_locked<T>(mutex: &mut Mutex<T>, reset: impl FnOnce(&mut T)) {
+    reset(
+        mutex
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    mutex.clear_poison();
 }
 
 /// Where the cells of a graph's joins are: groups of one member (most listeners) have
