@@ -209,19 +209,19 @@ impl EventInput {
     /// (`"0"`, `"1"`, …) among the event's groups, nearest `#[listen]` first; `"$goto"` for a
     /// goto and `"user_input"` for the start event.
     pub fn group_name(&self) -> &str {
-        match (self.origin, &self.graph) {
-            (Origin::Group(group), Some(graph)) => &graph.group(group).name,
-            (Origin::Group(_), None) => "",
-            (Origin::Goto, _) => crate::core::graph::GOTO_GROUP,
-            (Origin::UserInput, _) => crate::core::graph::USER_INPUT_GROUP,
-        }
+        self.group_name_of(self.graph.as_deref())
     }
 
     /// [`group_name`](Self::group_name), read off `graph` (an input made by the dispatch
     /// core has no graph until a body takes it).
     pub(crate) fn group_name_in<'a>(&'a self, graph: &'a Graph) -> &'a str {
+        self.group_name_of(Some(graph))
+    }
+
+    /// The group's name, read off `graph` if there is one (without, a group's is empty).
+    fn group_name_of<'a>(&'a self, graph: Option<&'a Graph>) -> &'a str {
         match self.origin {
-            Origin::Group(group) => &graph.group(group).name,
+            Origin::Group(group) => graph.map_or("", |graph| &graph.group(group).name),
             Origin::Goto => crate::core::graph::GOTO_GROUP,
             Origin::UserInput => crate::core::graph::USER_INPUT_GROUP,
         }

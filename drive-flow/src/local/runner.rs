@@ -706,7 +706,8 @@ const INLINE_BUDGET: u32 = 128;
 /// allocation). One that ends is completed here (its outcome kept in `task`), and what it
 /// starts is queued at the back of `task.started`, for a later call (not polled from inside
 /// this one: the events that wait get their turn in between). It stops once `budget` of
-/// them have ended: the rest wait until the run's task has yielded (a wide fan-out does not keep the thread).
+/// them have ended: the rest wait until the run's task has yielded (a wide fan-out does
+/// not keep the thread).
 /// Once the run is over, those left are dropped unpolled, as the run drops those it had
 /// not polled yet. How many ended.
 fn start_inline<'run>(
@@ -1175,25 +1176,24 @@ impl Shared {
         }
         // A link holds the run: `me` is upgraded only for a call that gets one (an upgrade
         // fails only once the run is dropped, and then no event is polled any more).
+        let Some(run) = self.me.upgrade() else {
+            return Call::new(input, context, None);
+        };
         let call = CallRef {
             key,
             node,
             task_id: input.task_id,
         };
         let links = Links {
-            inbox: inbox
-                .then(|| self.me.upgrade())
-                .flatten()
-                .map(|host| InboxLink { host, call }),
-            child: takes
-                .child
-                .then(|| self.me.upgrade())
-                .flatten()
-                .map(|host| ChildLink { host, call }),
-            emitter: emitter
-                .then(|| self.me.upgrade())
-                .flatten()
-                .map(|run| EmitLink { run, key, node }),
+            inbox: inbox.then(|| InboxLink {
+                host: run.clone(),
+                call,
+            }),
+            child: takes.child.then(|| ChildLink {
+                host: run.clone(),
+                call,
+            }),
+            emitter: emitter.then(|| EmitLink { run, key, node }),
         };
         Call::new(input, context, Some(Box::new(links)))
     }
@@ -1203,7 +1203,8 @@ impl Shared {
     /// no lock is shared with other completions but the cells of the event and of the joins
     /// it is a member of (see `core::dispatch`). `kept`: what the run's task keeps, for a
     /// completion of an inline event, made in that task (of a spawned event: `None`): its
-    /// queue takes what the completion starts, its outcomes the event's.
+    /// queue takes what the completion starts, its cells the event's outcome and the state
+    /// of the joins it is a member of.
     fn complete(self: &Arc<Self>, ended: Ended, kept: Option<&mut TaskState>) {
         let Ended {
             key,

@@ -299,7 +299,8 @@ mod tests {
     struct Run {
         state: RunState,
         task_ids: Vec<u64>,
-        /// The outcomes, if kept by the run's task (as an inline run keeps them).
+        /// The outcomes and joins' states, if kept by the run's task (as an inline run
+        /// keeps them).
         kept: Option<TaskCells>,
     }
 
@@ -399,13 +400,8 @@ mod tests {
         }
 
         /// Completions per event, in definition order.
-        fn counts(mut self) -> Vec<u32> {
-            let (graph, events, _) = self.state.take_parts(self.kept.as_mut());
-            let mut counts = vec![0; graph.nodes.len()];
-            for event in events {
-                counts[event.node as usize] = event.completions;
-            }
-            counts
+        fn counts(self) -> Vec<u32> {
+            self.recorded().into_iter().map(|event| event.0).collect()
         }
     }
 
