@@ -1,7 +1,8 @@
 //! Issue 12's allocation target: on the hot path of a run with no join and no goto, a
-//! spawned event makes one allocation, its tokio task (which holds the body's own future).
-//! Counted by this test binary's allocator around one run; one test in the binary, so that
-//! nothing else allocates meanwhile.
+//! spawned event makes one allocation, its tokio task (which holds the body's own future);
+//! an inline event that ends at its first poll makes none (its body's future is made in the
+//! box the event before it used). Counted by this test binary's allocator around one run;
+//! one test in the binary, so that nothing else allocates meanwhile.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,17 +39,22 @@ static ALLOCATOR: Counting = Counting;
 
 const EVENTS: usize = 10_000;
 
-/// Allocations per event of one run of `start` (after a first run, which warms up the
-/// runtime's and the graph's buffers).
+/// Allocations per event of one run of `start`, inline or not (after a first run, which
+/// warms up the runtime's and the graph's buffers).
 fn allocs_per_event(
     rt: &tokio::runtime::Runtime,
     drive: &drive_flow::Drive,
     start: Handle<()>,
+    inline: bool,
 ) -> f64 {
-    rt.block_on(drive.invoke(start)).expect("warm-up run");
+    let run = || {
+        let invoke = drive.invoke(start);
+        rt.block_on(if inline { invoke.inline() } else { invoke })
+    };
+    run().expect("warm-up run");
     ALLOCS.store(0, Ordering::SeqCst);
     TRACK.store(true, Ordering::SeqCst);
-    let results = rt.block_on(drive.invoke(start));
+    let results = run();
     TRACK.store(false, Ordering::SeqCst);
     let allocs = ALLOCS.load(Ordering::SeqCst);
     let results = results.expect("counted run");
@@ -58,7 +64,7 @@ fn allocs_per_event(
 }
 
 #[test]
-fn a_spawned_event_without_join_or_goto_is_one_allocation() {
+fn an_event_without_join_or_goto_is_one_allocation_spawned_and_none_inline() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -74,11 +80,18 @@ fn a_spawned_event_without_join_or_goto_is_one_allocation() {
         prev = next;
     }
     let chain = builder.build().expect("chain builds");
-    let per_event = allocs_per_event(&rt, &chain, start);
+    let per_event = allocs_per_event(&rt, &chain, start, false);
     // One per event, and what a run allocates once (its state, its results).
     assert!(
         per_event <= 1.02,
         "chain: {per_event} allocations per event"
+    );
+    // Inline, every body's future in the same box (their bodies' futures have one layout):
+    // what the run allocates once.
+    let per_event = allocs_per_event(&rt, &chain, start, true);
+    assert!(
+        per_event <= 0.02,
+        "inline chain: {per_event} allocations per event"
     );
 
     // A fan-out: one start, every other event listening to it.
@@ -89,9 +102,14 @@ fn a_spawned_event_without_join_or_goto_is_one_allocation() {
         builder.listen(leaf, Group::new([start]));
     }
     let fan_out = builder.build().expect("fan-out builds");
-    let per_event = allocs_per_event(&rt, &fan_out, start);
+    let per_event = allocs_per_event(&rt, &fan_out, start, false);
     assert!(
         per_event <= 1.02,
         "fan-out: {per_event} allocations per event"
+    );
+    let per_event = allocs_per_event(&rt, &fan_out, start, true);
+    assert!(
+        per_event <= 0.02,
+        "inline fan-out: {per_event} allocations per event"
     );
 }

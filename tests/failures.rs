@@ -138,13 +138,18 @@ mod panics {
 
     #[tokio::test]
     async fn a_formatted_panic_message_is_captured() {
-        let error = Drive::new().unwrap().invoke(formatted).await.err().unwrap();
-        match error {
-            Error::Panicked { event, message } => {
-                assert_eq!(event, "failures::panics::formatted");
-                assert_eq!(message, "bad value 42");
+        let drive = Drive::new().unwrap();
+        // Spawned, and inline, where the body panics at its first poll, in the run's task.
+        for inline in [false, true] {
+            let invoke = drive.invoke(formatted);
+            let invoke = if inline { invoke.inline() } else { invoke };
+            match invoke.await.err().unwrap() {
+                Error::Panicked { event, message } => {
+                    assert_eq!(event, "failures::panics::formatted");
+                    assert_eq!(message, "bad value 42", "inline: {inline}");
+                }
+                other => panic!("expected Error::Panicked, got {other:?}"),
             }
-            other => panic!("expected Error::Panicked, got {other:?}"),
         }
     }
 }

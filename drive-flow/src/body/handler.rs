@@ -13,7 +13,7 @@ use crate::body::emitter::is_emitter;
 use crate::body::param::{
     is_context, is_inbox, is_input, Call, ContextNeed, EventParam, ParamError,
 };
-use crate::body::task::{CallError, CallFuture, ErasedBody, Host, MakeBody, Spawned};
+use crate::body::task::{CallError, CallFuture, ErasedBody, Host, MakeBody, ReusedCall, Spawned};
 use crate::core::event::Event;
 use crate::core::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
 use crate::core::graph::NodeId;
@@ -170,6 +170,10 @@ where
 {
     fn call(&self, call: Call) -> CallFuture {
         self.future(|| call).boxed()
+    }
+
+    fn call_in(&self, call: Call, boxed: &mut ReusedCall) {
+        boxed.set(self.future(|| call));
     }
 
     fn spawn(

@@ -14,6 +14,7 @@ use std::task::{ready, Context, Poll, Waker};
 use futures::future::{BoxFuture, CatchUnwind};
 use futures::FutureExt;
 use pin_project_lite::pin_project;
+use tokio_util::sync::ReusableBoxFuture;
 use tracing::instrument::Instrumented;
 use tracing::Instrument;
 
@@ -45,6 +46,10 @@ pub(crate) trait ErasedBody: Send + Sync + 'static {
     /// One call, boxed.
     fn call(&self, call: Call) -> CallFuture;
 
+    /// One call, in `boxed`: its allocation is reused if the last future it held has the
+    /// layout of this body's (that future, which has ended, is dropped now).
+    fn call_in(&self, call: Call, boxed: &mut ReusedCall);
+
     /// Spawn the task of one event of this body on `runtime` (not joined: the host stops
     /// it through [`Host::cancelled`] and the waker it registers).
     fn spawn(
@@ -71,15 +76,28 @@ pub(crate) trait MakeBody: 'static {
     fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<Self::Future>;
 }
 
+/// The future of one call of an event body in a box that the next call can reuse: an
+/// inline run makes every event's body in the same box, which allocates again only when a
+/// body's future has another size or alignment than the last one's (or the last one went
+/// pending, and took the box with it).
+pub(crate) type ReusedCall = ReusableBoxFuture<'static, Result<ErasedFlow, CallError>>;
+
+/// A box for the next call, empty: the first call allocates.
+pub(crate) fn empty_call() -> ReusedCall {
+    ReusableBoxFuture::new(std::future::pending())
+}
+
 /// Any body, boxed: the task of an event run inside the run's own task
 /// ([`Invoke::inline`](crate::Invoke::inline)), where every event is the same future type.
 pub(crate) struct Boxed;
 
 impl MakeBody for Boxed {
-    type Future = CallFuture;
+    type Future = ReusedCall;
 
-    fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<CallFuture> {
-        Some(body.call(call()))
+    fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<ReusedCall> {
+        let mut boxed = empty_call();
+        body.call_in(call(), &mut boxed);
+        Some(boxed)
     }
 }
 
@@ -226,22 +244,6 @@ impl<B: MakeBody> EventTask<B> {
         }
     }
 
-    /// One event whose body is made now, for `host` (to be polled at once, in the same
-    /// task: an inline event).
-    pub(crate) fn begun<H: Host + ?Sized>(
-        host: &H,
-        key: usize,
-        node: NodeId,
-        input: EventInput,
-    ) -> Self {
-        EventTask {
-            key,
-            node,
-            registered: false,
-            step: begin::<B, H>(host, key, node, input),
-        }
-    }
-
     /// The event it runs.
     pub(crate) fn node(&self) -> NodeId {
         self.node
@@ -344,6 +346,87 @@ impl<B: MakeBody> EventTask<B> {
             key: *this.key,
             node: *this.node,
             attempts,
+            result,
+        }))
+    }
+}
+
+/// How the first poll of an inline event went ([`EventTask::start_inline`]).
+pub(crate) enum FirstPoll {
+    /// It ended (`None`: cancelled), and its body's box is back with the caller.
+    Ended(Option<Ended>),
+    /// It went pending: its task, which took its body's box, for the run's task to poll.
+    Pending(EventTask<Boxed>),
+}
+
+impl EventTask<Boxed> {
+    /// Start an inline event and poll it once, in the run's task: its body is made in
+    /// `boxed`, whose allocation the last event that ended this way left there (most
+    /// inline events end at their first poll, and then allocate nothing here). One that
+    /// goes pending takes the box with it, into its task, and leaves an empty one; one that
+    /// ends leaves its future there, ended, until the next event's body replaces it (the
+    /// future of a body has dropped the body's own future when it ends: see
+    /// `handler::Typed`). An event with options has its own task from the start.
+    pub(crate) fn start_inline<H: Host + ?Sized>(
+        host: &H,
+        boxed: &mut ReusedCall,
+        key: usize,
+        node: NodeId,
+        input: EventInput,
+        cx: &mut Context<'_>,
+    ) -> FirstPoll {
+        let (span, begun) = host.begin(node, &input);
+        let body = match begun {
+            Begun::Call(body) => body,
+            Begun::Options => {
+                let mut event = EventTask {
+                    key,
+                    node,
+                    registered: false,
+                    step: Step::Options {
+                        attempts: in_span(host.attempts(key, node, input), span),
+                    },
+                };
+                return match Pin::new(&mut event).poll_for(host, cx) {
+                    Poll::Ready(ended) => FirstPoll::Ended(ended),
+                    Poll::Pending => FirstPoll::Pending(event),
+                };
+            }
+        };
+        let caught = {
+            let _entered = span.enter();
+            // Under `catch_unwind`: a closure may panic before its future exists, and a
+            // body may panic in its poll.
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                body.call_in(host.call(key, node, input), boxed);
+                boxed.poll(cx)
+            }))
+        };
+        let caught = match caught {
+            Ok(Poll::Ready(output)) => Ok(output),
+            Ok(Poll::Pending) => {
+                let body = std::mem::replace(boxed, empty_call());
+                return FirstPoll::Pending(EventTask {
+                    key,
+                    node,
+                    registered: false,
+                    step: Step::Plain {
+                        body: AssertUnwindSafe(body).catch_unwind().instrument(span),
+                    },
+                });
+            }
+            Err(panic) => {
+                // What panicked is dropped now, as a panicked event's task drops it.
+                drop(std::mem::replace(boxed, empty_call()));
+                Err(panic)
+            }
+        };
+        let result = host.settle(node, caught);
+        span_ended(&span, 1, &result);
+        FirstPoll::Ended(Some(Ended {
+            key,
+            node,
+            attempts: 1,
             result,
         }))
     }

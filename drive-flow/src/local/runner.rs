@@ -35,7 +35,10 @@ use crate::body::emitter::{EmitLink, EmitSink, Emitted};
 use crate::body::handler::{Bodies, Body};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
 use crate::body::param::{is_checked, is_inbox, Call, Links, ParamError};
-use crate::body::task::{Attempts, Begun, Boxed, CallError, Caught, Ended, EventTask, Host};
+use crate::body::task::{
+    empty_call, Attempts, Begun, Boxed, CallError, Caught, Ended, EventTask, FirstPoll, Host,
+    ReusedCall,
+};
 use crate::core::dispatch::{RunState, Start};
 use crate::core::error::Error;
 use crate::core::event::{Event, EventKey};
@@ -691,10 +694,21 @@ impl Future for InlineEvent<'_> {
 /// What the task of an inline run keeps for its events (their completions are made in
 /// that task): the events started and not yet polled, and the events' outcomes and joins'
 /// states (updated without a lock: the task is their one writer and reader).
-#[derive(Default)]
 struct TaskState {
     started: VecDeque<(usize, Start)>,
     cells: TaskCells,
+    /// The box the next inline event's body is made in (see [`EventTask::start_inline`]).
+    boxed: ReusedCall,
+}
+
+impl Default for TaskState {
+    fn default() -> Self {
+        TaskState {
+            started: VecDeque::new(),
+            cells: TaskCells::default(),
+            boxed: empty_call(),
+        }
+    }
 }
 
 /// How many inline events may end in a row before the run's task yields to the runtime.
@@ -729,17 +743,24 @@ fn start_inline<'run>(
             task.started.clear();
             break;
         }
-        let mut event = EventTask::<Boxed>::begun(&**shared, key, start.node, start.input);
-        // An inline event's body is boxed: its task is `Unpin`, and moves into `in_task`
-        // after its first poll (which polls it again, leaving its own waker).
-        match Pin::new(&mut event).poll_for(&**shared, cx) {
-            Poll::Ready(done) => {
+        // An inline event's body is boxed: one that goes pending moves into `in_task` with
+        // its box (which polls it again, leaving its own waker).
+        let first = EventTask::<Boxed>::start_inline(
+            &**shared,
+            &mut task.boxed,
+            key,
+            start.node,
+            start.input,
+            cx,
+        );
+        match first {
+            FirstPoll::Ended(done) => {
                 ended += 1;
                 if let Some(done) = done {
                     shared.complete(done, Some(task));
                 }
             }
-            Poll::Pending => in_task.push(event),
+            FirstPoll::Pending(event) => in_task.push(event),
         }
     }
     ended

@@ -136,8 +136,14 @@ pub(crate) struct TaskCells {
 impl TaskCells {
     /// The outcome of the event listed at `at`.
     pub(crate) fn outcome_at(&mut self, at: usize) -> &mut Outcome {
-        if at >= self.outcomes.len() {
-            self.outcomes.resize_with(at + 1, Outcome::default);
+        let len = self.outcomes.len();
+        if at >= len {
+            // Most events end in the order they were first touched: one more at the end.
+            if at == len {
+                self.outcomes.push(Outcome::default());
+            } else {
+                self.outcomes.resize_with(at + 1, Outcome::default);
+            }
         }
         &mut self.outcomes[at]
     }
