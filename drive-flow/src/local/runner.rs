@@ -699,6 +699,8 @@ struct TaskState {
     cells: TaskCells,
     /// The box the next inline event's body is made in (see [`EventTask::start_inline`]).
     boxed: ReusedCall,
+    /// Scratch space for what a completion starts, and for a goto's targets.
+    scratch: (Vec<Start>, Vec<NodeId>),
 }
 
 impl Default for TaskState {
@@ -707,6 +709,7 @@ impl Default for TaskState {
             started: VecDeque::new(),
             cells: TaskCells::default(),
             boxed: empty_call(),
+            scratch: (Vec::new(), Vec::new()),
         }
     }
 }
@@ -1272,9 +1275,13 @@ impl Shared {
         // An inline run that is not locked hands what it starts to its task's queue; were
         // one of its events completed elsewhere (none is), its starts would go through the
         // run's state, under the lock.
-        let (mut queue, cells) = match kept {
-            Some(kept) if self.inline => (Some(&mut kept.started), Some(&mut kept.cells)),
-            _ => (None, None),
+        let (mut queue, cells, kept_scratch) = match kept {
+            Some(kept) if self.inline => (
+                Some(&mut kept.started),
+                Some(&mut kept.cells),
+                Some(&mut kept.scratch),
+            ),
+            _ => (None, None, None),
         };
         let mut guard = (self.locked || (self.inline && queue.is_none())).then(|| self.lock());
         if let Some(inner) = guard.as_deref_mut() {
@@ -1306,10 +1313,16 @@ impl Shared {
                 elapsed,
             });
         }
-        let (mut starts, mut goto_targets) = take_scratch();
-        let completed = self
-            .state
-            .complete(node, flow, &mut starts, &mut goto_targets, cells);
+        // The run's task's scratch space, or the thread's.
+        let mut taken = None;
+        let (starts, goto_targets) = match kept_scratch {
+            Some((starts, goto_targets)) => (starts, goto_targets),
+            None => {
+                let (starts, goto_targets) = taken.insert(take_scratch());
+                (starts, goto_targets)
+            }
+        };
+        let completed = self.state.complete(node, flow, starts, goto_targets, cells);
         let count = starts.len();
         if count > 1 {
             // Counted before any of them can end; the first takes this event's place.
@@ -1336,7 +1349,9 @@ impl Shared {
                 scheduled = self.schedule(lane, start, ended);
             }
         }
-        keep_scratch(starts, goto_targets);
+        if let Some((starts, goto_targets)) = taken {
+            keep_scratch(starts, goto_targets);
+        }
         if let Err(error) = scheduled {
             let mut inner = guard.unwrap_or_else(|| self.lock());
             self.close(&mut inner, Err(error));
