@@ -501,8 +501,11 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     // outcomes and their joins' states, kept here rather than in the run's cells.
     let mut task = TaskState::default();
     if shared.inline {
-        // With the run's cells: its memory is that of an earlier run's task.
+        // With the run's cells: its memory is that of an earlier run's task. And the
+        // thread's scratch space (a wide fan-out's starts would grow a new one every run).
         task.cells = shared.state.take_task_cells();
+        task.scratch = take_scratch();
+        task.started = spare_queue();
     }
     {
         let mut inner = shared.lock();
@@ -612,6 +615,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             // Succeeded: no event is in flight any more, nothing writes the state.
             let results = Results::new(&shared.state, Some(&mut task.cells), began.elapsed());
             shared.state.keep_task_cells(task.cells);
+            keep_scratch(task.scratch.0, task.scratch.1);
+            keep_spare_queue(task.started);
             return Ok(results);
         }
     }
@@ -844,6 +849,26 @@ thread_local! {
     static SPARE: Cell<Vec<(usize, Start)>> = const { Cell::new(Vec::new()) };
     /// Scratch space per thread for what a completion starts, and for a goto's targets.
     static SCRATCH: Cell<(Vec<Start>, Vec<NodeId>)> = const { Cell::new((Vec::new(), Vec::new())) };
+    /// A spare queue per thread for the task of an inline run (its inline events started
+    /// and not polled yet), so that a run that starts many at once does not grow a new one.
+    static SPARE_QUEUE: Cell<VecDeque<(usize, Start)>> = const { Cell::new(VecDeque::new()) };
+}
+
+/// A larger queue is freed rather than kept by the thread (about 96 KiB: the run of a
+/// fan-out of 10⁵ would keep 10 MiB).
+const SPARE_QUEUE_MAX: usize = 1024;
+
+/// The thread's spare queue for an inline run's task, empty.
+fn spare_queue() -> VecDeque<(usize, Start)> {
+    SPARE_QUEUE.try_with(Cell::take).unwrap_or_default()
+}
+
+/// Keep `queue`, emptied, as the thread's spare.
+fn keep_spare_queue(mut queue: VecDeque<(usize, Start)>) {
+    queue.clear();
+    if queue.capacity() <= SPARE_QUEUE_MAX {
+        let _ = SPARE_QUEUE.try_with(|spare| spare.replace(queue));
+    }
 }
 
 /// A larger spare is freed rather than kept by the thread (a wide fan-out's batch).
@@ -868,8 +893,12 @@ fn take_scratch() -> (Vec<Start>, Vec<NodeId>) {
     SCRATCH.try_with(Cell::take).unwrap_or_default()
 }
 
-/// Give the scratch space back to the thread.
+/// Give the scratch space back to the thread (unless it grew larger than a spare queue may:
+/// a wide fan-out's starts are freed with their run).
 fn keep_scratch(starts: Vec<Start>, goto_targets: Vec<NodeId>) {
+    if starts.capacity() > SPARE_QUEUE_MAX {
+        return;
+    }
     let _ = SCRATCH.try_with(|scratch| {
         let (starts, goto_targets) = scratch.replace((starts, goto_targets));
         drop_unless_bare(starts);
@@ -1868,6 +1897,33 @@ mod tests {
     use crate::core::flow::Flow;
     use crate::core::results::Results;
     use crate::drive::builder::{DriveBuilder, Group};
+
+    #[test]
+    fn a_thread_keeps_spare_buffers_for_runs_of_a_thousand_events_started_at_once_not_more() {
+        use super::{keep_scratch, keep_spare_queue, spare_queue, take_scratch, SPARE_QUEUE_MAX};
+        use std::collections::VecDeque;
+        // A fresh thread: nothing kept from the tests that ran before on this one.
+        std::thread::spawn(|| {
+            keep_scratch(Vec::with_capacity(SPARE_QUEUE_MAX), Vec::new());
+            assert_eq!(take_scratch().0.capacity(), SPARE_QUEUE_MAX);
+            keep_scratch(Vec::with_capacity(SPARE_QUEUE_MAX + 1), Vec::new());
+            assert_eq!(
+                take_scratch().0.capacity(),
+                0,
+                "a wide fan-out's starts are freed"
+            );
+            keep_spare_queue(VecDeque::with_capacity(SPARE_QUEUE_MAX));
+            assert!(spare_queue().capacity() >= SPARE_QUEUE_MAX);
+            keep_spare_queue(VecDeque::with_capacity(SPARE_QUEUE_MAX + 1));
+            assert_eq!(
+                spare_queue().capacity(),
+                0,
+                "a wide fan-out's queue is freed"
+            );
+        })
+        .join()
+        .expect("the buffers are kept as they say");
+    }
 
     /// A chain of `n` events after `start`, then a fan-out of `n` branches into a join.
     fn graph(n: usize) -> (crate::Drive, Handle<u32>, Handle<u32>) {
