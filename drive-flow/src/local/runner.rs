@@ -858,9 +858,15 @@ thread_local! {
 /// fan-out of 10⁵ would keep 10 MiB).
 const SPARE_QUEUE_MAX: usize = 1024;
 
+/// What the thread keeps in `spare`, taken (`try_with`: a thread being torn down has none,
+/// and gets a fresh one).
+fn take_spare<T: Default>(spare: &'static std::thread::LocalKey<Cell<T>>) -> T {
+    spare.try_with(Cell::take).unwrap_or_default()
+}
+
 /// The thread's spare queue for an inline run's task, empty.
 fn spare_queue() -> VecDeque<(usize, Start)> {
-    SPARE_QUEUE.try_with(Cell::take).unwrap_or_default()
+    take_spare(&SPARE_QUEUE)
 }
 
 /// Keep `queue`, emptied, as the thread's spare.
@@ -874,10 +880,9 @@ fn keep_spare_queue(mut queue: VecDeque<(usize, Start)>) {
 /// A larger spare is freed rather than kept by the thread (a wide fan-out's batch).
 const SPARE_MAX: usize = 256;
 
-/// The thread's spare batch, empty (`try_with`: a thread being torn down has none, and
-/// gets a fresh one).
+/// The thread's spare batch, empty.
 fn spare_batch() -> Vec<(usize, Start)> {
-    SPARE.try_with(Cell::take).unwrap_or_default()
+    take_spare(&SPARE)
 }
 
 /// Keep `batch`, emptied, as the thread's spare.
@@ -890,7 +895,7 @@ fn keep_spare(mut batch: Vec<(usize, Start)>) {
 
 /// The thread's scratch space for a completion ([`SCRATCH`]), empty.
 fn take_scratch() -> (Vec<Start>, Vec<NodeId>) {
-    SCRATCH.try_with(Cell::take).unwrap_or_default()
+    take_spare(&SCRATCH)
 }
 
 /// Give the scratch space back to the thread (unless it grew larger than a spare queue may:
