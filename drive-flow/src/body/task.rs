@@ -250,6 +250,28 @@ impl<B: MakeBody> EventTask<B> {
     }
 }
 
+impl<Fut: Future> Step<Fut> {
+    /// A plain event's body, made: polled in its span, its panics caught.
+    fn plain(body: Fut, span: tracing::Span) -> Self {
+        Step::Plain {
+            body: AssertUnwindSafe(body).catch_unwind().instrument(span),
+        }
+    }
+
+    /// An event with a timeout or retries: its attempts, in its span.
+    fn options<H: Host + ?Sized>(
+        host: &H,
+        key: usize,
+        node: NodeId,
+        input: EventInput,
+        span: tracing::Span,
+    ) -> Self {
+        Step::Options {
+            attempts: in_span(host.attempts(key, node, input), span),
+        }
+    }
+}
+
 /// The first step: make the event's body in its span.
 fn begin<B: MakeBody, H: Host + ?Sized>(
     host: &H,
@@ -260,11 +282,7 @@ fn begin<B: MakeBody, H: Host + ?Sized>(
     let (span, begun) = host.begin(node, &input);
     let body = match begun {
         Begun::Call(body) => body,
-        Begun::Options => {
-            return Step::Options {
-                attempts: in_span(host.attempts(key, node, input), span),
-            }
-        }
+        Begun::Options => return Step::options(host, key, node, input, span),
     };
     let made = {
         let _entered = span.enter();
@@ -274,9 +292,7 @@ fn begin<B: MakeBody, H: Host + ?Sized>(
         }))
     };
     match made {
-        Ok(Some(body)) => Step::Plain {
-            body: AssertUnwindSafe(body).catch_unwind().instrument(span),
-        },
+        Ok(Some(body)) => Step::plain(body, span),
         Ok(None) => Step::Panicked {
             panic: Box::new("drive-flow: an event's task was made for another body"),
             span,
@@ -383,9 +399,7 @@ impl EventTask<Boxed> {
                     key,
                     node,
                     registered: false,
-                    step: Step::Options {
-                        attempts: in_span(host.attempts(key, node, input), span),
-                    },
+                    step: Step::options(host, key, node, input, span),
                 };
                 return match Pin::new(&mut event).poll_for(host, cx) {
                     Poll::Ready(ended) => FirstPoll::Ended(ended),
@@ -410,9 +424,7 @@ impl EventTask<Boxed> {
                     key,
                     node,
                     registered: false,
-                    step: Step::Plain {
-                        body: AssertUnwindSafe(body).catch_unwind().instrument(span),
-                    },
+                    step: Step::plain(body, span),
                 });
             }
             Err(panic) => {

@@ -854,9 +854,9 @@ thread_local! {
     static SPARE_QUEUE: Cell<VecDeque<(usize, Start)>> = const { Cell::new(VecDeque::new()) };
 }
 
-/// A larger queue is freed rather than kept by the thread (about 96 KiB: the run of a
-/// fan-out of 10⁵ would keep 10 MiB).
-const SPARE_QUEUE_MAX: usize = 1024;
+/// A queue or a scratch list of more starts is freed rather than kept by the thread
+/// (about 96 KiB: the run of a fan-out of 10⁵ would keep 10 MiB).
+const SPARE_STARTS_MAX: usize = 1024;
 
 /// What the thread keeps in `spare`, taken (`try_with`: a thread being torn down has none,
 /// and gets a fresh one).
@@ -872,7 +872,7 @@ fn spare_queue() -> VecDeque<(usize, Start)> {
 /// Keep `queue`, emptied, as the thread's spare.
 fn keep_spare_queue(mut queue: VecDeque<(usize, Start)>) {
     queue.clear();
-    if queue.capacity() <= SPARE_QUEUE_MAX {
+    if queue.capacity() <= SPARE_STARTS_MAX {
         let _ = SPARE_QUEUE.try_with(|spare| spare.replace(queue));
     }
 }
@@ -898,10 +898,10 @@ fn take_scratch() -> (Vec<Start>, Vec<NodeId>) {
     take_spare(&SCRATCH)
 }
 
-/// Give the scratch space back to the thread (unless it grew larger than a spare queue may:
-/// a wide fan-out's starts are freed with their run).
+/// Give the scratch space back to the thread (unless it holds more starts than a thread
+/// keeps: a wide fan-out's are freed with their run).
 fn keep_scratch(starts: Vec<Start>, goto_targets: Vec<NodeId>) {
-    if starts.capacity() > SPARE_QUEUE_MAX {
+    if starts.capacity() > SPARE_STARTS_MAX {
         return;
     }
     let _ = SCRATCH.try_with(|scratch| {
@@ -1905,21 +1905,21 @@ mod tests {
 
     #[test]
     fn a_thread_keeps_spare_buffers_for_runs_of_a_thousand_events_started_at_once_not_more() {
-        use super::{keep_scratch, keep_spare_queue, spare_queue, take_scratch, SPARE_QUEUE_MAX};
+        use super::{keep_scratch, keep_spare_queue, spare_queue, take_scratch, SPARE_STARTS_MAX};
         use std::collections::VecDeque;
         // A fresh thread: nothing kept from the tests that ran before on this one.
         std::thread::spawn(|| {
-            keep_scratch(Vec::with_capacity(SPARE_QUEUE_MAX), Vec::new());
-            assert_eq!(take_scratch().0.capacity(), SPARE_QUEUE_MAX);
-            keep_scratch(Vec::with_capacity(SPARE_QUEUE_MAX + 1), Vec::new());
+            keep_scratch(Vec::with_capacity(SPARE_STARTS_MAX), Vec::new());
+            assert_eq!(take_scratch().0.capacity(), SPARE_STARTS_MAX);
+            keep_scratch(Vec::with_capacity(SPARE_STARTS_MAX + 1), Vec::new());
             assert_eq!(
                 take_scratch().0.capacity(),
                 0,
                 "a wide fan-out's starts are freed"
             );
-            keep_spare_queue(VecDeque::with_capacity(SPARE_QUEUE_MAX));
-            assert!(spare_queue().capacity() >= SPARE_QUEUE_MAX);
-            keep_spare_queue(VecDeque::with_capacity(SPARE_QUEUE_MAX + 1));
+            keep_spare_queue(VecDeque::with_capacity(SPARE_STARTS_MAX));
+            assert!(spare_queue().capacity() >= SPARE_STARTS_MAX);
+            keep_spare_queue(VecDeque::with_capacity(SPARE_STARTS_MAX + 1));
             assert_eq!(
                 spare_queue().capacity(),
                 0,
