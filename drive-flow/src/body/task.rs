@@ -369,8 +369,9 @@ impl<B: MakeBody> EventTask<B> {
 
 /// How the first poll of an inline event went ([`EventTask::start_inline`]).
 pub(crate) enum FirstPoll {
-    /// It ended (`None`: cancelled), and its body's box is back with the caller.
-    Ended(Option<Ended>),
+    /// It ended (and was handed to the caller's completion), or was cancelled; its body's
+    /// box is back with the caller.
+    Ended,
     /// It went pending: its task, which took its body's box, for the run's task to poll.
     Pending(EventTask<Boxed>),
 }
@@ -379,10 +380,13 @@ impl EventTask<Boxed> {
     /// Start an inline event and poll it once, in the run's task: its body is made in
     /// `boxed`, whose allocation the last event that ended this way left there (most
     /// inline events end at their first poll, and then allocate nothing here). One that
-    /// goes pending takes the box with it, into its task, and leaves an empty one; one that
-    /// ends leaves its future there, ended, until the next event's body replaces it (the
-    /// future of a body has dropped the body's own future when it ends: see
+    /// ends is handed to `complete` here, made in place (returned, its 88 bytes would be
+    /// copied on the way, right after they were written: a store forwarding stall). One
+    /// that goes pending takes the box with it, into its task, and leaves an empty one;
+    /// one that ends leaves its future there, ended, until the next event's body replaces
+    /// it (the future of a body has dropped the body's own future when it ends: see
     /// `handler::Typed`). An event with options has its own task from the start.
+    #[allow(clippy::too_many_arguments)] // one event's parts, and where it goes
     pub(crate) fn start_inline<H: Host + ?Sized>(
         host: &H,
         boxed: &mut ReusedCall,
@@ -390,6 +394,7 @@ impl EventTask<Boxed> {
         node: NodeId,
         input: EventInput,
         cx: &mut Context<'_>,
+        complete: impl FnOnce(Ended),
     ) -> FirstPoll {
         let (span, begun) = host.begin(node, &input);
         let body = match begun {
@@ -402,7 +407,12 @@ impl EventTask<Boxed> {
                     step: Step::options(host, key, node, input, span),
                 };
                 return match Pin::new(&mut event).poll_for(host, cx) {
-                    Poll::Ready(ended) => FirstPoll::Ended(ended),
+                    Poll::Ready(ended) => {
+                        if let Some(ended) = ended {
+                            complete(ended);
+                        }
+                        FirstPoll::Ended
+                    }
                     Poll::Pending => FirstPoll::Pending(event),
                 };
             }
@@ -433,14 +443,15 @@ impl EventTask<Boxed> {
                 Err(panic)
             }
         };
-        let result = host.settle(node, caught);
-        span_ended(&span, 1, &result);
-        FirstPoll::Ended(Some(Ended {
+        let ended = Ended {
             key,
             node,
             attempts: 1,
-            result,
-        }))
+            result: host.settle(node, caught),
+        };
+        span_ended(&span, 1, &ended.result);
+        complete(ended);
+        FirstPoll::Ended
     }
 }
 
