@@ -107,9 +107,13 @@ pub(crate) trait Host: Send + Sync + 'static {
     /// over. Checked on every poll. (An inline event is cancelled by being dropped.)
     fn cancelled(&self) -> bool;
 
-    /// The first step of an event, at its first poll: its span, and its body, unless it
-    /// has a timeout or retries.
-    fn begin(&self, node: NodeId, input: &EventInput) -> (tracing::Span, Begun<'_>);
+    /// The span of an event's run, made at its first poll.
+    fn span(&self, node: NodeId, input: &EventInput) -> tracing::Span;
+
+    /// How an event runs: one call of its body, unless it has a timeout or retries. (Not
+    /// returned with the span: a pair returned is copied out at once, and the copy stalls
+    /// on the stores that made it, a store forwarding stall.)
+    fn begin(&self, node: NodeId) -> Begun<'_>;
 
     /// The call of a plain event's body.
     fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call;
@@ -279,8 +283,8 @@ fn begin<B: MakeBody, H: Host + ?Sized>(
     node: NodeId,
     input: EventInput,
 ) -> Step<B::Future> {
-    let (span, begun) = host.begin(node, &input);
-    let body = match begun {
+    let span = host.span(node, &input);
+    let body = match host.begin(node) {
         Begun::Call(body) => body,
         Begun::Options => return Step::options(host, key, node, input, span),
     };
@@ -396,8 +400,8 @@ impl EventTask<Boxed> {
         cx: &mut Context<'_>,
         complete: impl FnOnce(Ended),
     ) -> FirstPoll {
-        let (span, begun) = host.begin(node, &input);
-        let body = match begun {
+        let span = host.span(node, &input);
+        let body = match host.begin(node) {
             Begun::Call(body) => body,
             Begun::Options => {
                 let mut event = EventTask {

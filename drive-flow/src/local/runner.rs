@@ -1708,9 +1708,9 @@ impl Host for Shared {
         !self.inline && self.over.load(Ordering::Acquire)
     }
 
-    fn begin(&self, node_id: NodeId, input: &EventInput) -> (tracing::Span, Begun<'_>) {
+    fn span(&self, node_id: NodeId, input: &EventInput) -> tracing::Span {
         let node = self.graph.node(node_id);
-        let span = tracing::info_span!(
+        tracing::info_span!(
             parent: &self.span,
             "event",
             otel.name = %node.name,
@@ -1724,12 +1724,14 @@ impl Host for Shared {
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
             error.r#type = tracing::field::Empty,
-        );
-        let begun = match node.options {
+        )
+    }
+
+    fn begin(&self, node: NodeId) -> Begun<'_> {
+        match self.graph.node(node).options {
             Some(_) => Begun::Options,
-            None => Begun::Call(&*self.bodies[node_id as usize].handler.0),
-        };
-        (span, begun)
+            None => Begun::Call(&*self.bodies[node as usize].handler.0),
+        }
     }
 
     fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
