@@ -648,7 +648,9 @@ impl CellsPool {
 mod tests {
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-    use super::{GotoCount, Writers, GOTO_SPILL};
+    use super::{GotoCount, TaskCells, Writers, GOTO_SPILL};
+    use crate::core::flow::AnyValue;
+    use crate::core::input::Latest;
 
     #[test]
     fn a_cells_goto_count_counts_its_one_target_and_spills_before_it_could_wrap() {
@@ -677,6 +679,39 @@ mod tests {
             assert_eq!(count.jumps_to(4), 1, "{writers:?}");
             assert!(!count.is_clean());
         }
+    }
+
+    #[test]
+    fn a_tasks_outcomes_are_reused_in_place_and_clean_after_a_reset() {
+        // An inline run's task writes its events' outcomes where an earlier run's were:
+        // after a reset, every one is clean, the places are kept, and none is pushed again.
+        let mut task = TaskCells::default();
+        let value: std::sync::Arc<dyn std::any::Any + Send + Sync> = std::sync::Arc::new(7_u32);
+        for at in [0, 1, 3] {
+            let outcome = task.outcome_at(at);
+            outcome.completions += 1;
+            outcome.latest = Some(Latest::Value(AnyValue::from(value.clone())));
+        }
+        assert!(task.outcome_at(2).latest.is_none(), "one past its place");
+        assert_eq!(std::sync::Arc::strong_count(&value), 4);
+        // A run that failed: its outcomes were never taken.
+        task.reset(4);
+        assert!(task.is_clean());
+        assert_eq!(
+            std::sync::Arc::strong_count(&value),
+            1,
+            "the outcomes dropped"
+        );
+        let kept = task.outcomes.as_ptr();
+        let outcome = task.outcome_at(3);
+        assert_eq!((outcome.completions, outcome.latest.is_none()), (0, true));
+        assert_eq!((task.outcomes.len(), task.outcomes.as_ptr()), (4, kept));
+        // A run that took them (as `Results` does) leaves them clean as well.
+        task.outcome_at(0).completions = 2;
+        assert!(task
+            .take_outcome(0)
+            .is_some_and(|taken| taken.completions == 2));
+        assert!(task.is_clean());
     }
 
     #[test]
