@@ -1349,7 +1349,7 @@ impl Shared {
         // set on the error path only: a `Result<(), Error>` copied whole on every
         // completion (`let mut scheduled = completed`) read its 72 bytes back right after
         // the callee had written the `Ok` tag alone, and stalled on it (a store forwarding
-        // stall: ~6 % of an inline chain's time on an AMD Zen 3).
+        // stall: ~6 % of an inline chain's time on an AMD EPYC, Zen).
         let mut failed = self
             .state
             .complete(node, flow, starts, goto_targets, cells)

@@ -137,7 +137,7 @@ impl TaskCells {
     /// The outcome of the event listed at `at`. Outcomes are reused in place, run after
     /// run (a reset one is clean), not pushed: a push builds the outcome on the stack and
     /// copies it at once, and that copy waits for the stores that built it (a store
-    /// forwarding stall, ~3 % of an inline chain's time on an AMD Zen 3).
+    /// forwarding stall, ~3 % of an inline chain's time on an AMD EPYC, Zen).
     pub(crate) fn outcome_at(&mut self, at: usize) -> &mut Outcome {
         if at >= self.outcomes.len() {
             self.outcomes.resize_with(at + 1, Outcome::default);
