@@ -646,7 +646,9 @@ impl CellsPool {
 
 #[cfg(test)]
 mod tests {
+    use std::any::Any;
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     use super::{GotoCount, TaskCells, Writers, GOTO_SPILL};
     use crate::core::flow::AnyValue;
@@ -686,22 +688,18 @@ mod tests {
         // An inline run's task writes its events' outcomes where an earlier run's were:
         // after a reset, every one is clean, the places are kept, and none is pushed again.
         let mut task = TaskCells::default();
-        let value: std::sync::Arc<dyn std::any::Any + Send + Sync> = std::sync::Arc::new(7_u32);
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(7_u32);
         for at in [0, 1, 3] {
             let outcome = task.outcome_at(at);
             outcome.completions += 1;
             outcome.latest = Some(Latest::Value(AnyValue::from(value.clone())));
         }
         assert!(task.outcome_at(2).latest.is_none(), "one past its place");
-        assert_eq!(std::sync::Arc::strong_count(&value), 4);
+        assert_eq!(Arc::strong_count(&value), 4);
         // A run that failed: its outcomes were never taken.
         task.reset(4);
         assert!(task.is_clean());
-        assert_eq!(
-            std::sync::Arc::strong_count(&value),
-            1,
-            "the outcomes dropped"
-        );
+        assert_eq!(Arc::strong_count(&value), 1, "the outcomes dropped");
         let kept = task.outcomes.as_ptr();
         let outcome = task.outcome_at(3);
         assert_eq!((outcome.completions, outcome.latest.is_none()), (0, true));
