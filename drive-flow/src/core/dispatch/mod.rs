@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub(crate) use run_state::RunState;
 
 use crate::core::error::Error;
-use crate::core::flow::{ErasedFlow, Flow};
+use crate::core::flow::{AnyValue, ErasedFlow, Flow};
 use crate::core::graph::{Graph, GroupId, GroupInfo, NodeId, Retrigger};
 use crate::core::input::{Entries, Entry, EventInput, Latest, Origin};
 
@@ -176,58 +176,32 @@ pub(crate) fn complete<S: DispatchState>(
         Flow::Goto { payload, .. } => Latest::Goto(payload),
         Flow::Abort => Latest::Abort,
     };
+    // The results of an input from one member: its value.
+    let one = |value: &AnyValue| {
+        Entries::One(Entry {
+            node,
+            latest: Latest::Value(value.clone()),
+        })
+    };
     for &(group_id, slot) in graph.member_of(node) {
         let group = graph.group(group_id);
-        // Without the graph: a runner attaches it for a body that takes its input.
-        let input = |entries, task_id| EventInput {
-            graph: None,
-            origin: Origin::Group(group_id),
-            entries,
-            task_id,
-            run: 0,
-        };
-        let start = |input| Start {
-            node: group.listener,
-            input,
-            cause: 0,
-        };
+        let origin = Origin::Group(group_id);
         if group.slots.len() == 1 {
             // One member: it fires on every value, and needs no state.
             if let Latest::Value(value) = &latest {
                 let task_id = state.task_id();
-                push_start(starts, || {
-                    start(input(
-                        Entries::One(Entry {
-                            node,
-                            latest: Latest::Value(value.clone()),
-                        }),
-                        task_id,
-                    ))
-                });
+                push_start(starts, group.listener, origin, task_id, || one(value));
             }
         } else if let Some(entries) = state.member_completed(graph, group_id, slot, node, &latest) {
             let task_id = state.task_id();
-            push_start(starts, || start(input(entries, task_id)));
+            push_start(starts, group.listener, origin, task_id, || entries);
         }
     }
     if let Latest::Goto(payload) = &latest {
         for &target in goto_targets.iter() {
             state.goto_jumped(node, target);
             let task_id = state.task_id();
-            push_start(starts, || Start {
-                node: target,
-                input: EventInput {
-                    graph: None,
-                    origin: Origin::Goto,
-                    entries: Entries::One(Entry {
-                        node,
-                        latest: Latest::Value(payload.clone()),
-                    }),
-                    task_id,
-                    run: 0,
-                },
-                cause: 0,
-            });
+            push_start(starts, target, Origin::Goto, task_id, || one(payload));
         }
     }
     // The latest outcome moves into the state last: only a goto's payload and the values
@@ -236,12 +210,30 @@ pub(crate) fn complete<S: DispatchState>(
     Ok(())
 }
 
-/// Push the start `make` makes onto `starts`, made in its place: `push` would make it on
+/// Push onto `starts` the start of `node`, with an input of `origin`, the task id
+/// `task_id` and the results `entries` makes, made in its place: `push` would make it on
 /// the stack first and copy it at once, and the copy's wide loads wait for the narrow
 /// stores that made it (a store forwarding stall, tens of cycles on every start).
 #[inline]
-fn push_start(starts: &mut Vec<Start>, make: impl FnOnce() -> Start) {
-    starts.extend(std::iter::once_with(make));
+fn push_start(
+    starts: &mut Vec<Start>,
+    node: NodeId,
+    origin: Origin,
+    task_id: u64,
+    entries: impl FnOnce() -> Entries,
+) {
+    starts.extend(std::iter::once_with(|| Start {
+        node,
+        // Without the graph: a runner attaches it for a body that takes its input.
+        input: EventInput {
+            graph: None,
+            origin,
+            entries: entries(),
+            task_id,
+            run: 0,
+        },
+        cause: 0,
+    }));
 }
 
 #[cfg(test)]
