@@ -181,6 +181,69 @@ async fn step_budget_holds_for_inline_runs_too() {
     );
 }
 
+mod budget_fan_out {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use drive_flow::prelude::*;
+
+    pub static RAN: AtomicUsize = AtomicUsize::new(0);
+
+    #[event]
+    pub async fn wide() {}
+
+    #[listen(wide)]
+    pub async fn l0() {
+        RAN.fetch_add(1, Ordering::SeqCst);
+    }
+    #[listen(wide)]
+    pub async fn l1() {
+        RAN.fetch_add(1, Ordering::SeqCst);
+    }
+    #[listen(wide)]
+    pub async fn l2() {
+        RAN.fetch_add(1, Ordering::SeqCst);
+    }
+    #[listen(wide)]
+    pub async fn l3() {
+        RAN.fetch_add(1, Ordering::SeqCst);
+    }
+    #[listen(wide)]
+    pub async fn l4() {
+        RAN.fetch_add(1, Ordering::SeqCst);
+    }
+    #[listen(wide)]
+    pub async fn l5() {
+        RAN.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// One completion starts six listeners, and the step budget runs out at the fourth: the
+/// run fails, and none of the six runs (those admitted before the error are cancelled with
+/// the run), inline as with a task per event. (Inline, the starts are admitted where the
+/// completion made them, in the run's task queue: those after the error stay there, never
+/// polled.)
+#[tokio::test]
+async fn a_step_budget_that_runs_out_in_the_middle_of_a_fan_out_starts_none_of_it() {
+    let drive = Drive::new().unwrap();
+    for inline in [true, false] {
+        budget_fan_out::RAN.store(0, Ordering::SeqCst);
+        let invoke = drive.invoke(budget_fan_out::wide).max_steps(3);
+        let invoke = if inline { invoke.inline() } else { invoke };
+        let error = invoke.await.unwrap_err();
+        assert!(
+            matches!(error, Error::TooManySteps { limit: 3, .. }),
+            "inline: {inline}: {error:?}"
+        );
+        // Give a spawned listener, had one been spawned, the time to run.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            budget_fan_out::RAN.load(Ordering::SeqCst),
+            0,
+            "inline: {inline}"
+        );
+    }
+}
+
 /// A runtime of one thread, timers on: where a run's task that never yields holds up
 /// everything else.
 fn one_thread_runtime() -> tokio::runtime::Runtime {
@@ -1439,6 +1502,29 @@ async fn the_report_tells_how_often_each_event_ran_and_for_how_long() {
     assert_eq!(
         results.stats(per_event::chain_a),
         drive_flow::EventStats::default()
+    );
+}
+
+/// Inline, an event started by a completion is queued in the run's task, and given its
+/// entry among the events in flight there: each of its runs is timed, not only the first.
+#[tokio::test]
+async fn the_report_of_a_timed_inline_run_times_every_event_run() {
+    let results = Drive::new()
+        .unwrap()
+        .invoke(report::lap)
+        .inline()
+        .timed()
+        .await
+        .unwrap();
+    let lap = results.stats(report::lap);
+    assert_eq!((lap.runs, lap.attempts), (3, 3));
+    assert!(lap.total >= Duration::from_millis(90), "{lap:?}");
+    assert_eq!(results.stats(report::tally).runs, 1);
+    let gantt = results.to_gantt();
+    assert_eq!(
+        gantt.matches(" :t").count(),
+        4,
+        "one bar per event run, three of lap and one of tally:\n{gantt}"
     );
 }
 

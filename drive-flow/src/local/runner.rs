@@ -39,7 +39,7 @@ use crate::body::task::{
     empty_call, Attempts, Begun, Boxed, CallError, Caught, Ended, EventTask, FirstPoll, Host,
     ReusedCall,
 };
-use crate::core::dispatch::{RunState, Start};
+use crate::core::dispatch::{RunState, Start, Starts};
 use crate::core::error::Error;
 use crate::core::event::{Event, EventKey};
 use crate::core::flow::{ErasedFlow, Flow};
@@ -710,6 +710,15 @@ struct TaskState {
     scratch: (Vec<Start>, Vec<NodeId>),
 }
 
+/// The queue of an inline run's task takes the starts of a completion in its place, each
+/// without an entry among the run's tasks yet (`Shared::complete` admits it there).
+impl Starts for VecDeque<(usize, Start)> {
+    #[inline]
+    fn push_with(&mut self, make: impl FnOnce() -> Start) {
+        self.push_back((UNTRACKED, make()));
+    }
+}
+
 /// How many inline events may end in a row before the run's task yields to the runtime.
 const INLINE_BUDGET: u32 = 128;
 
@@ -1072,8 +1081,27 @@ impl Shared {
     /// `now`: the clock, read once by the caller for every event it starts (the start of
     /// their time in flight), if the run is timed.
     fn schedule(&self, lane: Lane<'_>, start: Start, now: Option<Instant>) -> Result<(), Error> {
+        if self.admit(&start)? {
+            match lane {
+                // Queued events go first: under a cap, events start in the order they were
+                // triggered.
+                Lane::Locked(inner)
+                    if inner.running + inner.resuming >= self.cap || !inner.queue.is_empty() =>
+                {
+                    inner.queue.push_back(start);
+                }
+                lane => self.spawn(lane, start, now),
+            }
+        }
+        Ok(())
+    }
+
+    /// Count a triggered event against the budgets. `false`: the run is over, and nothing
+    /// starts any more.
+    #[inline]
+    fn admit(&self, start: &Start) -> Result<bool, Error> {
         if self.is_over() {
-            return Ok(()); // nothing starts any more
+            return Ok(false);
         }
         let too_many_steps = |limit| {
             let (node, runs) = self.state.most_triggered().unwrap_or((start.node, 0));
@@ -1100,17 +1128,18 @@ impl Shared {
                 limit: self.max_runs,
             });
         }
-        match lane {
-            // Queued events go first: under a cap, events start in the order they were
-            // triggered.
-            Lane::Locked(inner)
-                if inner.running + inner.resuming >= self.cap || !inner.queue.is_empty() =>
-            {
-                inner.queue.push_back(start);
-            }
-            lane => self.spawn(lane, start, now),
+        Ok(true)
+    }
+
+    /// The key of a started event's entry among the run's tasks, made now if the run keeps
+    /// one from the start.
+    fn task_key(&self, start: &Start, now: Option<Instant>) -> usize {
+        if self.track {
+            self.tasks
+                .insert(Task::new(start.node, start.input.task_id, now))
+        } else {
+            UNTRACKED
         }
-        Ok(())
     }
 
     /// Start an event: its entry (if the run keeps one from the start), its place in the
@@ -1118,11 +1147,7 @@ impl Shared {
     fn spawn(&self, lane: Lane<'_>, start: Start, now: Option<Instant>) {
         let node = start.node;
         let task_id = start.input.task_id;
-        let key = if self.track {
-            self.tasks.insert(Task::new(node, task_id, now))
-        } else {
-            UNTRACKED
-        };
+        let key = self.task_key(&start, now);
         let batch = match lane {
             Lane::Plain(batch) => batch,
             Lane::Task(queue) => {
@@ -1338,6 +1363,7 @@ impl Shared {
         }
         // The run's task's scratch space, or the thread's.
         let mut taken = None;
+        let mut batch = Vec::new();
         let (starts, goto_targets) = match kept_scratch {
             Some((starts, goto_targets)) => (starts, goto_targets),
             None => {
@@ -1350,34 +1376,68 @@ impl Shared {
         // completion (`let mut scheduled = completed`) read its 72 bytes back right after
         // the callee had written the `Ok` tag alone, and stalled on it (a store forwarding
         // stall: ~6 % of an inline chain's time on an AMD EPYC, Zen).
-        let mut failed = self
-            .state
-            .complete(node, flow, starts, goto_targets, cells)
-            .err();
-        let count = starts.len();
+        let mut failed;
+        let count;
+        match queue.as_deref_mut() {
+            // An inline run that is not locked: what the completion starts is made in its
+            // task's queue, in its place, and admitted there (made on the side and moved,
+            // each start would be copied once more, and a wide fan-out held twice).
+            Some(queue) if guard.is_none() => {
+                let from = queue.len();
+                failed = self
+                    .state
+                    .complete(node, flow, queue, goto_targets, cells)
+                    .err();
+                count = queue.len() - from;
+            }
+            _ => {
+                failed = self
+                    .state
+                    .complete(node, flow, starts, goto_targets, cells)
+                    .err();
+                count = starts.len();
+            }
+        }
         if count > 1 {
             // Counted before any of them can end; the first takes this event's place.
             let writers = self.state.writers();
             writers.add(&self.in_flight, count - 1, Ordering::Relaxed);
         }
-        // The plain lane's batch (the locked lane queues under the lock).
-        let mut batch = match (&guard, &queue) {
-            (None, None) => spare_batch(),
-            _ => Vec::new(),
-        };
-        for mut start in starts.drain(..) {
-            if self.watched {
-                // Only the live stream reads it (an event's `Started` says what caused it).
-                start.cause = task_id;
+        match (guard.as_deref_mut(), queue.as_deref_mut()) {
+            (None, Some(queue)) => {
+                // Admitted in place (an unlocked run is not watched: no start's cause is
+                // read). Those after an error stay there unadmitted: the run closes below,
+                // and its task drops them unpolled.
+                let from = queue.len() - count;
+                for (key, start) in queue.range_mut(from..) {
+                    if failed.is_some() {
+                        break;
+                    }
+                    match self.admit(start) {
+                        Ok(true) => *key = self.task_key(start, ended),
+                        Ok(false) => {}
+                        Err(error) => failed = Some(error),
+                    }
+                }
             }
-            if failed.is_none() {
-                let lane = match (guard.as_deref_mut(), queue.as_deref_mut()) {
-                    (Some(inner), _) => Lane::Locked(inner),
-                    (None, Some(queue)) => Lane::Task(queue),
-                    (None, None) => Lane::Plain(&mut batch),
-                };
-                if let Err(error) = self.schedule(lane, start, ended) {
-                    failed = Some(error);
+            (mut inner, _) => {
+                // The plain lane's batch (the locked lane queues under the lock).
+                if inner.is_none() {
+                    batch = spare_batch();
+                }
+                for mut start in starts.drain(..) {
+                    if self.watched {
+                        start.cause = task_id;
+                    }
+                    if failed.is_none() {
+                        let lane = match inner.as_deref_mut() {
+                            Some(inner) => Lane::Locked(inner),
+                            None => Lane::Plain(&mut batch),
+                        };
+                        if let Err(error) = self.schedule(lane, start, ended) {
+                            failed = Some(error);
+                        }
+                    }
                 }
             }
         }

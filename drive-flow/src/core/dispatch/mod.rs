@@ -31,6 +31,25 @@ pub(crate) struct Start {
     pub(crate) cause: u64,
 }
 
+/// Where [`complete`] puts the starts it makes: a list (the durable runner's, a spawning
+/// run's scratch), or a runner's own queue, which takes each start in its place (an inline
+/// run's task queue: a start made on the side and then moved there would be copied once
+/// more, and a wide fan-out's starts would be held twice at its peak).
+pub(crate) trait Starts {
+    /// Push the start `make` makes, at the back.
+    fn push_with(&mut self, make: impl FnOnce() -> Start);
+}
+
+impl Starts for Vec<Start> {
+    /// Made in its place: `push` would make it on the stack first and copy it at once, and
+    /// the copy's wide loads wait for the narrow stores that made it (a store forwarding
+    /// stall, tens of cycles on every start).
+    #[inline]
+    fn push_with(&mut self, make: impl FnOnce() -> Start) {
+        self.extend(std::iter::once_with(make));
+    }
+}
+
 /// What a run knows of one event it triggered or completed: a [`Results`](crate::Results)
 /// entry, and the durable runner's loaded row.
 /// Kept small (48 bytes): a run keeps one per event it touched.
@@ -157,7 +176,7 @@ pub(crate) fn complete<S: DispatchState>(
     goto_targets: &mut Vec<NodeId>,
     node: NodeId,
     flow: ErasedFlow,
-    starts: &mut Vec<Start>,
+    starts: &mut impl Starts,
 ) -> Result<(), Error> {
     goto_targets.clear();
     if let Flow::Goto { targets, .. } = &flow {
@@ -211,18 +230,16 @@ pub(crate) fn complete<S: DispatchState>(
 }
 
 /// Push onto `starts` the start of `node`, with an input of `origin`, the task id
-/// `task_id` and the results `entries` makes, made in its place: `push` would make it on
-/// the stack first and copy it at once, and the copy's wide loads wait for the narrow
-/// stores that made it (a store forwarding stall, tens of cycles on every start).
+/// `task_id` and the results `entries` makes, made in its place (see [`Starts`]).
 #[inline]
 fn push_start(
-    starts: &mut Vec<Start>,
+    starts: &mut impl Starts,
     node: NodeId,
     origin: Origin,
     task_id: u64,
     entries: impl FnOnce() -> Entries,
 ) {
-    starts.extend(std::iter::once_with(|| Start {
+    starts.push_with(|| Start {
         node,
         // Without the graph: a runner attaches it for a body that takes its input.
         input: EventInput {
@@ -233,7 +250,7 @@ fn push_start(
             run: 0,
         },
         cause: 0,
-    }));
+    });
 }
 
 #[cfg(test)]

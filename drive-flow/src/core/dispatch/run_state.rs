@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{complete, fires, DispatchState, EventRun, Member, Start};
+use super::{complete, fires, DispatchState, EventRun, Member, Starts};
 use crate::core::error::Error;
 use crate::core::flow::ErasedFlow;
 use crate::core::graph::cells::{Cells, GroupState, NodeCell, Outcome, TaskCells, Writers};
@@ -134,7 +134,7 @@ impl RunState {
         &self,
         node: NodeId,
         flow: ErasedFlow,
-        starts: &mut Vec<Start>,
+        starts: &mut impl Starts,
         goto_targets: &mut Vec<NodeId>,
         kept: Option<&mut TaskCells>,
     ) -> Result<(), Error> {

@@ -492,26 +492,29 @@ impl Cells {
         self.touched_nodes.ids()
     }
 
-    /// The events the run touched, in the order of their ids. A run that touched a good
-    /// part of the graph has its cells' marks read in order (no sort); a run that touched a
-    /// few events of a large graph has their ids sorted (4 bytes each, not the entries
-    /// built from them).
+    /// The events the run touched, in the order of their ids. They are listed in the order
+    /// they were first triggered, which is often the order of their ids already (a chain, a
+    /// fan-out, graphs built in order: one pass checks it). Otherwise a run that touched a
+    /// good part of the graph has its cells' marks read in order (no sort); a run that
+    /// touched a few events of a large graph has their ids sorted (4 bytes each, not the
+    /// entries built from them).
     pub(crate) fn touched_nodes_by_id(&self) -> Vec<u32> {
-        let touched = self.touched_nodes.len.load(Ordering::Acquire);
-        if touched.saturating_mul(DENSE) >= self.nodes.len() {
-            let mut ids = Vec::with_capacity(touched);
+        let mut ids: Vec<u32> = self.touched_nodes.ids().collect();
+        if ids.windows(2).all(|pair| pair[0] < pair[1]) {
+            return ids;
+        }
+        if ids.len().saturating_mul(DENSE) >= self.nodes.len() {
+            ids.clear();
             ids.extend(
                 (0u32..)
                     .zip(self.nodes.iter())
                     .filter(|(_, cell)| cell.triggered.load(Ordering::Acquire) > 0)
                     .map(|(id, _)| id),
             );
-            ids
         } else {
-            let mut ids: Vec<u32> = self.touched_nodes.ids().collect();
             ids.sort_unstable();
-            ids
         }
+        ids
     }
 
     /// Reset every cell the run touched (dropping the outcomes it holds).
@@ -650,9 +653,36 @@ mod tests {
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use super::{GotoCount, TaskCells, Writers, GOTO_SPILL};
+    use super::{Cells, GotoCount, TaskCells, Writers, DENSE, GOTO_SPILL};
     use crate::core::flow::AnyValue;
     use crate::core::input::Latest;
+
+    /// Cells of `nodes` events (no join) in which `order` was triggered, in that order.
+    fn triggered_in(nodes: usize, order: &[u32]) -> Cells {
+        let cells = Cells::new(nodes, std::iter::empty());
+        for &node in order {
+            cells.trigger(node, Writers::One);
+        }
+        cells
+    }
+
+    #[test]
+    fn the_touched_events_come_by_id_whether_touched_in_order_densely_or_sparsely() {
+        // In the order of their ids already (a chain, a fan-out): taken as listed.
+        let in_order = triggered_in(100, &[0, 3, 4, 50, 99]);
+        assert_eq!(in_order.touched_nodes_by_id(), [0, 3, 4, 50, 99]);
+        // Out of order, a good part of the graph: read off the cells.
+        let dense = triggered_in(10, &[5, 1, 9, 0]);
+        assert!(4 * DENSE >= 10);
+        assert_eq!(dense.touched_nodes_by_id(), [0, 1, 5, 9]);
+        // Out of order, a few events of a large graph: sorted.
+        let sparse = triggered_in(1_000, &[700, 2, 41]);
+        assert!(3 * DENSE < 1_000);
+        assert_eq!(sparse.touched_nodes_by_id(), [2, 41, 700]);
+        // Triggered twice, listed once.
+        let again = triggered_in(1_000, &[7, 3, 7]);
+        assert_eq!(again.touched_nodes_by_id(), [3, 7]);
+    }
 
     #[test]
     fn a_cells_goto_count_counts_its_one_target_and_spills_before_it_could_wrap() {
