@@ -219,28 +219,34 @@ mod budget_fan_out {
 
 /// One completion starts six listeners, and the step budget runs out at the fourth: the
 /// run fails, and none of the six runs (those admitted before the error are cancelled with
-/// the run), inline as with a task per event. (Inline, the starts are admitted where the
-/// completion made them, in the run's task queue: those after the error stay there, never
-/// polled.)
+/// the run), inline as with a task per event, capped or not. (Inline, or under a cap, the
+/// starts are admitted where the completion made them, in the run task's queue or the
+/// run's: those after the error stay there, never started.)
 #[tokio::test]
 async fn a_step_budget_that_runs_out_in_the_middle_of_a_fan_out_starts_none_of_it() {
     let drive = Drive::new().unwrap();
     for inline in [true, false] {
-        budget_fan_out::RAN.store(0, Ordering::SeqCst);
-        let invoke = drive.invoke(budget_fan_out::wide).max_steps(3);
-        let invoke = if inline { invoke.inline() } else { invoke };
-        let error = invoke.await.unwrap_err();
-        assert!(
-            matches!(error, Error::TooManySteps { limit: 3, .. }),
-            "inline: {inline}: {error:?}"
-        );
-        // Give a spawned listener, had one been spawned, the time to run.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(
-            budget_fan_out::RAN.load(Ordering::SeqCst),
-            0,
-            "inline: {inline}"
-        );
+        for cap in [None, Some(2)] {
+            budget_fan_out::RAN.store(0, Ordering::SeqCst);
+            let invoke = drive.invoke(budget_fan_out::wide).max_steps(3);
+            let invoke = if inline { invoke.inline() } else { invoke };
+            let invoke = match cap {
+                Some(cap) => invoke.max_concurrency(cap),
+                None => invoke,
+            };
+            let error = invoke.await.unwrap_err();
+            assert!(
+                matches!(error, Error::TooManySteps { limit: 3, .. }),
+                "inline: {inline}, cap: {cap:?}: {error:?}"
+            );
+            // Give a spawned listener, had one been spawned, the time to run.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(
+                budget_fan_out::RAN.load(Ordering::SeqCst),
+                0,
+                "inline: {inline}, cap: {cap:?}"
+            );
+        }
     }
 }
 

@@ -722,6 +722,15 @@ impl Starts for VecDeque<(usize, Start)> {
     }
 }
 
+/// The queue of a capped run (under its lock) takes the starts of a completion in its
+/// place, for `Shared::fill` to start as the cap lets (see `Shared::complete`).
+impl Starts for VecDeque<Start> {
+    #[inline]
+    fn push_with(&mut self, make: impl FnOnce() -> Start) {
+        self.push_back(make());
+    }
+}
+
 /// How many inline events may end in a row before the run's task yields to the runtime.
 const INLINE_BUDGET: u32 = 128;
 
@@ -1381,37 +1390,20 @@ impl Shared {
         // stall: ~6 % of an inline chain's time on an AMD EPYC, Zen).
         let mut failed;
         let count;
-        match queue.as_deref_mut() {
+        match (guard.as_deref_mut(), queue.as_deref_mut()) {
             // An inline run that is not locked: what the completion starts is made in its
             // task's queue, in its place, and admitted there (made on the side and moved,
-            // each start would be copied once more, and a wide fan-out held twice).
-            Some(queue) if guard.is_none() => {
+            // each start would be copied once more, and a wide fan-out held twice). The run
+            // is not watched (a watched run is locked): no start's cause is read. Those
+            // after an error stay there unadmitted: the run closes below, and its task
+            // drops them unpolled.
+            (None, Some(queue)) => {
                 let from = queue.len();
                 failed = self
                     .state
                     .complete(node, flow, queue, goto_targets, cells)
                     .err();
                 count = queue.len() - from;
-            }
-            _ => {
-                failed = self
-                    .state
-                    .complete(node, flow, starts, goto_targets, cells)
-                    .err();
-                count = starts.len();
-            }
-        }
-        if count > 1 {
-            // Counted before any of them can end; the first takes this event's place.
-            let writers = self.state.writers();
-            writers.add(&self.in_flight, count - 1, Ordering::Relaxed);
-        }
-        match (guard.as_deref_mut(), queue.as_deref_mut()) {
-            (None, Some(queue)) => {
-                // Admitted in place (an unlocked run is not watched: no start's cause is
-                // read). Those after an error stay there unadmitted: the run closes below,
-                // and its task drops them unpolled.
-                let from = queue.len() - count;
                 for (key, start) in queue.range_mut(from..) {
                     if failed.is_some() {
                         break;
@@ -1423,13 +1415,41 @@ impl Shared {
                     }
                 }
             }
+            // A capped run that is not watched: made in the run's queue, in place, under
+            // the lock, and admitted there; `fill` below then starts as many as the cap
+            // lets, first in first out, as `schedule` would have one by one (queued events
+            // go first). A watched run schedules each start: its stream reports each one
+            // started before a budget error, as it happened.
+            (Some(inner), _) if !self.watched => {
+                let from = inner.queue.len();
+                failed = self
+                    .state
+                    .complete(node, flow, &mut inner.queue, goto_targets, cells)
+                    .err();
+                count = inner.queue.len() - from;
+                for start in inner.queue.range(from..) {
+                    if failed.is_some() {
+                        break;
+                    }
+                    if let Err(error) = self.admit(start) {
+                        failed = Some(error);
+                    }
+                }
+            }
             (mut inner, _) => {
+                failed = self
+                    .state
+                    .complete(node, flow, starts, goto_targets, cells)
+                    .err();
+                count = starts.len();
                 // The plain lane's batch (the locked lane queues under the lock).
                 if inner.is_none() {
                     batch = spare_batch();
                 }
                 for mut start in starts.drain(..) {
                     if self.watched {
+                        // Only the live stream reads it (an event's `Started` says what
+                        // caused it).
                         start.cause = task_id;
                     }
                     if failed.is_none() {
@@ -1443,6 +1463,12 @@ impl Shared {
                     }
                 }
             }
+        }
+        if count > 1 {
+            // Counted before any of them can end (they are spawned or polled after this);
+            // the first takes this event's place.
+            let writers = self.state.writers();
+            writers.add(&self.in_flight, count - 1, Ordering::Relaxed);
         }
         if let Some((starts, goto_targets)) = taken {
             keep_scratch(starts, goto_targets);
