@@ -1375,7 +1375,8 @@ impl Shared {
         }
         // The run's task's scratch space, or the thread's.
         let mut taken = None;
-        let mut batch = Vec::new();
+        // The plain lane's batch of events to spawn, if the completion takes that lane.
+        let mut batch = None;
         let (starts, goto_targets) = match kept_scratch {
             Some((starts, goto_targets)) => (starts, goto_targets),
             None => {
@@ -1443,9 +1444,11 @@ impl Shared {
                     .err();
                 count = starts.len();
                 // The plain lane's batch (the locked lane queues under the lock).
-                if inner.is_none() {
-                    batch = spare_batch();
-                }
+                let batch = batch.insert(if inner.is_none() {
+                    spare_batch()
+                } else {
+                    Vec::new()
+                });
                 for mut start in starts.drain(..) {
                     if self.watched {
                         // Only the live stream reads it (an event's `Started` says what
@@ -1455,7 +1458,7 @@ impl Shared {
                     if failed.is_none() {
                         let lane = match inner.as_deref_mut() {
                             Some(inner) => Lane::Locked(inner),
-                            None => Lane::Plain(&mut batch),
+                            None => Lane::Plain(batch),
                         };
                         if let Err(error) = self.schedule(lane, start, ended) {
                             failed = Some(error);
@@ -1503,7 +1506,7 @@ impl Shared {
                     }
                 }
                 // An inline run's task queue took what it started; a batch only spawns.
-                if queue.is_none() {
+                if let Some(mut batch) = batch {
                     self.spawn_all(&mut batch);
                     keep_spare(batch);
                 }
