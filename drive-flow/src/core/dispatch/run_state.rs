@@ -201,7 +201,11 @@ impl Drop for RunState {
     fn drop(&mut self) {
         // An empty set in its place allocates nothing.
         let cells = std::mem::replace(&mut self.cells, Cells::empty());
-        self.graph.cells.give_back(cells);
+        // A run with one writer is an inline run, every completion of which is made in its
+        // task with the cells the task keeps (`complete`'s `kept`): the cells' own outcomes
+        // and joins' states were not written.
+        let kept_in_task = self.writers == Writers::One;
+        self.graph.cells.give_back(cells, kept_in_task);
     }
 }
 
