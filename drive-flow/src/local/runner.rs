@@ -1335,7 +1335,7 @@ impl Shared {
         // An inline run that is not locked hands what it starts to its task's queue; were
         // one of its events completed elsewhere (none is), its starts would go through the
         // run's state, under the lock.
-        let (mut queue, cells, kept_scratch) = match kept {
+        let (queue, cells, kept_scratch) = match kept {
             Some(kept) if self.inline => (
                 Some(&mut kept.started),
                 Some(&mut kept.cells),
@@ -1391,7 +1391,7 @@ impl Shared {
         // stall: ~6 % of an inline chain's time on an AMD EPYC, Zen).
         let mut failed;
         let count;
-        match (guard.as_deref_mut(), queue.as_deref_mut()) {
+        match (guard.as_deref_mut(), queue) {
             // An inline run that is not locked: what the completion starts is made in its
             // task's queue, in its place, and admitted there (made on the side and moved,
             // each start would be copied once more, and a wide fan-out held twice). The run
