@@ -181,42 +181,6 @@ async fn step_budget_holds_for_inline_runs_too() {
     );
 }
 
-mod budget_fan_out {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use drive_flow::prelude::*;
-
-    pub static RAN: AtomicUsize = AtomicUsize::new(0);
-
-    #[event]
-    pub async fn wide() {}
-
-    #[listen(wide)]
-    pub async fn l0() {
-        RAN.fetch_add(1, Ordering::SeqCst);
-    }
-    #[listen(wide)]
-    pub async fn l1() {
-        RAN.fetch_add(1, Ordering::SeqCst);
-    }
-    #[listen(wide)]
-    pub async fn l2() {
-        RAN.fetch_add(1, Ordering::SeqCst);
-    }
-    #[listen(wide)]
-    pub async fn l3() {
-        RAN.fetch_add(1, Ordering::SeqCst);
-    }
-    #[listen(wide)]
-    pub async fn l4() {
-        RAN.fetch_add(1, Ordering::SeqCst);
-    }
-    #[listen(wide)]
-    pub async fn l5() {
-        RAN.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// One completion starts six listeners, and the step budget runs out at the fourth: the
 /// run fails, and none of the six runs (those admitted before the error are cancelled with
 /// the run), inline as with a task per event, capped or not. (Inline, or under a cap, the
@@ -224,11 +188,22 @@ mod budget_fan_out {
 /// run's: those after the error stay there, never started.)
 #[tokio::test]
 async fn a_step_budget_that_runs_out_in_the_middle_of_a_fan_out_starts_none_of_it() {
-    let drive = Drive::new().unwrap();
+    let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut builder = drive_flow::DriveBuilder::new();
+    let wide = builder.event("wide", || async {});
+    for listener in 0..6 {
+        let ran = ran.clone();
+        let handle = builder.event(format!("l{listener}"), move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+            async {}
+        });
+        builder.listen(handle, drive_flow::Group::new([wide]));
+    }
+    let drive = builder.build().unwrap();
     for inline in [true, false] {
         for cap in [None, Some(2)] {
-            budget_fan_out::RAN.store(0, Ordering::SeqCst);
-            let invoke = drive.invoke(budget_fan_out::wide).max_steps(3);
+            ran.store(0, Ordering::SeqCst);
+            let invoke = drive.invoke(wide).max_steps(3);
             let invoke = if inline { invoke.inline() } else { invoke };
             let invoke = match cap {
                 Some(cap) => invoke.max_concurrency(cap),
@@ -242,7 +217,7 @@ async fn a_step_budget_that_runs_out_in_the_middle_of_a_fan_out_starts_none_of_i
             // Give a spawned listener, had one been spawned, the time to run.
             tokio::time::sleep(Duration::from_millis(50)).await;
             assert_eq!(
-                budget_fan_out::RAN.load(Ordering::SeqCst),
+                ran.load(Ordering::SeqCst),
                 0,
                 "inline: {inline}, cap: {cap:?}"
             );
@@ -1499,6 +1474,25 @@ async fn the_report_tells_how_often_each_event_ran_and_for_how_long() {
     assert!(text.lines().count() == 4, "{text}");
     assert!(text.contains(&id("report::lap")), "{text}");
 
+    // Inline too: an event started by a completion is queued in the run's task, with its
+    // entry among the events in flight, so that each of its runs is timed, not the first
+    // alone; one bar per event run.
+    let inline = Drive::new()
+        .unwrap()
+        .invoke(report::lap)
+        .inline()
+        .timed()
+        .await
+        .unwrap();
+    let inline_lap = inline.stats(report::lap);
+    assert_eq!((inline_lap.runs, inline_lap.attempts), (3, 3));
+    assert!(
+        inline_lap.total >= Duration::from_millis(90),
+        "{inline_lap:?}"
+    );
+    let gantt = inline.to_gantt();
+    assert_eq!(gantt.matches(" :t").count(), 4, "{gantt}");
+
     // Counts are kept for every run; times only for timed runs.
     let untimed = Drive::new().unwrap().invoke(report::lap).await.unwrap();
     assert_eq!(untimed.stats(report::lap).runs, 3);
@@ -1508,29 +1502,6 @@ async fn the_report_tells_how_often_each_event_ran_and_for_how_long() {
     assert_eq!(
         results.stats(per_event::chain_a),
         drive_flow::EventStats::default()
-    );
-}
-
-/// Inline, an event started by a completion is queued in the run's task, and given its
-/// entry among the events in flight there: each of its runs is timed, not only the first.
-#[tokio::test]
-async fn the_report_of_a_timed_inline_run_times_every_event_run() {
-    let results = Drive::new()
-        .unwrap()
-        .invoke(report::lap)
-        .inline()
-        .timed()
-        .await
-        .unwrap();
-    let lap = results.stats(report::lap);
-    assert_eq!((lap.runs, lap.attempts), (3, 3));
-    assert!(lap.total >= Duration::from_millis(90), "{lap:?}");
-    assert_eq!(results.stats(report::tally).runs, 1);
-    let gantt = results.to_gantt();
-    assert_eq!(
-        gantt.matches(" :t").count(),
-        4,
-        "one bar per event run, three of lap and one of tally:\n{gantt}"
     );
 }
 
