@@ -343,6 +343,14 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     // errors point at the functions, and so does a future that is not `Send`.
     // The crate's path too: its tokens would otherwise keep the span they were made with.
     let krate_at_name = respan(&krate, name.span());
+    // The call is made only for a function that takes a parameter (see `CallSource`).
+    let source = format_ident!("__drive_flow_source");
+    let take_call = (!event.params.is_empty()).then(|| {
+        quote_spanned! {name.span()=>
+            let mut #call = #krate_at_name::CallSource::__call(#source);
+            #krate_at_name::Call::__inputs(&mut #call, 0 #(+ #inputs)*);
+        }
+    });
     let event_impl = quote_spanned! {name.span()=>
         impl #krate_at_name::Event for #path {
             type Output = #output;
@@ -354,8 +362,8 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     let handler = quote_spanned! {name.span()=>
         let #handler_var = #krate_at_name::ErasedHandler::for_event(
             #path,
-            |mut #call: #krate_at_name::Call| {
-                #krate_at_name::Call::__inputs(&mut #call, 0 #(+ #inputs)*);
+            |#source: #krate_at_name::CallSource<'_>| {
+                #take_call
                 #(#extract)*
                 async move {
                     #(let #param_names = #param_names?;)*

@@ -188,7 +188,7 @@ macro_rules! __drive_flow_codec {
 pub mod __private {
     pub use crate::body::handler::ErasedHandler;
     pub use crate::body::param::{
-        one_context, Call, ContextNeed, EventParam, NoContext, OneContext, ParamError,
+        one_context, Call, CallSource, ContextNeed, EventParam, NoContext, OneContext, ParamError,
     };
     pub use crate::core::event::{EventKey, StaticEvent};
     pub use crate::core::flow::{into_flow, result_flow, result_into_flow, EventError};

@@ -11,7 +11,7 @@ use futures::FutureExt;
 use crate::body::child::is_child;
 use crate::body::emitter::is_emitter;
 use crate::body::param::{
-    is_context, is_inbox, is_input, Call, ContextNeed, EventParam, ParamError,
+    is_context, is_inbox, is_input, CallSource, ContextNeed, EventParam, ParamError,
 };
 use crate::body::task::{CallError, CallFuture, ErasedBody, Host, MakeBody, ReusedCall, Spawned};
 use crate::core::event::Event;
@@ -86,11 +86,12 @@ pub(crate) type Bodies = Arc<[Body]>;
 pub struct ErasedHandler(pub(crate) Arc<dyn ErasedBody>);
 
 impl ErasedHandler {
-    /// Erase a function of the call. The function extracts its own parameters.
+    /// Erase a function of the call's source. The function extracts its own parameters
+    /// (one with none leaves the call unmade).
     #[doc(hidden)]
     pub fn new<F, Fut, R>(body: F) -> Self
     where
-        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        F: Fn(CallSource<'_>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, ParamError>> + Send + 'static,
         R: IntoFlow,
     {
@@ -109,7 +110,7 @@ impl ErasedHandler {
     pub fn for_event<E, F, Fut>(_event: E, body: F) -> Self
     where
         E: Event,
-        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        F: Fn(CallSource<'_>) -> Fut + Send + Sync + 'static,
         Fut:
             Future<Output = Result<Result<Flow<E::Output>, BoxError>, ParamError>> + Send + 'static,
     {
@@ -123,8 +124,8 @@ impl ErasedHandler {
         }))
     }
 
-    /// One call, boxed.
-    pub(crate) fn call(&self, call: Call) -> CallFuture {
+    /// One call, boxed: its call made by `call` if the body takes a parameter.
+    pub(crate) fn call(&self, call: CallSource<'_>) -> CallFuture {
         self.0.call(call)
     }
 }
@@ -138,25 +139,25 @@ struct Typed<F, M> {
 
 impl<F, Fut, M> Typed<F, M>
 where
-    F: Fn(Call) -> Fut,
+    F: Fn(CallSource<'_>) -> Fut,
     Fut: Future,
     M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy,
 {
     #[inline]
-    fn future(&self, call: impl FnOnce() -> Call) -> Map<Fut, M> {
-        (self.body)(call()).map(self.output)
+    fn future(&self, call: CallSource<'_>) -> Map<Fut, M> {
+        (self.body)(call).map(self.output)
     }
 }
 
 impl<F, Fut, M> MakeBody for Typed<F, M>
 where
-    F: Fn(Call) -> Fut + Send + Sync + 'static,
+    F: Fn(CallSource<'_>) -> Fut + Send + Sync + 'static,
     Fut: Future + Send + 'static,
     M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy + Send + Sync + 'static,
 {
     type Future = Map<Fut, M>;
 
-    fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<Self::Future> {
+    fn make(body: &dyn ErasedBody, call: CallSource<'_>) -> Option<Self::Future> {
         let typed = body.as_any().downcast_ref::<Self>()?;
         Some(typed.future(call))
     }
@@ -164,16 +165,16 @@ where
 
 impl<F, Fut, M> ErasedBody for Typed<F, M>
 where
-    F: Fn(Call) -> Fut + Send + Sync + 'static,
+    F: Fn(CallSource<'_>) -> Fut + Send + Sync + 'static,
     Fut: Future + Send + 'static,
     M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy + Send + Sync + 'static,
 {
-    fn call(&self, call: Call) -> CallFuture {
-        self.future(|| call).boxed()
+    fn call(&self, call: CallSource<'_>) -> CallFuture {
+        self.future(call).boxed()
     }
 
-    fn call_in(&self, call: Call, boxed: &mut ReusedCall) {
-        boxed.set(self.future(|| call));
+    fn call_in(&self, call: CallSource<'_>, boxed: &mut ReusedCall) {
+        boxed.set(self.future(call));
     }
 
     fn spawn(
@@ -228,23 +229,46 @@ pub trait Handler<Args>: Send + Sync + 'static {
     fn context_needs() -> Vec<ContextNeed>;
 }
 
+/// A closure with no parameter: its call is never made, and its future holds the closure's
+/// own future alone.
+impl<F, Fut, R> Handler<()> for F
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: IntoFlow,
+{
+    type Output = R::Output;
+
+    fn into_erased(self) -> ErasedHandler {
+        ErasedHandler::new(move |_: CallSource<'_>| {
+            let future = (self)();
+            async move { Ok::<_, ParamError>(future.await) }
+        })
+    }
+
+    fn context_needs() -> Vec<ContextNeed> {
+        Vec::new()
+    }
+}
+
 macro_rules! closure_handler {
-    ($($param:ident),*) => {
-        impl<F, Fut, R, $($param),*> Handler<($($param,)*)> for F
+    ($($param:ident),+) => {
+        impl<F, Fut, R, $($param),+> Handler<($($param,)+)> for F
         where
-            F: Fn($($param),*) -> Fut + Send + Sync + 'static,
+            F: Fn($($param),+) -> Fut + Send + Sync + 'static,
             Fut: Future<Output = R> + Send + 'static,
             R: IntoFlow,
-            $($param: EventParam,)*
+            $($param: EventParam,)+
         {
             type Output = R::Output;
 
-            #[allow(non_snake_case, unused_variables, clippy::redundant_closure_call)]
+            #[allow(non_snake_case, clippy::redundant_closure_call)]
             fn into_erased(self) -> ErasedHandler {
-                ErasedHandler::new(move |mut call: Call| {
-                    call.__inputs(0 $(+ $param::INPUTS)*);
-                    let params = (|| Ok::<_, ParamError>(($($param::from_call(&mut call)?,)*)))();
-                    let future = params.map(|($($param,)*)| (self)($($param),*));
+                ErasedHandler::new(move |source: CallSource<'_>| {
+                    let mut call = source.__call();
+                    call.__inputs(0 $(+ $param::INPUTS)+);
+                    let params = (|| Ok::<_, ParamError>(($($param::from_call(&mut call)?,)+)))();
+                    let future = params.map(|($($param,)+)| (self)($($param),+));
                     async move {
                         match future {
                             Ok(future) => Ok(future.await),
@@ -255,13 +279,12 @@ macro_rules! closure_handler {
             }
 
             fn context_needs() -> Vec<ContextNeed> {
-                let needs: Vec<Option<ContextNeed>> = vec![$($param::context_need()),*];
+                let needs: Vec<Option<ContextNeed>> = vec![$($param::context_need()),+];
                 needs.into_iter().flatten().collect()
             }
         }
     };
 }
-closure_handler!();
 closure_handler!(A);
 closure_handler!(A, B);
 closure_handler!(A, B, C);
@@ -271,6 +294,7 @@ mod tests {
     use std::mem::size_of;
 
     use super::*;
+    use crate::body::param::{Call, CallOnce};
     use crate::body::task::{Boxed, EventTask};
 
     /// The size of the task of a body, and of the body's own future.
@@ -283,7 +307,7 @@ mod tests {
         // What a task holds per event beside its body's own future (and tokio's header):
         // keep it small. A trivial body, typed as `ErasedHandler::new` types it:
         let trivial = Typed {
-            body: |_: Call| async { Ok::<(), ParamError>(()) },
+            body: |_: CallSource<'_>| async { Ok::<(), ParamError>(()) },
             output: |returned: Result<(), ParamError>| match returned {
                 Ok(value) => value.into_flow().map(erase).map_err(CallError::Failed),
                 Err(param) => Err(CallError::Param(param)),
@@ -303,5 +327,32 @@ mod tests {
         // The call, moved into every body: its links to the run are boxed together (three
         // in place made it 200 bytes).
         assert!(size_of::<Call>() <= 96);
+    }
+
+    /// Call `handler` once with a source that counts the calls it makes; what the body
+    /// returned, and how many calls were made.
+    fn call_counting<Args>(handler: impl Handler<Args>) -> (Option<ErasedFlow>, usize) {
+        let mut made = 0;
+        let mut call = CallOnce::new(|| {
+            made += 1;
+            Call::new(EventInput::from_input(7_u32), None, None)
+        });
+        let future = handler.into_erased().call(CallSource::new(&mut call));
+        drop(call);
+        let flow = futures::executor::block_on(future).ok();
+        (flow, made)
+    }
+
+    #[test]
+    fn a_body_makes_its_call_only_if_it_takes_a_parameter() {
+        let (flow, made) = call_counting(|| async { Flow::from(1_u8) });
+        assert_eq!(made, 0, "a body without parameters made its call");
+        assert!(matches!(flow, Some(Flow::Value(ref v)) if v.downcast_ref::<u8>() == Some(&1)));
+
+        let (flow, made) = call_counting(|input: EventInput| async move {
+            Flow::from(input.user::<u32>().copied().unwrap_or(0))
+        });
+        assert_eq!(made, 1);
+        assert!(matches!(flow, Some(Flow::Value(ref v)) if v.downcast_ref::<u32>() == Some(&7)));
     }
 }

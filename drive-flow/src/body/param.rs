@@ -88,6 +88,50 @@ impl Call {
     }
 }
 
+/// Where the body of one event takes its [`Call`] from: made only when the body asks for it,
+/// which a body with no parameter never does (most small bodies have none, and would build
+/// the call, and drop it, for nothing). Generated code only.
+#[doc(hidden)]
+pub struct CallSource<'a>(&'a mut dyn MakeCall);
+
+impl<'a> CallSource<'a> {
+    /// A source that makes its call with `make` (if asked).
+    pub(crate) fn new(make: &'a mut dyn MakeCall) -> Self {
+        CallSource(make)
+    }
+
+    /// The call, for a body that takes a parameter. Generated code only.
+    #[doc(hidden)]
+    pub fn __call(self) -> Call {
+        self.0.make_call()
+    }
+}
+
+/// What makes the call of a [`CallSource`], once.
+pub(crate) trait MakeCall {
+    fn make_call(&mut self) -> Call;
+}
+
+/// A call made by a closure, the first time it is asked for (a source gives it once). The
+/// closure holds the event's input: not asked, the input is dropped with it.
+pub(crate) struct CallOnce<F>(Option<F>);
+
+impl<F: FnOnce() -> Call> CallOnce<F> {
+    pub(crate) fn new(make: F) -> Self {
+        CallOnce(Some(make))
+    }
+}
+
+impl<F: FnOnce() -> Call> MakeCall for CallOnce<F> {
+    fn make_call(&mut self) -> Call {
+        match self.0.take() {
+            Some(make) => make(),
+            // A source is consumed by the one call it gives: not reached.
+            None => Call::new(EventInput::start(), None, None),
+        }
+    }
+}
+
 /// Why a parameter could not be provided.
 #[doc(hidden)]
 #[derive(Debug)]

@@ -18,7 +18,7 @@ use tokio_util::sync::ReusableBoxFuture;
 use tracing::instrument::Instrumented;
 use tracing::Instrument;
 
-use crate::body::param::{Call, ParamError};
+use crate::body::param::{Call, CallOnce, CallSource, ParamError};
 use crate::core::error::Error;
 use crate::core::flow::{BoxError, ErasedFlow};
 use crate::core::graph::NodeId;
@@ -43,12 +43,12 @@ pub(crate) type Attempts = (u32, Result<ErasedFlow, Error>);
 /// An event body with its parameters and return type erased: a boxed call for whoever
 /// needs one, and the spawn of a task that holds the body's own future.
 pub(crate) trait ErasedBody: Send + Sync + 'static {
-    /// One call, boxed.
-    fn call(&self, call: Call) -> CallFuture;
+    /// One call, boxed (its call made by `call` if the body takes a parameter).
+    fn call(&self, call: CallSource<'_>) -> CallFuture;
 
     /// One call, in `boxed`: its allocation is reused if the last future it held has the
     /// layout of this body's (that future, which has ended, is dropped now).
-    fn call_in(&self, call: Call, boxed: &mut ReusedCall);
+    fn call_in(&self, call: CallSource<'_>, boxed: &mut ReusedCall);
 
     /// Spawn the task of one event of this body on `runtime` (not joined: the host stops
     /// it through [`Host::cancelled`] and the waker it registers).
@@ -70,10 +70,10 @@ pub(crate) trait MakeBody: 'static {
     /// The body's future, held in the task.
     type Future: Future<Output = Result<ErasedFlow, CallError>> + Send + 'static;
 
-    /// The body's future for the call `call` makes (made as the body's argument: a call
-    /// is large, and is not copied on the way); `None` if `body` is not of this type (a
-    /// task is only spawned by its own body, so this does not happen).
-    fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<Self::Future>;
+    /// The body's future for the call `call` makes, if the body takes a parameter (made
+    /// only then: a call is large, and most small bodies take nothing); `None` if `body` is
+    /// not of this type (a task is only spawned by its own body, so this does not happen).
+    fn make(body: &dyn ErasedBody, call: CallSource<'_>) -> Option<Self::Future>;
 }
 
 /// The future of one call of an event body in a box that the next call can reuse: an
@@ -94,9 +94,9 @@ pub(crate) struct Boxed;
 impl MakeBody for Boxed {
     type Future = ReusedCall;
 
-    fn make(body: &dyn ErasedBody, call: impl FnOnce() -> Call) -> Option<ReusedCall> {
+    fn make(body: &dyn ErasedBody, call: CallSource<'_>) -> Option<ReusedCall> {
         let mut boxed = empty_call();
-        body.call_in(call(), &mut boxed);
+        body.call_in(call, &mut boxed);
         Some(boxed)
     }
 }
@@ -292,7 +292,8 @@ fn begin<B: MakeBody, H: Host + ?Sized>(
         let _entered = span.enter();
         // Under `catch_unwind`: a closure may panic before its future exists.
         std::panic::catch_unwind(AssertUnwindSafe(|| {
-            B::make(body, || host.call(key, node, input))
+            let mut call = CallOnce::new(|| host.call(key, node, input));
+            B::make(body, CallSource::new(&mut call))
         }))
     };
     match made {
@@ -426,7 +427,8 @@ impl EventTask<Boxed> {
             // Under `catch_unwind`: a closure may panic before its future exists, and a
             // body may panic in its poll.
             std::panic::catch_unwind(AssertUnwindSafe(|| {
-                body.call_in(host.call(key, node, input), boxed);
+                let mut call = CallOnce::new(|| host.call(key, node, input));
+                body.call_in(CallSource::new(&mut call), boxed);
                 boxed.poll(cx)
             }))
         };

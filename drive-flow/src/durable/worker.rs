@@ -28,7 +28,7 @@ use super::task_input;
 use super::trace_context;
 use crate::body::child::CHILD_PARAM;
 use crate::body::inbox::{CallRef, InboxLink};
-use crate::body::param::{is_context, Call, Links, ParamError};
+use crate::body::param::{is_context, Call, CallOnce, CallSource, Links, ParamError};
 use crate::body::task::CallError;
 use crate::core::flow::ErasedFlow;
 use crate::core::options::EventOptions;
@@ -578,11 +578,13 @@ async fn run_claimed(
             child: None,
         })
     });
-    let call = Call::new(input, context, links);
+    let mut call = CallOnce::new(|| Call::new(input, context, links));
     // A body (a builder's closure) may panic when called, before its future exists: that
     // is its panic too, settled as one.
     let made = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        index.bodies[node as usize].handler.call(call)
+        index.bodies[node as usize]
+            .handler
+            .call(CallSource::new(&mut call))
     }));
     let name = task.event.clone();
     let body = async move {

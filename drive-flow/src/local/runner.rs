@@ -34,7 +34,7 @@ use crate::body::child::{ChildHost, ChildLink, ChildRequest};
 use crate::body::emitter::{EmitLink, EmitSink, Emitted};
 use crate::body::handler::{Bodies, Body};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
-use crate::body::param::{is_checked, is_inbox, Call, Links, ParamError};
+use crate::body::param::{is_checked, is_inbox, Call, CallOnce, CallSource, Links, ParamError};
 use crate::body::task::{
     empty_call, Attempts, Begun, Boxed, CallError, Caught, Ended, EventTask, FirstPoll, Host,
     ReusedCall,
@@ -1896,9 +1896,10 @@ async fn with_options(
     let task_id = input.task_id;
     let mut attempt = 1;
     loop {
-        let call = shared.new_call(key, node_id, input.clone());
         let handler = &shared.bodies[node_id as usize].handler;
-        let body = async { handler.call(call).await };
+        // Each attempt gets the same input (a clone, made only for a body that takes it).
+        let mut call = CallOnce::new(|| shared.new_call(key, node_id, input.clone()));
+        let body = async { handler.call(CallSource::new(&mut call)).await };
         let caught = AssertUnwindSafe(body).catch_unwind();
         let span = tracing::info_span!("attempt", attempt = i64::from(attempt));
         let result = match options.timeout {
