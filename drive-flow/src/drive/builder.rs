@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::body::handler::{Body, ErasedHandler, Handler};
-use crate::body::param::{is_checked, ContextNeed};
+use crate::body::param::{is_checked, is_input, ContextNeed};
 use crate::core::error::BuildError;
 use crate::core::event::{Event, EventKey, EventRef, Handle, StaticEvent};
 use crate::core::graph::cells::CellsPool;
@@ -408,6 +408,7 @@ impl DriveBuilder {
                 name,
                 retrigger: group.retrigger,
                 slots: start..slots.len() as u32,
+                results_read: specs[group.listener as usize].needs.iter().any(is_input),
             });
         }
         drop(kept);

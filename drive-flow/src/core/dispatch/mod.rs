@@ -156,6 +156,14 @@ pub(crate) trait DispatchState {
     fn record(&mut self, node: NodeId, latest: Latest);
     /// A fresh task id for an event the completion starts.
     fn task_id(&mut self) -> u64;
+    /// Whether the inputs of `group`'s listener carry their results: an in-process run
+    /// leaves them out for a body that does not read them (no `EventInput` parameter:
+    /// nothing else reads them), and its joins' results are then not collected; a durable
+    /// run stores every input whole.
+    fn hands_results(&self, group: &GroupInfo) -> bool {
+        let _ = group;
+        true
+    }
     /// Count a goto jump from `source` to `target`, for the pictures of the run (a state
     /// that draws none ignores it).
     fn goto_jumped(&mut self, source: NodeId, target: NodeId) {
@@ -209,7 +217,9 @@ pub(crate) fn complete<S: DispatchState>(
             // One member: it fires on every value, and needs no state.
             if let Latest::Value(value) = &latest {
                 let task_id = state.task_id();
-                push_start(starts, group.listener, origin, task_id, || one(value));
+                let results = state.hands_results(group);
+                let entries = || if results { one(value) } else { Entries::Empty };
+                push_start(starts, group.listener, origin, task_id, entries);
             }
         } else if let Some(entries) = state.member_completed(graph, group_id, slot, node, &latest) {
             let task_id = state.task_id();
@@ -266,7 +276,7 @@ mod tests {
     use crate::core::flow::{erase, Flow};
     use crate::core::graph::cells::{TaskCells, Writers};
     use crate::core::graph::Retrigger;
-    use crate::core::input::{Behavior, OutcomeKind};
+    use crate::core::input::{Behavior, EventInput, OutcomeKind};
     use crate::drive::builder::{DriveBuilder, Group};
 
     /// One result of a started event's input: member name, outcome kind, `i32` value.
@@ -311,9 +321,10 @@ mod tests {
         (event.to_string(), OutcomeKind::Abort, None)
     }
 
-    /// An event producing `i32`; its body is never called here.
+    /// An event producing `i32`; its body is never called here. It takes its input: its
+    /// starts carry their results.
     fn event(builder: &mut DriveBuilder, name: &str) -> Handle<i32> {
-        builder.event(name, || async { Flow::from(0) })
+        builder.event(name, |_: EventInput| async { Flow::from(0) })
     }
 
     /// A run state over a built graph, fed completions by hand.
@@ -565,6 +576,48 @@ mod tests {
             run.value(a, 9),
             [dispatch("c", "0", &[value("a", 9), value("x", 8)])]
         );
+    }
+
+    #[test]
+    fn a_listener_that_does_not_read_its_input_gets_no_results_and_its_joins_fire_as_before() {
+        for keeping in [false, true] {
+            let mut b = DriveBuilder::new();
+            let a = event(&mut b, "a");
+            let x = event(&mut b, "x");
+            // Bodies without an `EventInput` parameter: a one-member listener and an `all`
+            // join; `c` reads its input.
+            let one = b.event("one", || async { Flow::from(0) });
+            let join = b.event("join", || async { Flow::from(0) });
+            let c = event(&mut b, "c");
+            b.listen(one, Group::new([a]));
+            b.listen(join, Group::new([a, x]).retrigger(Retrigger::All));
+            b.listen(c, Group::new([a, x]).retrigger(Retrigger::All));
+            let mut run = if keeping {
+                Run::keeping(b)
+            } else {
+                Run::new(b)
+            };
+
+            assert_eq!(run.value(a, 1), [dispatch("one", "0", &[])]);
+            assert_eq!(
+                run.value(x, 2),
+                [
+                    dispatch("join", "0", &[]),
+                    dispatch("c", "0", &[value("a", 1), value("x", 2)]),
+                ]
+            );
+            // The join without results still marks its members delivered: it fires again
+            // only once both are fresh, as `c` does.
+            assert_eq!(run.value(a, 3), [dispatch("one", "0", &[])]);
+            assert_eq!(
+                run.value(x, 4),
+                [
+                    dispatch("join", "0", &[]),
+                    dispatch("c", "0", &[value("a", 3), value("x", 4)]),
+                ]
+            );
+            assert_eq!(run.value(x, 5), []);
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::{complete, fires, DispatchState, EventRun, Member, Starts};
 use crate::core::error::Error;
 use crate::core::flow::ErasedFlow;
 use crate::core::graph::cells::{Cells, GroupState, NodeCell, Outcome, TaskCells, Writers};
-use crate::core::graph::{Graph, GroupId, NodeId};
+use crate::core::graph::{Graph, GroupId, GroupInfo, NodeId};
 use crate::core::input::{Entries, Entry, EventInput, Latest};
 use crate::core::lock::lock;
 use crate::core::trace::RunTrace;
@@ -229,6 +229,7 @@ impl DispatchState for Shared<'_> {
         let cells = &self.run.cells;
         // A group handed here has two or more members, so it has a cell.
         let join = graph.cells.join(group_id)?;
+        let results = self.hands_results(group);
         let mut guard;
         let state = match self.kept.as_deref_mut() {
             // Kept by the run's task: no lock.
@@ -255,6 +256,12 @@ impl DispatchState for Shared<'_> {
         if !fires(group, ready, delivered, member) {
             return None;
         }
+        if !results {
+            for slot in slots.iter_mut() {
+                slot.delivered = true;
+            }
+            return Some(Entries::Empty);
+        }
         // Every member has completed, so each has a latest outcome; an exact-size iterator
         // lets the results be allocated once.
         Some(Entries::collect(
@@ -269,6 +276,10 @@ impl DispatchState for Shared<'_> {
                     }
                 }),
         ))
+    }
+
+    fn hands_results(&self, group: &GroupInfo) -> bool {
+        group.results_read
     }
 
     fn record(&mut self, node: NodeId, latest: Latest) {

@@ -83,6 +83,10 @@ pub(crate) struct GroupInfo {
     pub(crate) retrigger: Retrigger,
     /// Positions of the members in [`Graph::slots`].
     pub(crate) slots: Range<u32>,
+    /// Whether the listener's body reads the results of its input (it takes an
+    /// `EventInput`): an in-process run hands a body that does not an input without them
+    /// (see `DispatchState::hands_results`).
+    pub(crate) results_read: bool,
 }
 
 /// A built, validated, indexed graph. Immutable and shared by every run.
