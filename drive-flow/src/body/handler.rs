@@ -13,7 +13,7 @@ use crate::body::emitter::is_emitter;
 use crate::body::param::{
     is_context, is_inbox, is_input, CallSource, ContextNeed, EventParam, ParamError,
 };
-use crate::body::task::{CallError, CallFuture, ErasedBody, Host, MakeBody, ReusedCall, Spawned};
+use crate::body::task::{CallBoxes, CallError, CallFuture, ErasedBody, Host, MakeBody, Spawned};
 use crate::core::event::Event;
 use crate::core::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
 use crate::core::graph::NodeId;
@@ -173,8 +173,8 @@ where
         self.future(call).boxed()
     }
 
-    fn call_in(&self, call: CallSource<'_>, boxed: &mut ReusedCall) {
-        boxed.set(self.future(call));
+    fn call_in(&self, call: CallSource<'_>, boxes: &mut CallBoxes) {
+        boxes.set(self.future(call));
     }
 
     fn spawn(
@@ -333,12 +333,14 @@ mod tests {
     /// returned, and how many calls were made.
     fn call_counting<Args>(handler: impl Handler<Args>) -> (Option<ErasedFlow>, usize) {
         let mut made = 0;
-        let mut call = CallOnce::new(|| {
-            made += 1;
-            Call::new(EventInput::from_input(7_u32), None, None)
-        });
-        let future = handler.into_erased().call(CallSource::new(&mut call));
-        drop(call);
+        // The body's future holds nothing of the source: it outlives it.
+        let future = {
+            let mut call = CallOnce::new(|| {
+                made += 1;
+                Call::new(EventInput::from_input(7_u32), None, None)
+            });
+            handler.into_erased().call(CallSource::new(&mut call))
+        };
         let flow = futures::executor::block_on(future).ok();
         (flow, made)
     }
