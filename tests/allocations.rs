@@ -1,7 +1,7 @@
 //! Issue 12's allocation target: on the hot path of a run with no join and no goto, a
 //! spawned event makes one allocation, its tokio task (which holds the body's own future);
 //! an inline event that ends at its first poll makes none (its body's future is made in the
-//! box the event before it used). Counted by this test binary's allocator around one run;
+//! box an event before it used, whose body's future had the same layout). Counted by this test binary's allocator around one run;
 //! one test in the binary, so that nothing else allocates meanwhile.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -92,6 +92,38 @@ fn an_event_without_join_or_goto_is_one_allocation_spawned_and_none_inline() {
     assert!(
         per_event <= 0.02,
         "inline chain: {per_event} allocations per event"
+    );
+
+    // A chain of three kinds of body taking turns, whose futures have three layouts (what
+    // each closure captures): inline, each kind reuses its own box.
+    let mut builder = DriveBuilder::new();
+    let start = builder.event("k0", || async {});
+    let mut prev = start;
+    for i in 1..EVENTS {
+        let name = format!("k{i}");
+        let next = match i % 3 {
+            0 => builder.event(name, || async {}),
+            1 => {
+                let small = [1_u64; 4];
+                builder.event(name, move || async move {
+                    std::hint::black_box(small);
+                })
+            }
+            _ => {
+                let large = [2_u64; 16];
+                builder.event(name, move || async move {
+                    std::hint::black_box(large);
+                })
+            }
+        };
+        builder.listen(next, Group::new([prev]));
+        prev = next;
+    }
+    let kinds = builder.build().expect("chain of three kinds builds");
+    let per_event = allocs_per_event(&rt, &kinds, start, true);
+    assert!(
+        per_event <= 0.02,
+        "inline chain of three kinds of body: {per_event} allocations per event"
     );
 
     // A fan-out: one start, every other event listening to it.

@@ -4,6 +4,7 @@
 //! [`Host`]; the body, through [`ErasedBody`] (implemented by the typed bodies of
 //! [`handler`](crate::body::handler)).
 
+use std::alloc::Layout;
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -46,9 +47,10 @@ pub(crate) trait ErasedBody: Send + Sync + 'static {
     /// One call, boxed (its call made by `call` if the body takes a parameter).
     fn call(&self, call: CallSource<'_>) -> CallFuture;
 
-    /// One call, in `boxed`: its allocation is reused if the last future it held has the
-    /// layout of this body's (that future, which has ended, is dropped now).
-    fn call_in(&self, call: CallSource<'_>, boxed: &mut ReusedCall);
+    /// One call, made the current one of `boxes` (in a box kept for the layout of this
+    /// body's future, whose allocation is reused: the future it held, which has ended, is
+    /// dropped now).
+    fn call_in(&self, call: CallSource<'_>, boxes: &mut CallBoxes);
 
     /// Spawn the task of one event of this body on `runtime` (not joined: the host stops
     /// it through [`Host::cancelled`] and the waker it registers).
@@ -76,15 +78,100 @@ pub(crate) trait MakeBody: 'static {
     fn make(body: &dyn ErasedBody, call: CallSource<'_>) -> Option<Self::Future>;
 }
 
-/// The future of one call of an event body in a box that the next call can reuse: an
-/// inline run makes every event's body in the same box, which allocates again only when a
-/// body's future has another size or alignment than the last one's (or the last one went
-/// pending, and took the box with it).
+/// The future of one call of an event body in a box that the next call can reuse (if its
+/// future has the same size and alignment: see [`CallBoxes`]).
 pub(crate) type ReusedCall = ReusableBoxFuture<'static, Result<ErasedFlow, CallError>>;
 
 /// A box for the next call, empty: the first call allocates.
 pub(crate) fn empty_call() -> ReusedCall {
     ReusableBoxFuture::new(std::future::pending())
+}
+
+/// How many layouts of body futures [`CallBoxes`] keeps a box for.
+const CALL_BOXES: usize = 4;
+
+/// The boxes an inline run makes its events' bodies in: one per layout (size and
+/// alignment) of body future, for the last [`CALL_BOXES`] layouts made, so that events of
+/// different bodies taking turns (a loop of two events, a pipeline of a few kinds) reuse
+/// their boxes rather than allocate one each time (a box is reused only for a future of its
+/// layout). Most inline events end at their first poll and leave their box here; one that
+/// goes pending takes its box with it.
+pub(crate) struct CallBoxes {
+    /// The layout each box was made for, as [`layout_key`] packs it (apart from the boxes:
+    /// looked through on every call).
+    layouts: [u64; CALL_BOXES],
+    boxes: [ReusedCall; CALL_BOXES],
+    /// The box to give a new layout (the oldest one given).
+    next: usize,
+    /// The box of the last call made.
+    last: usize,
+}
+
+/// A layout packed in one word, compared at once: size, then alignment.
+const fn layout_key(layout: Layout) -> u64 {
+    ((layout.size() as u64) << 32) | layout.align() as u64
+}
+
+/// The layout of an empty box (that of `std::future::Pending`).
+const EMPTY: u64 = layout_key(Layout::new::<()>());
+
+impl Default for CallBoxes {
+    fn default() -> Self {
+        CallBoxes {
+            layouts: [EMPTY; CALL_BOXES],
+            boxes: std::array::from_fn(|_| empty_call()),
+            next: 0,
+            last: 0,
+        }
+    }
+}
+
+impl CallBoxes {
+    /// Make `future` the last call, in the box kept for its layout (its allocation reused:
+    /// the future it held, which has ended, is dropped now), or else in the oldest box
+    /// given (which reallocates).
+    #[inline]
+    pub(crate) fn set<F>(&mut self, future: F)
+    where
+        F: Future<Output = Result<ErasedFlow, CallError>> + Send + 'static,
+    {
+        const { assert!(CALL_BOXES.is_power_of_two()) };
+        let key = const { layout_key(Layout::new::<F>()) };
+        // Most calls have the layout of the last one.
+        let mut at = self.last % CALL_BOXES;
+        if self.layouts[at] != key {
+            at = self.find(key);
+            self.last = at;
+        }
+        self.boxes[at].set(future);
+    }
+
+    /// The box for a future of layout `key`, the last call having had another layout: the
+    /// one kept for it, or else the oldest one given.
+    #[cold]
+    #[inline(never)]
+    fn find(&mut self, key: u64) -> usize {
+        if let Some(at) = self.layouts.iter().position(|&kept| kept == key) {
+            return at;
+        }
+        let at = self.next % CALL_BOXES;
+        self.next = at + 1;
+        self.layouts[at] = key;
+        at
+    }
+
+    /// The future of the last call.
+    pub(crate) fn last(&mut self) -> &mut ReusedCall {
+        &mut self.boxes[self.last % CALL_BOXES]
+    }
+
+    /// The box of the last call, for an event that keeps its body (it went pending) or
+    /// drops it now (it panicked): an empty box takes its place.
+    pub(crate) fn take_last(&mut self) -> ReusedCall {
+        let at = self.last % CALL_BOXES;
+        self.layouts[at] = EMPTY;
+        std::mem::replace(&mut self.boxes[at], empty_call())
+    }
 }
 
 /// Any body, boxed: the task of an event run inside the run's own task
@@ -95,9 +182,9 @@ impl MakeBody for Boxed {
     type Future = ReusedCall;
 
     fn make(body: &dyn ErasedBody, call: CallSource<'_>) -> Option<ReusedCall> {
-        let mut boxed = empty_call();
-        body.call_in(call, &mut boxed);
-        Some(boxed)
+        let mut boxes = CallBoxes::default();
+        body.call_in(call, &mut boxes);
+        Some(boxes.take_last())
     }
 }
 
@@ -382,9 +469,10 @@ pub(crate) enum FirstPoll {
 }
 
 impl EventTask<Boxed> {
-    /// Start an inline event and poll it once, in the run's task: its body is made in
-    /// `boxed`, whose allocation the last event that ended this way left there (most
-    /// inline events end at their first poll, and then allocate nothing here). One that
+    /// Start an inline event and poll it once, in the run's task: its body is made in the
+    /// box of `boxes` for its layout, whose allocation the last event of that layout that
+    /// ended this way left there (most inline events end at their first poll, and then
+    /// allocate nothing here). One that
     /// ends is handed to `complete` here, made in place (returned, its 88 bytes would be
     /// copied on the way, right after they were written: a store forwarding stall). One
     /// that goes pending takes the box with it, into its task, and leaves an empty one;
@@ -394,7 +482,7 @@ impl EventTask<Boxed> {
     #[allow(clippy::too_many_arguments)] // one event's parts, and where it goes
     pub(crate) fn start_inline<H: Host + ?Sized>(
         host: &H,
-        boxed: &mut ReusedCall,
+        boxes: &mut CallBoxes,
         key: usize,
         node: NodeId,
         input: EventInput,
@@ -428,14 +516,14 @@ impl EventTask<Boxed> {
             // body may panic in its poll.
             std::panic::catch_unwind(AssertUnwindSafe(|| {
                 let mut call = CallOnce::new(|| host.call(key, node, input));
-                body.call_in(CallSource::new(&mut call), boxed);
-                boxed.poll(cx)
+                body.call_in(CallSource::new(&mut call), boxes);
+                boxes.last().poll(cx)
             }))
         };
         let caught = match caught {
             Ok(Poll::Ready(output)) => Ok(output),
             Ok(Poll::Pending) => {
-                let body = std::mem::replace(boxed, empty_call());
+                let body = boxes.take_last();
                 return FirstPoll::Pending(EventTask {
                     key,
                     node,
@@ -445,7 +533,7 @@ impl EventTask<Boxed> {
             }
             Err(panic) => {
                 // What panicked is dropped now, as a panicked event's task drops it.
-                drop(std::mem::replace(boxed, empty_call()));
+                drop(boxes.take_last());
                 Err(panic)
             }
         };

@@ -36,8 +36,7 @@ use crate::body::handler::{Bodies, Body};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
 use crate::body::param::{is_checked, is_inbox, Call, CallOnce, CallSource, Links, ParamError};
 use crate::body::task::{
-    empty_call, Attempts, Begun, Boxed, CallError, Caught, Ended, EventTask, FirstPoll, Host,
-    ReusedCall,
+    Attempts, Begun, Boxed, CallBoxes, CallError, Caught, Ended, EventTask, FirstPoll, Host,
 };
 use crate::core::dispatch::{RunState, Start, Starts};
 use crate::core::error::Error;
@@ -500,8 +499,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     // through the run's state (`Inner::inline`), and are taken from there. And their
     // outcomes and their joins' states, kept here rather than in the run's cells.
     let mut task = TaskState::default();
-    // The box the next inline event's body is made in (see [`EventTask::start_inline`]).
-    let mut boxed = empty_call();
+    // The boxes inline events' bodies are made in (see [`EventTask::start_inline`]).
+    let mut boxes = CallBoxes::default();
     if shared.inline {
         // With the run's cells: its memory is that of an earlier run's task. And the
         // thread's scratch space (a wide fan-out's starts would grow a new one every run).
@@ -559,7 +558,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
                 }
                 let budget = INLINE_BUDGET.saturating_sub(ended_in_a_row);
                 ended_in_a_row +=
-                    start_inline(&shared, &mut task, &mut boxed, &mut in_task, budget, cx);
+                    start_inline(&shared, &mut task, &mut boxes, &mut in_task, budget, cx);
                 progressed = true;
             }
             if !in_task.is_empty() {
@@ -747,7 +746,7 @@ const INLINE_BUDGET: u32 = 128;
 fn start_inline<'run>(
     shared: &'run Arc<Shared>,
     task: &mut TaskState,
-    boxed: &mut ReusedCall,
+    boxes: &mut CallBoxes,
     in_task: &mut InlineEvents<'run>,
     budget: u32,
     cx: &mut std::task::Context<'_>,
@@ -769,7 +768,7 @@ fn start_inline<'run>(
         // completed here, its outcome kept in `task`.
         let first = EventTask::<Boxed>::start_inline(
             &**shared,
-            boxed,
+            boxes,
             key,
             start.node,
             start.input,
