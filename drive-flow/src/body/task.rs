@@ -137,27 +137,17 @@ impl CallBoxes {
     {
         const { assert!(CALL_BOXES.is_power_of_two()) };
         let key = const { layout_key(Layout::new::<F>()) };
-        // Most calls have the layout of the last one.
-        let mut at = self.last % CALL_BOXES;
-        if self.layouts[at] != key {
-            at = self.find(key);
-            self.last = at;
-        }
+        let at = match self.layouts.iter().position(|&kept| kept == key) {
+            Some(at) => at,
+            None => {
+                let at = self.next % CALL_BOXES;
+                self.next = at + 1;
+                self.layouts[at] = key;
+                at
+            }
+        };
+        self.last = at;
         self.boxes[at].set(future);
-    }
-
-    /// The box for a future of layout `key`, the last call having had another layout: the
-    /// one kept for it, or else the oldest one given.
-    #[cold]
-    #[inline(never)]
-    fn find(&mut self, key: u64) -> usize {
-        if let Some(at) = self.layouts.iter().position(|&kept| kept == key) {
-            return at;
-        }
-        let at = self.next % CALL_BOXES;
-        self.next = at + 1;
-        self.layouts[at] = key;
-        at
     }
 
     /// The future of the last call.

@@ -36,7 +36,8 @@ use crate::body::handler::{Bodies, Body};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
 use crate::body::param::{is_checked, is_inbox, Call, CallOnce, CallSource, Links, ParamError};
 use crate::body::task::{
-    Attempts, Begun, Boxed, CallBoxes, CallError, Caught, Ended, EventTask, FirstPoll, Host,
+    Attempt, Attempts, Begun, Boxed, CallBoxes, CallError, Caught, Ended, EventTask, FirstPoll,
+    Host,
 };
 use crate::core::dispatch::{RunState, Start, Starts};
 use crate::core::error::Error;
@@ -1289,23 +1290,33 @@ impl Shared {
     /// queue takes what the completion starts, its cells the event's outcome and the state
     /// of the joins it is a member of.
     fn complete(self: &Arc<Self>, ended: Ended, kept: Option<&mut TaskState>) {
-        let Ended {
-            key,
-            node,
-            attempts,
-            result,
-        } = ended;
-        // The one clock read of a timed event: its end, and the start of what it triggers.
-        let ended = self.timed.then(Instant::now);
+        match kept {
+            Some(task) if self.inline && !self.locked => self.complete_in_task(ended, task),
+            kept => self.complete_shared(ended, kept),
+        }
+    }
+
+    /// Record how an event ended: its entry among the run's tasks, its retries, its run on
+    /// a timed run's timeline, its metrics. `ended`: when, if the run is timed. Its task id
+    /// and time in flight (zero unless timed), or `None` once the run is over: its counts
+    /// are no longer kept (an event woken from its `Inbox` as the run closed ends without
+    /// taking its slot back).
+    #[inline(always)] // (called on every completion: a call of its own cost a tenth of one)
+    fn record_end(
+        &self,
+        key: usize,
+        node: NodeId,
+        attempts: u32,
+        result: &Attempt,
+        ended: Option<Instant>,
+    ) -> Option<(u64, Duration)> {
         let task = if key == UNTRACKED {
             None
         } else {
             self.tasks.remove(key)
         };
-        // Once the run is over its counts are no longer kept (an event woken from its
-        // `Inbox` as the run closed ends without taking its slot back): checked first.
         if self.is_over() {
-            return;
+            return None;
         }
         let (task_id, elapsed, began) = task.map_or((0, Duration::ZERO, None), |task| {
             let elapsed = match (ended, task.began) {
@@ -1314,16 +1325,16 @@ impl Shared {
             };
             (task.task_id, elapsed, task.began)
         });
-        let cell = self.state.event(node);
         if attempts > 1 {
             // Its attempts are its completions and its retries (see `NodeCell::retries`).
+            let cell = self.state.event(node);
             cell.retries.fetch_add(attempts - 1, Ordering::Relaxed);
         }
         // A timed run's event runs, for its Gantt chart and its events' times in flight.
         if let (Some(began), Some(ended)) = (began, ended) {
             self.state.trace().timed_run(node, task_id, began, ended);
         }
-        let ending = crate::core::telemetry::Ending::of(&result);
+        let ending = crate::core::telemetry::Ending::of(result);
         let event = self.graph.node(node);
         crate::core::telemetry::event_ended(
             &event.metrics,
@@ -1331,18 +1342,111 @@ impl Shared {
             ending,
             self.timed.then_some(elapsed),
         );
-        // An inline run that is not locked hands what it starts to its task's queue; were
-        // one of its events completed elsewhere (none is), its starts would go through the
-        // run's state, under the lock.
-        let (queue, cells, kept_scratch) = match kept {
-            Some(kept) if self.inline => (
-                Some(&mut kept.started),
-                Some(&mut kept.cells),
-                Some(&mut kept.scratch),
-            ),
-            _ => (None, None, None),
+        Some((task_id, elapsed))
+    }
+
+    /// Count what a completion started as in flight (counted before any of them can end:
+    /// they are spawned or polled after this; the first takes the place of the event that
+    /// ended). Whether that event was the last one in flight: it started nothing, and
+    /// nothing else is in flight, so the run succeeded.
+    #[inline]
+    fn count_started(&self, count: usize) -> bool {
+        let writers = self.state.writers();
+        if count > 1 {
+            writers.add(&self.in_flight, count - 1, Ordering::Relaxed);
+        }
+        count == 0 && writers.add(&self.in_flight, 1_usize.wrapping_neg(), Ordering::AcqRel) == 1
+    }
+
+    /// The completion of an inline event of a run that is not locked, made in the run's
+    /// task: what it starts is made in the task's queue, in its place, and admitted there
+    /// (made on the side and moved, each start would be copied once more, and a wide
+    /// fan-out held twice); its outcome and its joins' states are kept by the task. No lock
+    /// is taken but to close the run. The run is not watched (a watched run is locked): no
+    /// start's cause is read.
+    fn complete_in_task(&self, ended: Ended, task: &mut TaskState) {
+        let Ended {
+            key,
+            node,
+            attempts,
+            result,
+        } = ended;
+        // The one clock read of a timed event: its end, and the start of what it triggers.
+        let ended = self.timed.then(Instant::now);
+        if self
+            .record_end(key, node, attempts, &result, ended)
+            .is_none()
+        {
+            return;
+        }
+        let flow = match result {
+            Ok(flow) => flow,
+            Err(error) => return self.close_locking(Err(error)),
         };
-        let mut guard = (self.locked || (self.inline && queue.is_none())).then(|| self.lock());
+        let queue = &mut task.started;
+        let from = queue.len();
+        // The first error, if any: the starts after it stay in the queue unadmitted (the
+        // run closes, and its task drops them unpolled).
+        let mut failed = self
+            .state
+            .complete(
+                node,
+                flow,
+                queue,
+                &mut task.scratch.1,
+                Some(&mut task.cells),
+            )
+            .err();
+        let count = queue.len() - from;
+        for (key, start) in queue.range_mut(from..) {
+            if failed.is_some() {
+                break;
+            }
+            match self.admit(start) {
+                Ok(true) => *key = self.task_key(start, ended),
+                Ok(false) => {}
+                Err(error) => failed = Some(error),
+            }
+        }
+        if let Some(error) = failed {
+            return self.close_locking(Err(error));
+        }
+        if self.count_started(count) {
+            self.close_locking(Ok(()));
+        }
+    }
+
+    /// End the run with `outcome`, taking its lock, unless it is over already.
+    #[cold]
+    fn close_locking(&self, outcome: Result<(), Error>) {
+        let mut inner = self.lock();
+        if !self.is_over() {
+            self.close(&mut inner, outcome);
+        }
+    }
+
+    /// The completion of a spawned event, or of an inline event of a locked run (see
+    /// [`complete`](Self::complete)).
+    fn complete_shared(self: &Arc<Self>, ended: Ended, kept: Option<&mut TaskState>) {
+        let Ended {
+            key,
+            node,
+            attempts,
+            result,
+        } = ended;
+        // The one clock read of a timed event: its end, and the start of what it triggers.
+        let ended = self.timed.then(Instant::now);
+        let Some((task_id, elapsed)) = self.record_end(key, node, attempts, &result, ended) else {
+            return;
+        };
+        // What the task of a locked inline run keeps: its outcomes, joins and scratch space.
+        let (cells, kept_scratch) = match kept {
+            Some(kept) if self.inline => (Some(&mut kept.cells), Some(&mut kept.scratch)),
+            _ => (None, None),
+        };
+        // A locked run's completions share its lock; an inline run's (whose completions
+        // are made in its task, except a locked one's) would.
+        let mut guard = (self.locked || self.inline).then(|| self.lock());
         if let Some(inner) = guard.as_deref_mut() {
             if self.is_over() {
                 return; // closed meanwhile
@@ -1390,37 +1494,13 @@ impl Shared {
         // stall: ~6 % of an inline chain's time on an AMD EPYC, Zen).
         let mut failed;
         let count;
-        match (guard.as_deref_mut(), queue) {
-            // An inline run that is not locked: what the completion starts is made in its
-            // task's queue, in its place, and admitted there (made on the side and moved,
-            // each start would be copied once more, and a wide fan-out held twice). The run
-            // is not watched (a watched run is locked): no start's cause is read. Those
-            // after an error stay there unadmitted: the run closes below, and its task
-            // drops them unpolled.
-            (None, Some(queue)) => {
-                let from = queue.len();
-                failed = self
-                    .state
-                    .complete(node, flow, queue, goto_targets, cells)
-                    .err();
-                count = queue.len() - from;
-                for (key, start) in queue.range_mut(from..) {
-                    if failed.is_some() {
-                        break;
-                    }
-                    match self.admit(start) {
-                        Ok(true) => *key = self.task_key(start, ended),
-                        Ok(false) => {}
-                        Err(error) => failed = Some(error),
-                    }
-                }
-            }
+        match guard.as_deref_mut() {
             // A capped run that is not watched: made in the run's queue, in place, under
             // the lock, and admitted there; `fill` below then starts as many as the cap
             // lets, first in first out, as `schedule` would have one by one (queued events
             // go first). A watched run schedules each start: its stream reports each one
             // started before a budget error, as it happened.
-            (Some(inner), _) if !self.watched => {
+            Some(inner) if !self.watched => {
                 let from = inner.queue.len();
                 failed = self
                     .state
@@ -1436,7 +1516,7 @@ impl Shared {
                     }
                 }
             }
-            (mut inner, _) => {
+            mut inner => {
                 failed = self
                     .state
                     .complete(node, flow, starts, goto_targets, cells)
@@ -1466,12 +1546,6 @@ impl Shared {
                 }
             }
         }
-        if count > 1 {
-            // Counted before any of them can end (they are spawned or polled after this);
-            // the first takes this event's place.
-            let writers = self.state.writers();
-            writers.add(&self.in_flight, count - 1, Ordering::Relaxed);
-        }
         if let Some((starts, goto_targets)) = taken {
             keep_scratch(starts, goto_targets);
         }
@@ -1483,13 +1557,9 @@ impl Shared {
         if let Some(inner) = guard.as_deref_mut() {
             self.fill(inner, || ended);
         }
-        // The last event in flight ended: the run succeeded.
-        let last = count == 0
-            && self
-                .state
-                .writers()
-                .add(&self.in_flight, 1_usize.wrapping_neg(), Ordering::AcqRel)
-                == 1;
+        // What it started is counted before any of it runs: the locked lane's events are
+        // spawned once the lock is released, the plain lane's batch below.
+        let last = self.count_started(count);
         match guard {
             Some(mut inner) => {
                 if last {
@@ -1499,12 +1569,9 @@ impl Shared {
             }
             None => {
                 if last {
-                    let mut inner = self.lock();
-                    if !self.is_over() {
-                        self.close(&mut inner, Ok(()));
-                    }
+                    self.close_locking(Ok(()));
                 }
-                // An inline run's task queue took what it started; a batch only spawns.
+                // A batch only spawns.
                 if let Some(mut batch) = batch {
                     self.spawn_all(&mut batch);
                     keep_spare(batch);
