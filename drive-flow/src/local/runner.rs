@@ -722,6 +722,17 @@ impl Starts for VecDeque<(usize, Start)> {
     }
 }
 
+/// The batch a completion of a spawning run that is not locked spawns once it is done takes
+/// the starts in their place (see `Shared::complete_shared`), each without an entry among
+/// the run's tasks yet: made in a list first and moved to the batch one by one, each start
+/// was copied twice more.
+impl Starts for Vec<(usize, Start)> {
+    #[inline]
+    fn push_with(&mut self, make: impl FnOnce() -> Start) {
+        self.extend(std::iter::once_with(|| (UNTRACKED, make())));
+    }
+}
+
 /// The queue of a capped run (under its lock) takes the starts of a completion in its
 /// place, for `Shared::fill` to start as the cap lets (see `Shared::complete`).
 impl Starts for VecDeque<Start> {
@@ -1476,14 +1487,21 @@ impl Shared {
                 elapsed,
             });
         }
-        // The run's task's scratch space, or the thread's.
+        // The run's task's scratch space, or the thread's: taken only by a goto (for its
+        // targets) or a watched run's completion (for its starts); the others make their
+        // starts where they wait, and an empty list allocates nothing.
         let mut taken = None;
+        let scratch = self.watched || matches!(flow, Flow::Goto { .. });
         // The plain lane's batch of events to spawn, if the completion takes that lane.
         let mut batch = None;
         let (starts, goto_targets) = match kept_scratch {
             Some((starts, goto_targets)) => (starts, goto_targets),
             None => {
-                let (starts, goto_targets) = taken.insert(take_scratch());
+                let (starts, goto_targets) = taken.insert(if scratch {
+                    take_scratch()
+                } else {
+                    (Vec::new(), Vec::new())
+                });
                 (starts, goto_targets)
             }
         };
@@ -1516,30 +1534,42 @@ impl Shared {
                     }
                 }
             }
-            mut inner => {
+            // A spawning run that is not locked (neither capped nor watched): made in the
+            // batch to spawn, in place, and admitted there. Those after an error are not
+            // spawned: the run closes below. (Admitted as not started, a start is not
+            // spawned either: the run is over, and `spawn_all` spawns nothing then.)
+            None => {
+                let batch = batch.insert(spare_batch());
+                failed = self
+                    .state
+                    .complete(node, flow, batch, goto_targets, cells)
+                    .err();
+                count = batch.len();
+                for (key, start) in batch.iter_mut() {
+                    if failed.is_some() {
+                        break;
+                    }
+                    match self.admit(start) {
+                        Ok(true) => *key = self.task_key(start, ended),
+                        Ok(false) => {}
+                        Err(error) => failed = Some(error),
+                    }
+                }
+            }
+            // A watched run: each start scheduled in turn, its cause noted (its stream
+            // reports each one started before a budget error, as it happened).
+            Some(inner) => {
                 failed = self
                     .state
                     .complete(node, flow, starts, goto_targets, cells)
                     .err();
                 count = starts.len();
-                // The plain lane's batch (the locked lane queues under the lock).
-                let batch = batch.insert(if inner.is_none() {
-                    spare_batch()
-                } else {
-                    Vec::new()
-                });
                 for mut start in starts.drain(..) {
-                    if self.watched {
-                        // Only the live stream reads it (an event's `Started` says what
-                        // caused it).
-                        start.cause = task_id;
-                    }
+                    // Only the live stream reads it (an event's `Started` says what caused
+                    // it).
+                    start.cause = task_id;
                     if failed.is_none() {
-                        let lane = match inner.as_deref_mut() {
-                            Some(inner) => Lane::Locked(inner),
-                            None => Lane::Plain(batch),
-                        };
-                        if let Err(error) = self.schedule(lane, start, ended) {
+                        if let Err(error) = self.schedule(Lane::Locked(inner), start, ended) {
                             failed = Some(error);
                         }
                     }
@@ -1547,7 +1577,12 @@ impl Shared {
             }
         }
         if let Some((starts, goto_targets)) = taken {
-            keep_scratch(starts, goto_targets);
+            if scratch {
+                keep_scratch(starts, goto_targets);
+            } else {
+                drop_unless_bare(starts);
+                drop_unless_bare(goto_targets);
+            }
         }
         if let Some(error) = failed {
             let mut inner = guard.unwrap_or_else(|| self.lock());

@@ -245,14 +245,17 @@ impl DispatchState for Shared<'_> {
             slots,
         } = state;
         // The member's first completion as this group sees them (the group's lock, or the
-        // run's one task, orders the completions of its members).
+        // run's one task, orders the completions of its members). Its outcome is kept for
+        // a listener that reads it only.
         let own = slots.get_mut((slot - group.slots.start) as usize)?;
         let member = Member {
-            first: own.latest.is_none(),
+            first: !std::mem::replace(&mut own.completed, true),
             was_delivered: std::mem::take(&mut own.delivered),
             value: matches!(outcome, Latest::Value(_)),
         };
-        own.latest = Some(outcome.clone());
+        if results {
+            own.latest = Some(outcome.clone());
+        }
         if !fires(group, ready, delivered, member) {
             return None;
         }

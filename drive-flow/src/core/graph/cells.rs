@@ -300,7 +300,7 @@ impl GroupState {
             && self
                 .slots
                 .iter()
-                .all(|slot| slot.latest.is_none() && !slot.delivered)
+                .all(|slot| slot.latest.is_none() && !slot.completed && !slot.delivered)
     }
 
     /// Forget what a run recorded, keeping the slots' memory.
@@ -319,9 +319,12 @@ impl GroupState {
 /// One member of a group, as the group saw it last.
 #[derive(Default)]
 pub(crate) struct SlotState {
-    /// The member's latest outcome, as the group saw it.
+    /// The member's latest outcome, as the group saw it; kept only for a listener that
+    /// reads its results (see `DispatchState::hands_results`).
     pub(crate) latest: Option<Latest>,
-    /// Whether that outcome was handed to the group's listener.
+    /// Whether the member has completed in this run.
+    pub(crate) completed: bool,
+    /// Whether its latest outcome was handed to the group's listener.
     pub(crate) delivered: bool,
 }
 
