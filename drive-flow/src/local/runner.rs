@@ -27,6 +27,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::task::AtomicWaker;
 use futures::{FutureExt, StreamExt};
+use smallvec::SmallVec;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
@@ -526,7 +527,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
                 shared.close(&mut inner, Err(error));
             }
             shared.unlock(inner); // spawns what the locked lane queued
-            shared.spawn_all(&mut batch); // and what the plain lane did
+            shared.spawn_all(batch.drain(..)); // and what the plain lane did
         } else {
             drop(inner);
         }
@@ -722,14 +723,18 @@ impl Starts for VecDeque<(usize, Start)> {
     }
 }
 
-/// The batch a completion of a spawning run that is not locked spawns once it is done takes
-/// the starts in their place (see `Shared::complete_shared`), each without an entry among
-/// the run's tasks yet: made in a list first and moved to the batch one by one, each start
-/// was copied twice more.
-impl Starts for Vec<(usize, Start)> {
+/// What a completion of a spawning run that is not locked spawns once it is done: on its
+/// stack for the one or two events most completions start (no buffer taken from the thread
+/// and given back), spilled to the heap by a wider fan-out.
+type Batch = SmallVec<[(usize, Start); 2]>;
+
+/// A [`Batch`] takes the starts in their place (see `Shared::complete_shared`), each
+/// without an entry among the run's tasks yet: made in a list first and moved to the
+/// batch one by one, each start was copied twice more.
+impl Starts for Batch {
     #[inline]
     fn push_with(&mut self, make: impl FnOnce() -> Start) {
-        self.extend(std::iter::once_with(|| (UNTRACKED, make())));
+        self.push((UNTRACKED, make()));
     }
 }
 
@@ -1215,14 +1220,14 @@ impl Shared {
         let mut batch = spare_batch();
         std::mem::swap(&mut inner.spawns, &mut batch);
         drop(inner);
-        self.spawn_all(&mut batch);
+        self.spawn_all(batch.drain(..));
         keep_spare(batch);
     }
 
-    /// Spawn the tasks of `batch`, emptying it. A run over in the meantime spawns no more:
+    /// Spawn the tasks of `batch` (a drain). A run over in the meantime spawns no more:
     /// those events were cancelled with it.
-    fn spawn_all(self: &Arc<Self>, batch: &mut Vec<(usize, Start)>) {
-        for (key, start) in batch.drain(..) {
+    fn spawn_all(self: &Arc<Self>, batch: impl Iterator<Item = (usize, Start)>) {
+        for (key, start) in batch {
             if self.is_over() {
                 break; // the rest are dropped with the drain
             }
@@ -1539,7 +1544,7 @@ impl Shared {
             // spawned: the run closes below. (Admitted as not started, a start is not
             // spawned either: the run is over, and `spawn_all` spawns nothing then.)
             None => {
-                let batch = batch.insert(spare_batch());
+                let batch = batch.insert(Batch::new());
                 failed = self
                     .state
                     .complete(node, flow, batch, goto_targets, cells)
@@ -1607,9 +1612,8 @@ impl Shared {
                     self.close_locking(Ok(()));
                 }
                 // A batch only spawns.
-                if let Some(mut batch) = batch {
-                    self.spawn_all(&mut batch);
-                    keep_spare(batch);
+                if let Some(batch) = batch {
+                    self.spawn_all(batch.into_iter());
                 }
             }
         }
