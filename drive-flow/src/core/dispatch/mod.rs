@@ -459,7 +459,7 @@ mod tests {
                 run.abort(x),
             ];
             // Kept by the task, the outcomes and the join's state are not in the cells.
-            let in_cell = crate::core::lock::lock(&run.state.event(a.node).outcome).completions;
+            let in_cell = crate::core::lock::lock(run.state.outcome(a.node)).completions;
             assert_eq!(in_cell, if keep { 0 } else { 2 });
             let groups = &run.state.graph().groups;
             let join = groups.iter().position(|g| g.listener == c.node).unwrap() as u32;

@@ -73,6 +73,13 @@ impl RunState {
         self.cells.node(node)
     }
 
+    /// The latest outcome of `node` and how many times it completed, as the run's cells
+    /// keep them (tests).
+    #[cfg(test)]
+    pub(crate) fn outcome(&self, node: NodeId) -> &Mutex<crate::core::graph::cells::Outcome> {
+        self.cells.outcome(node)
+    }
+
     /// Count a trigger of `node`, listing its cell as touched by the run the first time:
     /// how many triggers it had before. Every event is triggered before it completes.
     pub(crate) fn trigger(&self, node: NodeId) -> u32 {
@@ -169,7 +176,7 @@ impl RunState {
                     completions,
                 } = match in_task {
                     Some(kept) => kept,
-                    None => std::mem::take(&mut *lock(&cell.outcome)),
+                    None => std::mem::take(&mut *lock(cells.outcome(node))),
                 };
                 EventRun {
                     node,
@@ -296,7 +303,7 @@ impl DispatchState for Shared<'_> {
             return;
         }
         let previous = {
-            let mut outcome = lock(&cell.outcome);
+            let mut outcome = lock(self.run.cells.outcome(node));
             outcome.completions += 1;
             outcome.latest.replace(latest)
         };

@@ -39,11 +39,11 @@ const DENSE: usize = 8;
 /// builds.
 const CHECK_UP_TO: usize = 1 << 16;
 
-/// What a run knows of one event.
+/// What a run counts of one event (20 bytes: an event's run touches its cell, and a run of
+/// many events reads and writes cells three or four to a cache line; its outcome is kept
+/// apart, [`Cells::outcome`], and not read at all by a run that keeps it in its task).
 #[derive(Default)]
 pub(crate) struct NodeCell {
-    /// Its latest outcome and how many times it completed, under its lock.
-    pub(crate) outcome: Mutex<Outcome>,
     /// How many times it was triggered (for the runner's budgets). Its first trigger lists
     /// the cell as touched ([`Cells::trigger`]): a run triggers an event before it
     /// completes it.
@@ -404,6 +404,9 @@ impl Touched {
 /// untouched (every outcome `None`, every count 0) while in the pool.
 pub(crate) struct Cells {
     nodes: Box<[NodeCell]>,
+    /// Per event, its latest outcome and how many times it completed, under its lock (a
+    /// run that keeps them in its task, [`TaskCells`], leaves these alone).
+    outcomes: Box<[Mutex<Outcome>]>,
     /// One per join, numbered as in [`Joins`].
     groups: Box<[GroupCell]>,
     touched_nodes: Touched,
@@ -419,6 +422,7 @@ impl Cells {
         let groups = joins.len();
         Cells {
             nodes: (0..nodes).map(|_| NodeCell::default()).collect(),
+            outcomes: (0..nodes).map(|_| Mutex::default()).collect(),
             groups: joins.map(GroupCell::new).collect(),
             touched_nodes: Touched::new(nodes),
             touched_groups: Touched::new(groups),
@@ -446,6 +450,12 @@ impl Cells {
     /// The cell of event `node` (triggered before, so listed as touched).
     pub(crate) fn node(&self, node: u32) -> &NodeCell {
         &self.nodes[node as usize]
+    }
+
+    /// The latest outcome of event `node` and how many times it completed (unless the
+    /// run's task keeps them).
+    pub(crate) fn outcome(&self, node: u32) -> &Mutex<Outcome> {
+        &self.outcomes[node as usize]
     }
 
     /// Count a trigger of event `node`: how many it had before. The first lists its cell
@@ -528,20 +538,11 @@ impl Cells {
         for at in 0..(*self.touched_nodes.len.get_mut()).min(self.nodes.len()) {
             let node = *self.touched_nodes.ids[at].get_mut() as usize;
             if let Some(cell) = self.nodes.get_mut(node) {
-                if kept_in_task {
-                    let NodeCell {
-                        outcome: _, // clean
-                        triggered,
-                        retries,
-                        listed_at,
-                        gotos,
-                    } = cell;
-                    *triggered.get_mut() = 0;
-                    *retries.get_mut() = 0;
-                    *listed_at.get_mut() = 0;
-                    *gotos = GotoCount::default();
-                } else {
-                    *cell = NodeCell::default();
+                *cell = NodeCell::default();
+            }
+            if !kept_in_task {
+                if let Some(outcome) = self.outcomes.get_mut(node) {
+                    *outcome = Mutex::default();
                 }
             }
         }
@@ -563,10 +564,13 @@ impl Cells {
     /// Whether every cell is untouched (the pool's invariant).
     fn is_clean(&mut self) -> bool {
         self.task.get_mut().map_or(true, |task| task.is_clean())
-            && self.nodes.iter_mut().all(|cell| {
-                cell.outcome.get_mut().map_or(true, |outcome| {
+            && self.outcomes.iter_mut().all(|outcome| {
+                outcome.get_mut().map_or(true, |outcome| {
                     outcome.latest.is_none() && outcome.completions == 0
-                }) && *cell.triggered.get_mut() == 0
+                })
+            })
+            && self.nodes.iter_mut().all(|cell| {
+                *cell.triggered.get_mut() == 0
                     && *cell.retries.get_mut() == 0
                     && *cell.listed_at.get_mut() == 0
                     && cell.gotos.is_clean()
