@@ -171,6 +171,7 @@ impl TaskCells {
     }
 
     /// The state of the join of `members` members listed at `at`.
+    #[inline]
     fn join_at(&mut self, at: usize, members: usize) -> &mut GroupState {
         if at >= self.joins.len() {
             self.joins.resize_with(at + 1, GroupState::default);
@@ -333,9 +334,6 @@ pub(crate) struct GroupCell {
     /// Its state, in a run with many writers (an inline run's task keeps its own: see
     /// [`TaskCells`]).
     state: Mutex<GroupState>,
-    /// Its place in the run's list of touched joins, plus one (`0`: not touched yet);
-    /// written under the state's lock in a run with many writers.
-    listed_at: AtomicU32,
 }
 
 impl GroupCell {
@@ -346,17 +344,26 @@ impl GroupCell {
                 slots: (0..members).map(|_| SlotState::default()).collect(),
                 ..GroupState::default()
             }),
-            listed_at: AtomicU32::new(0),
         }
     }
+}
 
-    /// Its place in the run's list of touched joins; listed there first if it was not.
+/// A join's place in the run's list of touched joins, plus one (`0`: not touched yet);
+/// written under the join state's lock in a run with many writers. Kept apart from the
+/// joins' cells (4 bytes each, sixteen to a cache line): a run that keeps its joins'
+/// states in its task reads this alone.
+struct JoinListed(AtomicU32);
+
+impl JoinListed {
+    /// The join's place in the run's list of touched joins; listed there first if it was
+    /// not.
+    #[inline]
     fn list(&self, join: u32, touched: &Touched, writers: Writers) -> usize {
-        match self.listed_at.load(Ordering::Relaxed) {
+        match self.0.load(Ordering::Relaxed) {
             0 => {
                 let at = touched.push(join, writers);
                 let stored = u32::try_from(at + 1).unwrap_or(u32::MAX);
-                self.listed_at.store(stored, Ordering::Relaxed);
+                self.0.store(stored, Ordering::Relaxed);
                 at
             }
             listed => listed as usize - 1,
@@ -409,6 +416,8 @@ pub(crate) struct Cells {
     outcomes: Box<[Mutex<Outcome>]>,
     /// One per join, numbered as in [`Joins`].
     groups: Box<[GroupCell]>,
+    /// Per join, its place in the list of touched joins ([`JoinListed`]).
+    joins_listed: Box<[JoinListed]>,
     touched_nodes: Touched,
     touched_groups: Touched,
     /// What the task of an inline run keeps (taken out for the run: [`Cells::take_task`]),
@@ -424,6 +433,7 @@ impl Cells {
             nodes: (0..nodes).map(|_| NodeCell::default()).collect(),
             outcomes: (0..nodes).map(|_| Mutex::default()).collect(),
             groups: joins.map(GroupCell::new).collect(),
+            joins_listed: (0..groups).map(|_| JoinListed(AtomicU32::new(0))).collect(),
             touched_nodes: Touched::new(nodes),
             touched_groups: Touched::new(groups),
             task: Mutex::default(),
@@ -476,21 +486,21 @@ impl Cells {
     /// by the run the first time (under the lock, which orders the completions that could
     /// list it at once).
     pub(crate) fn lock_group(&self, join: u32, writers: Writers) -> MutexGuard<'_, GroupState> {
-        let cell = &self.groups[join as usize];
-        let state = lock(&cell.state);
-        cell.list(join, &self.touched_groups, writers);
+        let state = lock(&self.groups[join as usize].state);
+        self.joins_listed[join as usize].list(join, &self.touched_groups, writers);
         state
     }
 
     /// The state of join `join` of `members` members kept in `kept` by the task of a run
     /// with one writer ([`Writers::One`]): no lock. Listed as touched the first time.
+    #[inline]
     pub(crate) fn task_group<'k>(
         &self,
         join: u32,
         members: usize,
         kept: &'k mut TaskCells,
     ) -> &'k mut GroupState {
-        let at = self.groups[join as usize].list(join, &self.touched_groups, Writers::One);
+        let at = self.joins_listed[join as usize].list(join, &self.touched_groups, Writers::One);
         kept.join_at(at, members)
     }
 
@@ -548,9 +558,11 @@ impl Cells {
         }
         for at in 0..(*self.touched_groups.len.get_mut()).min(self.groups.len()) {
             let group = *self.touched_groups.ids[at].get_mut();
-            if let Some(cell) = self.groups.get_mut(group as usize) {
-                *cell.listed_at.get_mut() = 0;
-                if !kept_in_task {
+            if let Some(listed) = self.joins_listed.get_mut(group as usize) {
+                *listed.0.get_mut() = 0;
+            }
+            if !kept_in_task {
+                if let Some(cell) = self.groups.get_mut(group as usize) {
                     reset_locked(&mut cell.state, GroupState::reset);
                 }
             }
@@ -575,10 +587,14 @@ impl Cells {
                     && *cell.listed_at.get_mut() == 0
                     && cell.gotos.is_clean()
             })
-            && self.groups.iter_mut().all(|cell| {
-                *cell.listed_at.get_mut() == 0
-                    && cell.state.get_mut().map_or(true, |state| state.is_clean())
-            })
+            && self
+                .groups
+                .iter_mut()
+                .all(|cell| cell.state.get_mut().map_or(true, |state| state.is_clean()))
+            && self
+                .joins_listed
+                .iter_mut()
+                .all(|listed| *listed.0.get_mut() == 0)
     }
 }
 
