@@ -1159,6 +1159,34 @@ impl Shared {
         Ok(true)
     }
 
+    /// Admit starts made in their place (an inline run's task queue, a spawning run's
+    /// batch), each given its entry among the run's tasks, unless `failed` holds an error
+    /// already; the first budget error goes there (those after it stay unadmitted, and the
+    /// run closes). Set on the error path only: an `Option<Error>` returned would be copied
+    /// whole on every completion (72 bytes, read back right after the callee wrote its tag
+    /// alone: a store forwarding stall). `now`: the clock, if the run is timed.
+    #[inline]
+    fn admit_in_place<'a>(
+        &self,
+        starts: impl Iterator<Item = &'a mut (usize, Start)>,
+        now: Option<Instant>,
+        failed: &mut Option<Error>,
+    ) {
+        if failed.is_some() {
+            return;
+        }
+        for (key, start) in starts {
+            match self.admit(start) {
+                Ok(true) => *key = self.task_key(start, now),
+                Ok(false) => {}
+                Err(error) => {
+                    *failed = Some(error);
+                    return;
+                }
+            }
+        }
+    }
+
     /// The key of a started event's entry among the run's tasks, made now if the run keeps
     /// one from the start.
     fn task_key(&self, start: &Start, now: Option<Instant>) -> usize {
@@ -1388,11 +1416,8 @@ impl Shared {
             result,
         } = ended;
         // The one clock read of a timed event: its end, and the start of what it triggers.
-        let ended = self.timed.then(Instant::now);
-        if self
-            .record_end(key, node, attempts, &result, ended)
-            .is_none()
-        {
+        let now = self.timed.then(Instant::now);
+        if self.record_end(key, node, attempts, &result, now).is_none() {
             return;
         }
         let flow = match result {
@@ -1414,16 +1439,7 @@ impl Shared {
             )
             .err();
         let count = queue.len() - from;
-        for (key, start) in queue.range_mut(from..) {
-            if failed.is_some() {
-                break;
-            }
-            match self.admit(start) {
-                Ok(true) => *key = self.task_key(start, ended),
-                Ok(false) => {}
-                Err(error) => failed = Some(error),
-            }
-        }
+        self.admit_in_place(queue.range_mut(from..), now, &mut failed);
         if let Some(error) = failed {
             return self.close_locking(Err(error));
         }
@@ -1451,8 +1467,8 @@ impl Shared {
             result,
         } = ended;
         // The one clock read of a timed event: its end, and the start of what it triggers.
-        let ended = self.timed.then(Instant::now);
-        let Some((task_id, elapsed)) = self.record_end(key, node, attempts, &result, ended) else {
+        let now = self.timed.then(Instant::now);
+        let Some((task_id, elapsed)) = self.record_end(key, node, attempts, &result, now) else {
             return;
         };
         // What the task of a locked inline run keeps: its outcomes, joins and scratch space.
@@ -1550,16 +1566,7 @@ impl Shared {
                     .complete(node, flow, batch, goto_targets, cells)
                     .err();
                 count = batch.len();
-                for (key, start) in batch.iter_mut() {
-                    if failed.is_some() {
-                        break;
-                    }
-                    match self.admit(start) {
-                        Ok(true) => *key = self.task_key(start, ended),
-                        Ok(false) => {}
-                        Err(error) => failed = Some(error),
-                    }
-                }
+                self.admit_in_place(batch.iter_mut(), now, &mut failed);
             }
             // A watched run: each start scheduled in turn, its cause noted (its stream
             // reports each one started before a budget error, as it happened).
@@ -1574,7 +1581,7 @@ impl Shared {
                     // it).
                     start.cause = task_id;
                     if failed.is_none() {
-                        if let Err(error) = self.schedule(Lane::Locked(inner), start, ended) {
+                        if let Err(error) = self.schedule(Lane::Locked(inner), start, now) {
                             failed = Some(error);
                         }
                     }
@@ -1595,7 +1602,7 @@ impl Shared {
             return;
         }
         if let Some(inner) = guard.as_deref_mut() {
-            self.fill(inner, || ended);
+            self.fill(inner, || now);
         }
         // What it started is counted before any of it runs: the locked lane's events are
         // spawned once the lock is released, the plain lane's batch below.
