@@ -288,26 +288,35 @@ mod capped {
         "w01", "w02", "w03", "w04", "w05", "w06", "w07", "w08", "w09", "w10", "w11", "w12",
     ];
 
+    /// Spawned, and run inline: untimed, whose task holds the cap (no lock), and timed,
+    /// whose completions count under the run's lock.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn max_concurrency_caps_events_running_at_once() {
-        let gauge = Arc::new(Gauge::default());
-        let begun = Instant::now();
-        let results = Drive::new()
-            .unwrap()
-            .invoke(start)
-            .context_arc(gauge.clone())
-            .max_concurrency(3)
-            .await
-            .unwrap();
-        let elapsed = begun.elapsed();
-        assert_eq!(gauge.peak.load(Ordering::SeqCst), 3);
-        let mut ran = gauge.ran.lock().unwrap().clone();
-        ran.sort_unstable();
-        assert_eq!(ran, WORKERS);
-        assert_eq!(results.count(w01) + results.count(w12), 2);
-        assert_eq!(results.len(), 13);
-        // 12 sleeps of 50 ms, at most 3 at a time: at least 4 rounds.
-        assert!(elapsed >= Duration::from_millis(200), "took {elapsed:?}");
+        for (inline, timed) in [(false, false), (true, false), (true, true)] {
+            let gauge = Arc::new(Gauge::default());
+            let begun = Instant::now();
+            let invoke = Drive::new()
+                .unwrap()
+                .invoke(start)
+                .context_arc(gauge.clone())
+                .max_concurrency(3);
+            let invoke = if inline { invoke.inline() } else { invoke };
+            let invoke = if timed { invoke.timed() } else { invoke };
+            let results = invoke.await.unwrap();
+            let elapsed = begun.elapsed();
+            let how = format!("inline: {inline}, timed: {timed}");
+            assert_eq!(gauge.peak.load(Ordering::SeqCst), 3, "{how}");
+            let mut ran = gauge.ran.lock().unwrap().clone();
+            ran.sort_unstable();
+            assert_eq!(ran, WORKERS, "{how}");
+            assert_eq!(results.count(w01) + results.count(w12), 2, "{how}");
+            assert_eq!(results.len(), 13, "{how}");
+            // 12 sleeps of 50 ms, at most 3 at a time: at least 4 rounds.
+            assert!(
+                elapsed >= Duration::from_millis(200),
+                "took {elapsed:?}, {how}"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -379,6 +379,11 @@ impl<E> Invoke<E> {
         }
         let capped = self.max_concurrency != usize::MAX;
         let watched = events.is_some();
+        let track = self.timed || watched || self.timeout.is_some() || mailbox;
+        // A capped inline run that keeps no entries for its events (nothing waits for
+        // outside input, nothing is timed) holds its cap in its task, where all of its
+        // events start and complete: see `TaskState::cap`.
+        let cap_in_task = capped && self.inline && !track;
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             graph,
@@ -401,8 +406,9 @@ impl<E> Invoke<E> {
                 }
                 RunPath::from(path)
             }),
-            track: self.timed || watched || self.timeout.is_some() || mailbox,
-            locked: capped || watched,
+            track,
+            locked: watched || (capped && !cap_in_task),
+            cap_in_task,
             state,
             in_flight: AtomicUsize::new(1),
             child_steps: AtomicU64::new(0),
@@ -500,7 +506,17 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     // events, which it polls itself, push what they start here; in a locked run they go
     // through the run's state (`Inner::inline`), and are taken from there. And their
     // outcomes and their joins' states, kept here rather than in the run's cells.
-    let mut task = TaskState::default();
+    let mut task = TaskState {
+        started: VecDeque::new(),
+        cap: if shared.cap_in_task {
+            shared.cap
+        } else {
+            usize::MAX
+        },
+        running: 0,
+        cells: TaskCells::default(),
+        scratch: Default::default(),
+    };
     // The boxes inline events' bodies are made in (see [`EventTask::start_inline`]).
     let mut boxes = CallBoxes::default();
     if shared.inline {
@@ -554,7 +570,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             let mut progressed = false;
             // (Only a locked run's completions hand starts over through the run's state.)
             let handed = || shared.locked && shared.inline_started.swap(false, Ordering::Acquire);
-            if !task.started.is_empty() || handed() {
+            if task.running < task.cap && (!task.started.is_empty() || handed()) {
                 if task.started.is_empty() {
                     std::mem::swap(&mut shared.lock().inline, &mut task.started);
                 }
@@ -703,9 +719,17 @@ impl Future for InlineEvent<'_> {
 /// What the task of an inline run keeps for its events (their completions are made in
 /// that task): the events started and not yet polled, and the events' outcomes and joins'
 /// states (updated without a lock: the task is their one writer and reader).
-#[derive(Default)]
 struct TaskState {
+    /// Admitted and not started yet, in the order they were triggered.
     started: VecDeque<(usize, Start)>,
+    /// How many of the run's events may run at once: its cap, if the task holds it
+    /// (`Shared::cap_in_task`; else no limit here: a locked run counts under its lock).
+    /// The events of `started` wait in it, first in first out, while `running` is at it:
+    /// a capped run's queue, kept where its events start and end, without a lock.
+    cap: usize,
+    /// Events started from `started` and not ended (polled once, or among those the
+    /// run's task polls).
+    running: usize,
     cells: TaskCells,
     /// Scratch space for a goto's targets, and for what a completion of a locked run
     /// starts (an unlocked run's completions make their starts in `started`).
@@ -770,7 +794,7 @@ fn start_inline<'run>(
 ) -> u32 {
     let mut ended = 0;
     for _ in 0..task.started.len() {
-        if ended >= budget {
+        if ended >= budget || task.running >= task.cap {
             break;
         }
         let Some((key, start)) = task.started.pop_front() else {
@@ -780,6 +804,8 @@ fn start_inline<'run>(
             task.started.clear();
             break;
         }
+        // It holds a slot until its completion (`Shared::complete`).
+        task.running += 1;
         // An inline event's body is boxed: one that goes pending moves into `in_task` with
         // its box (which polls it again, leaving its own waker). One that ends is
         // completed here, its outcome kept in `task`.
@@ -1013,11 +1039,16 @@ pub(crate) struct Shared {
     /// Give every event an entry in `tasks` from its start (else only a spawned event that
     /// goes pending gets one): the run is watched, timed, has a timeout or a mailbox.
     track: bool,
-    /// Completions take the run's lock (`inner`): the run is capped (its queue) or watched
-    /// (its stream is ordered under the lock). Otherwise a completion shares no lock with
-    /// the others but the cells of its event and of the joins it is a member of (an inline
-    /// run's completions are made in the run's task, which queues what they start itself).
+    /// Completions take the run's lock (`inner`): the run is capped (its queue), unless
+    /// its task holds its cap (`cap_in_task`), or watched (its stream is ordered under the
+    /// lock). Otherwise a completion shares no lock with the others but the cells of its
+    /// event and of the joins it is a member of (an inline run's completions are made in
+    /// the run's task, which queues what they start itself).
     locked: bool,
+    /// A capped inline run whose task holds its cap ([`TaskState::cap`]): it is not
+    /// tracked, so none of its events waits for outside input, which would give its slot
+    /// back from elsewhere.
+    cap_in_task: bool,
     /// The dispatch state, shared by the threads that complete events.
     state: RunState,
     /// Events triggered and not ended (queued, running or waiting): the run succeeds when
@@ -1335,8 +1366,15 @@ impl Shared {
     /// of the joins it is a member of.
     fn complete(self: &Arc<Self>, ended: Ended, kept: Option<&mut TaskState>) {
         match kept {
-            Some(task) if self.inline && !self.locked => self.complete_in_task(ended, task),
-            kept => self.complete_shared(ended, kept),
+            Some(task) => {
+                task.running -= 1; // its slot, if the task holds the run's cap
+                if self.locked {
+                    self.complete_shared(ended, Some(task));
+                } else {
+                    self.complete_in_task(ended, task);
+                }
+            }
+            None => self.complete_shared(ended, None),
         }
     }
 
@@ -2194,8 +2232,14 @@ mod tests {
         assert_eq!(results.count(join), 1);
         assert_eq!(results.count(start), 1);
         assert_eq!(taken, 4, "the run's lock was taken {taken} times");
-        // Capped, it is locked: every completion takes the lock.
+        // Capped, its task holds the cap (and its queue): no completion takes the lock.
         let (results, taken) = run(drive.invoke(start).inline().max_concurrency(4));
+        assert_eq!(results.count(join), 1);
+        assert_eq!(results.count(start), 1);
+        assert_eq!(taken, 4, "the run's lock was taken {taken} times");
+        // Capped and timed, it is locked (its events' entries are made as they start,
+        // under the lock): every completion takes it.
+        let (results, taken) = run(drive.invoke(start).inline().max_concurrency(4).timed());
         assert_eq!(results.count(join), 1);
         assert!(taken >= 1_002, "the run's lock was taken {taken} times");
     }
