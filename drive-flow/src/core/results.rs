@@ -1,12 +1,12 @@
 //! [`Results`]: what a run returns.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::core::dispatch::{EventRun, RunState};
 use crate::core::event::Event;
-use crate::core::graph::cells::TaskCells;
+use crate::core::graph::cells::{Outcome, TaskCells};
 use crate::core::graph::Graph;
 use crate::core::input::{Latest, OutcomeKind};
 use crate::core::trace::RunTrace;
@@ -33,23 +33,109 @@ use crate::core::trace::RunTrace;
 /// ```
 pub struct Results {
     graph: Arc<Graph>,
-    /// An entry per event the run touched, sorted by node id.
-    events: Vec<EventRun>,
+    /// An entry per event the run touched.
+    events: Events,
     elapsed: Duration,
     /// Goto jumps and timeline, for the pictures of the run.
     trace: RunTrace,
 }
 
+/// Where the entries of a run's events are.
+enum Events {
+    /// Listed, sorted by node id.
+    Listed(Vec<EventRun>),
+    /// Where an untimed inline run kept them: its counts in its cells, its outcomes in its
+    /// task's cells. Read in place, and listed only once a caller asks for the whole list:
+    /// a run's end then costs nothing per event (a list made at once cost an untimed
+    /// inline run 64 instructions per event, a tenth of what it costs, most of which were
+    /// never read).
+    Kept(Kept),
+}
+
+/// An inline run's state, held by its results until they are dropped (its cells go back to
+/// the graph's pool, reset, only then).
+struct Kept {
+    state: Arc<RunState>,
+    /// The outcomes the run's task kept.
+    task: TaskCells,
+    /// The entries, listed at the first call that needs them all.
+    listed: OnceLock<Vec<EventRun>>,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        // With the cells (its memory for the next run of them, reset with them).
+        self.state.keep_task_cells(std::mem::take(&mut self.task));
+    }
+}
+
+/// One event's entry, where it is kept.
+struct Entry<'a> {
+    completions: u32,
+    attempts: u32,
+    nanos: u64,
+    latest: Option<&'a Latest>,
+}
+
+impl<'a> From<&'a EventRun> for Entry<'a> {
+    fn from(event: &'a EventRun) -> Self {
+        Entry {
+            completions: event.completions,
+            attempts: event.attempts,
+            nanos: event.nanos,
+            latest: event.latest.as_ref(),
+        }
+    }
+}
+
 impl Results {
     /// The results of an in-process run whose events are over: what `state` recorded, and
-    /// the outcomes its task kept, if it kept them (an inline run's [`TaskCells`]).
-    pub(crate) fn new(state: &RunState, kept: Option<&mut TaskCells>, elapsed: Duration) -> Self {
-        let (graph, events, trace) = state.take_parts(kept);
+    /// the outcomes its task kept, if it kept them (an inline run's [`TaskCells`]; their
+    /// memory goes back to `state` once these results are dropped).
+    pub(crate) fn new(state: &Arc<RunState>, kept: Option<TaskCells>, elapsed: Duration) -> Self {
+        let trace = state.take_trace();
+        let graph = state.graph().clone();
+        let events = match kept {
+            // An untimed run's entries have no times to add from the trace's timeline:
+            // read in place, unless the run touched a small part of a large graph (its
+            // results would hold cells for every event of the graph; listed, they take
+            // what it touched, and the cells go back to the pool at once).
+            Some(task) if trace.timeline.is_empty() && state.touched_half() => Events::Kept(Kept {
+                state: state.clone(),
+                task,
+                listed: OnceLock::new(),
+            }),
+            mut kept => {
+                let events = state.take_events(&trace, kept.as_mut());
+                if let Some(task) = kept {
+                    state.keep_task_cells(task);
+                }
+                Events::Listed(events)
+            }
+        };
         Results {
             graph,
             events,
             elapsed,
             trace,
+        }
+    }
+
+    /// Every entry, sorted by node id.
+    fn listed(&self) -> &[EventRun] {
+        match &self.events {
+            Events::Listed(events) => events,
+            Events::Kept(kept) => kept.listed.get_or_init(|| {
+                kept.state.list_events(&self.trace, |_, cell| {
+                    kept.task
+                        .outcome(cell.listed_at())
+                        .map(|outcome| Outcome {
+                            latest: outcome.latest.clone(),
+                            completions: outcome.completions,
+                        })
+                        .unwrap_or_default()
+                })
+            }),
         }
     }
 
@@ -64,7 +150,7 @@ impl Results {
         events.sort_unstable_by_key(|event| event.node);
         Results {
             graph,
-            events,
+            events: Events::Listed(events),
             elapsed,
             // Goto jumps and times are not recorded by durable runs: their pictures show
             // counts and outcomes only.
@@ -72,22 +158,36 @@ impl Results {
         }
     }
 
-    fn entry<E: Event>(&self, event: E) -> Option<&EventRun> {
+    fn entry<E: Event>(&self, event: E) -> Option<Entry<'_>> {
         let node = self.graph.resolve(event.__key())?;
-        let at = self
-            .events
-            .binary_search_by_key(&node, |event| event.node)
-            .ok()?;
-        Some(&self.events[at])
+        match &self.events {
+            Events::Listed(events) => {
+                let at = events
+                    .binary_search_by_key(&node, |event| event.node)
+                    .ok()?;
+                Some(Entry::from(&events[at]))
+            }
+            Events::Kept(kept) => {
+                let (cell, retries) = kept.state.touched(node)?;
+                let outcome = kept.task.outcome(cell.listed_at());
+                let completions = outcome.map_or(0, |outcome| outcome.completions);
+                Some(Entry {
+                    completions,
+                    attempts: completions.saturating_add(retries),
+                    nanos: 0,
+                    latest: outcome.and_then(|outcome| outcome.latest.as_ref()),
+                })
+            }
+        }
     }
 
     fn latest<E: Event>(&self, event: E) -> Option<&Latest> {
-        self.entry(event)?.latest.as_ref()
+        self.entry(event)?.latest
     }
 
     /// The events that completed at least once, in registration order.
     fn completed(&self) -> impl Iterator<Item = (&EventRun, &Latest)> + '_ {
-        self.events
+        self.listed()
             .iter()
             .filter_map(|event| Some((event, event.latest.as_ref()?)))
     }
@@ -161,7 +261,7 @@ impl Results {
     pub fn report(&self) -> Report<'_> {
         let mut rows: Vec<(&str, EventStats)> = self
             .completed()
-            .map(|(event, _)| (self.name(event), stats_of(event)))
+            .map(|(event, _)| (self.name(event), stats_of(Entry::from(event))))
             .collect();
         rows.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(b.0)));
         Report {
@@ -191,7 +291,7 @@ impl Results {
     }
 }
 
-fn stats_of(event: &EventRun) -> EventStats {
+fn stats_of(event: Entry<'_>) -> EventStats {
     EventStats {
         runs: event.completions,
         attempts: event.attempts,
@@ -338,7 +438,7 @@ impl Results {
     /// # }
     /// ```
     pub fn to_mermaid(&self) -> String {
-        crate::core::graph::diagram::run_mermaid(&self.graph, &self.events, &self.trace)
+        crate::core::graph::diagram::run_mermaid(&self.graph, self.listed(), &self.trace)
     }
 
     /// The graph of this run as a [Graphviz](https://graphviz.org) digraph: the same picture
@@ -369,7 +469,7 @@ impl Results {
     /// # }
     /// ```
     pub fn to_dot(&self) -> String {
-        crate::core::graph::diagram::run_dot(&self.graph, &self.events, &self.trace)
+        crate::core::graph::diagram::run_dot(&self.graph, self.listed(), &self.trace)
     }
 
     /// The timeline of a [timed](crate::Invoke::timed) run as a Mermaid `gantt` chart: a

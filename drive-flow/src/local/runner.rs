@@ -370,7 +370,7 @@ impl<E> Invoke<E> {
         } else {
             Writers::Many
         };
-        let state = RunState::new(graph.clone(), writers);
+        let state = Arc::new(RunState::new(graph.clone(), writers));
         let input = state.start_input(self.input);
         {
             let mut trace = state.trace();
@@ -633,8 +633,10 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             crate::core::telemetry::run_span_ended(&shared.span, &outcome);
             outcome?;
             // Succeeded: no event is in flight any more, nothing writes the state.
-            let results = Results::new(&shared.state, Some(&mut task.cells), began.elapsed());
-            shared.state.keep_task_cells(task.cells);
+            // An inline run's outcomes are kept by its task: its results read them there
+            // (and give them back to the state once dropped).
+            let kept = shared.inline.then(|| std::mem::take(&mut task.cells));
+            let results = Results::new(&shared.state, kept, began.elapsed());
             keep_scratch(task.scratch.0, task.scratch.1);
             keep_spare_queue(task.started);
             return Ok(results);
@@ -1050,7 +1052,8 @@ pub(crate) struct Shared {
     /// back from elsewhere.
     cap_in_task: bool,
     /// The dispatch state, shared by the threads that complete events.
-    state: RunState,
+    /// (Shared with the results of an inline run, which read its outcomes in place.)
+    state: Arc<RunState>,
     /// Events triggered and not ended (queued, running or waiting): the run succeeds when
     /// it falls to 0. A completion that starts one event leaves it alone. Updated by the
     /// state's [writers](RunState::writers), as its counters are.

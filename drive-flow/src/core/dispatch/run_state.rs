@@ -50,11 +50,6 @@ impl RunState {
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn graph(&self) -> &Arc<Graph> {
-        &self.graph
-    }
-
     /// How many members of the join of group `group` completed, as the run's cells count
     /// them (tests).
     #[cfg(test)]
@@ -155,29 +150,70 @@ impl RunState {
         )
     }
 
-    /// What the run recorded, once its events are over (nothing completes any more): the
-    /// graph, an entry for every event the run touched in the order of their ids (their
-    /// latest outcomes moved out, from `kept` for those its task kept), and the trace.
+    /// Whether the run touched at least half of the graph's events: its cells are then
+    /// about the size of a list of what it touched (its results may hold them).
+    pub(crate) fn touched_half(&self) -> bool {
+        self.cells.touched_half()
+    }
+
+    /// The cell of `node` and its retries, if the run touched it (triggered it).
+    pub(crate) fn touched(&self, node: NodeId) -> Option<(&NodeCell, u32)> {
+        let cell = self.cells.node(node);
+        (cell.triggered() > 0).then(|| (cell, cell.retries.load(Ordering::Acquire)))
+    }
+
+    /// What the run recorded, once its events are over (tests): the graph, its entries
+    /// (see [`take_events`](Self::take_events)) and its trace.
+    #[cfg(test)]
     pub(crate) fn take_parts(
         &self,
-        mut kept: Option<&mut TaskCells>,
+        kept: Option<&mut TaskCells>,
     ) -> (Arc<Graph>, Vec<EventRun>, RunTrace) {
+        let trace = self.take_trace();
+        let events = self.take_events(&trace, kept);
+        (self.graph.clone(), events, trace)
+    }
+
+    /// An entry for every event the run touched, once its events are over, in the order of
+    /// their ids, their latest outcomes moved out (from `kept` for those its task kept),
+    /// their times in flight from `trace`.
+    pub(crate) fn take_events(
+        &self,
+        trace: &RunTrace,
+        mut kept: Option<&mut TaskCells>,
+    ) -> Vec<EventRun> {
+        self.list_events(trace, |node, cell| {
+            let in_task = kept
+                .as_deref_mut()
+                .and_then(|kept| kept.take_outcome(cell.listed_at()));
+            in_task.unwrap_or_else(|| std::mem::take(&mut *lock(self.cells.outcome(node))))
+        })
+    }
+
+    /// The run's trace, once its events are over, with every goto jump counted.
+    pub(crate) fn take_trace(&self) -> RunTrace {
+        let mut trace = std::mem::take(&mut *self.trace());
+        trace.count_more(|source, target| self.cells.node(source).gotos.jumps_to(target));
+        trace
+    }
+
+    /// An entry for every event the run touched, in the order of their ids, its outcome
+    /// from `outcome`, its times in flight from `trace` (a timed run's).
+    pub(crate) fn list_events(
+        &self,
+        trace: &RunTrace,
+        mut outcome: impl FnMut(NodeId, &NodeCell) -> Outcome,
+    ) -> Vec<EventRun> {
         let cells = &self.cells;
         let mut events: Vec<EventRun> = cells
             .touched_nodes_by_id()
             .into_iter()
             .map(|node| {
                 let cell = cells.node(node);
-                let in_task = kept
-                    .as_deref_mut()
-                    .and_then(|kept| kept.take_outcome(cell.listed_at()));
                 let Outcome {
                     latest,
                     completions,
-                } = match in_task {
-                    Some(kept) => kept,
-                    None => std::mem::take(&mut *lock(cells.outcome(node))),
-                };
+                } = outcome(node, cell);
                 EventRun {
                     node,
                     completions,
@@ -188,8 +224,6 @@ impl RunState {
                 }
             })
             .collect();
-        let mut trace = std::mem::take(&mut *self.trace());
-        trace.count_more(|source, target| cells.node(source).gotos.jumps_to(target));
         // A timed run's times in flight, from its timeline: every event run of a timed run
         // is on it (no cell keeps a sum: an untimed run, most, would carry it for nothing).
         for run in &trace.timeline {
@@ -199,7 +233,12 @@ impl RunState {
                 events[at].nanos = events[at].nanos.saturating_add(nanos);
             }
         }
-        (self.graph.clone(), events, trace)
+        events
+    }
+
+    /// The graph the run runs.
+    pub(crate) fn graph(&self) -> &Arc<Graph> {
+        &self.graph
     }
 }
 

@@ -145,6 +145,11 @@ impl TaskCells {
         &mut self.outcomes[at]
     }
 
+    /// The outcome of the event listed at `at`, if it has one here.
+    pub(crate) fn outcome(&self, at: usize) -> Option<&Outcome> {
+        self.outcomes.get(at)
+    }
+
     /// Take the outcome of the event listed at `at`, if it has one here.
     pub(crate) fn take_outcome(&mut self, at: usize) -> Option<Outcome> {
         self.outcomes.get_mut(at).map(std::mem::take)
@@ -508,6 +513,13 @@ impl Cells {
     #[cfg(test)]
     pub(crate) fn join_ready(&self, join: u32) -> u32 {
         lock(&self.groups[join as usize].state).ready
+    }
+
+    /// Whether the run touched at least half of the graph's events (its cells are then
+    /// about as large as a list of what it touched).
+    pub(crate) fn touched_half(&self) -> bool {
+        let touched = self.touched_nodes.len.load(Ordering::Acquire);
+        touched.saturating_mul(2) >= self.nodes.len()
     }
 
     /// The events the run touched, in the order it first touched them.
