@@ -155,6 +155,12 @@ impl CallBoxes {
         &mut self.boxes[self.last % CALL_BOXES]
     }
 
+    /// The size of the future of the last call (tests).
+    #[cfg(test)]
+    pub(crate) fn last_size(&self) -> usize {
+        (self.layouts[self.last % CALL_BOXES] >> 32) as usize
+    }
+
     /// The box of the last call, for an event that keeps its body (it went pending) or
     /// drops it now (it panicked): an empty box takes its place.
     pub(crate) fn take_last(&mut self) -> ReusedCall {
