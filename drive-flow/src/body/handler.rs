@@ -251,11 +251,14 @@ where
     }
 }
 
-/// The future of one call of a body: the body's own, or the error of a parameter it
-/// could not be given. Not an `async` block awaiting the body's future: that would hold the
-/// future twice (once as it was captured, once as it is awaited), a block's captures and
-/// its locals never sharing their place.
-fn body_call<Fut: Future>(
+/// The future of one call of a closure of a [`DriveBuilder`](crate::DriveBuilder): its
+/// future, or the error of a parameter it could not be given. Not an `async` block
+/// awaiting the closure's future: that would hold the future twice (once as the block
+/// captured it, once as it awaits it: a block's captures and its locals never share their
+/// place). (The functions of the macros are called in such a block, which captures their
+/// parameters and awaits their future: they are held twice, not the future; a future
+/// made as this one is would make a second error of a parameter that is not `Send`.)
+fn closure_call<Fut: Future>(
     future: Result<Fut, ParamError>,
 ) -> impl Future<Output = Result<Fut::Output, ParamError>> {
     match future {
@@ -281,7 +284,7 @@ macro_rules! closure_handler {
                     let mut call = source.__call();
                     call.__inputs(0 $(+ $param::INPUTS)+);
                     let params = (|| Ok::<_, ParamError>(($($param::from_call(&mut call)?,)+)))();
-                    body_call(params.map(|($($param,)+)| (self)($($param),+)))
+                    closure_call(params.map(|($($param,)+)| (self)($($param),+)))
                 })
             }
 
