@@ -1659,9 +1659,10 @@ impl Shared {
                 if last {
                     self.close_locking(Ok(()));
                 }
-                // A batch only spawns.
-                if let Some(batch) = batch {
-                    self.spawn_all(batch.into_iter());
+                // A batch only spawns, drained where it is (moved into an iterator, it was
+                // copied whole).
+                if let Some(batch) = batch.as_mut() {
+                    self.spawn_all(batch.drain(..));
                 }
             }
         }
