@@ -207,3 +207,10 @@ async fn a_run_that_touches_few_events_of_a_large_drive_has_the_same_results() {
         assert_eq!(results.len(), 2);
     }
 }
+
+/// Results go anywhere a value goes: across threads, shared between them.
+#[test]
+fn results_are_send_and_sync() {
+    fn send_and_sync<T: Send + Sync + 'static>() {}
+    send_and_sync::<Results>();
+}

@@ -13,6 +13,10 @@ use crate::core::trace::RunTrace;
 
 /// The outcome of a run: for every event that ran, its latest outcome and how often it ran.
 ///
+/// The results of an [inline](crate::Invoke::inline) run that is not timed read what the
+/// run kept where it kept it (nothing is copied out when the run ends), and hold that
+/// memory until they are dropped: then it goes back to the drive, for its next run.
+///
 /// ```
 /// use drive_flow::prelude::*;
 ///
