@@ -291,10 +291,20 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     let param_names: Vec<_> = (0..event.params.len())
         .map(|i| format_ident!("__drive_flow_param{}", i))
         .collect();
+    // The call's source, for a function of one parameter: taken from it alone (an input
+    // without a call around it); the others from the call, in turn.
+    let source = format_ident!("__drive_flow_source");
+    let alone = event.params.len() == 1;
     let extract = event.params.iter().zip(&param_names).map(|(ty, param)| {
         let krate = respan(&krate, ty.span());
-        quote_spanned! {ty.span()=>
-            let #param = <#ty as #krate::EventParam>::from_call(&mut #call);
+        if alone {
+            quote_spanned! {ty.span()=>
+                let #param = <#ty as #krate::EventParam>::from_source(#source);
+            }
+        } else {
+            quote_spanned! {ty.span()=>
+                let #param = <#ty as #krate::EventParam>::from_call(&mut #call);
+            }
         }
     });
     // How many parameters take the input: the last one takes it rather than a clone.
@@ -343,9 +353,9 @@ fn expand(attrs: &Attrs, event: &EventFn) -> TokenStream {
     // errors point at the functions, and so does a future that is not `Send`.
     // The crate's path too: its tokens would otherwise keep the span they were made with.
     let krate_at_name = respan(&krate, name.span());
-    // The call is made only for a function that takes a parameter (see `CallSource`).
-    let source = format_ident!("__drive_flow_source");
-    let take_call = (!event.params.is_empty()).then(|| {
+    // The call is made only for a function that takes two parameters or more (see
+    // `CallSource`; one is taken from the source).
+    let take_call = (event.params.len() > 1).then(|| {
         quote_spanned! {name.span()=>
             let mut #call = #krate_at_name::CallSource::__call(#source);
             #krate_at_name::Call::__inputs(&mut #call, 0 #(+ #inputs)*);

@@ -267,6 +267,35 @@ fn closure_call<Fut: Future>(
     }
 }
 
+/// The parameters of a closure, taken from the source of its call.
+trait Params: Sized {
+    fn from_source(source: CallSource<'_>) -> Result<Self, ParamError>;
+}
+
+/// One parameter, taken as it is best taken alone (an input alone, without a call around
+/// it: see [`EventParam::from_source`]).
+impl<A: EventParam> Params for (A,) {
+    fn from_source(source: CallSource<'_>) -> Result<Self, ParamError> {
+        A::from_source(source).map(|a| (a,))
+    }
+}
+
+/// Two or three parameters, taken from the call in turn.
+macro_rules! params_from_call {
+    ($($param:ident),+) => {
+        impl<$($param: EventParam),+> Params for ($($param,)+) {
+            #[allow(non_snake_case)]
+            fn from_source(source: CallSource<'_>) -> Result<Self, ParamError> {
+                let mut call = source.__call();
+                call.__inputs(0 $(+ $param::INPUTS)+);
+                Ok(($($param::from_call(&mut call)?,)+))
+            }
+        }
+    };
+}
+params_from_call!(A, B);
+params_from_call!(A, B, C);
+
 macro_rules! closure_handler {
     ($($param:ident),+) => {
         impl<F, Fut, R, $($param),+> Handler<($($param,)+)> for F
@@ -281,9 +310,7 @@ macro_rules! closure_handler {
             #[allow(non_snake_case, clippy::redundant_closure_call)]
             fn into_erased(self) -> ErasedHandler {
                 ErasedHandler::new(move |source: CallSource<'_>| {
-                    let mut call = source.__call();
-                    call.__inputs(0 $(+ $param::INPUTS)+);
-                    let params = (|| Ok::<_, ParamError>(($($param::from_call(&mut call)?,)+)))();
+                    let params = <($($param,)+) as Params>::from_source(source);
                     closure_call(params.map(|($($param,)+)| (self)($($param),+)))
                 })
             }
@@ -304,7 +331,8 @@ mod tests {
     use std::mem::size_of;
 
     use super::*;
-    use crate::body::param::{Call, CallOnce};
+    use crate::body::context::Context;
+    use crate::body::param::{Call, CallOnce, MakeCall};
     use crate::body::task::{Boxed, EventTask};
 
     /// The size of the task of a body, and of the body's own future.
@@ -342,7 +370,7 @@ mod tests {
     #[test]
     fn a_body_s_future_holds_the_future_of_its_function_once() {
         // A closure whose future holds its input: the body's future holds that future,
-        // and little more (an `async` block awaiting it held it twice: 168 bytes for 72).
+        // and little more (an `async` block awaiting it held it twice: 200 bytes for 88).
         let function = |input: EventInput| async move {
             tokio::task::yield_now().await;
             Flow::from(input.task_id())
@@ -359,6 +387,52 @@ mod tests {
             made <= own + 16,
             "a body's future of {made} bytes for one of {own}"
         );
+    }
+
+    /// A source that counts what its body asks for: whole calls, or inputs alone.
+    #[derive(Default)]
+    struct Asked {
+        calls: usize,
+        inputs: usize,
+    }
+
+    impl MakeCall for Asked {
+        fn make_call(&mut self) -> Call {
+            self.calls += 1;
+            Call::new(EventInput::from_input(7_u32), Some(Arc::new(5_u32)), None)
+        }
+
+        fn make_input(&mut self) -> EventInput {
+            self.inputs += 1;
+            EventInput::from_input(7_u32)
+        }
+    }
+
+    /// What `handler`'s body returned (a `u32`), and what it asked its source for.
+    fn call_asking<Args>(handler: impl Handler<Args>) -> (Option<u32>, Asked) {
+        let mut asked = Asked::default();
+        let future = handler.into_erased().call(CallSource::new(&mut asked));
+        let value = match futures::executor::block_on(future) {
+            Ok(Flow::Value(value)) => value.downcast_ref::<u32>().copied(),
+            _ => None,
+        };
+        (value, asked)
+    }
+
+    #[test]
+    fn a_body_that_takes_its_input_alone_gets_it_without_a_call() {
+        let input = |input: EventInput| async move { Flow::from(*input.user::<u32>().unwrap()) };
+        let (value, asked) = call_asking(input);
+        assert_eq!((value, asked.calls, asked.inputs), (Some(7), 0, 1));
+        // Another parameter alone, or the input with another: the call.
+        let context = |n: Context<u32>| async move { Flow::from(*n) };
+        let (value, asked) = call_asking(context);
+        assert_eq!((value, asked.calls, asked.inputs), (Some(5), 1, 0));
+        let both = |input: EventInput, n: Context<u32>| async move {
+            Flow::from(*input.user::<u32>().unwrap() + *n)
+        };
+        let (value, asked) = call_asking(both);
+        assert_eq!((value, asked.calls, asked.inputs), (Some(12), 1, 0));
     }
 
     /// Call `handler` once with a source that counts the calls it makes; what the body

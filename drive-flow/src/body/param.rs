@@ -105,11 +105,24 @@ impl<'a> CallSource<'a> {
     pub fn __call(self) -> Call {
         self.0.make_call()
     }
+
+    /// The call's input alone, for a body whose one parameter is its input (see
+    /// [`EventParam::from_source`]).
+    fn input(self) -> EventInput {
+        self.0.make_input()
+    }
 }
 
 /// What makes the call of a [`CallSource`], once.
 pub(crate) trait MakeCall {
     fn make_call(&mut self) -> Call;
+
+    /// The call's input alone (with the graph attached: its body reads it).
+    fn make_input(&mut self) -> EventInput {
+        let mut call = self.make_call();
+        call.__inputs(EventInput::INPUTS);
+        call.take_input()
+    }
 }
 
 /// A call made by a closure, the first time it is asked for (a source gives it once). The
@@ -166,6 +179,16 @@ pub trait EventParam: Sized + Send + 'static {
     #[doc(hidden)]
     fn from_call(call: &mut Call) -> Result<Self, ParamError>;
 
+    /// Take the parameter, the one parameter of its function, from the call's source. The
+    /// input alone is made without a call around it (most listeners take their input
+    /// alone: the call was built and dropped around it).
+    #[doc(hidden)]
+    fn from_source(source: CallSource<'_>) -> Result<Self, ParamError> {
+        let mut call = source.__call();
+        call.__inputs(Self::INPUTS);
+        Self::from_call(&mut call)
+    }
+
     /// The context type this parameter needs, checked before a run starts.
     #[doc(hidden)]
     fn context_need() -> Option<ContextNeed> {
@@ -180,6 +203,10 @@ impl EventParam for EventInput {
 
     fn from_call(call: &mut Call) -> Result<Self, ParamError> {
         Ok(call.take_input())
+    }
+
+    fn from_source(source: CallSource<'_>) -> Result<Self, ParamError> {
+        Ok(source.input())
     }
 
     fn context_need() -> Option<ContextNeed> {

@@ -19,7 +19,7 @@ use tokio_util::sync::ReusableBoxFuture;
 use tracing::instrument::Instrumented;
 use tracing::Instrument;
 
-use crate::body::param::{Call, CallOnce, CallSource, ParamError};
+use crate::body::param::{Call, CallSource, MakeCall, ParamError};
 use crate::core::error::Error;
 use crate::core::flow::{BoxError, ErasedFlow};
 use crate::core::graph::NodeId;
@@ -201,6 +201,10 @@ pub(crate) trait Host: Send + Sync + 'static {
     /// The call of a plain event's body.
     fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call;
 
+    /// The input of a plain event's body whose one parameter is its input (what its call
+    /// would hand it).
+    fn input(&self, node: NodeId, input: EventInput) -> EventInput;
+
     /// The attempts of an event with a timeout or retries, boxed (their timers would make
     /// every event's task larger).
     fn attempts(&self, key: usize, node: NodeId, input: EventInput)
@@ -216,6 +220,44 @@ pub(crate) trait Host: Send + Sync + 'static {
 
     /// A spawned event ended: report it to the run (which starts what follows).
     fn finish(self: Arc<Self>, ended: Ended);
+}
+
+/// The call of one event of a [`Host`], made when its body asks (see [`CallSource`]): the
+/// whole call, or its input alone.
+struct HostCall<'h, H: ?Sized> {
+    host: &'h H,
+    key: usize,
+    node: NodeId,
+    /// Taken by the one call made (a source gives one).
+    input: Option<EventInput>,
+}
+
+impl<'h, H: Host + ?Sized> HostCall<'h, H> {
+    fn new(host: &'h H, key: usize, node: NodeId, input: EventInput) -> Self {
+        HostCall {
+            host,
+            key,
+            node,
+            input: Some(input),
+        }
+    }
+
+    /// The input, the first time (not reached a second time: a source is consumed).
+    fn take_input(&mut self) -> EventInput {
+        self.input.take().unwrap_or_else(EventInput::start)
+    }
+}
+
+impl<H: Host + ?Sized> MakeCall for HostCall<'_, H> {
+    fn make_call(&mut self) -> Call {
+        let input = self.take_input();
+        self.host.call(self.key, self.node, input)
+    }
+
+    fn make_input(&mut self) -> EventInput {
+        let input = self.take_input();
+        self.host.input(self.node, input)
+    }
 }
 
 /// How one event ended, as the run sees it.
@@ -375,7 +417,7 @@ fn begin<B: MakeBody, H: Host + ?Sized>(
         let _entered = span.enter();
         // Under `catch_unwind`: a closure may panic before its future exists.
         std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut call = CallOnce::new(|| host.call(key, node, input));
+            let mut call = HostCall::new(host, key, node, input);
             B::make(body, CallSource::new(&mut call))
         }))
     };
@@ -511,7 +553,7 @@ impl EventTask<Boxed> {
             // Under `catch_unwind`: a closure may panic before its future exists, and a
             // body may panic in its poll.
             std::panic::catch_unwind(AssertUnwindSafe(|| {
-                let mut call = CallOnce::new(|| host.call(key, node, input));
+                let mut call = HostCall::new(host, key, node, input);
                 body.call_in(CallSource::new(&mut call), boxes);
                 boxes.last().poll(cx)
             }))

@@ -1323,13 +1323,9 @@ impl Shared {
 
     /// The call of one event: its input, and the context, inbox, child runs and emitter it
     /// takes.
-    fn new_call(&self, key: usize, node: NodeId, mut input: EventInput) -> Call {
+    fn new_call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
         let takes = self.bodies[node as usize].takes;
-        // The graph, for the input's accessors, only for a body that takes its input (the
-        // dispatch core leaves it out: its count is shared by every event of the drive).
-        if takes.input && input.graph.is_none() {
-            input.graph = Some(self.graph.clone());
-        }
+        let input = self.body_input(node, input);
         let context = takes.context_of(&self.context);
         let inbox = takes.inbox && self.mailbox.is_some();
         let emitter = takes.emitter && self.watched;
@@ -1358,6 +1354,17 @@ impl Shared {
             emitter: emitter.then(|| EmitLink { run, key, node }),
         };
         Call::new(input, context, Some(Box::new(links)))
+    }
+
+    /// The input of a call of `node`'s body: with the graph, for the input's accessors, only
+    /// for a body that takes its input (the dispatch core leaves it out: its count is
+    /// shared by every event of the drive).
+    #[inline]
+    fn body_input(&self, node: NodeId, mut input: EventInput) -> EventInput {
+        if self.bodies[node as usize].takes.input && input.graph.is_none() {
+            input.graph = Some(self.graph.clone());
+        }
+        input
     }
 
     /// Record how an event ended, dispatch its outcome, start what follows, and end the
@@ -1982,6 +1989,10 @@ impl Host for Shared {
 
     fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
         self.new_call(key, node, input)
+    }
+
+    fn input(&self, node: NodeId, input: EventInput) -> EventInput {
+        self.body_input(node, input)
     }
 
     fn attempts(
