@@ -150,18 +150,18 @@ async fn results_read_in_place_answer_as_a_listed_run_s() {
     assert_eq!(inline.len(), 6);
 }
 
+/// An inline run of `drive` on input `x`.
+async fn inline_run(drive: &Drive, start: Handle<i64>, x: i64) -> Results {
+    let invoke = drive.invoke(start).input(EventInput::from_input(x));
+    invoke.inline().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_of_runs_of_one_drive_held_at_once_each_hold_their_own_run() {
     let (drive, e) = drive();
     let mut held = Vec::new();
     for input in 1..=4_i64 {
-        let results = drive
-            .invoke(e.start)
-            .input(EventInput::from_input(input))
-            .inline()
-            .await
-            .unwrap();
-        held.push((input, results));
+        held.push((input, inline_run(&drive, e.start, input).await));
     }
     for (input, results) in &held {
         assert_eq!(results.get(e.start), Some(input));
@@ -175,12 +175,7 @@ async fn results_of_runs_of_one_drive_held_at_once_each_hold_their_own_run() {
     // Dropped, their memory goes back to the drive: later runs are as right.
     drop(held);
     for input in [5_i64, 6] {
-        let results = drive
-            .invoke(e.start)
-            .input(EventInput::from_input(input))
-            .inline()
-            .await
-            .unwrap();
+        let results = inline_run(&drive, e.start, input).await;
         assert_eq!(results.get(e.double), Some(&(input * 2)));
         assert_eq!(results.count(e.again), 3);
     }
