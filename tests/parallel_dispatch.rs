@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use drive_flow::prelude::*;
-use drive_flow::{Drive, DriveBuilder, Group, Handle};
+use drive_flow::{Drive, DriveBuilder, Group, Handle, Retrigger};
 
 /// What the sink of a run was handed, call by call.
 type Seen = Arc<Mutex<Vec<Vec<i64>>>>;
@@ -115,12 +115,15 @@ async fn runs_of_one_drive_at_once_each_see_only_their_own_state() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_ladder_of_joins_fires_each_join_once_per_run() {
-    // start → (l0, r0) → j0 → (l1, r1) → j1 → … : 300 joins of two members that end
-    // together. Each member adds 1 to what it got, each join averages its two members:
-    // join k is worth 2 + k only if it got both of its members' values.
-    let depth = 300;
+/// start → (l0, r0) → j0 → (l1, r1) → j1 → … : `depth` joins of two members that end
+/// together. Each member adds 1 to what it got; a join that reads its input averages its
+/// two members (join k is worth 2 + k only if it got both values), one that does not is
+/// worth 2 + k all the same (it keeps no outcome). `retrigger`: the joins' rule.
+fn ladder(
+    depth: usize,
+    joins_read: bool,
+    retrigger: Retrigger,
+) -> (Drive, Handle<i64>, Vec<Handle<i64>>) {
     let mut b = DriveBuilder::new();
     let start = b.event("start", || async { Flow::from(1_i64) });
     let plus_one = |input: EventInput| async move {
@@ -138,28 +141,52 @@ async fn a_ladder_of_joins_fires_each_join_once_per_run() {
         let right = b.event(format!("r{level}"), plus_one);
         b.listen(left, Group::new([previous]));
         b.listen(right, Group::new([previous]));
-        let join = b.event(format!("j{level}"), |input: EventInput| async move {
-            let values: Vec<i64> = input
-                .results()
-                .iter()
-                .map(|r| r.value::<i64>().copied().unwrap_or(-1_000_000))
-                .collect();
-            Flow::from(values.iter().sum::<i64>() / 2)
-        });
-        b.listen(join, Group::new([left, right]));
+        let join = if joins_read {
+            b.event(format!("j{level}"), |input: EventInput| async move {
+                let values: Vec<i64> = input
+                    .results()
+                    .iter()
+                    .map(|r| r.value::<i64>().copied().unwrap_or(-1_000_000))
+                    .collect();
+                Flow::from(values.iter().sum::<i64>() / 2)
+            })
+        } else {
+            let worth = 2 + level as i64;
+            b.event(
+                format!("j{level}"),
+                move || async move { Flow::from(worth) },
+            )
+        };
+        b.listen(join, Group::new([left, right]).retrigger(retrigger));
         joins.push(join);
         previous = join;
     }
-    let drive = b.build().unwrap();
-    for _ in 0..20 {
-        let results = drive.invoke(start).await.unwrap();
-        for (level, &join) in joins.iter().enumerate() {
-            assert_eq!(results.count(join), 1, "join {level} fired once");
-            assert_eq!(
-                results.get(join).copied(),
-                Some(2 + level as i64),
-                "join {level}"
-            );
+    (b.build().unwrap(), start, joins)
+}
+
+/// Spawned and inline, with joins that read their members' outcomes and joins that do
+/// not, firing on `all` or `any`: every run of the drive (which reuses the state of the
+/// runs before it) fires each join once, after both of its members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ladder_of_joins_fires_each_join_once_per_run() {
+    for (joins_read, retrigger) in [
+        (true, Retrigger::All),
+        (false, Retrigger::All),
+        (false, Retrigger::Any),
+    ] {
+        let (drive, start, joins) = ladder(300, joins_read, retrigger);
+        for inline in [false, true] {
+            for _ in 0..20 {
+                let invoke = drive.invoke(start);
+                let invoke = if inline { invoke.inline() } else { invoke };
+                let results = invoke.await.unwrap();
+                for (level, &join) in joins.iter().enumerate() {
+                    let how =
+                        format!("join {level}, inline {inline}, reads {joins_read}, {retrigger:?}");
+                    assert_eq!(results.count(join), 1, "{how} fired once");
+                    assert_eq!(results.get(join).copied(), Some(2 + level as i64), "{how}");
+                }
+            }
         }
     }
 }

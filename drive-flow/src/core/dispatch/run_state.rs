@@ -279,7 +279,7 @@ impl DispatchState for Shared<'_> {
         let mut guard;
         let state = match self.kept.as_deref_mut() {
             // Kept by the run's task: no lock.
-            Some(kept) => cells.task_group(join, group.slots.len(), kept),
+            Some(kept) => cells.task_group(join, group.slots.len(), results, kept),
             None => {
                 guard = cells.lock_group(join, self.run.writers);
                 &mut *guard

@@ -130,7 +130,13 @@ impl NodeCell {
 #[derive(Default)]
 pub(crate) struct TaskCells {
     outcomes: Vec<Outcome>,
+    /// Reset when a run first touches the join at its place (a run's end does not sweep
+    /// them: on a graph of joins that was most of what ending a run cost), but those that
+    /// hold their members' outcomes, listed in `valued`, reset at the run's end (values are
+    /// not kept past the run that made them).
     joins: Vec<GroupState>,
+    /// The places of the joins that hold outcomes in this run.
+    valued: Vec<u32>,
 }
 
 impl TaskCells {
@@ -156,32 +162,45 @@ impl TaskCells {
     }
 
     /// Forget what a run that touched `touched` events kept, keeping the memory (and the
-    /// clean outcomes) for the next run of the same cells.
+    /// clean outcomes) for the next run of the same cells: the outcomes, and the joins that
+    /// hold outcomes (the others are reset when a run first touches them).
     fn reset(&mut self, touched: usize) {
         // Those past the events the run touched are clean: no run wrote them since.
         for outcome in self.outcomes.iter_mut().take(touched) {
             *outcome = Outcome::default();
         }
-        for join in &mut self.joins {
-            join.reset();
+        for at in self.valued.drain(..) {
+            if let Some(join) = self.joins.get_mut(at as usize) {
+                join.reset();
+            }
         }
     }
 
-    /// Whether nothing is kept (the pool's invariant).
+    /// Whether nothing is kept (the pool's invariant): no outcome, and no join holding
+    /// one (a join may keep its counts and marks until a run first touches it).
     fn is_clean(&self) -> bool {
         self.outcomes
             .iter()
             .all(|outcome| outcome.latest.is_none() && outcome.completions == 0)
-            && self.joins.iter().all(GroupState::is_clean)
+            && self.valued.is_empty()
+            && self.joins.iter().all(GroupState::holds_no_outcome)
     }
 
-    /// The state of the join of `members` members listed at `at`.
+    /// The state of the join of `members` members listed at `at`; `first`: the run touches
+    /// it for the first time (what an earlier run left there is reset), and `valued`: it
+    /// holds its members' outcomes (it is reset at the run's end).
     #[inline]
-    fn join_at(&mut self, at: usize, members: usize) -> &mut GroupState {
+    fn join_at(&mut self, at: usize, members: usize, first: bool, valued: bool) -> &mut GroupState {
+        if first && valued {
+            self.valued.push(at as u32);
+        }
         if at >= self.joins.len() {
             self.joins.resize_with(at + 1, GroupState::default);
         }
         let state = &mut self.joins[at];
+        if first {
+            state.reset();
+        }
         if state.slots.len() != members {
             state.slots.resize_with(members, SlotState::default);
         }
@@ -299,7 +318,12 @@ pub(crate) struct GroupState {
 }
 
 impl GroupState {
-    /// Whether nothing is recorded (the pool's invariant).
+    /// Whether no member's outcome is kept.
+    fn holds_no_outcome(&self) -> bool {
+        self.slots.iter().all(|slot| slot.latest.is_none())
+    }
+
+    /// Whether nothing is recorded (the pool's invariant for a join's cell).
     fn is_clean(&self) -> bool {
         self.ready == 0
             && self.delivered == 0
@@ -311,8 +335,10 @@ impl GroupState {
 
     /// Forget what a run recorded, keeping the slots' memory.
     fn reset(&mut self) {
+        // No member completed: no slot holds an outcome or a mark (a slot's mark and
+        // outcome are set at its member's first completion, which counts in `ready`).
         if self.ready == 0 {
-            return; // no member completed: no slot holds an outcome or a mark
+            return;
         }
         self.ready = 0;
         self.delivered = 0;
@@ -360,6 +386,12 @@ impl GroupCell {
 struct JoinListed(AtomicU32);
 
 impl JoinListed {
+    /// Whether the run has not touched the join yet.
+    #[inline]
+    fn is_unlisted(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == 0
+    }
+
     /// The join's place in the run's list of touched joins; listed there first if it was
     /// not.
     #[inline]
@@ -497,16 +529,20 @@ impl Cells {
     }
 
     /// The state of join `join` of `members` members kept in `kept` by the task of a run
-    /// with one writer ([`Writers::One`]): no lock. Listed as touched the first time.
+    /// with one writer ([`Writers::One`]): no lock. Listed as touched the first time (and
+    /// reset then). `valued`: it keeps its members' outcomes.
     #[inline]
     pub(crate) fn task_group<'k>(
         &self,
         join: u32,
         members: usize,
+        valued: bool,
         kept: &'k mut TaskCells,
     ) -> &'k mut GroupState {
-        let at = self.joins_listed[join as usize].list(join, &self.touched_groups, Writers::One);
-        kept.join_at(at, members)
+        let listed = &self.joins_listed[join as usize];
+        let first = listed.is_unlisted();
+        let at = listed.list(join, &self.touched_groups, Writers::One);
+        kept.join_at(at, members, first, valued)
     }
 
     /// How many members of join `join` completed, as its cell's state counts them (tests).
@@ -766,6 +802,41 @@ mod tests {
             assert_eq!(count.jumps_to(4), 1, "{writers:?}");
             assert!(!count.is_clean());
         }
+    }
+
+    #[test]
+    fn a_task_s_joins_are_reset_when_first_touched_and_those_holding_outcomes_at_the_end() {
+        let mut task = TaskCells::default();
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(7_u32);
+        // A run: a join whose listener does not read outcomes fires at place 0; one whose
+        // listener does keeps a member's outcome at place 1.
+        let plain = task.join_at(0, 2, true, false);
+        plain.ready = 2;
+        plain.delivered = 2;
+        for slot in plain.slots.iter_mut() {
+            slot.completed = true;
+            slot.delivered = true;
+        }
+        let valued = task.join_at(1, 2, true, true);
+        valued.ready = 1;
+        valued.slots[0].completed = true;
+        valued.slots[0].latest = Some(Latest::Value(AnyValue::from(value.clone())));
+        assert_eq!(Arc::strong_count(&value), 2);
+        // Its end: the outcome is dropped with the run; the other join's marks stay.
+        task.reset(0);
+        assert_eq!(
+            Arc::strong_count(&value),
+            1,
+            "a join's outcome outlived its run"
+        );
+        assert!(task.is_clean());
+        assert!(task.joins[1].is_clean());
+        assert_eq!(task.joins[0].ready, 2);
+        // The next run touches a join of three first: it finds the place clean, and keeps
+        // what it records there for the rest of the run.
+        assert!(task.join_at(0, 3, true, false).is_clean());
+        task.join_at(0, 3, false, false).ready = 1;
+        assert_eq!(task.join_at(0, 3, false, false).ready, 1);
     }
 
     #[test]
