@@ -323,7 +323,8 @@ impl GroupState {
         self.slots.iter().all(|slot| slot.latest.is_none())
     }
 
-    /// Whether nothing is recorded (the pool's invariant for a join's cell).
+    /// Whether nothing is recorded (tests).
+    #[cfg(test)]
     fn is_clean(&self) -> bool {
         self.ready == 0
             && self.delivered == 0
@@ -521,10 +522,15 @@ impl Cells {
 
     /// The state of join `join` (its number in [`Joins`]), locked, and listed as touched
     /// by the run the first time (under the lock, which orders the completions that could
-    /// list it at once).
+    /// list it at once), and reset then: an earlier run's counts and marks stay until a run
+    /// touches the join again (see [`Cells::reset`]).
     pub(crate) fn lock_group(&self, join: u32, writers: Writers) -> MutexGuard<'_, GroupState> {
-        let state = lock(&self.groups[join as usize].state);
-        self.joins_listed[join as usize].list(join, &self.touched_groups, writers);
+        let mut state = lock(&self.groups[join as usize].state);
+        let listed = &self.joins_listed[join as usize];
+        if listed.is_unlisted() {
+            state.reset();
+        }
+        listed.list(join, &self.touched_groups, writers);
         state
     }
 
@@ -592,7 +598,10 @@ impl Cells {
     /// the run kept its outcomes and its joins' states in its task ([`TaskCells`], reset
     /// here too), so that the cells' own are clean, and are not read: a run of 10⁵ events
     /// would read each one from memory only to find it so (a third of the reset's time).
-    fn reset(&mut self, kept_in_task: bool) {
+    /// Of the joins' cells, only those that keep outcomes (`valued`, per join) are reset
+    /// here; the others when a run first touches them ([`Cells::lock_group`]): at the end
+    /// of a run of 10⁵ joins, their reset was a sweep through cold memory.
+    fn reset(&mut self, kept_in_task: bool, valued: &[bool]) {
         for at in 0..(*self.touched_nodes.len.get_mut()).min(self.nodes.len()) {
             let node = *self.touched_nodes.ids[at].get_mut() as usize;
             if let Some(cell) = self.nodes.get_mut(node) {
@@ -609,7 +618,7 @@ impl Cells {
             if let Some(listed) = self.joins_listed.get_mut(group as usize) {
                 *listed.0.get_mut() = 0;
             }
-            if !kept_in_task {
+            if !kept_in_task && valued.get(group as usize).copied().unwrap_or(true) {
                 if let Some(cell) = self.groups.get_mut(group as usize) {
                     reset_locked(&mut cell.state, GroupState::reset);
                 }
@@ -635,10 +644,12 @@ impl Cells {
                     && *cell.listed_at.get_mut() == 0
                     && cell.gotos.is_clean()
             })
-            && self
-                .groups
-                .iter_mut()
-                .all(|cell| cell.state.get_mut().map_or(true, |state| state.is_clean()))
+            // (A join may keep its counts and marks until a run first touches it.)
+            && self.groups.iter_mut().all(|cell| {
+                cell.state
+                    .get_mut()
+                    .map_or(true, |state| state.holds_no_outcome())
+            })
             && self
                 .joins_listed
                 .iter_mut()
@@ -664,6 +675,9 @@ struct Joins {
     of_group: Box<[u32]>,
     /// Per join: how many members it has.
     sizes: Box<[u32]>,
+    /// Per join: whether it keeps its members' outcomes (its listener reads them), which
+    /// a run's end drops (a join's counts and marks are reset when a run first touches it).
+    valued: Box<[bool]>,
 }
 
 /// A group of one member.
@@ -673,11 +687,13 @@ impl Joins {
     fn new(groups: &[GroupInfo]) -> Self {
         let mut of_group = Vec::with_capacity(groups.len());
         let mut sizes = Vec::new();
+        let mut valued = Vec::new();
         for group in groups {
             let size = group.slots.len() as u32;
             if size > 1 {
                 of_group.push(sizes.len() as u32);
                 sizes.push(size);
+                valued.push(group.results_read);
             } else {
                 of_group.push(NOT_A_JOIN);
             }
@@ -685,6 +701,7 @@ impl Joins {
         Joins {
             of_group: of_group.into_boxed_slice(),
             sizes: sizes.into_boxed_slice(),
+            valued: valued.into_boxed_slice(),
         }
     }
 
@@ -725,7 +742,7 @@ impl CellsPool {
     /// Reset what `cells`' run touched, and keep them for a later run. `kept_in_task`: the
     /// run kept its outcomes and its joins' states in its task (see [`Cells::reset`]).
     pub(crate) fn give_back(&self, mut cells: Cells, kept_in_task: bool) {
-        cells.reset(kept_in_task);
+        cells.reset(kept_in_task, &self.joins.valued);
         // A full check costs the size of the graph: debug builds make it for graphs of the
         // size of tests, not for large ones where it would dominate every run.
         if cfg!(debug_assertions) && cells.nodes.len() + cells.groups.len() <= CHECK_UP_TO {
@@ -837,6 +854,36 @@ mod tests {
         assert!(task.join_at(0, 3, true, false).is_clean());
         task.join_at(0, 3, false, false).ready = 1;
         assert_eq!(task.join_at(0, 3, false, false).ready, 1);
+    }
+
+    #[test]
+    fn a_join_s_cell_is_reset_when_a_run_first_locks_it_and_at_the_end_if_it_holds_outcomes() {
+        let mut cells = Cells::new(0, [2_usize, 2].into_iter());
+        // A run: join 0 (its listener reads no outcome) fires; join 1 keeps an outcome.
+        {
+            let mut state = cells.lock_group(0, Writers::Many);
+            state.ready = 2;
+            state.delivered = 2;
+        }
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(7_u32);
+        {
+            let mut state = cells.lock_group(1, Writers::Many);
+            state.ready = 1;
+            state.slots[0].completed = true;
+            state.slots[0].latest = Some(Latest::Value(AnyValue::from(value.clone())));
+        }
+        cells.reset(false, &[false, true]);
+        assert_eq!(
+            Arc::strong_count(&value),
+            1,
+            "a join's outcome outlived its run"
+        );
+        assert!(cells.is_clean());
+        // The next run finds join 0 clean when it first locks it, and keeps what it
+        // records there.
+        assert!(cells.lock_group(0, Writers::Many).is_clean());
+        cells.lock_group(0, Writers::Many).ready = 1;
+        assert_eq!(cells.lock_group(0, Writers::Many).ready, 1);
     }
 
     #[test]
