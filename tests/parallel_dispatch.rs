@@ -115,6 +115,44 @@ async fn runs_of_one_drive_at_once_each_see_only_their_own_state() {
     }
 }
 
+/// `width` members of empty bodies that end together on four threads, joined by a listener
+/// that does not read them (`all` and `any`): its join keeps no outcome, and up to 24
+/// members its state is one word updated without a lock (25 and 64: the locked state).
+/// Each of 1 000 runs of one drive (which reuses the state of the runs before it) fires the
+/// join once, after every member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_join_that_does_not_read_its_members_fires_once_when_they_end_together() {
+    for width in [2, 3, 24, 25, 64] {
+        for retrigger in [Retrigger::All, Retrigger::Any] {
+            let mut b = DriveBuilder::new();
+            let start = b.event("start", || async {});
+            let members: Vec<Handle<()>> = (0..width)
+                .map(|i| {
+                    let member = b.event(format!("m{i}"), || async {});
+                    b.listen(member, Group::new([start]));
+                    member
+                })
+                .collect();
+            let sink = b.event("sink", || async {});
+            b.listen(sink, Group::new(members.clone()).retrigger(retrigger));
+            let drive = b.build().unwrap();
+            for inline in [false, true] {
+                for run in 0..1_000 {
+                    let invoke = drive.invoke(start);
+                    let invoke = if inline { invoke.inline() } else { invoke };
+                    let results = invoke.await.unwrap();
+                    let how = format!("{width} members, {retrigger:?}, inline {inline}, run {run}");
+                    assert_eq!(results.count(sink), 1, "{how}: the join fired once");
+                    assert!(
+                        members.iter().all(|&m| results.count(m) == 1),
+                        "{how}: every member ran once"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// start → (l0, r0) → j0 → (l1, r1) → j1 → … : `depth` joins of two members that end
 /// together. Each member adds 1 to what it got; a join that reads its input averages its
 /// two members (join k is worth 2 + k only if it got both values), one that does not is

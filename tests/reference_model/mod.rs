@@ -45,6 +45,9 @@ pub struct EventSpec {
     pub script: Vec<Action>,
     /// How long each call sleeps, in units of 300 µs (concurrent runs only).
     pub delay: u8,
+    /// Its body does not take its input (it sees [`View::blind`]): its groups keep no
+    /// outcome of their members (their joins' state is then packed in one word).
+    pub blind: bool,
 }
 
 /// A generated graph. Event 0 starts the run.
@@ -59,6 +62,17 @@ pub struct View {
     pub group: String,
     pub behavior: Behavior,
     pub results: Vec<(usize, OutcomeKind, Option<u64>)>,
+}
+
+impl View {
+    /// What a body that does not take its input sees: nothing.
+    pub fn blind() -> View {
+        View {
+            group: String::from("(blind)"),
+            behavior: Behavior::Dispatch,
+            results: Vec::new(),
+        }
+    }
 }
 
 /// One call: event index, call number (from 1), what it received.
@@ -151,6 +165,11 @@ pub fn reference(spec: &GraphSpec) -> ReferenceRun {
         assert!(log.len() < 100_000, "the reference run does not end");
         calls[event] += 1;
         let call = calls[event];
+        let view = if spec.events[event].blind {
+            View::blind()
+        } else {
+            view
+        };
         let outcome = body(spec, event, call, &view);
         log.push((event, call, view));
 
@@ -259,30 +278,18 @@ pub fn build(
         .map(|event| {
             let spec = spec.clone();
             let cell = cell.clone();
+            if spec.events[event].blind {
+                // Without its input: a body that takes only its context.
+                return builder.event(name(event), move |probe: Context<Probe>| {
+                    let run = Call::new(&spec, &cell, event, sleep);
+                    async move { run.call(&probe, View::blind()).await }
+                });
+            }
             builder.event(
                 name(event),
                 move |input: EventInput, probe: Context<Probe>| {
-                    let spec = spec.clone();
-                    let cell = cell.clone();
-                    async move {
-                        let call = probe.calls[event].fetch_add(1, Ordering::SeqCst) + 1;
-                        let view = view_of(&input);
-                        probe.log.lock().unwrap().push((event, call, view.clone()));
-                        let delay = spec.events[event].delay;
-                        if sleep && delay > 0 {
-                            tokio::time::sleep(Duration::from_micros(300 * u64::from(delay))).await;
-                        }
-                        match body(&spec, event, call, &view) {
-                            Outcome::Value(value) => Flow::Value(value),
-                            Outcome::Goto(targets, payload) => {
-                                let handles = cell.get().expect("handles are set before runs");
-                                let targets: Vec<EventRef> =
-                                    targets.iter().map(|&t| handles[t].into()).collect();
-                                Flow::goto(targets, payload)
-                            }
-                            Outcome::Abort => Flow::abort(),
-                        }
-                    }
+                    let run = Call::new(&spec, &cell, event, sleep);
+                    async move { run.call(&probe, view_of(&input)).await }
                 },
             )
         })
@@ -305,6 +312,55 @@ pub fn build(
         builder.build().expect("generated graphs are valid"),
         handles,
     )
+}
+
+/// One call of a generated event on the real runner, given what its body saw.
+struct Call {
+    spec: Arc<GraphSpec>,
+    cell: Arc<OnceLock<Vec<Handle<u64>>>>,
+    event: usize,
+    sleep: bool,
+}
+
+impl Call {
+    fn new(
+        spec: &Arc<GraphSpec>,
+        cell: &Arc<OnceLock<Vec<Handle<u64>>>>,
+        event: usize,
+        sleep: bool,
+    ) -> Self {
+        Call {
+            spec: spec.clone(),
+            cell: cell.clone(),
+            event,
+            sleep,
+        }
+    }
+
+    /// Log the call and what it saw, sleep for its delay, and end as its script says.
+    async fn call(self, probe: &Probe, view: View) -> Flow<u64> {
+        let Call {
+            spec,
+            cell,
+            event,
+            sleep,
+        } = self;
+        let call = probe.calls[event].fetch_add(1, Ordering::SeqCst) + 1;
+        probe.log.lock().unwrap().push((event, call, view.clone()));
+        let delay = spec.events[event].delay;
+        if sleep && delay > 0 {
+            tokio::time::sleep(Duration::from_micros(300 * u64::from(delay))).await;
+        }
+        match body(&spec, event, call, &view) {
+            Outcome::Value(value) => Flow::Value(value),
+            Outcome::Goto(targets, payload) => {
+                let handles = cell.get().expect("handles are set before runs");
+                let targets: Vec<EventRef> = targets.iter().map(|&t| handles[t].into()).collect();
+                Flow::goto(targets, payload)
+            }
+            Outcome::Abort => Flow::abort(),
+        }
+    }
 }
 
 pub struct RunnerRun {
@@ -410,6 +466,11 @@ pub fn group(n: usize, listener: usize) -> impl Strategy<Value = GroupSpec> {
         })
 }
 
+/// Whether an event's body does not take its input: one in three.
+pub fn blind() -> impl Strategy<Value = bool> {
+    prop_oneof![2 => Just(false), 1 => Just(true)]
+}
+
 pub fn action(n: usize) -> impl Strategy<Value = Action> {
     prop_oneof![
         6 => Just(Action::Value),
@@ -429,8 +490,9 @@ pub fn any_graph() -> impl Strategy<Value = GraphSpec> {
                 (
                     prop::collection::vec(group(n, listener), groups),
                     prop::collection::vec(action(n), 1..=4),
+                    blind(),
                 )
-                    .prop_map(move |(groups, mut script)| {
+                    .prop_map(move |(groups, mut script, blind)| {
                         if listener == 0 {
                             // A start that aborts at once tests little.
                             script[0] = Action::Value;
@@ -439,6 +501,8 @@ pub fn any_graph() -> impl Strategy<Value = GraphSpec> {
                             groups,
                             script,
                             delay: 0,
+                            // The start's input is the run's: it reads it.
+                            blind: blind && listener > 0,
                         }
                     })
             })
@@ -455,12 +519,13 @@ pub fn dag() -> impl Strategy<Value = GraphSpec> {
             prop::collection::vec(any::<Index>(), 1..=3),
             retrigger(),
             0u8..5,
+            blind(),
         );
         prop::collection::vec(event, n).prop_map(|events| GraphSpec {
             events: events
                 .into_iter()
                 .enumerate()
-                .map(|(index, (members, retrigger, delay))| EventSpec {
+                .map(|(index, (members, retrigger, delay, blind))| EventSpec {
                     groups: if index == 0 {
                         Vec::new()
                     } else {
@@ -473,6 +538,7 @@ pub fn dag() -> impl Strategy<Value = GraphSpec> {
                     // A second call would be a bug; it would show as a different value.
                     script: vec![Action::Value; 3],
                     delay,
+                    blind: blind && index > 0,
                 })
                 .collect(),
         })
@@ -506,6 +572,7 @@ pub fn dag_in_rounds() -> impl Strategy<Value = GraphSpec> {
             }],
             script,
             delay: 1,
+            blind: true,
         });
         spec
     })

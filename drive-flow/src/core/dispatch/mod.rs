@@ -134,6 +134,33 @@ pub(crate) fn fires(
     true
 }
 
+/// [`fires`] over a join's state packed as two sets of its members (bit `i` for its `i`-th
+/// member, up to 32): those that `completed` at least once, and those whose latest outcome
+/// was `delivered`; the member `bit` just completed, with a value or not. The new sets, and
+/// whether the group fires now. The same rule (`fires_packed_agrees_with_fires` checks
+/// every state of joins of up to four members): `ready` is the size of `completed`,
+/// `delivered` that of `delivered`, and a member's first completion and delivered mark its
+/// bits, without counting a set.
+#[inline]
+pub(crate) fn fires_packed(
+    group: &GroupInfo,
+    completed: u32,
+    delivered: u32,
+    bit: u32,
+    value: bool,
+) -> (u32, u32, bool) {
+    let all = u32::MAX >> (32 - group.slots.len() as u32);
+    let completed = completed | bit;
+    let delivered = delivered & !bit;
+    if !value || completed != all {
+        return (completed, delivered, false); // not a value, or some member has not run yet
+    }
+    if group.retrigger == Retrigger::All && delivered != 0 {
+        return (completed, delivered, false); // fire again only once every member is fresh
+    }
+    (completed, all, true)
+}
+
 /// What the dispatch core reads and writes of a run. The in-process runner keeps all of it
 /// in memory, shared by the threads that complete events ([`RunState`]); a durable runner
 /// loads the rows of the event and of the groups it is a member of, lets [`complete`]
@@ -434,6 +461,55 @@ mod tests {
         /// Completions per event, in definition order.
         fn counts(self) -> Vec<u32> {
             self.recorded().into_iter().map(|event| event.0).collect()
+        }
+    }
+
+    #[test]
+    fn fires_packed_agrees_with_fires() {
+        use super::{fires, fires_packed, Member};
+        use crate::core::graph::{GroupInfo, Retrigger};
+        // Every state of joins of two to four members (the members that completed, and of
+        // those the members whose outcome was delivered), every member, with a value or
+        // not, both rules: the same answer, and the same counts.
+        for size in 2..=4_u32 {
+            for retrigger in [Retrigger::All, Retrigger::Any] {
+                let group = GroupInfo {
+                    listener: 0,
+                    name: Arc::from("join"),
+                    retrigger,
+                    slots: 0..size,
+                    results_read: false,
+                };
+                for completed in 0..1_u32 << size {
+                    let delivered_sets = (0..1_u32 << size).filter(|d| d & !completed == 0);
+                    for delivered in delivered_sets {
+                        for member in 0..size {
+                            for value in [false, true] {
+                                let bit = 1 << member;
+                                let (mut ready, mut counted) =
+                                    (completed.count_ones(), delivered.count_ones());
+                                let rule = Member {
+                                    first: completed & bit == 0,
+                                    was_delivered: delivered & bit != 0,
+                                    value,
+                                };
+                                let fired = fires(&group, &mut ready, &mut counted, rule);
+                                let (now_completed, now_delivered, packed_fired) =
+                                    fires_packed(&group, completed, delivered, bit, value);
+                                let case = format!(
+                                    "{size} members, {retrigger:?}, completed {completed:b}, \
+                                     delivered {delivered:b}, member {member}, value {value}"
+                                );
+                                assert_eq!(packed_fired, fired, "{case}");
+                                assert_eq!(now_completed.count_ones(), ready, "{case}");
+                                assert_eq!(now_delivered.count_ones(), counted, "{case}");
+                                assert_eq!(now_completed & bit, bit, "{case}");
+                                assert_eq!(now_delivered & !now_completed, 0, "{case}");
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -4,10 +4,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{complete, fires, DispatchState, EventRun, Member, Starts};
+use super::{complete, fires, fires_packed, DispatchState, EventRun, Member, Starts};
 use crate::core::error::Error;
 use crate::core::flow::ErasedFlow;
-use crate::core::graph::cells::{Cells, GroupState, NodeCell, Outcome, TaskCells, Writers};
+use crate::core::graph::cells::{
+    Cells, GroupState, NodeCell, Outcome, TaskCells, Writers, PACKED_MEMBERS,
+};
 use crate::core::graph::{Graph, GroupId, GroupInfo, NodeId};
 use crate::core::input::{Entries, Entry, EventInput, Latest};
 use crate::core::lock::lock;
@@ -276,6 +278,16 @@ impl DispatchState for Shared<'_> {
         // A group handed here has two or more members, so it has a cell.
         let join = graph.cells.join(group_id)?;
         let results = self.hands_results(group);
+        let members = group.slots.len();
+        if !results && members <= PACKED_MEMBERS {
+            // Small, and no outcome to keep: its state in one word, without a lock.
+            let bit = 1u32 << (slot - group.slots.start);
+            let value = matches!(outcome, Latest::Value(_));
+            let fired = cells.update_packed(join, self.run.writers, |completed, delivered| {
+                fires_packed(group, completed, delivered, bit, value)
+            })?;
+            return fired.then_some(Entries::Empty);
+        }
         let mut guard;
         let state = match self.kept.as_deref_mut() {
             // Kept by the run's task: no lock.

@@ -3,7 +3,12 @@
 //! The threads that complete a run's events share its state without a run-wide lock: each
 //! event has its own cell (its latest outcome behind a lock of its own, its counts as
 //! atomics), and each join (a group of two or more members) has its own (its counters, and
-//! each member's latest outcome and delivered mark, behind the join's lock). Two completions
+//! each member's latest outcome and delivered mark, behind the join's lock). A join whose
+//! listener does not read its members' outcomes and that has at most [`PACKED_MEMBERS`]
+//! members (most joins) keeps no outcome: its state is two sets of members packed in one
+//! word, which a completion updates by one compare-and-swap, no lock (inline, a load and a
+//! store), and which is never reset: the word carries the mark of the run that wrote it
+//! ([`Cells::update_packed`]). Two completions
 //! meet only where the graph makes them meet: at an event they both are, or at a join they
 //! are both members of. A run whose events all complete in its own task (an inline run)
 //! keeps its events' outcomes and its joins' states in that task instead ([`TaskCells`]):
@@ -126,7 +131,9 @@ impl NodeCell {
 /// The cells a run whose events all end in its own task (an inline run, one writer:
 /// [`Writers::One`]) keeps in that task, where using one takes no lock: the outcome of each
 /// event the run touched, at its place in the run's list of touched events, and the state
-/// of each join, at its place in the run's list of touched joins.
+/// of each join that is not packed ([`Cells::update_packed`]: its listener reads its
+/// members' outcomes, or it has more than [`PACKED_MEMBERS`] members), at its place in the
+/// run's list of touched joins.
 #[derive(Default)]
 pub(crate) struct TaskCells {
     outcomes: Vec<Outcome>,
@@ -409,6 +416,38 @@ impl JoinListed {
     }
 }
 
+/// The largest join whose state can be packed in one word ([`Cells::update_packed`]).
+pub(crate) const PACKED_MEMBERS: usize = 24;
+
+/// A join's state in one word: the set of its members that completed in the run (bits 0
+/// to 23), the set of those whose latest outcome was handed to its listener (bits 24 to
+/// 47), and the mark of the run that wrote it (bits 48 to 63, [`Cells::epoch`]).
+struct PackedJoin(AtomicU64);
+
+impl PackedJoin {
+    const SET: u64 = (1 << PACKED_MEMBERS) - 1;
+
+    /// The sets in `word`, as the run marked `epoch` reads them.
+    #[inline]
+    fn sets(word: u64, epoch: u16) -> (u32, u32) {
+        if (word >> 48) as u16 != epoch {
+            return (0, 0);
+        }
+        (
+            (word & Self::SET) as u32,
+            ((word >> PACKED_MEMBERS) & Self::SET) as u32,
+        )
+    }
+
+    /// The word of these sets, written by the run marked `epoch`.
+    #[inline]
+    fn word(completed: u32, delivered: u32, epoch: u16) -> u64 {
+        (u64::from(epoch) << 48)
+            | ((u64::from(delivered) & Self::SET) << PACKED_MEMBERS)
+            | (u64::from(completed) & Self::SET)
+    }
+}
+
 /// A list that threads append to, each index once: the cells a run touched.
 struct Touched {
     ids: Box<[AtomicU32]>,
@@ -456,6 +495,14 @@ pub(crate) struct Cells {
     groups: Box<[GroupCell]>,
     /// Per join, its place in the list of touched joins ([`JoinListed`]).
     joins_listed: Box<[JoinListed]>,
+    /// Per join, its state packed in one word, for the joins small enough whose listener
+    /// does not read its members' outcomes, in a run whose task does not keep them
+    /// ([`Cells::update_packed`]): updated by one compare-and-swap, without a lock.
+    packed: Box<[PackedJoin]>,
+    /// This run's mark on the packed joins' words: a word written by another run (an
+    /// earlier one over these cells) reads as a join that no member reached yet, so that
+    /// they are never reset one by one. Changed when the cells are given back.
+    epoch: u16,
     touched_nodes: Touched,
     touched_groups: Touched,
     /// What the task of an inline run keeps (taken out for the run: [`Cells::take_task`]),
@@ -472,6 +519,8 @@ impl Cells {
             outcomes: (0..nodes).map(|_| Mutex::default()).collect(),
             groups: joins.map(GroupCell::new).collect(),
             joins_listed: (0..groups).map(|_| JoinListed(AtomicU32::new(0))).collect(),
+            packed: (0..groups).map(|_| PackedJoin(AtomicU64::new(0))).collect(),
+            epoch: 1,
             touched_nodes: Touched::new(nodes),
             touched_groups: Touched::new(groups),
             task: Mutex::default(),
@@ -551,10 +600,51 @@ impl Cells {
         kept.join_at(at, members, first, valued)
     }
 
+    /// Update the packed state of join `join` (of at most [`PACKED_MEMBERS`] members):
+    /// `update` gets the sets of its members (bit `i` for the `i`-th, in group order) that
+    /// completed in this run and whose latest outcome was handed to its listener, as this
+    /// run left them (both empty at the run's first touch), and gives the new sets and its
+    /// answer. With many `writers`, one compare-and-swap (`update` is called again if
+    /// another thread's completion came in between: only its last answer counts, and it is
+    /// returned); with one, a load and a store.
+    #[inline]
+    pub(crate) fn update_packed<R>(
+        &self,
+        join: u32,
+        writers: Writers,
+        mut update: impl FnMut(u32, u32) -> (u32, u32, R),
+    ) -> Option<R> {
+        let word = &self.packed.get(join as usize)?.0;
+        let epoch = self.epoch;
+        let mut next = |current| {
+            let (completed, delivered) = PackedJoin::sets(current, epoch);
+            let (completed, delivered, answer) = update(completed, delivered);
+            (PackedJoin::word(completed, delivered, epoch), answer)
+        };
+        match writers {
+            Writers::One => {
+                let (word_now, answer) = next(word.load(Ordering::Relaxed));
+                word.store(word_now, Ordering::Relaxed);
+                Some(answer)
+            }
+            Writers::Many => {
+                let mut answer = None;
+                let _ = word.fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                    let (word_now, said) = next(current);
+                    answer = Some(said);
+                    Some(word_now)
+                });
+                answer
+            }
+        }
+    }
+
     /// How many members of join `join` completed, as its cell's state counts them (tests).
     #[cfg(test)]
     pub(crate) fn join_ready(&self, join: u32) -> u32 {
+        let packed = self.packed[join as usize].0.load(Ordering::Acquire);
         lock(&self.groups[join as usize].state).ready
+            + PackedJoin::sets(packed, self.epoch).0.count_ones()
     }
 
     /// Whether the run touched at least half of the graph's events (its cells are then
@@ -624,6 +714,16 @@ impl Cells {
                 }
             }
         }
+        // The packed joins: a new mark, under which every word reads as untouched. When
+        // the marks wrap around, every word is cleared (once in 65 535 runs), so that no
+        // word written under a mark is read under it by a later run.
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            for join in self.packed.iter_mut() {
+                *join.0.get_mut() = 0;
+            }
+            self.epoch = 1;
+        }
         let touched = (*self.touched_nodes.len.get_mut()).min(self.nodes.len());
         self.touched_nodes.clear();
         self.touched_groups.clear();
@@ -644,7 +744,9 @@ impl Cells {
                     && *cell.listed_at.get_mut() == 0
                     && cell.gotos.is_clean()
             })
-            // (A join may keep its counts and marks until a run first touches it.)
+            // (A join may keep its counts and marks until a run first touches it, and a
+            // packed join's word an earlier run's sets, which read as untouched under a
+            // later run's mark.)
             && self.groups.iter_mut().all(|cell| {
                 cell.state
                     .get_mut()
@@ -854,6 +956,41 @@ mod tests {
         assert!(task.join_at(0, 3, true, false).is_clean());
         task.join_at(0, 3, false, false).ready = 1;
         assert_eq!(task.join_at(0, 3, false, false).ready, 1);
+    }
+
+    #[test]
+    fn a_packed_join_reads_as_untouched_in_every_later_run_over_its_cells() {
+        let mut cells = Cells::new(0, [3_usize, 2].into_iter());
+        let sets =
+            |cells: &Cells, join| cells.update_packed(join, Writers::Many, |c, d| (c, d, (c, d)));
+        for writers in [Writers::Many, Writers::One] {
+            // A run: member 0 of join 0 completes, then member 2, which fires it.
+            let seen = cells.update_packed(0, writers, |c, d| (c | 0b001, d, (c, d)));
+            assert_eq!(seen, Some((0, 0)), "{writers:?}: the run's first touch");
+            let seen = cells.update_packed(0, writers, |c, _| (c | 0b100, 0b101, (c, 0)));
+            assert_eq!(seen, Some((0b001, 0)), "{writers:?}: what the run recorded");
+            assert_eq!(sets(&cells, 0), Some((0b101, 0b101)));
+            assert_eq!(sets(&cells, 1), Some((0, 0)), "another join is apart");
+            assert_eq!(sets(&cells, 2), None, "no such join");
+            // The next run over these cells: untouched, with no reset of the join.
+            cells.reset(false, &[false, false]);
+            assert_eq!(sets(&cells, 0), Some((0, 0)), "{writers:?}: the next run");
+            cells.reset(false, &[false, false]);
+        }
+        // When the runs' marks wrap around, the words are cleared: a word written under a
+        // mark is never read by a later run under the same mark.
+        cells.update_packed(1, Writers::One, |_, _| (0b11, 0b11, ()));
+        let written_under = cells.epoch;
+        for _ in 0..u16::MAX {
+            cells.reset(false, &[false, false]);
+        }
+        assert_eq!(cells.epoch, written_under, "the marks went round once");
+        assert_eq!(
+            cells.packed[1].0.load(Ordering::Relaxed),
+            0,
+            "cleared as they wrapped"
+        );
+        assert_eq!(sets(&cells, 1), Some((0, 0)));
     }
 
     #[test]
