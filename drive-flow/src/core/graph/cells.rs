@@ -496,8 +496,9 @@ pub(crate) struct Cells {
     /// Per join, its place in the list of touched joins ([`JoinListed`]).
     joins_listed: Box<[JoinListed]>,
     /// Per join, its state packed in one word, for the joins small enough whose listener
-    /// does not read its members' outcomes, in a run whose task does not keep them
-    /// ([`Cells::update_packed`]): updated by one compare-and-swap, without a lock.
+    /// does not read its members' outcomes ([`Cells::update_packed`]): updated by one
+    /// compare-and-swap, without a lock (by a load and a store in a run with one writer,
+    /// whose task then keeps no state of its own for them).
     packed: Box<[PackedJoin]>,
     /// This run's mark on the packed joins' words: a word written by another run (an
     /// earlier one over these cells) reads as a join that no member reached yet, so that
