@@ -8,7 +8,7 @@ use super::{complete, fires, fires_packed, DispatchState, EventRun, Member, Star
 use crate::core::error::Error;
 use crate::core::flow::ErasedFlow;
 use crate::core::graph::cells::{
-    Cells, GroupState, NodeCell, Outcome, TaskCells, Writers, PACKED_MEMBERS,
+    is_packed, Cells, GroupState, NodeCell, Outcome, TaskCells, Writers,
 };
 use crate::core::graph::{Graph, GroupId, GroupInfo, NodeId};
 use crate::core::input::{Entries, Entry, EventInput, Latest};
@@ -277,9 +277,7 @@ impl DispatchState for Shared<'_> {
         let cells = &self.run.cells;
         // A group handed here has two or more members, so it has a cell.
         let join = graph.cells.join(group_id)?;
-        let results = self.hands_results(group);
-        let members = group.slots.len();
-        if !results && members <= PACKED_MEMBERS {
+        if is_packed(group) {
             // Small, and no outcome to keep: its state in one word, without a lock.
             let bit = 1u32 << (slot - group.slots.start);
             let value = matches!(outcome, Latest::Value(_));
@@ -288,6 +286,7 @@ impl DispatchState for Shared<'_> {
             })?;
             return fired.then_some(Entries::Empty);
         }
+        let results = self.hands_results(group);
         let mut guard;
         let state = match self.kept.as_deref_mut() {
             // Kept by the run's task: no lock.

@@ -419,6 +419,14 @@ impl JoinListed {
 /// The largest join whose state can be packed in one word ([`Cells::update_packed`]).
 pub(crate) const PACKED_MEMBERS: usize = 24;
 
+/// Whether the join of `group` keeps its state packed in one word
+/// ([`Cells::update_packed`]), and no locked state: it has at most [`PACKED_MEMBERS`]
+/// members, and its listener does not read their outcomes.
+#[inline]
+pub(crate) fn is_packed(group: &GroupInfo) -> bool {
+    !group.results_read && group.slots.len() <= PACKED_MEMBERS
+}
+
 /// A join's state in one word: the set of its members that completed in the run (bits 0
 /// to 23), the set of those whose latest outcome was handed to its listener (bits 24 to
 /// 47), and the mark of the run that wrote it (bits 48 to 63, [`Cells::epoch`]).
@@ -512,7 +520,8 @@ pub(crate) struct Cells {
 }
 
 impl Cells {
-    /// Cells for `nodes` events and joins of these sizes.
+    /// Cells for `nodes` events and joins whose locked states have these numbers of member
+    /// slots.
     fn new(nodes: usize, joins: impl ExactSizeIterator<Item = usize>) -> Self {
         let groups = joins.len();
         Cells {
@@ -776,8 +785,9 @@ fn reset_locked<T>(mutex: &mut Mutex<T>, reset: impl FnOnce(&mut T)) {
 struct Joins {
     /// Per group of the graph: its join number, or [`NOT_A_JOIN`].
     of_group: Box<[u32]>,
-    /// Per join: how many members it has.
-    sizes: Box<[u32]>,
+    /// Per join: how many member slots its locked state has (its members; none for a
+    /// packed join, which has no use for them).
+    slots: Box<[u32]>,
     /// Per join: whether it keeps its members' outcomes (its listener reads them), which
     /// a run's end drops (a join's counts and marks are reset when a run first touches it).
     valued: Box<[bool]>,
@@ -789,13 +799,13 @@ const NOT_A_JOIN: u32 = u32::MAX;
 impl Joins {
     fn new(groups: &[GroupInfo]) -> Self {
         let mut of_group = Vec::with_capacity(groups.len());
-        let mut sizes = Vec::new();
+        let mut slots = Vec::new();
         let mut valued = Vec::new();
         for group in groups {
             let size = group.slots.len() as u32;
             if size > 1 {
-                of_group.push(sizes.len() as u32);
-                sizes.push(size);
+                of_group.push(slots.len() as u32);
+                slots.push(if is_packed(group) { 0 } else { size });
                 valued.push(group.results_read);
             } else {
                 of_group.push(NOT_A_JOIN);
@@ -803,14 +813,14 @@ impl Joins {
         }
         Joins {
             of_group: of_group.into_boxed_slice(),
-            sizes: sizes.into_boxed_slice(),
+            slots: slots.into_boxed_slice(),
             valued: valued.into_boxed_slice(),
         }
     }
 
-    /// How many members each join has, in join order.
-    fn sizes(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
-        self.sizes.iter().map(|&size| size as usize)
+    /// How many member slots each join's locked state has, in join order.
+    fn slots(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
+        self.slots.iter().map(|&slots| slots as usize)
     }
 }
 
@@ -839,7 +849,7 @@ impl CellsPool {
     /// Cells for a run over a graph of this shape, untouched: reused if one set is spare.
     pub(crate) fn take(&self, nodes: usize) -> Cells {
         let spare = lock(&self.spare).pop();
-        spare.unwrap_or_else(|| Cells::new(nodes, self.joins.sizes()))
+        spare.unwrap_or_else(|| Cells::new(nodes, self.joins.slots()))
     }
 
     /// Reset what `cells`' run touched, and keep them for a later run. `kept_in_task`: the
