@@ -42,7 +42,9 @@
 //!   the group produced a fresh outcome; with [`Retrigger::Any`], on every fresh outcome.
 //! - [`Flow::goto`] runs the targets with the payload (group name `"$goto"`); nothing else is
 //!   dispatched. [`Flow::abort`] ends the branch. Both count as "has run" for joins.
-//! - Events triggered together run concurrently, each as a tokio task.
+//! - Events triggered together run concurrently, each as a tokio task. (An event that
+//!   another's end starts alone runs in the task of the event that ended, which has
+//!   nothing left to do: no task is spawned for it; see [`Invoke`].)
 //! - The run ends when nothing is running or queued, and returns [`Results`]. An error or a
 //!   panic in an event fails the run with [`Error`] naming the event, and cancels every
 //!   other event in flight; dropping the run's future cancels everything it started.

@@ -218,8 +218,9 @@ pub(crate) trait Host: Send + Sync + 'static {
     /// `false`: the run is over, and the event ends at once.
     fn register(&self, key: &mut usize, node: NodeId, waker: &Waker) -> bool;
 
-    /// A spawned event ended: report it to the run (which starts what follows).
-    fn finish(self: Arc<Self>, ended: Ended);
+    /// A spawned event ended: report it to the run, which starts what follows (and may
+    /// run the first poll of one of those events here, in the ending event's task `cx`).
+    fn finish(self: Arc<Self>, ended: Ended, cx: &mut Context<'_>);
 }
 
 /// The call of one event of a [`Host`], made when its body asks (see [`CallSource`]): the
@@ -327,6 +328,18 @@ impl<B: MakeBody> Spawned<B> {
     }
 }
 
+impl Spawned<Boxed> {
+    /// The task of an event of `host` that was started in another event's task and went
+    /// pending there ([`EventTask::start_inline`]): its first poll in this task polls its
+    /// body again, which then leaves this task's waker where it waits.
+    pub(crate) fn started(host: Arc<dyn Host>, event: EventTask<Boxed>) -> Self {
+        Spawned {
+            host: Some(host),
+            event,
+        }
+    }
+}
+
 impl<B: MakeBody> Future for Spawned<B> {
     type Output = ();
 
@@ -337,7 +350,7 @@ impl<B: MakeBody> Future for Spawned<B> {
         };
         let ended = ready!(this.event.poll_for(host, cx));
         if let (Some(host), Some(ended)) = (this.host.take(), ended) {
-            host.finish(ended);
+            host.finish(ended, cx);
         }
         Poll::Ready(())
     }

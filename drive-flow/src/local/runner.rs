@@ -38,7 +38,7 @@ use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
 use crate::body::param::{is_checked, is_inbox, Call, CallOnce, CallSource, Links, ParamError};
 use crate::body::task::{
     Attempt, Attempts, Begun, Boxed, CallBoxes, CallError, Caught, Ended, EventTask, FirstPoll,
-    Host,
+    Host, Spawned,
 };
 use crate::core::dispatch::{RunState, Start, Starts};
 use crate::core::error::Error;
@@ -94,6 +94,13 @@ pub const DEFAULT_MAX_STEPS: u64 = 10_000_000;
 /// `join!`/`select!`. The run is set up on its first poll; configure it before. Dropping it
 /// cancels every event it started. It must be polled inside a tokio runtime; events run as
 /// tokio tasks, so they use every worker thread of a multi-thread runtime.
+///
+/// Events started together each get a task of their own. An event that the end of another
+/// starts alone (the next link of a chain, a `goto`'s one target, the listener of a join
+/// whose last member ended) is started in the task of the event that ended instead, which
+/// saves spawning one: up to 32 in a row, then the next one is spawned, so that the
+/// thread's other tasks get their turn; one that goes pending there moves to a task of its
+/// own (its body polled again there). What runs, and when, is the same.
 ///
 /// ```
 /// use drive_flow::prelude::*;
@@ -542,8 +549,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             if let Err(error) = shared.schedule(lane, start, now) {
                 shared.close(&mut inner, Err(error));
             }
-            shared.unlock(inner); // spawns what the locked lane queued
-            shared.spawn_all(batch.drain(..)); // and what the plain lane did
+            shared.unlock(inner, None); // spawns what the locked lane queued
+            shared.spawn_all(batch.drain(..), None); // and what the plain lane did
         } else {
             drop(inner);
         }
@@ -906,6 +913,19 @@ thread_local! {
     /// A spare queue per thread for the task of an inline run (its inline events started
     /// and not polled yet), so that a run that starts many at once does not grow a new one.
     static SPARE_QUEUE: Cell<VecDeque<(usize, Start)>> = const { Cell::new(VecDeque::new()) };
+}
+
+/// The event a spawned event's completion carries on in its own task, if any (see
+/// [`Shared::continue_in_task`]).
+type Carried = Option<(usize, Start)>;
+
+/// How many events a task carries on in a row before it spawns the next one.
+const CARRIED_MAX: u32 = 32;
+
+thread_local! {
+    /// The boxes the events carried on in a spawned event's task are made in (see
+    /// [`Shared::continue_in_task`]): the thread's, taken while in use.
+    static CALL_BOXES: Cell<Option<Box<CallBoxes>>> = const { Cell::new(None) };
 }
 
 /// A queue or a scratch list of more starts is freed rather than kept by the thread
@@ -1274,21 +1294,37 @@ impl Shared {
         batch.push((key, start));
     }
 
-    /// Release the lock, then spawn the tasks of the events started under it.
-    fn unlock(self: &Arc<Self>, mut inner: MutexGuard<'_, Inner>) {
+    /// Release the lock, then spawn the tasks of the events started under it (all but the
+    /// last, if `carry` takes it: see [`spawn_all`](Self::spawn_all)).
+    fn unlock(self: &Arc<Self>, mut inner: MutexGuard<'_, Inner>, carry: Option<&mut Carried>) {
         if inner.spawns.is_empty() {
             return;
         }
         let mut batch = spare_batch();
         std::mem::swap(&mut inner.spawns, &mut batch);
         drop(inner);
-        self.spawn_all(batch.drain(..));
+        self.spawn_all(batch.drain(..), carry);
         keep_spare(batch);
     }
 
     /// Spawn the tasks of `batch` (a drain). A run over in the meantime spawns no more:
-    /// those events were cancelled with it.
-    fn spawn_all(self: &Arc<Self>, batch: impl Iterator<Item = (usize, Start)>) {
+    /// those events were cancelled with it. `carry`: the completion of a spawned event,
+    /// whose task takes the batch's event if it is the only one, to start it itself (see
+    /// [`continue_in_task`](Self::continue_in_task)). Of several, each gets its own task:
+    /// one carried on beside others just spawned would keep the last of those in the
+    /// thread's LIFO slot, where no other thread steals it, while it runs (a body that
+    /// blocks its thread would keep its sibling from starting).
+    fn spawn_all(
+        self: &Arc<Self>,
+        mut batch: impl ExactSizeIterator<Item = (usize, Start)>,
+        carry: Option<&mut Carried>,
+    ) {
+        if let Some(carry) = carry {
+            if batch.len() == 1 {
+                *carry = batch.next();
+                return;
+            }
+        }
         for (key, start) in batch {
             if self.is_over() {
                 break; // the rest are dropped with the drain
@@ -1303,6 +1339,51 @@ impl Shared {
                 start.input,
             );
         }
+    }
+
+    /// Start `next`, the one event that the completion of a spawned event started, in that
+    /// event's task (`cx`), rather than in a task of its own: its first poll is made here, in
+    /// a box of the thread's that the last event of the same layout to end here left (see
+    /// [`CallBoxes`]). One that ends then is completed here, and the last event that
+    /// completion starts is carried on in turn, up to [`CARRIED_MAX`] events in a row, or
+    /// until the task's tokio budget is spent (the next one is then spawned: the thread's
+    /// other tasks get their turn). One that goes pending gets a task of its own, which
+    /// polls it again (so that it leaves that task's waker where it waits). A chain of
+    /// events, a loop, or the last member of a join to end saves a task per event this way:
+    /// no allocation, no scheduling. (Spawned, it would most often have run on this thread
+    /// next anyway: a task spawned from a worker thread goes to its LIFO slot.)
+    fn continue_in_task(self: Arc<Self>, next: (usize, Start), cx: &mut std::task::Context<'_>) {
+        let mut boxes = CALL_BOXES
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let mut next = Some(next);
+        let mut carried = 0;
+        while let Some((key, start)) = next.take() {
+            if self.is_over() {
+                break; // cancelled with its run, as a spawned one would be
+            }
+            if carried == CARRIED_MAX || !tokio::task::coop::has_budget_remaining() {
+                self.spawn_all(std::iter::once((key, start)), None);
+                break;
+            }
+            carried += 1;
+            let started = EventTask::start_inline(
+                &*self,
+                &mut boxes,
+                key,
+                start.node,
+                start.input,
+                cx,
+                |ended| self.complete_shared(ended, None, Some(&mut next)),
+            );
+            if let FirstPoll::Pending(event) = started {
+                let host: Arc<dyn Host> = self.clone();
+                drop(self.runtime.spawn(Spawned::started(host, event)));
+            }
+        }
+        let _ = CALL_BOXES.try_with(|kept| kept.set(Some(boxes)));
     }
 
     /// Give free slots to events back from waiting first, then to queued events.
@@ -1379,12 +1460,12 @@ impl Shared {
             Some(task) => {
                 task.running -= 1; // its slot, if the task holds the run's cap
                 if self.locked {
-                    self.complete_shared(ended, Some(task));
+                    self.complete_shared(ended, Some(task), None);
                 } else {
                     self.complete_in_task(ended, task);
                 }
             }
-            None => self.complete_shared(ended, None),
+            None => self.complete_shared(ended, None, None),
         }
     }
 
@@ -1506,8 +1587,14 @@ impl Shared {
     }
 
     /// The completion of a spawned event, or of an inline event of a locked run (see
-    /// [`complete`](Self::complete)).
-    fn complete_shared(self: &Arc<Self>, ended: Ended, kept: Option<&mut TaskState>) {
+    /// [`complete`](Self::complete)). `carry`: a spawned event's completion made in its
+    /// task, which takes the last event it starts rather than spawning it.
+    fn complete_shared(
+        self: &Arc<Self>,
+        ended: Ended,
+        kept: Option<&mut TaskState>,
+        carry: Option<&mut Carried>,
+    ) {
         let Ended {
             key,
             node,
@@ -1660,7 +1747,7 @@ impl Shared {
                 if last {
                     self.close(&mut inner, Ok(()));
                 }
-                self.unlock(inner);
+                self.unlock(inner, carry);
             }
             None => {
                 if last {
@@ -1669,7 +1756,7 @@ impl Shared {
                 // A batch only spawns, drained where it is (moved into an iterator, it was
                 // copied whole).
                 if let Some(batch) = batch.as_mut() {
-                    self.spawn_all(batch.drain(..));
+                    self.spawn_all(batch.drain(..), carry);
                 }
             }
         }
@@ -1749,7 +1836,7 @@ impl Shared {
                 self.signal.raise(); // the run's task starts what `fill` queued
             }
         }
-        self.unlock(guard);
+        self.unlock(guard, None);
     }
 
     /// A `recv` of the call got its value (`waited`: it still counted among the call's
@@ -2043,8 +2130,12 @@ impl Host for Shared {
         }
     }
 
-    fn finish(self: Arc<Self>, ended: Ended) {
-        self.complete(ended, None);
+    fn finish(self: Arc<Self>, ended: Ended, cx: &mut std::task::Context<'_>) {
+        let mut next = None;
+        self.complete_shared(ended, None, Some(&mut next));
+        if let Some(next) = next {
+            self.continue_in_task(next, cx);
+        }
     }
 }
 
