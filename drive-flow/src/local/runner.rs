@@ -100,7 +100,7 @@ pub const DEFAULT_MAX_STEPS: u64 = 10_000_000;
 /// whose last member ended) is started in the task of the event that ended instead, which
 /// saves spawning one: up to 32 in a row, then the next one is spawned, so that the
 /// thread's other tasks get their turn; one that goes pending there moves to a task of its
-/// own (its body polled again there). What runs, and when, is the same.
+/// own (its body polled again there). What runs is the same either way.
 ///
 /// ```
 /// use drive_flow::prelude::*;
