@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drive_flow::prelude::*;
-use drive_flow::{DriveBuilder, Group};
+use drive_flow::{DriveBuilder, EventOptions, Group, RunEventKind};
+use futures::StreamExt;
 use tokio::task::Id;
 
 /// The tokio task each call ran in, by event name, in the order the calls ran.
@@ -225,4 +226,82 @@ async fn a_loop_of_events_that_end_at_once_lets_the_thread_s_other_tasks_run() {
         longest <= 33,
         "{longest} events in a row kept the other task waiting"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carried_event_with_a_timeout_and_a_retry_is_retried_in_a_task_of_its_own() {
+    // a → shaky: shaky's first attempt outlives its 50 ms timeout, its retry ends at once.
+    let seen: Seen = Arc::default();
+    let calls = Arc::new(AtomicU64::new(0));
+    let mut b = DriveBuilder::new();
+    let s = seen.clone();
+    let first = b.event("a", move || {
+        record(&s, "a");
+        async { Flow::from(7_u64) }
+    });
+    let (s, counted) = (seen.clone(), calls.clone());
+    let shaky = b.event("shaky", move |input: EventInput| {
+        let call = counted.fetch_add(1, Ordering::SeqCst) + 1;
+        record(&s, if call == 1 { "shaky 1" } else { "shaky 2" });
+        let got = input.get(first).copied().unwrap_or(0);
+        async move {
+            if call == 1 {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            Flow::from(got * 10 + call)
+        }
+    });
+    b.listen(shaky, Group::new([first]));
+    b.options(
+        shaky,
+        EventOptions::new()
+            .timeout(Duration::from_millis(50))
+            .retries(1),
+    );
+    let drive = b.build().unwrap();
+
+    let run = tokio::time::timeout(Duration::from_secs(10), drive.invoke(first));
+    let results = run.await.expect("the retry ran").unwrap();
+    assert_eq!(
+        results.get(shaky),
+        Some(&72),
+        "its second call, with a's value"
+    );
+    assert_eq!(results.stats(shaky).attempts, 2);
+    let a = task_of(&seen, "a");
+    assert_eq!(task_of(&seen, "shaky 1"), a, "first attempt: in a's task");
+    assert_ne!(task_of(&seen, "shaky 2"), a, "the retry: in its own task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_carried_event_waiting_on_its_inbox_gets_what_the_caller_sends() {
+    // a → waits (started alone: its first poll in a's task, where it goes pending) → after.
+    let mut b = DriveBuilder::new();
+    let first = b.event("a", || async { Flow::from(1_u32) });
+    let waits = b.event("waits", |inbox: Inbox| async move {
+        let got: u32 = inbox.recv("answer").await?;
+        Ok::<_, drive_flow::InboxError>(Flow::from(got + 1))
+    });
+    let after = b.event("after", move |input: EventInput| {
+        let got = input.get(waits).copied();
+        async move { Flow::from(got.unwrap_or(0) * 2) }
+    });
+    b.listen(waits, Group::new([first]));
+    b.listen(after, Group::new([waits]));
+    let drive = b.build().unwrap();
+
+    let (run, mut events) = drive.invoke(first).start_with_events();
+    // (A watched run: its completions take its lock, and carry on from there.)
+    while let Some(event) = events.next().await {
+        if matches!(event.kind, RunEventKind::Waiting { .. }) {
+            break;
+        }
+    }
+    run.send("answer", 20_u32);
+    let results = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the waiting event was woken in its own task")
+        .unwrap();
+    assert_eq!(results.get(waits), Some(&21));
+    assert_eq!(results.get(after), Some(&42));
 }
