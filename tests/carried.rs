@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drive_flow::prelude::*;
-use drive_flow::{DriveBuilder, EventOptions, Group, RunEventKind};
+use drive_flow::{DriveBuilder, EventOptions, Group, Handle, RunEventKind};
 use futures::StreamExt;
 use tokio::task::Id;
 
@@ -32,42 +32,36 @@ fn task_of(seen: &Seen, name: &str) -> Id {
     tasks[0]
 }
 
+/// An event named `name` that records its task when called and returns one more than
+/// `after`'s value (0 without it), listening to `after` if given.
+fn counter(
+    b: &mut DriveBuilder,
+    seen: &Seen,
+    name: &'static str,
+    after: Option<Handle<u32>>,
+) -> Handle<u32> {
+    let s = seen.clone();
+    let event = b.event(name, move |input: EventInput| {
+        record(&s, name);
+        let got = after.and_then(|after| input.get(after).copied());
+        async move { Flow::from(got.unwrap_or(0) + 1) }
+    });
+    if let Some(after) = after {
+        b.listen(event, Group::new([after]));
+    }
+    event
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_started_alone_runs_in_the_task_of_the_event_that_started_it() {
     // a → b → c (each alone), then c → (d, e) started together.
     let seen: Seen = Arc::default();
     let mut b = DriveBuilder::new();
-    let s = seen.clone();
-    let first = b.event("a", move || {
-        record(&s, "a");
-        async { Flow::from(1_u32) }
-    });
-    let s = seen.clone();
-    let second = b.event("b", move |input: EventInput| {
-        record(&s, "b");
-        let got = input.get(first).copied();
-        async move { Flow::from(got.unwrap_or(0) + 1) }
-    });
-    let s = seen.clone();
-    let third = b.event("c", move |input: EventInput| {
-        record(&s, "c");
-        let got = input.get(second).copied();
-        async move { Flow::from(got.unwrap_or(0) + 1) }
-    });
-    let s = seen.clone();
-    let left = b.event("d", move || {
-        record(&s, "d");
-        async { Flow::from(0_u32) }
-    });
-    let s = seen.clone();
-    let right = b.event("e", move || {
-        record(&s, "e");
-        async { Flow::from(0_u32) }
-    });
-    b.listen(second, Group::new([first]));
-    b.listen(third, Group::new([second]));
-    b.listen(left, Group::new([third]));
-    b.listen(right, Group::new([third]));
+    let first = counter(&mut b, &seen, "a", None);
+    let second = counter(&mut b, &seen, "b", Some(first));
+    let third = counter(&mut b, &seen, "c", Some(second));
+    let left = counter(&mut b, &seen, "d", Some(third));
+    let right = counter(&mut b, &seen, "e", Some(third));
     let drive = b.build().unwrap();
 
     let results = drive.invoke(first).await.unwrap();
@@ -90,11 +84,7 @@ async fn a_carried_event_that_goes_pending_moves_to_a_task_of_its_own() {
     // a → b → c: b waits on a timer at its first poll, then c follows it.
     let seen: Seen = Arc::default();
     let mut b = DriveBuilder::new();
-    let s = seen.clone();
-    let first = b.event("a", move || {
-        record(&s, "a");
-        async { Flow::from(10_u32) }
-    });
+    let first = counter(&mut b, &seen, "a", None);
     let s = seen.clone();
     let second = b.event("b", move |input: EventInput| {
         let s = s.clone();
@@ -105,20 +95,14 @@ async fn a_carried_event_that_goes_pending_moves_to_a_task_of_its_own() {
             Flow::from(input.get(first).copied().unwrap_or(0) + 1)
         }
     });
-    let s = seen.clone();
-    let third = b.event("c", move |input: EventInput| {
-        record(&s, "c");
-        let got = input.get(second).copied();
-        async move { Flow::from(got.unwrap_or(0) + 1) }
-    });
     b.listen(second, Group::new([first]));
-    b.listen(third, Group::new([second]));
+    let third = counter(&mut b, &seen, "c", Some(second));
     let drive = b.build().unwrap();
 
     let run = tokio::time::timeout(Duration::from_secs(10), drive.invoke(first));
     let results = run.await.expect("b was woken in its task").unwrap();
-    assert_eq!(results.get(second), Some(&11));
-    assert_eq!(results.get(third), Some(&12));
+    assert_eq!(results.get(second), Some(&2));
+    assert_eq!(results.get(third), Some(&3));
     let a = task_of(&seen, "a");
     assert_eq!(task_of(&seen, "b before"), a, "b's first poll: in a's task");
     let moved = task_of(&seen, "b after");
