@@ -589,7 +589,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             if !in_task.is_empty() {
                 if let Poll::Ready(ended) = in_task.poll_next_unpin(cx) {
                     if let Some(Some(ended)) = ended {
-                        shared.complete(ended, Some(&mut task));
+                        shared.complete(ended, &mut task);
                     }
                     ended_in_a_row += 1;
                     progressed = true;
@@ -825,7 +825,7 @@ fn start_inline<'run>(
             start.node,
             start.input,
             cx,
-            |done| shared.complete(done, Some(&mut *task)),
+            |done| shared.complete(done, task),
         );
         match first {
             FirstPoll::Ended => ended += 1,
@@ -1294,8 +1294,8 @@ impl Shared {
         batch.push((key, start));
     }
 
-    /// Release the lock, then spawn the tasks of the events started under it (all but the
-    /// last, if `carry` takes it: see [`spawn_all`](Self::spawn_all)).
+    /// Release the lock, then spawn the tasks of the events started under it (or give
+    /// `carry` the one event started, if it takes it: see [`spawn_all`](Self::spawn_all)).
     fn unlock(self: &Arc<Self>, mut inner: MutexGuard<'_, Inner>, carry: Option<&mut Carried>) {
         if inner.spawns.is_empty() {
             return;
@@ -1344,8 +1344,8 @@ impl Shared {
     /// Start `next`, the one event that the completion of a spawned event started, in that
     /// event's task (`cx`), rather than in a task of its own: its first poll is made here, in
     /// a box of the thread's that the last event of the same layout to end here left (see
-    /// [`CallBoxes`]). One that ends then is completed here, and the last event that
-    /// completion starts is carried on in turn, up to [`CARRIED_MAX`] events in a row, or
+    /// [`CallBoxes`]). One that ends then is completed here, and the event that completion
+    /// starts, if it starts one alone, is carried on in turn, up to [`CARRIED_MAX`] in a row, or
     /// until the task's tokio budget is spent (the next one is then spawned: the thread's
     /// other tasks get their turn). One that goes pending gets a task of its own, which
     /// polls it again (so that it leaves that task's waker where it waits). A chain of
@@ -1448,24 +1448,19 @@ impl Shared {
         input
     }
 
-    /// Record how an event ended, dispatch its outcome, start what follows, and end the
-    /// run when nothing is in flight any more. In a run that is not [locked](Self::locked),
-    /// no lock is shared with other completions but the cells of the event and of the joins
-    /// it is a member of (see `core::dispatch`). `kept`: what the run's task keeps, for a
-    /// completion of an inline event, made in that task (of a spawned event: `None`): its
-    /// queue takes what the completion starts, its cells the event's outcome and the state
-    /// of the joins it is a member of.
-    fn complete(self: &Arc<Self>, ended: Ended, kept: Option<&mut TaskState>) {
-        match kept {
-            Some(task) => {
-                task.running -= 1; // its slot, if the task holds the run's cap
-                if self.locked {
-                    self.complete_shared(ended, Some(task), None);
-                } else {
-                    self.complete_in_task(ended, task);
-                }
-            }
-            None => self.complete_shared(ended, None, None),
+    /// Record how an event of an inline run ended, dispatch its outcome, start what
+    /// follows, and end the run when nothing is in flight any more: made in the run's task,
+    /// whose state `task` keeps (its queue takes what the completion starts, its cells the
+    /// event's outcome and the state of the joins it is a member of). In a run that is not
+    /// [locked](Self::locked), no lock is shared with other completions but the cells of
+    /// the event and of the joins it is a member of (see `core::dispatch`). (A spawned
+    /// event's completion: [`Host::finish`].)
+    fn complete(self: &Arc<Self>, ended: Ended, task: &mut TaskState) {
+        task.running -= 1; // its slot, if the task holds the run's cap
+        if self.locked {
+            self.complete_shared(ended, Some(task), None);
+        } else {
+            self.complete_in_task(ended, task);
         }
     }
 
@@ -1588,7 +1583,8 @@ impl Shared {
 
     /// The completion of a spawned event, or of an inline event of a locked run (see
     /// [`complete`](Self::complete)). `carry`: a spawned event's completion made in its
-    /// task, which takes the last event it starts rather than spawning it.
+    /// task, which takes the event the completion starts, if it starts one alone, rather
+    /// than spawning it.
     fn complete_shared(
         self: &Arc<Self>,
         ended: Ended,
