@@ -403,13 +403,13 @@ impl DriveBuilder {
                 Some(name) if !name.is_empty() => name,
                 _ => default_name(&mut default_names, group.position),
             };
-            groups.push(GroupInfo {
-                listener: group.listener,
+            groups.push(GroupInfo::new(
+                group.listener,
                 name,
-                retrigger: group.retrigger,
-                slots: start..slots.len() as u32,
-                results_read: specs[group.listener as usize].needs.iter().any(is_input),
-            });
+                group.retrigger,
+                start..slots.len() as u32,
+                specs[group.listener as usize].needs.iter().any(is_input),
+            ));
         }
         drop(kept);
         drop(kept_members);

@@ -149,7 +149,10 @@ pub(crate) fn fires_packed(
     bit: u32,
     value: bool,
 ) -> (u32, u32, bool) {
-    let all = u32::MAX >> (32 - group.slots.len() as u32);
+    // A packed join has at most 24 members (`cells::PACKED_MEMBERS`): no shift overflows.
+    let members = group.slots.end.wrapping_sub(group.slots.start);
+    debug_assert!(members as usize <= crate::core::graph::cells::PACKED_MEMBERS);
+    let all = (1u32 << members) - 1;
     let completed = completed | bit;
     let delivered = delivered & !bit;
     if !value || completed != all {
@@ -167,6 +170,32 @@ pub(crate) fn fires_packed(
 /// update them, and writes back what changed. One rule ([`fires`]), whatever holds the
 /// state.
 pub(crate) trait DispatchState {
+    /// Whether this state keeps the join of `group` (a group of more than one member) in
+    /// one word, without a lock (the in-process runner's packed joins: see
+    /// `cells::packs`): its members' completions then go to
+    /// [`packed_member_completed`](Self::packed_member_completed), the others' to
+    /// [`member_completed`](Self::member_completed). (Two methods, so that the test is
+    /// made in [`complete`], inlined, and the update returns a `bool` rather than an
+    /// `Option<Entries>` through memory: the packed update's own cost is about that of a
+    /// call.)
+    #[inline(always)]
+    fn keeps_packed(&self, group: &GroupInfo) -> bool {
+        let _ = group;
+        false
+    }
+    /// The member in `slot` of `group`, a join this state [keeps packed](Self::keeps_packed),
+    /// completed with `outcome`: whether the join fires (its listener then gets an input
+    /// without results).
+    fn packed_member_completed(
+        &mut self,
+        graph: &Graph,
+        group: (GroupId, &GroupInfo),
+        slot: u32,
+        outcome: &Latest,
+    ) -> bool {
+        let _ = (graph, group, slot, outcome);
+        false
+    }
     /// The member in `slot` of `group` (a group of more than one member), event `node`,
     /// completed with `outcome` (not recorded yet: [`record`](Self::record) comes after):
     /// apply [`fires`] to the group, under whatever guards it, and if it fires, give its
@@ -247,6 +276,11 @@ pub(crate) fn complete<S: DispatchState>(
                 let results = state.hands_results(group);
                 let entries = || if results { one(value) } else { Entries::Empty };
                 push_start(starts, group.listener, origin, task_id, entries);
+            }
+        } else if state.keeps_packed(group) {
+            if state.packed_member_completed(graph, (group_id, group), slot, &latest) {
+                let task_id = state.task_id();
+                push_start(starts, group.listener, origin, task_id, || Entries::Empty);
             }
         } else if let Some(entries) = state.member_completed(graph, group_id, slot, node, &latest) {
             let task_id = state.task_id();
@@ -473,13 +507,7 @@ mod tests {
         // not, both rules: the same answer, and the same counts.
         for size in 2..=4_u32 {
             for retrigger in [Retrigger::All, Retrigger::Any] {
-                let group = GroupInfo {
-                    listener: 0,
-                    name: Arc::from("join"),
-                    retrigger,
-                    slots: 0..size,
-                    results_read: false,
-                };
+                let group = GroupInfo::new(0, Arc::from("join"), retrigger, 0..size, false);
                 for completed in 0..1_u32 << size {
                     let delivered_sets = (0..1_u32 << size).filter(|d| d & !completed == 0);
                     for delivered in delivered_sets {

@@ -265,6 +265,33 @@ struct Shared<'a> {
 }
 
 impl DispatchState for Shared<'_> {
+    #[inline(always)]
+    fn keeps_packed(&self, group: &GroupInfo) -> bool {
+        is_packed(group)
+    }
+
+    fn packed_member_completed(
+        &mut self,
+        graph: &Graph,
+        (group_id, group): (GroupId, &GroupInfo),
+        slot: u32,
+        outcome: &Latest,
+    ) -> bool {
+        // Small, and no outcome to keep: its state in one word, without a lock. (A group
+        // handed here has two or more members, so it has a cell.)
+        let Some(join) = graph.cells.join(group_id) else {
+            return false;
+        };
+        let bit = 1u32 << (slot - group.slots.start);
+        let value = matches!(outcome, Latest::Value(_));
+        self.run
+            .cells
+            .update_packed(join, self.run.writers, |completed, delivered| {
+                fires_packed(group, completed, delivered, bit, value)
+            })
+            .unwrap_or(false)
+    }
+
     fn member_completed(
         &mut self,
         graph: &Graph,
@@ -278,13 +305,11 @@ impl DispatchState for Shared<'_> {
         // A group handed here has two or more members, so it has a cell.
         let join = graph.cells.join(group_id)?;
         if is_packed(group) {
-            // Small, and no outcome to keep: its state in one word, without a lock.
-            let bit = 1u32 << (slot - group.slots.start);
-            let value = matches!(outcome, Latest::Value(_));
-            let fired = cells.update_packed(join, self.run.writers, |completed, delivered| {
-                fires_packed(group, completed, delivered, bit, value)
-            })?;
-            return fired.then_some(Entries::Empty);
+            // Taken by `packed_member_completed` (not reached from `complete`).
+            let fired = self.packed_member_completed(graph, (group_id, group), slot, outcome);
+            // (`then`, not `then_some`: an `Entries` made before the test is dropped when
+            // the join does not fire.)
+            return fired.then(|| Entries::Empty);
         }
         let results = self.hands_results(group);
         let mut guard;
@@ -342,6 +367,7 @@ impl DispatchState for Shared<'_> {
         group.results_read
     }
 
+    #[inline(always)] // (once per completion: the dispatch core calls it last)
     fn record(&mut self, node: NodeId, latest: Latest) {
         let cell = self.run.event(node);
         debug_assert!(cell.triggered() > 0, "event {node} completed untriggered");

@@ -419,12 +419,17 @@ impl JoinListed {
 /// The largest join whose state can be packed in one word ([`Cells::update_packed`]).
 pub(crate) const PACKED_MEMBERS: usize = 24;
 
-/// Whether the join of `group` keeps its state packed in one word
-/// ([`Cells::update_packed`]), and no locked state: it has at most [`PACKED_MEMBERS`]
-/// members, and its listener does not read their outcomes.
+/// Whether a join keeps its state packed in one word ([`Cells::update_packed`]), and no
+/// locked state: it has at most [`PACKED_MEMBERS`] members, and its listener does not read
+/// their outcomes. Decided once per group, when the graph is built ([`GroupInfo::packed`]).
+pub(crate) fn packs(results_read: bool, members: usize) -> bool {
+    !results_read && members <= PACKED_MEMBERS
+}
+
+/// Whether the join of `group` keeps its state packed in one word (see [`packs`]).
 #[inline]
 pub(crate) fn is_packed(group: &GroupInfo) -> bool {
-    !group.results_read && group.slots.len() <= PACKED_MEMBERS
+    group.packed
 }
 
 /// A join's state in one word: the set of its members that completed in the run (bits 0

@@ -87,6 +87,30 @@ pub(crate) struct GroupInfo {
     /// `EventInput`): an in-process run hands a body that does not an input without them
     /// (see `DispatchState::hands_results`).
     pub(crate) results_read: bool,
+    /// Whether its join keeps its state in one word ([`cells::packs`]): read on every
+    /// completion of a member, so decided once, here.
+    pub(crate) packed: bool,
+}
+
+impl GroupInfo {
+    /// The group of `listener` whose members are at `slots` in [`Graph::slots`].
+    pub(crate) fn new(
+        listener: NodeId,
+        name: Arc<str>,
+        retrigger: Retrigger,
+        slots: Range<u32>,
+        results_read: bool,
+    ) -> Self {
+        let packed = cells::packs(results_read, slots.len());
+        GroupInfo {
+            listener,
+            name,
+            retrigger,
+            slots,
+            results_read,
+            packed,
+        }
+    }
 }
 
 /// A built, validated, indexed graph. Immutable and shared by every run.
