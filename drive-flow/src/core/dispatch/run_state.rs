@@ -301,9 +301,6 @@ impl DispatchState for Shared<'_> {
         outcome: &Latest,
     ) -> Option<Entries> {
         let group = graph.group(group_id);
-        let cells = &self.run.cells;
-        // A group handed here has two or more members, so it has a cell.
-        let join = graph.cells.join(group_id)?;
         if is_packed(group) {
             // Taken by `packed_member_completed` (not reached from `complete`).
             let fired = self.packed_member_completed(graph, (group_id, group), slot, outcome);
@@ -311,6 +308,9 @@ impl DispatchState for Shared<'_> {
             // the join does not fire.)
             return fired.then(|| Entries::Empty);
         }
+        let cells = &self.run.cells;
+        // A group handed here has two or more members, so it has a cell.
+        let join = graph.cells.join(group_id)?;
         let results = self.hands_results(group);
         let mut guard;
         let state = match self.kept.as_deref_mut() {
