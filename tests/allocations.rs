@@ -1,13 +1,15 @@
 //! Issue 12's allocation target: on the hot path of a run with no join and no goto, a
 //! spawned event makes one allocation, its tokio task (which holds the body's own future);
 //! an inline event that ends at its first poll makes none (its body's future is made in the
-//! box an event before it used, whose body's future had the same layout). Counted by this test binary's allocator around one run;
-//! one test in the binary, so that nothing else allocates meanwhile.
+//! box an event before it used, whose body's future had the same layout). An output that
+//! is a number, a `bool` or a `char` is held in place, not in an `Arc`: a chain or a goto
+//! loop of such events allocates nothing either. Counted by this test binary's allocator
+//! around one run; one test in the binary, so that nothing else allocates meanwhile.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use drive_flow::{DriveBuilder, Group, Handle};
+use drive_flow::{DriveBuilder, EventInput, Flow, Group, Handle};
 
 /// Counts allocations while `TRACK` is on.
 struct Counting;
@@ -41,11 +43,22 @@ const EVENTS: usize = 10_000;
 
 /// Allocations per event of one run of `start`, inline or not (after a first run, which
 /// warms up the runtime's and the graph's buffers).
-fn allocs_per_event(
+fn allocs_per_event<T: Send + Sync + 'static>(
     rt: &tokio::runtime::Runtime,
     drive: &drive_flow::Drive,
-    start: Handle<()>,
+    start: Handle<T>,
     inline: bool,
+) -> f64 {
+    allocs_per_run(rt, drive, start, inline, EVENTS) / EVENTS as f64
+}
+
+/// Allocations of one run of `start` (after a warm-up run), which runs `events` events.
+fn allocs_per_run<T: Send + Sync + 'static>(
+    rt: &tokio::runtime::Runtime,
+    drive: &drive_flow::Drive,
+    start: Handle<T>,
+    inline: bool,
+    events: usize,
 ) -> f64 {
     let run = || {
         let invoke = drive.invoke(start);
@@ -58,9 +71,9 @@ fn allocs_per_event(
     TRACK.store(false, Ordering::SeqCst);
     let allocs = ALLOCS.load(Ordering::SeqCst);
     let results = results.expect("counted run");
-    assert_eq!(results.len(), EVENTS, "every event ran");
+    assert_eq!(results.len(), events, "every event ran");
     drop(results);
-    allocs as f64 / EVENTS as f64
+    allocs as f64
 }
 
 #[test]
@@ -143,5 +156,60 @@ fn an_event_without_join_or_goto_is_one_allocation_spawned_and_none_inline() {
     assert!(
         per_event <= 0.02,
         "inline fan-out: {per_event} allocations per event"
+    );
+
+    // A chain of events whose outputs are numbers, each read by the next: held in place,
+    // they cost no allocation (an `Arc` each, they cost one per event).
+    let mut builder = DriveBuilder::new();
+    let start: Handle<u64> = builder.event("n0", || async { Flow::from(1_u64) });
+    let mut prev = start;
+    for i in 1..EVENTS {
+        let before = prev;
+        let next: Handle<u64> =
+            builder.event(format!("n{i}"), move |input: EventInput| async move {
+                Flow::from(input.get(before).copied().unwrap_or(0) + 1)
+            });
+        builder.listen(next, Group::new([prev]));
+        prev = next;
+    }
+    let numbers = builder.build().expect("chain of numbers builds");
+    let per_event = allocs_per_event(&rt, &numbers, start, true);
+    assert!(
+        per_event <= 0.02,
+        "inline chain of u64 outputs: {per_event} allocations per event"
+    );
+    let per_event = allocs_per_event(&rt, &numbers, start, false);
+    assert!(
+        per_event <= 1.02,
+        "chain of u64 outputs: {per_event} allocations per event"
+    );
+
+    // A goto loop whose turns are `u64` payloads and values, as an agent's loop counts its
+    // turns: `tick` returns its turn, `tok` sends the next turn back to `tick` by a goto.
+    let turns = EVENTS as u64 / 2;
+    let mut builder = DriveBuilder::new();
+    let tick: Handle<u64> = builder.event("tick", |input: EventInput| async move {
+        let turn = input
+            .results()
+            .iter()
+            .next()
+            .and_then(|result| result.value::<u64>().copied());
+        Flow::from(turn.unwrap_or(0))
+    });
+    let tok: Handle<u64> = builder.event("tok", move |input: EventInput| async move {
+        let turn = input.get(tick).copied().unwrap_or(0);
+        if turn + 1 < turns {
+            Flow::goto([tick], turn + 1)
+        } else {
+            Flow::abort()
+        }
+    });
+    builder.listen(tok, Group::new([tick]));
+    let looping = builder.build().expect("goto loop builds");
+    // Results list the two events, each run `turns` times.
+    let per_event = allocs_per_run(&rt, &looping, tick, true, 2) / EVENTS as f64;
+    assert!(
+        per_event <= 0.02,
+        "inline goto loop of u64 turns: {per_event} allocations per event"
     );
 }

@@ -1,11 +1,10 @@
 //! What an event returns: a value, a goto, or an abort ([`Flow`]), and the conversion of
 //! every supported return type into it ([`IntoFlow`]).
 
-use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
 
 use crate::core::event::{GotoTargets, Targets};
+pub(crate) use crate::core::value::{erase_value, AnyValue};
 
 /// A boxed error, as returned by a failing event.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -118,33 +117,6 @@ impl<T: fmt::Debug> fmt::Debug for Flow<T> {
     }
 }
 
-/// A type-erased output value, shared by the inputs of its listeners and the run's
-/// results; it derefs to `dyn Any`. `()`, the most common output, is held without an
-/// allocation and without a reference count (one shared `Arc` for it would be a count that
-/// every thread running such events writes).
-#[derive(Clone)]
-pub(crate) enum AnyValue {
-    Unit,
-    Shared(Arc<dyn Any + Send + Sync>),
-}
-
-impl std::ops::Deref for AnyValue {
-    type Target = dyn Any + Send + Sync;
-
-    fn deref(&self) -> &Self::Target {
-        match self {
-            AnyValue::Unit => &(),
-            AnyValue::Shared(value) => &**value,
-        }
-    }
-}
-
-impl From<Arc<dyn Any + Send + Sync>> for AnyValue {
-    fn from(value: Arc<dyn Any + Send + Sync>) -> Self {
-        AnyValue::Shared(value)
-    }
-}
-
 /// What an event handler hands back to the runtime, its value type erased.
 pub(crate) type ErasedFlow = Flow<AnyValue>;
 
@@ -243,36 +215,5 @@ pub(crate) fn erase<T: Send + Sync + 'static>(flow: Flow<T>) -> ErasedFlow {
             payload: erase_value(payload),
         },
         Flow::Abort => Flow::Abort,
-    }
-}
-
-/// Box a value for sharing; `()` (the most common output) is not boxed.
-pub(crate) fn erase_value<T: Send + Sync + 'static>(value: T) -> AnyValue {
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<()>() {
-        return AnyValue::Unit;
-    }
-    AnyValue::Shared(Arc::new(value))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{erase_value, AnyValue};
-
-    #[test]
-    fn a_unit_value_is_held_without_a_count_and_others_are_shared() {
-        // `()` is most events' output: no allocation, and no reference count that every
-        // thread running such events would write.
-        let unit = erase_value(());
-        assert!(matches!(unit, AnyValue::Unit));
-        assert_eq!(unit.downcast_ref::<()>(), Some(&()));
-        assert_eq!(unit.downcast_ref::<u8>(), None);
-        let value = erase_value(7_u8);
-        let AnyValue::Shared(shared) = &value else {
-            panic!("a u8 is shared");
-        };
-        let copy = value.clone();
-        assert_eq!(std::sync::Arc::strong_count(shared), 2);
-        assert_eq!(copy.downcast_ref::<u8>(), Some(&7));
-        assert_eq!(copy.downcast_ref::<()>(), None);
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::core::event::Event;
 use crate::core::flow::AnyValue;
 use crate::core::graph::{Graph, GroupId, NodeId};
+use crate::core::value::Stored;
 
 /// Why an event is running.
 ///
@@ -37,26 +38,62 @@ pub enum OutcomeKind {
     Abort,
 }
 
-/// An event's latest outcome, value type erased.
+/// An event's latest outcome, value type erased (24 bytes: see [`Stored`]).
 #[derive(Clone)]
-pub(crate) enum Latest {
-    Value(AnyValue),
-    Goto(AnyValue),
-    Abort,
-}
+pub(crate) struct Latest(Stored);
 
 impl Latest {
+    /// An event ended with [`Flow::abort`](crate::Flow::abort).
+    pub(crate) const ABORT: Latest = Latest(Stored::Abort);
+
+    /// An event produced `value` (a move: a value is stored as its outcome is).
+    #[inline]
+    pub(crate) fn value_of(value: AnyValue) -> Latest {
+        Latest(value.into_stored())
+    }
+
+    /// An event ended with a goto whose payload is `payload`.
+    #[inline]
+    pub(crate) fn goto_of(payload: AnyValue) -> Latest {
+        Latest(match payload.into_stored() {
+            Stored::Value(payload) => Stored::Goto(payload),
+            Stored::SharedValue(payload) => Stored::SharedGoto(payload),
+            other => other,
+        })
+    }
+
     pub(crate) fn kind(&self) -> OutcomeKind {
-        match self {
-            Latest::Value(_) => OutcomeKind::Value,
-            Latest::Goto(_) => OutcomeKind::Goto,
-            Latest::Abort => OutcomeKind::Abort,
+        match self.0 {
+            Stored::Value(_) | Stored::SharedValue(_) => OutcomeKind::Value,
+            Stored::Goto(_) | Stored::SharedGoto(_) => OutcomeKind::Goto,
+            Stored::Abort => OutcomeKind::Abort,
         }
     }
 
+    /// Whether it is a value (not a goto, not an abort).
+    #[inline]
+    pub(crate) fn is_value(&self) -> bool {
+        matches!(self.0, Stored::Value(_) | Stored::SharedValue(_))
+    }
+
+    /// Its value, if it is a value.
+    #[inline]
     pub(crate) fn value(&self) -> Option<&(dyn Any + Send + Sync)> {
-        match self {
-            Latest::Value(v) => Some(&**v),
+        self.is_value().then(|| self.0.as_any())
+    }
+
+    /// Its value or its goto's payload.
+    pub(crate) fn value_or_payload(&self) -> Option<&(dyn Any + Send + Sync)> {
+        (!matches!(self.0, Stored::Abort)).then(|| self.0.as_any())
+    }
+
+    /// A goto's payload as the value a goto target's input carries (shared, not copied,
+    /// unless in place); `None` for a value or an abort.
+    #[inline]
+    pub(crate) fn payload_as_value(&self) -> Option<Latest> {
+        match &self.0 {
+            Stored::Goto(payload) => Some(Latest(Stored::Value(*payload))),
+            Stored::SharedGoto(payload) => Some(Latest(Stored::SharedValue(payload.clone()))),
             _ => None,
         }
     }
@@ -384,5 +421,20 @@ impl fmt::Debug for InputResult<'_> {
             .field("event", &self.event())
             .field("kind", &self.kind())
             .finish()
+    }
+}
+#[cfg(test)]
+mod layout {
+    use std::mem::size_of;
+
+    use super::{Entries, Latest};
+
+    #[test]
+    fn an_outcome_and_an_input_s_results_stay_small_with_values_in_place() {
+        // Every input, result and event task holds these: a value held in place must not
+        // make them larger (see `Latest`).
+        assert_eq!(size_of::<Latest>(), 24);
+        assert_eq!(size_of::<Option<Latest>>(), 24);
+        assert_eq!(size_of::<Entries>(), 32);
     }
 }

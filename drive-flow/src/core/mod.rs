@@ -13,3 +13,4 @@ pub(crate) mod options;
 pub(crate) mod results;
 pub(crate) mod telemetry;
 pub(crate) mod trace;
+pub(crate) mod value;

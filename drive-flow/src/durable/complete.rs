@@ -88,7 +88,7 @@ impl DispatchState for PartialState {
         let member = Member {
             first,
             was_delivered: std::mem::take(self.delivered_mut(slot)),
-            value: matches!(outcome, Latest::Value(_)),
+            value: outcome.is_value(),
         };
         let state = self.group_mut(group_id);
         if !dispatch::fires(group, &mut state.ready, &mut state.delivered, member) {
@@ -100,7 +100,7 @@ impl DispatchState for PartialState {
             latest: if m == node {
                 outcome.clone()
             } else {
-                self.latest(m).cloned().unwrap_or(Latest::Abort)
+                self.latest(m).cloned().unwrap_or(Latest::ABORT)
             },
         }));
         for slot in group.slots.clone() {
@@ -123,14 +123,14 @@ impl DispatchState for PartialState {
 
 /// Values inside a completion stay JSON: the dispatch core only moves them.
 fn json_value(value: Value) -> AnyValue {
-    AnyValue::Shared(Arc::new(value))
+    AnyValue::from(Arc::new(value) as Arc<dyn std::any::Any + Send + Sync>)
 }
 
 fn latest_of(kind: Option<&str>, value: Option<Value>) -> Option<Latest> {
     match kind? {
-        "value" => Some(Latest::Value(json_value(value.unwrap_or(Value::Null)))),
-        "goto" => Some(Latest::Goto(json_value(value.unwrap_or(Value::Null)))),
-        _ => Some(Latest::Abort),
+        "value" => Some(Latest::value_of(json_value(value.unwrap_or(Value::Null)))),
+        "goto" => Some(Latest::goto_of(json_value(value.unwrap_or(Value::Null)))),
+        _ => Some(Latest::ABORT),
     }
 }
 

@@ -31,9 +31,9 @@ pub(crate) fn decode_latest(
     };
     Ok(match kind {
         None => None,
-        Some("value") => Some(Latest::Value(decode(value)?)),
-        Some("goto") => Some(Latest::Goto(decode(value)?)),
-        Some(_) => Some(Latest::Abort),
+        Some("value") => Some(Latest::value_of(decode(value)?)),
+        Some("goto") => Some(Latest::goto_of(decode(value)?)),
+        Some(_) => Some(Latest::ABORT),
     })
 }
 

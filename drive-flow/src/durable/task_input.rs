@@ -6,11 +6,10 @@
 
 use serde_json::{json, Value};
 
-use super::codec::AnyValue;
 use super::drive::DurableIndex;
 use super::values::decode_typed;
 use crate::core::graph::NodeId;
-use crate::core::input::{Behavior, Entries, Entry, EventInput, Latest, Origin};
+use crate::core::input::{Behavior, Entries, Entry, EventInput, Latest, Origin, OutcomeKind};
 
 /// Why a stored input could not be read: the event concerned, and what went wrong.
 pub(crate) struct InputError {
@@ -70,9 +69,9 @@ pub(crate) fn decode(
                 })
             };
             let latest = match entry.get("kind").and_then(Value::as_str) {
-                Some("value") => Latest::Value(decoded(value)?),
-                Some("goto") => Latest::Goto(decoded(value)?),
-                _ => Latest::Abort,
+                Some("value") => Latest::value_of(decoded(value)?),
+                Some("goto") => Latest::goto_of(decoded(value)?),
+                _ => Latest::ABORT,
             };
             entries.push(Entry {
                 node: member,
@@ -109,18 +108,17 @@ pub(crate) fn decode(
 /// The JSON of a latest outcome whose value is already JSON (as in a completion, where
 /// values are kept as [`Value`]s).
 pub(crate) fn latest_json(latest: &Latest) -> (&'static str, Value) {
-    match latest {
-        Latest::Value(value) => ("value", json_of(value)),
-        Latest::Goto(value) => ("goto", json_of(value)),
-        Latest::Abort => ("abort", Value::Null),
-    }
-}
-
-fn json_of(value: &AnyValue) -> Value {
-    value
-        .downcast_ref::<Value>()
+    let kind = match latest.kind() {
+        OutcomeKind::Value => "value",
+        OutcomeKind::Goto => "goto",
+        OutcomeKind::Abort => return ("abort", Value::Null),
+    };
+    let json = latest
+        .value_or_payload()
+        .and_then(|value| value.downcast_ref::<Value>())
         .cloned()
-        .unwrap_or(Value::Null)
+        .unwrap_or(Value::Null);
+    (kind, json)
 }
 
 /// The stored input of a task started by a completion, whose values are JSON.

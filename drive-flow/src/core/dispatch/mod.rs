@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub(crate) use run_state::RunState;
 
 use crate::core::error::Error;
-use crate::core::flow::{AnyValue, ErasedFlow, Flow};
+use crate::core::flow::{ErasedFlow, Flow};
 use crate::core::graph::{Graph, GroupId, GroupInfo, NodeId, Retrigger};
 use crate::core::input::{Entries, Entry, EventInput, Latest, Origin};
 
@@ -255,26 +255,27 @@ pub(crate) fn complete<S: DispatchState>(
     // Overwrite the state, whatever the outcome: the event has run, and none of its
     // listeners has seen this outcome yet.
     let latest = match flow {
-        Flow::Value(value) => Latest::Value(value),
-        Flow::Goto { payload, .. } => Latest::Goto(payload),
-        Flow::Abort => Latest::Abort,
+        Flow::Value(value) => Latest::value_of(value),
+        Flow::Goto { payload, .. } => Latest::goto_of(payload),
+        Flow::Abort => Latest::ABORT,
     };
     // The results of an input from one member: its value.
-    let one = |value: &AnyValue| {
-        Entries::One(Entry {
-            node,
-            latest: Latest::Value(value.clone()),
-        })
-    };
+    let one = |latest: Latest| Entries::One(Entry { node, latest });
     for &(group_id, slot) in graph.member_of(node) {
         let group = graph.group(group_id);
         let origin = Origin::Group(group_id);
         if group.slots.len() == 1 {
             // One member: it fires on every value, and needs no state.
-            if let Latest::Value(value) = &latest {
+            if latest.is_value() {
                 let task_id = state.task_id();
                 let results = state.hands_results(group);
-                let entries = || if results { one(value) } else { Entries::Empty };
+                let entries = || {
+                    if results {
+                        one(latest.clone())
+                    } else {
+                        Entries::Empty
+                    }
+                };
                 push_start(starts, group.listener, origin, task_id, entries);
             }
         } else if state.keeps_packed(group) {
@@ -287,11 +288,13 @@ pub(crate) fn complete<S: DispatchState>(
             push_start(starts, group.listener, origin, task_id, || entries);
         }
     }
-    if let Latest::Goto(payload) = &latest {
+    if let Some(payload) = latest.payload_as_value() {
         for &target in goto_targets.iter() {
             state.goto_jumped(node, target);
             let task_id = state.task_id();
-            push_start(starts, target, Origin::Goto, task_id, || one(payload));
+            push_start(starts, target, Origin::Goto, task_id, || {
+                one(payload.clone())
+            });
         }
     }
     // The latest outcome moves into the state last: only a goto's payload and the values

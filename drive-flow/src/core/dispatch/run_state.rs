@@ -283,7 +283,7 @@ impl DispatchState for Shared<'_> {
             return false;
         };
         let bit = 1u32 << (slot - group.slots.start);
-        let value = matches!(outcome, Latest::Value(_));
+        let value = outcome.is_value();
         self.run
             .cells
             .update_packed(join, self.run.writers, |completed, delivered| {
@@ -333,7 +333,7 @@ impl DispatchState for Shared<'_> {
         let member = Member {
             first: !std::mem::replace(&mut own.completed, true),
             was_delivered: std::mem::take(&mut own.delivered),
-            value: matches!(outcome, Latest::Value(_)),
+            value: outcome.is_value(),
         };
         if results {
             own.latest = Some(outcome.clone());
@@ -357,7 +357,7 @@ impl DispatchState for Shared<'_> {
                     slot.delivered = true;
                     Entry {
                         node,
-                        latest: slot.latest.clone().unwrap_or(Latest::Abort),
+                        latest: slot.latest.clone().unwrap_or(Latest::ABORT),
                     }
                 }),
         ))

@@ -955,7 +955,7 @@ mod tests {
         let valued = task.join_at(1, 2, true, true);
         valued.ready = 1;
         valued.slots[0].completed = true;
-        valued.slots[0].latest = Some(Latest::Value(AnyValue::from(value.clone())));
+        valued.slots[0].latest = Some(Latest::value_of(AnyValue::from(value.clone())));
         assert_eq!(Arc::strong_count(&value), 2);
         // Its end: the outcome is dropped with the run; the other join's marks stay.
         task.reset(0);
@@ -1023,7 +1023,7 @@ mod tests {
             let mut state = cells.lock_group(1, Writers::Many);
             state.ready = 1;
             state.slots[0].completed = true;
-            state.slots[0].latest = Some(Latest::Value(AnyValue::from(value.clone())));
+            state.slots[0].latest = Some(Latest::value_of(AnyValue::from(value.clone())));
         }
         cells.reset(false, &[false, true]);
         assert_eq!(
@@ -1048,7 +1048,7 @@ mod tests {
         for at in [0, 1, 3] {
             let outcome = task.outcome_at(at);
             outcome.completions += 1;
-            outcome.latest = Some(Latest::Value(AnyValue::from(value.clone())));
+            outcome.latest = Some(Latest::value_of(AnyValue::from(value.clone())));
         }
         assert!(task.outcome_at(2).latest.is_none(), "one past its place");
         assert_eq!(Arc::strong_count(&value), 4);
