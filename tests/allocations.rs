@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use drive_flow::{DriveBuilder, EventInput, Flow, Group, Handle};
 
+#[path = "../benches/support/workloads.rs"]
+mod workloads;
+
 /// Counts allocations while `TRACK` is on.
 struct Counting;
 
@@ -185,27 +188,13 @@ fn an_event_without_join_or_goto_is_one_allocation_spawned_and_none_inline() {
     );
 
     // A goto loop whose turns are `u64` payloads and values, as an agent's loop counts its
-    // turns: `tick` returns its turn, `tok` sends the next turn back to `tick` by a goto.
-    let turns = EVENTS as u64 / 2;
-    let mut builder = DriveBuilder::new();
-    let tick: Handle<u64> = builder.event("tick", |input: EventInput| async move {
-        let turn = input
-            .results()
-            .iter()
-            .next()
-            .and_then(|result| result.value::<u64>().copied());
-        Flow::from(turn.unwrap_or(0))
-    });
-    let tok: Handle<u64> = builder.event("tok", move |input: EventInput| async move {
-        let turn = input.get(tick).copied().unwrap_or(0);
-        if turn + 1 < turns {
-            Flow::goto([tick], turn + 1)
-        } else {
-            Flow::abort()
-        }
-    });
-    builder.listen(tok, Group::new([tick]));
-    let looping = builder.build().expect("goto loop builds");
+    // turns: the benchmark's (`tick` returns its turn, `tok` sends the next turn back to
+    // `tick` by a goto).
+    let spec = workloads::Spec::new(workloads::Kind::Goto, EVENTS);
+    let built = workloads::build_drive(&spec);
+    let (looping, workloads::Start::Turn(tick)) = (built.drive, built.start) else {
+        panic!("the goto loop starts with a turn");
+    };
     // Results list the two events, each run `turns` times.
     let per_event = allocs_per_run(&rt, &looping, tick, true, 2) / EVENTS as f64;
     assert!(

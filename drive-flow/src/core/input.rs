@@ -83,6 +83,7 @@ impl Latest {
     }
 
     /// Its value or its goto's payload.
+    #[cfg(feature = "postgres")]
     pub(crate) fn value_or_payload(&self) -> Option<&(dyn Any + Send + Sync)> {
         (!matches!(self.0, Stored::Abort)).then(|| self.0.as_any())
     }
