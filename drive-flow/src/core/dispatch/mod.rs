@@ -243,20 +243,19 @@ pub(crate) fn complete<S: DispatchState>(
     starts: &mut impl Starts,
 ) -> Result<(), Error> {
     goto_targets.clear();
-    if let Flow::Goto { targets, .. } = &flow {
-        for target in targets {
-            goto_targets.push(graph.resolve(target.0).ok_or_else(|| Error::UnknownEvent {
-                event: graph.describe(target.0),
-                detail: format!(" (goto target of `{}`)", graph.node(node).name),
-            })?);
-        }
-    }
-
     // Overwrite the state, whatever the outcome: the event has run, and none of its
-    // listeners has seen this outcome yet.
+    // listeners has seen this outcome yet. (One match: the flow's tag is read once.)
     let latest = match flow {
         Flow::Value(value) => Latest::value_of(value),
-        Flow::Goto { payload, .. } => Latest::goto_of(payload),
+        Flow::Goto { targets, payload } => {
+            for target in &targets {
+                goto_targets.push(graph.resolve(target.0).ok_or_else(|| Error::UnknownEvent {
+                    event: graph.describe(target.0),
+                    detail: format!(" (goto target of `{}`)", graph.node(node).name),
+                })?);
+            }
+            Latest::goto_of(payload)
+        }
         Flow::Abort => Latest::ABORT,
     };
     // The results of an input from one member: its value.
