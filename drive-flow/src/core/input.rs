@@ -58,6 +58,7 @@ impl Latest {
         Latest(match payload.into_stored() {
             Stored::Value(payload) => Stored::Goto(payload),
             Stored::SharedValue(payload) => Stored::SharedGoto(payload),
+            // (An `AnyValue` is always a value: kept as it is otherwise.)
             other => other,
         })
     }
@@ -424,6 +425,7 @@ impl fmt::Debug for InputResult<'_> {
             .finish()
     }
 }
+
 #[cfg(test)]
 mod layout {
     use std::mem::size_of;
