@@ -3,9 +3,10 @@
 
 use std::any::Any;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
-use futures::future::{Either, Map};
 use futures::FutureExt;
 
 use crate::body::child::is_child;
@@ -104,6 +105,20 @@ impl ErasedHandler {
         }))
     }
 
+    /// Erase a function of the call's source that takes no parameter (and so cannot fail
+    /// to be given one): its future is the function's own.
+    fn without_params<F, Fut, R>(body: F) -> Self
+    where
+        F: Fn(CallSource<'_>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoFlow,
+    {
+        ErasedHandler(Arc::new(Typed {
+            body,
+            output: |returned: R| returned.into_flow().map(erase).map_err(CallError::Failed),
+        }))
+    }
+
     /// Erase the body of an event made by the macros: its flow already has the event's
     /// output type, so a wrong output type is reported once, at the event's `Event` impl.
     #[doc(hidden)]
@@ -144,8 +159,38 @@ where
     M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy,
 {
     #[inline]
-    fn future(&self, call: CallSource<'_>) -> Map<Fut, M> {
-        (self.body)(call).map(self.output)
+    fn future(&self, call: CallSource<'_>) -> Erased<Fut, M> {
+        Erased {
+            future: (self.body)(call),
+            output: self.output,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of one call of a body: the body's own future, whose output `output`
+    /// erases. Not a `Map`: `output` is a closure without captures, copied, so the future
+    /// stays as it is when it ends (a `Map` moves itself out of its place to take its
+    /// function, dropping its future there: every event paid for it).
+    struct Erased<Fut, M> {
+        #[pin]
+        future: Fut,
+        output: M,
+    }
+}
+
+impl<Fut, M> Future for Erased<Fut, M>
+where
+    Fut: Future,
+    M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy,
+{
+    type Output = Result<ErasedFlow, CallError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = *this.output;
+        this.future.poll(cx).map(output)
     }
 }
 
@@ -155,7 +200,7 @@ where
     Fut: Future + Send + 'static,
     M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy + Send + Sync + 'static,
 {
-    type Future = Map<Fut, M>;
+    type Future = Erased<Fut, M>;
 
     fn make(body: &dyn ErasedBody, call: CallSource<'_>) -> Option<Self::Future> {
         let typed = body.as_any().downcast_ref::<Self>()?;
@@ -240,10 +285,7 @@ where
     type Output = R::Output;
 
     fn into_erased(self) -> ErasedHandler {
-        ErasedHandler::new(move |_: CallSource<'_>| {
-            let future = (self)();
-            async move { Ok::<_, ParamError>(future.await) }
-        })
+        ErasedHandler::without_params(move |_: CallSource<'_>| (self)())
     }
 
     fn context_needs() -> Vec<ContextNeed> {
@@ -251,19 +293,43 @@ where
     }
 }
 
-/// The future of one call of a closure of a [`DriveBuilder`](crate::DriveBuilder): its
-/// future, or the error of a parameter it could not be given. Not an `async` block
-/// awaiting the closure's future: that would hold the future twice (once as the block
-/// captured it, once as it awaits it: a block's captures and its locals never share their
-/// place). (The functions of the macros are called in such a block, which captures their
-/// parameters and awaits their future: they are held twice, not the future; a future
-/// made as this one is would make a second error of a parameter that is not `Send`.)
-fn closure_call<Fut: Future>(
-    future: Result<Fut, ParamError>,
-) -> impl Future<Output = Result<Fut::Output, ParamError>> {
-    match future {
-        Ok(future) => Either::Left(future.map(Ok)),
-        Err(error) => Either::Right(std::future::ready(error).map(Err)),
+pin_project_lite::pin_project! {
+    /// The future of one call of a closure of a [`DriveBuilder`](crate::DriveBuilder): its
+    /// future, or the error of a parameter it could not be given. Not an `async` block
+    /// awaiting the closure's future: that would hold the future twice (once as the block
+    /// captured it, once as it awaits it: a block's captures and its locals never share
+    /// their place). Nor an `Either` of two `Map`s: a `Map` moves itself out of its place
+    /// when its future ends. (The functions of the macros are called in such a block,
+    /// which captures their parameters and awaits their future: they are held twice, not
+    /// the future; a future made as this one is would make a second error of a parameter
+    /// that is not `Send`.)
+    #[project = ClosureCallProj]
+    enum ClosureCall<Fut> {
+        Made { #[pin] future: Fut },
+        Failed { error: ParamError },
+    }
+}
+
+impl<Fut: Future> Future for ClosureCall<Fut> {
+    type Output = Result<Fut::Output, ParamError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ClosureCallProj::Made { future } => future.poll(cx).map(Ok),
+            ClosureCallProj::Failed { error } => Poll::Ready(Err(*error)),
+        }
+    }
+}
+
+impl<Fut> ClosureCall<Fut> {
+    /// The call of a closure whose parameters were taken, or of one whose parameter could
+    /// not be given.
+    fn of(future: Result<Fut, ParamError>) -> Self {
+        match future {
+            Ok(future) => ClosureCall::Made { future },
+            Err(error) => ClosureCall::Failed { error },
+        }
     }
 }
 
@@ -311,7 +377,7 @@ macro_rules! closure_handler {
             fn into_erased(self) -> ErasedHandler {
                 ErasedHandler::new(move |source: CallSource<'_>| {
                     let params = <($($param,)+) as Params>::from_source(source);
-                    closure_call(params.map(|($($param,)+)| (self)($($param),+)))
+                    ClosureCall::of(params.map(|($($param,)+)| (self)($($param),+)))
                 })
             }
 

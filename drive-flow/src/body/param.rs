@@ -147,7 +147,7 @@ impl<F: FnOnce() -> Call> MakeCall for CallOnce<F> {
 
 /// Why a parameter could not be provided.
 #[doc(hidden)]
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct ParamError {
     pub(crate) expected: &'static str,
     pub(crate) given: bool,
