@@ -1,7 +1,6 @@
 //! What an event receives: [`EventInput`], its [`Behavior`], and the results of the group
 //! that triggered it.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -77,15 +76,18 @@ impl Latest {
         matches!(self.0, Stored::Value(_) | Stored::SharedValue(_))
     }
 
-    /// Its value, if it is a value.
+    /// Its value, if it is a value of type `T`.
     #[inline]
-    pub(crate) fn value(&self) -> Option<&(dyn Any + Send + Sync)> {
-        self.is_value().then(|| self.0.as_any())
+    pub(crate) fn value_as<T: 'static>(&self) -> Option<&T> {
+        match &self.0 {
+            Stored::Value(_) | Stored::SharedValue(_) => self.0.downcast_ref(),
+            _ => None,
+        }
     }
 
     /// Its value or its goto's payload.
     #[cfg(feature = "postgres")]
-    pub(crate) fn value_or_payload(&self) -> Option<&(dyn Any + Send + Sync)> {
+    pub(crate) fn value_or_payload(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
         (!matches!(self.0, Stored::Abort)).then(|| self.0.as_any())
     }
 
@@ -273,8 +275,7 @@ impl EventInput {
         self.entries
             .iter()
             .find(|entry| entry.node == node)
-            .and_then(|entry| entry.latest.value())
-            .and_then(|value| value.downcast_ref::<E::Output>())
+            .and_then(|entry| entry.latest.value_as::<E::Output>())
     }
 
     /// The results of the group that triggered this event, in group order.
@@ -410,10 +411,7 @@ impl<'a> InputResult<'a> {
 
     /// The value, if the event produced one of type `T`.
     pub fn value<T: 'static>(&self) -> Option<&'a T> {
-        self.entry
-            .latest
-            .value()
-            .and_then(|v| v.downcast_ref::<T>())
+        self.entry.latest.value_as::<T>()
     }
 }
 

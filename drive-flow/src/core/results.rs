@@ -198,7 +198,7 @@ impl Results {
 
     /// The latest value of `event`, if it ran and its latest outcome was a value.
     pub fn get<E: Event>(&self, event: E) -> Option<&E::Output> {
-        self.latest(event)?.value()?.downcast_ref::<E::Output>()
+        self.latest(event)?.value_as::<E::Output>()
     }
 
     /// How the latest run of `event` ended, if it ran.

@@ -62,6 +62,22 @@ impl InPlace {
         None
     }
 
+    /// The value, if it has type `T`: a test of the variant alone, once `T` is known (each
+    /// arm's type is, so its comparison of types is of constants, and folds away; the
+    /// same read through `dyn Any` calls the value's `type_id` through its vtable).
+    #[inline]
+    fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        macro_rules! downcast_ref {
+            ($($variant:ident($ty:ty)),*) => {
+                match self {
+                    InPlace::Unit => (&() as &dyn Any).downcast_ref::<T>(),
+                    $(InPlace::$variant(value) => (value as &dyn Any).downcast_ref::<T>(),)*
+                }
+            };
+        }
+        in_place_types!(downcast_ref)
+    }
+
     /// The value, as `dyn Any`.
     #[inline]
     fn as_any(&self) -> &(dyn Any + Send + Sync) {
@@ -99,6 +115,18 @@ impl Stored {
             Stored::Value(value) | Stored::Goto(value) => value.as_any(),
             Stored::SharedValue(value) | Stored::SharedGoto(value) => &**value,
             Stored::Abort => &(),
+        }
+    }
+
+    /// Its value or its goto's payload, if it has type `T` (as
+    /// [`as_any`](Self::as_any)`().downcast_ref()`, without a call through a vtable for a
+    /// value held in place).
+    #[inline]
+    pub(crate) fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        match self {
+            Stored::Value(value) | Stored::Goto(value) => value.downcast_ref(),
+            Stored::SharedValue(value) | Stored::SharedGoto(value) => value.downcast_ref(),
+            Stored::Abort => None,
         }
     }
 }
@@ -168,10 +196,14 @@ mod tests {
         let copy = erased.clone();
         assert_eq!(copy.downcast_ref::<T>(), Some(&value));
         assert_eq!(erased.downcast_ref::<T>(), Some(&value));
+        // The typed read (no call through a vtable) answers as `dyn Any` does.
+        assert_eq!(erased.0.downcast_ref::<T>(), Some(&value));
         if std::any::TypeId::of::<T>() == std::any::TypeId::of::<u64>() {
             assert_eq!(erased.downcast_ref::<i64>(), None);
+            assert_eq!(erased.0.downcast_ref::<i64>(), None);
         } else {
             assert_eq!(erased.downcast_ref::<u64>(), None);
+            assert_eq!(erased.0.downcast_ref::<u64>(), None);
         }
     }
 
@@ -212,6 +244,12 @@ mod tests {
             Some("shared")
         );
         assert_eq!(copy.downcast_ref::<()>(), None);
+        assert_eq!(
+            copy.0.downcast_ref::<String>().map(String::as_str),
+            Some("shared")
+        );
+        assert_eq!(copy.0.downcast_ref::<()>(), None);
+        assert_eq!(Stored::Abort.downcast_ref::<()>(), None);
         // A value with interior mutability is one value, whoever holds it: an atomic
         // stored through one clone is read through the other.
         let counter = erase_value(AtomicU64::new(1));

@@ -425,12 +425,10 @@ mod tests {
             let (graph, events, _) = self.state.take_parts(self.kept.as_mut());
             let mut recorded = vec![(0, 0, 0, None); graph.nodes.len()];
             for event in events {
-                let value = event.latest.as_ref().and_then(|latest| {
-                    latest
-                        .value()
-                        .and_then(|v| v.downcast_ref::<i32>())
-                        .copied()
-                });
+                let value = event
+                    .latest
+                    .as_ref()
+                    .and_then(|latest| latest.value_as::<i32>().copied());
                 recorded[event.node as usize] =
                     (event.completions, event.triggered, event.attempts, value);
             }
