@@ -397,6 +397,7 @@ impl<E> Invoke<E> {
             bodies: self.bodies,
             run_id,
             span,
+            workers: runtime.metrics().num_workers() > 1,
             runtime,
             context: self.context.map(|(context, _, _)| context),
             cap: self.max_concurrency,
@@ -437,6 +438,8 @@ impl<E> Invoke<E> {
             }),
             #[cfg(test)]
             locked_times: AtomicUsize::new(0),
+            #[cfg(test)]
+            spawn_parts: AtomicUsize::new(0),
         });
         Ok((
             shared,
@@ -951,6 +954,10 @@ fn keep_spare_queue(mut queue: VecDeque<(usize, Start)>) {
     }
 }
 
+/// How many events of a wide batch one task spawns, on a runtime of several workers (see
+/// [`Shared::spawn_all`]).
+const SPAWN_PART: usize = 256;
+
 /// A larger spare is freed rather than kept by the thread (a wide fan-out's batch).
 const SPARE_MAX: usize = 256;
 
@@ -1042,6 +1049,9 @@ pub(crate) struct Shared {
     pub(crate) run_id: u64,
     span: tracing::Span,
     pub(crate) runtime: tokio::runtime::Handle,
+    /// The runtime has more than one worker thread: a wide batch of events is spawned
+    /// from several (see [`spawn_all`](Self::spawn_all)).
+    workers: bool,
     context: Option<AnyContext>,
     cap: usize,
     /// Run events inside the run's task ([`Invoke::inline`]).
@@ -1099,6 +1109,9 @@ pub(crate) struct Shared {
     /// How many times the run's lock was taken (tests).
     #[cfg(test)]
     locked_times: AtomicUsize,
+    /// How many parts of wide batches were handed to tasks to spawn (tests).
+    #[cfg(test)]
+    spawn_parts: AtomicUsize,
 }
 
 /// What completions of a [locked](Shared::locked) run, and every run's rarer steps (its
@@ -1323,6 +1336,26 @@ impl Shared {
             if batch.len() == 1 {
                 *carry = batch.next();
                 return;
+            }
+        }
+        // A wide batch (a fan-out) is not spawned by this thread alone, on a runtime of
+        // several workers: its events are handed to tasks in parts of `SPAWN_PART`, each
+        // spawning its part from whichever worker takes it, so that the other workers
+        // spawn events while this one does (and start running them sooner). One thread
+        // spawning them all would make the fan-out's start a serial step that more cores
+        // do not shorten. The last part is spawned here.
+        if self.workers {
+            while batch.len() > SPAWN_PART {
+                if self.is_over() {
+                    return; // the rest are dropped with the drain
+                }
+                let part: Vec<(usize, Start)> = batch.by_ref().take(SPAWN_PART).collect();
+                #[cfg(test)]
+                self.spawn_parts.fetch_add(1, Ordering::Relaxed);
+                let run = self.clone();
+                drop(self.runtime.spawn(async move {
+                    run.spawn_all(part.into_iter(), None);
+                }));
             }
         }
         for (key, start) in batch {
@@ -2323,6 +2356,55 @@ mod tests {
         let (results, taken) = run(drive.invoke(start).max_concurrency(4));
         assert_eq!(results.count(join), 1);
         assert!(taken >= 1_002, "the run's lock was taken {taken} times");
+    }
+
+    #[test]
+    fn a_wide_fan_out_is_spawned_from_several_tasks_on_several_workers_and_each_event_runs_once() {
+        use std::sync::atomic::AtomicU32;
+        use std::sync::Arc;
+
+        // A fan-out of 1 000 events (a batch of 1 000 starts from one completion).
+        let runs: Arc<Vec<AtomicU32>> = Arc::new((0..1_000).map(|_| AtomicU32::new(0)).collect());
+        let mut b = DriveBuilder::new();
+        let start = b.event("start", || async { Flow::from(0_u32) });
+        let branches: Vec<Handle<()>> = (0..1_000)
+            .map(|i| {
+                let runs = runs.clone();
+                let branch = b.event(format!("b{i}"), move || {
+                    runs[i].fetch_add(1, Ordering::Relaxed);
+                    async {}
+                });
+                b.listen(branch, Group::new([start]));
+                branch
+            })
+            .collect();
+        let fan_out = b.build().unwrap();
+        let parts = |runtime: tokio::runtime::Runtime| {
+            for count in runs.iter() {
+                count.store(0, Ordering::Relaxed);
+            }
+            runtime.block_on(async {
+                let (shared, first) = fan_out.invoke(start).prepare(false, None).unwrap();
+                let results = drive(shared.clone(), first).await.unwrap();
+                for (i, branch) in branches.iter().enumerate() {
+                    assert_eq!(results.count(*branch), 1, "b{i}");
+                    assert_eq!(runs[i].load(Ordering::Relaxed), 1, "b{i} ran once");
+                }
+                shared.spawn_parts.load(Ordering::Relaxed)
+            })
+        };
+        // Two workers: three parts of 256 handed to tasks (which any worker takes), the
+        // last 232 spawned by the completion's own thread.
+        let two = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        assert_eq!(parts(two), 3);
+        // One thread: nothing to share the spawning with.
+        let one = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(parts(one), 0);
     }
 
     #[test]
