@@ -163,6 +163,7 @@ impl Graph {
     }
 
     /// Find an event of this graph.
+    #[inline]
     pub(crate) fn resolve(&self, key: EventKey) -> Option<NodeId> {
         resolve_key(self.tag, self.nodes.len(), &self.static_index, key)
     }
@@ -192,6 +193,7 @@ impl Graph {
     }
 }
 
+#[inline]
 pub(crate) fn resolve_key(
     tag: u32,
     len: usize,
