@@ -202,8 +202,8 @@ pub(crate) trait Host: Send + Sync + 'static {
     fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call;
 
     /// The input of a plain event's body whose one parameter is its input (what its call
-    /// would hand it).
-    fn input(&self, node: NodeId, input: EventInput) -> EventInput;
+    /// would hand it: with the graph, which its accessors read).
+    fn input(&self, input: EventInput) -> EventInput;
 
     /// The attempts of an event with a timeout or retries, boxed (their timers would make
     /// every event's task larger).
@@ -257,7 +257,7 @@ impl<H: Host + ?Sized> MakeCall for HostCall<'_, H> {
 
     fn make_input(&mut self) -> EventInput {
         let input = self.take_input();
-        self.host.input(self.node, input)
+        self.host.input(input)
     }
 }
 

@@ -2107,8 +2107,12 @@ impl Host for Shared {
         self.new_call(key, node, input)
     }
 
-    fn input(&self, node: NodeId, input: EventInput) -> EventInput {
-        self.body_input(node, input)
+    fn input(&self, mut input: EventInput) -> EventInput {
+        // Asked only by a body whose parameter is its input: it reads the graph.
+        if input.graph.is_none() {
+            input.graph = Some(self.graph.clone());
+        }
+        input
     }
 
     fn attempts(
