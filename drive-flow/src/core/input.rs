@@ -79,9 +79,10 @@ impl Latest {
     /// Its value, if it is a value of type `T`.
     #[inline]
     pub(crate) fn value_as<T: 'static>(&self) -> Option<&T> {
-        match &self.0 {
-            Stored::Value(_) | Stored::SharedValue(_) => self.0.downcast_ref(),
-            _ => None,
+        if self.is_value() {
+            self.0.downcast_ref()
+        } else {
+            None
         }
     }
 

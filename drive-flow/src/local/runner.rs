@@ -1474,8 +1474,18 @@ impl Shared {
     /// for a body that takes its input (the dispatch core leaves it out: its count is
     /// shared by every event of the drive).
     #[inline]
-    fn body_input(&self, node: NodeId, mut input: EventInput) -> EventInput {
-        if self.bodies[node as usize].takes.input && input.graph.is_none() {
+    fn body_input(&self, node: NodeId, input: EventInput) -> EventInput {
+        if self.bodies[node as usize].takes.input {
+            self.with_graph(input)
+        } else {
+            input
+        }
+    }
+
+    /// `input` with the graph, which its accessors read (unless it has it already).
+    #[inline]
+    fn with_graph(&self, mut input: EventInput) -> EventInput {
+        if input.graph.is_none() {
             input.graph = Some(self.graph.clone());
         }
         input
@@ -2107,12 +2117,9 @@ impl Host for Shared {
         self.new_call(key, node, input)
     }
 
-    fn input(&self, mut input: EventInput) -> EventInput {
+    fn input(&self, input: EventInput) -> EventInput {
         // Asked only by a body whose parameter is its input: it reads the graph.
-        if input.graph.is_none() {
-            input.graph = Some(self.graph.clone());
-        }
-        input
+        self.with_graph(input)
     }
 
     fn attempts(
