@@ -571,8 +571,11 @@ impl EventTask<Boxed> {
                 boxes.last().poll(cx)
             }))
         };
-        let caught = match caught {
-            Ok(Poll::Ready(output)) => Ok(output),
+        // One match from what the first poll gave to what the run sees (a flow as it came:
+        // nested matches copied it at every step).
+        let result = match caught {
+            Ok(Poll::Ready(Ok(flow))) => Ok(flow),
+            Ok(Poll::Ready(Err(failed))) => host.settle(node, Ok(Err(failed))),
             Ok(Poll::Pending) => {
                 let body = boxes.take_last();
                 return FirstPoll::Pending(EventTask {
@@ -585,17 +588,16 @@ impl EventTask<Boxed> {
             Err(panic) => {
                 // What panicked is dropped now, as a panicked event's task drops it.
                 drop(boxes.take_last());
-                Err(panic)
+                host.settle(node, Err(panic))
             }
         };
-        let ended = Ended {
+        span_ended(&span, 1, &result);
+        complete(Ended {
             key,
             node,
             attempts: 1,
-            result: host.settle(node, caught),
-        };
-        span_ended(&span, 1, &ended.result);
-        complete(ended);
+            result,
+        });
         FirstPoll::Ended
     }
 }
@@ -620,8 +622,16 @@ fn poll_attempts(
     Pin::new(attempts).poll(cx)
 }
 
-/// Record how the event ended on its span.
-#[inline(never)]
+/// Record how the event ended on its span (a disabled span, tracing's common case, is
+/// seen here, without a call).
+#[inline]
 fn span_ended(span: &tracing::Span, attempts: u32, result: &Attempt) {
+    if !span.is_disabled() {
+        record_ended(span, attempts, result)
+    }
+}
+
+#[inline(never)]
+fn record_ended(span: &tracing::Span, attempts: u32, result: &Attempt) {
     crate::core::telemetry::event_span_ended(span, attempts, result)
 }

@@ -2087,13 +2087,16 @@ impl Host for Shared {
         !self.inline && self.over.load(Ordering::Acquire)
     }
 
+    #[inline(always)]
     fn span(&self, node_id: NodeId, input: &EventInput) -> tracing::Span {
-        let node = self.graph.node(node_id);
+        // Inlined into every start of an event: where no subscriber takes the span, what
+        // is left is one test of the level (its fields, the node's name among them, are
+        // read only for a span that is taken).
         tracing::info_span!(
             parent: &self.span,
             "event",
-            otel.name = %node.name,
-            event = %node.name,
+            otel.name = %self.graph.node(node_id).name,
+            event = %self.graph.node(node_id).name,
             run_id = crate::core::telemetry::otel_int(self.run_id),
             task_id = crate::core::telemetry::otel_int(input.task_id),
             group = %input.group_name_in(&self.graph),
