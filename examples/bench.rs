@@ -14,7 +14,8 @@
 //! whose bodies busy-spin 0, 1 and 5 µs, on 1, 2 and all worker threads, drive-flow's
 //! speed-up beside the spawn baseline's); every other mode runs it after the other tables.
 //! `--repeat WORKLOAD SIZE MODE SECONDS` runs one cell in a loop (for `perf record`;
-//! `Nx` in place of `SECONDS` runs it exactly N times, for callgrind). The
+//! `Nx` in place of `SECONDS` runs it exactly N times, for callgrind; `BENCH_WORKERS=N` runs
+//! it on N worker threads, 2 unless given). The
 //! workloads and the two baselines are in `benches/support/workloads.rs`, shared with
 //! `cargo bench --bench overhead`. The process exits 0 whether targets are met or not:
 //! timings on a shared machine are noisy, so read the ratios.
@@ -649,7 +650,12 @@ fn repeat(args: &[String]) {
         eprintln!("usage: bench --repeat WORKLOAD SIZE MODE|build [SECONDS]");
         std::process::exit(2);
     };
-    let rt = runtime();
+    // `BENCH_WORKERS=N`: the runtime's worker threads (2 unless given).
+    let workers = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
+    let rt = runtime_with(workers);
     if args.get(2).map(String::as_str) == Some("build") {
         let spec = Spec::new(kind, n);
         let start = Instant::now();
