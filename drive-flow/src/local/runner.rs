@@ -786,14 +786,15 @@ impl Starts for VecDeque<Start> {
 /// How many inline events may end in a row before the run's task yields to the runtime.
 const INLINE_BUDGET: u32 = 128;
 
-/// Start the inline events at the front of `task.started` that were there when it is
-/// called: each is polled once, here in the run's task, and only one that goes pending
-/// takes a place among the events the run polls (most end at once, and a place costs an
-/// allocation). One that ends is completed here (its outcome kept in `task`), and what it
-/// starts is queued at the back of `task.started`, for a later call (not polled from inside
-/// this one: the events that wait get their turn in between). It stops once `budget` of
-/// them have ended: the rest wait until the run's task has yielded (a wide fan-out does
-/// not keep the thread).
+/// Start the inline events at the front of `task.started`: each is polled once, here in
+/// the run's task, and only one that goes pending takes a place among the events the run
+/// polls (most end at once, and a place costs an allocation). One that ends is completed
+/// here (its outcome kept in `task`), and what it starts is queued at the back of
+/// `task.started` (never polled from inside the completion): started in this call too,
+/// after those that were there, if no event waits in `in_task`; else in a later call (the
+/// events that wait get their turn in between). It stops once `budget` of them have
+/// ended: the rest wait until the run's task has yielded (a wide fan-out does not keep
+/// the thread).
 /// Once the run is over, those left are dropped unpolled, as the run drops those it had
 /// not polled yet. How many ended.
 fn start_inline<'run>(
@@ -805,7 +806,21 @@ fn start_inline<'run>(
     cx: &mut std::task::Context<'_>,
 ) -> u32 {
     let mut ended = 0;
-    for _ in 0..task.started.len() {
+    let mut left = task.started.len();
+    loop {
+        if left == 0 {
+            // Those started since go on at once, unless events wait for their turn (a
+            // chain or a loop of events that end at once runs here, not through the run's
+            // task's round of checks each time: the budget bounds it the same).
+            if !in_task.is_empty() {
+                break;
+            }
+            left = task.started.len();
+            if left == 0 {
+                break;
+            }
+        }
+        left -= 1;
         if ended >= budget || task.running >= task.cap {
             break;
         }
@@ -1606,7 +1621,13 @@ impl Shared {
             )
             .err();
         let count = queue.len() - from;
-        self.admit_in_place(queue.range_mut(from..), now, &mut failed);
+        match count {
+            0 => {}
+            // The common case, a chain's: the back of the queue (its range's two slices
+            // cost more to find than one start to admit).
+            1 => self.admit_in_place(queue.back_mut().into_iter(), now, &mut failed),
+            _ => self.admit_in_place(queue.range_mut(from..), now, &mut failed),
+        }
         if let Some(error) = failed {
             return self.close_locking(Err(error));
         }
