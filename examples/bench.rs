@@ -654,6 +654,7 @@ fn repeat(args: &[String]) {
     let workers = std::env::var("BENCH_WORKERS")
         .ok()
         .and_then(|w| w.parse().ok())
+        .filter(|&w| w > 0)
         .unwrap_or(2);
     let rt = runtime_with(workers);
     if args.get(2).map(String::as_str) == Some("build") {
