@@ -650,13 +650,12 @@ fn repeat(args: &[String]) {
         eprintln!("usage: bench --repeat WORKLOAD SIZE MODE|build [SECONDS]");
         std::process::exit(2);
     };
-    // `BENCH_WORKERS=N`: the runtime's worker threads (2 unless given).
-    let workers = std::env::var("BENCH_WORKERS")
+    // `BENCH_WORKERS=N`: the runtime's worker threads (`runtime()`'s unless given).
+    let rt = std::env::var("BENCH_WORKERS")
         .ok()
         .and_then(|w| w.parse().ok())
         .filter(|&w| w > 0)
-        .unwrap_or(2);
-    let rt = runtime_with(workers);
+        .map_or_else(runtime, runtime_with);
     if args.get(2).map(String::as_str) == Some("build") {
         let spec = Spec::new(kind, n);
         let start = Instant::now();
