@@ -18,7 +18,7 @@ use crate::body::task::{CallBoxes, CallError, CallFuture, ErasedBody, Host, Make
 use crate::core::event::Event;
 use crate::core::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
 use crate::core::graph::NodeId;
-use crate::core::input::EventInput;
+use crate::core::input::BareInput;
 
 /// The body of one event of a built graph, and the parameters it needs checked before a
 /// run. A drive keeps one per event, indexed by the event's node id, beside its graph.
@@ -228,7 +228,7 @@ where
         host: Arc<dyn Host>,
         key: usize,
         node: NodeId,
-        input: EventInput,
+        input: BareInput,
     ) {
         // Not joined: a cancelled event is stopped through its host.
         drop(runtime.spawn(Spawned::<Self>::new(host, key, node, input)));
@@ -400,6 +400,7 @@ mod tests {
     use crate::body::context::Context;
     use crate::body::param::{Call, CallOnce, MakeCall};
     use crate::body::task::{Boxed, EventTask};
+    use crate::core::input::EventInput;
 
     /// The size of the task of a body, and of the body's own future.
     fn sizes<B: MakeBody>(_: &B) -> (usize, usize) {
@@ -427,7 +428,10 @@ mod tests {
         assert!(size_of::<EventTask<Boxed>>() <= 80);
         // Which every task holds until its first poll, and a body that takes it after: its
         // behavior is read off its origin, a start's data shares the place of the results.
-        assert!(size_of::<crate::core::input::EventInput>() <= 64);
+        assert!(size_of::<EventInput>() <= 64);
+        // An event to start, as it waits in a run's queue: its input without the graph and
+        // the run id (a capped fan-out of a million holds a million of them).
+        assert!(size_of::<crate::core::dispatch::Start>() <= 64);
         // The call, moved into every body: its links to the run are boxed together (three
         // in place made it 200 bytes).
         assert!(size_of::<Call>() <= 96);

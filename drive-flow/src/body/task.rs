@@ -23,7 +23,7 @@ use crate::body::param::{Call, CallSource, MakeCall, ParamError};
 use crate::core::error::Error;
 use crate::core::flow::{BoxError, ErasedFlow};
 use crate::core::graph::NodeId;
-use crate::core::input::EventInput;
+use crate::core::input::{BareInput, EventInput};
 
 /// Why one call of an event body did not produce a flow.
 pub(crate) enum CallError {
@@ -60,7 +60,7 @@ pub(crate) trait ErasedBody: Send + Sync + 'static {
         host: Arc<dyn Host>,
         key: usize,
         node: NodeId,
-        input: EventInput,
+        input: BareInput,
     );
 
     /// Itself, for a task to find its own body type again.
@@ -191,7 +191,7 @@ pub(crate) trait Host: Send + Sync + 'static {
     fn cancelled(&self) -> bool;
 
     /// The span of an event's run, made at its first poll.
-    fn span(&self, node: NodeId, input: &EventInput) -> tracing::Span;
+    fn span(&self, node: NodeId, input: &BareInput) -> tracing::Span;
 
     /// How an event runs: one call of its body, unless it has a timeout or retries. (Not
     /// returned with the span: a pair returned is copied out at once, and the copy stalls
@@ -199,16 +199,15 @@ pub(crate) trait Host: Send + Sync + 'static {
     fn begin(&self, node: NodeId) -> Begun<'_>;
 
     /// The call of a plain event's body.
-    fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call;
+    fn call(&self, key: usize, node: NodeId, input: BareInput) -> Call;
 
     /// The input of a plain event's body whose one parameter is its input (what its call
     /// would hand it: with the graph, which its accessors read).
-    fn input(&self, input: EventInput) -> EventInput;
+    fn input(&self, input: BareInput) -> EventInput;
 
     /// The attempts of an event with a timeout or retries, boxed (their timers would make
     /// every event's task larger).
-    fn attempts(&self, key: usize, node: NodeId, input: EventInput)
-        -> BoxFuture<'static, Attempts>;
+    fn attempts(&self, key: usize, node: NodeId, input: BareInput) -> BoxFuture<'static, Attempts>;
 
     /// What one call ended with, as the run sees it.
     fn settle(&self, node: NodeId, caught: Caught) -> Result<ErasedFlow, Error>;
@@ -230,11 +229,11 @@ struct HostCall<'h, H: ?Sized> {
     key: usize,
     node: NodeId,
     /// Taken by the one call made (a source gives one).
-    input: Option<EventInput>,
+    input: Option<BareInput>,
 }
 
 impl<'h, H: Host + ?Sized> HostCall<'h, H> {
-    fn new(host: &'h H, key: usize, node: NodeId, input: EventInput) -> Self {
+    fn new(host: &'h H, key: usize, node: NodeId, input: BareInput) -> Self {
         HostCall {
             host,
             key,
@@ -244,8 +243,8 @@ impl<'h, H: Host + ?Sized> HostCall<'h, H> {
     }
 
     /// The input, the first time (not reached a second time: a source is consumed).
-    fn take_input(&mut self) -> EventInput {
-        self.input.take().unwrap_or_else(EventInput::start)
+    fn take_input(&mut self) -> BareInput {
+        self.input.take().unwrap_or_default()
     }
 }
 
@@ -320,7 +319,7 @@ pin_project! {
 
 impl<B: MakeBody> Spawned<B> {
     /// The task of one event of `host`, not started: its body is made on its first poll.
-    pub(crate) fn new(host: Arc<dyn Host>, key: usize, node: NodeId, input: EventInput) -> Self {
+    pub(crate) fn new(host: Arc<dyn Host>, key: usize, node: NodeId, input: BareInput) -> Self {
         Spawned {
             host: Some(host),
             event: EventTask::new(key, node, input),
@@ -361,7 +360,7 @@ pin_project! {
     #[project_replace = StepOwn]
     enum Step<Fut> {
         // Not polled yet: the body is made on the first poll, in the event's own task.
-        Start { input: EventInput },
+        Start { input: BareInput },
         // A plain event: its body, in its span, panics caught.
         Plain {
             #[pin]
@@ -377,7 +376,7 @@ pin_project! {
 
 impl<B: MakeBody> EventTask<B> {
     /// One event, not started: its body is made on its first poll.
-    pub(crate) fn new(key: usize, node: NodeId, input: EventInput) -> Self {
+    pub(crate) fn new(key: usize, node: NodeId, input: BareInput) -> Self {
         EventTask {
             key,
             node,
@@ -405,7 +404,7 @@ impl<Fut: Future> Step<Fut> {
         host: &H,
         key: usize,
         node: NodeId,
-        input: EventInput,
+        input: BareInput,
         span: tracing::Span,
     ) -> Self {
         Step::Options {
@@ -419,7 +418,7 @@ fn begin<B: MakeBody, H: Host + ?Sized>(
     host: &H,
     key: usize,
     node: NodeId,
-    input: EventInput,
+    input: BareInput,
 ) -> Step<B::Future> {
     let span = host.span(node, &input);
     let body = match host.begin(node) {
@@ -536,7 +535,7 @@ impl EventTask<Boxed> {
         boxes: &mut CallBoxes,
         key: usize,
         node: NodeId,
-        input: EventInput,
+        input: BareInput,
         cx: &mut Context<'_>,
         complete: impl FnOnce(Ended),
     ) -> FirstPoll {

@@ -158,6 +158,75 @@ pub(crate) enum Origin {
     UserInput,
 }
 
+impl Origin {
+    /// The behavior of an input that came this way.
+    fn behavior(self) -> Behavior {
+        match self {
+            Origin::Group(_) => Behavior::Dispatch,
+            Origin::Goto => Behavior::Goto,
+            Origin::UserInput => Behavior::Input,
+        }
+    }
+
+    /// The name of the group an input came through, read off `graph` if there is one
+    /// (without, a group's is empty).
+    fn group_name(self, graph: Option<&Graph>) -> &str {
+        match self {
+            Origin::Group(group) => graph.map_or("", |graph| &graph.group(group).name),
+            Origin::Goto => crate::core::graph::GOTO_GROUP,
+            Origin::UserInput => crate::core::graph::USER_INPUT_GROUP,
+        }
+    }
+}
+
+/// The input of an event to start, as the dispatch core makes it: an [`EventInput`]
+/// without the graph and the run id, which the runner attaches when a body takes its input
+/// ([`with`](Self::with)). A start waits in a run's queue or an event's task as this: 48
+/// bytes rather than 64 (a capped fan-out of a million holds a million of them).
+#[derive(Clone)]
+pub(crate) struct BareInput {
+    pub(crate) origin: Origin,
+    /// Its results, or a start input's data.
+    pub(crate) entries: Entries,
+    pub(crate) task_id: u64,
+}
+
+/// The input of a start event without data (what [`EventInput::start`] holds).
+impl Default for BareInput {
+    fn default() -> Self {
+        BareInput {
+            origin: Origin::UserInput,
+            entries: Entries::Empty,
+            task_id: 0,
+        }
+    }
+}
+
+impl BareInput {
+    /// The input a body receives: this one, with `graph` (which its accessors read) and
+    /// the id of its durable run (`0` in process).
+    #[inline]
+    pub(crate) fn with(self, graph: Option<Arc<Graph>>, run: i64) -> EventInput {
+        EventInput {
+            graph,
+            origin: self.origin,
+            entries: self.entries,
+            task_id: self.task_id,
+            run,
+        }
+    }
+
+    /// Why the event runs.
+    pub(crate) fn behavior(&self) -> Behavior {
+        self.origin.behavior()
+    }
+
+    /// The name of the group that triggered the event, read off `graph`.
+    pub(crate) fn group_name_in<'a>(&'a self, graph: &'a Graph) -> &'a str {
+        self.origin.group_name(Some(graph))
+    }
+}
+
 /// What an event receives when it runs: why it runs ([`behavior`](Self::behavior)), through
 /// which group ([`group_name`](Self::group_name)), and the results of that group's members
 /// ([`get`](Self::get), [`results`](Self::results)).
@@ -226,6 +295,16 @@ impl EventInput {
         }
     }
 
+    /// The input without its graph and run id (an in-process run's start input: its run
+    /// attaches the graph again if the body takes it).
+    pub(crate) fn into_bare(self) -> BareInput {
+        BareInput {
+            origin: self.origin,
+            entries: self.entries,
+            task_id: self.task_id,
+        }
+    }
+
     /// The same input without its results and graph (its origin and ids kept): what a call
     /// keeps once a parameter took its input.
     pub(crate) fn without_results(&self) -> Self {
@@ -240,33 +319,14 @@ impl EventInput {
 
     /// Why this event runs.
     pub fn behavior(&self) -> Behavior {
-        match self.origin {
-            Origin::Group(_) => Behavior::Dispatch,
-            Origin::Goto => Behavior::Goto,
-            Origin::UserInput => Behavior::Input,
-        }
+        self.origin.behavior()
     }
 
     /// The name of the group that triggered this event: its given name, or its position
     /// (`"0"`, `"1"`, …) among the event's groups, nearest `#[listen]` first; `"$goto"` for a
     /// goto and `"user_input"` for the start event.
     pub fn group_name(&self) -> &str {
-        self.group_name_of(self.graph.as_deref())
-    }
-
-    /// [`group_name`](Self::group_name), read off `graph` (an input made by the dispatch
-    /// core has no graph until a body takes it).
-    pub(crate) fn group_name_in<'a>(&'a self, graph: &'a Graph) -> &'a str {
-        self.group_name_of(Some(graph))
-    }
-
-    /// The group's name, read off `graph` if there is one (without, a group's is empty).
-    fn group_name_of<'a>(&'a self, graph: Option<&'a Graph>) -> &'a str {
-        match self.origin {
-            Origin::Group(group) => graph.map_or("", |graph| &graph.group(group).name),
-            Origin::Goto => crate::core::graph::GOTO_GROUP,
-            Origin::UserInput => crate::core::graph::USER_INPUT_GROUP,
-        }
+        self.origin.group_name(self.graph.as_deref())
     }
 
     /// The value `event` produced, if it is in this input's results and its latest outcome
@@ -429,7 +489,7 @@ impl fmt::Debug for InputResult<'_> {
 mod layout {
     use std::mem::size_of;
 
-    use super::{Entries, Latest};
+    use super::{BareInput, Entries, EventInput, Latest};
 
     #[test]
     fn an_outcome_and_an_input_s_results_stay_small_with_values_in_place() {
@@ -438,5 +498,11 @@ mod layout {
         assert_eq!(size_of::<Latest>(), 24);
         assert_eq!(size_of::<Option<Latest>>(), 24);
         assert_eq!(size_of::<Entries>(), 32);
+    }
+
+    #[test]
+    fn a_start_s_input_waits_without_the_graph_and_the_run_id() {
+        assert_eq!(size_of::<BareInput>(), 48);
+        assert_eq!(size_of::<EventInput>(), 64);
     }
 }

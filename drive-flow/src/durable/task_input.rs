@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use super::drive::DurableIndex;
 use super::values::decode_typed;
 use crate::core::graph::NodeId;
-use crate::core::input::{Behavior, Entries, Entry, EventInput, Latest, Origin, OutcomeKind};
+use crate::core::input::{
+    BareInput, Behavior, Entries, Entry, EventInput, Latest, Origin, OutcomeKind,
+};
 
 /// Why a stored input could not be read: the event concerned, and what went wrong.
 pub(crate) struct InputError {
@@ -122,7 +124,7 @@ pub(crate) fn latest_json(latest: &Latest) -> (&'static str, Value) {
 }
 
 /// The stored input of a task started by a completion, whose values are JSON.
-pub(crate) fn encode(index: &DurableIndex, node: NodeId, input: &EventInput) -> Value {
+pub(crate) fn encode(index: &DurableIndex, node: NodeId, input: &BareInput) -> Value {
     let graph = &index.graph;
     let (behavior, group_index) = match input.origin {
         Origin::Group(group) => ("dispatch", Some(group - graph.listens[node as usize])),

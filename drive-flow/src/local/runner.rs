@@ -46,7 +46,7 @@ use crate::core::event::{Event, EventKey};
 use crate::core::flow::{ErasedFlow, Flow};
 use crate::core::graph::cells::{TaskCells, Writers};
 use crate::core::graph::{Graph, NodeId};
-use crate::core::input::{EventInput, OutcomeKind};
+use crate::core::input::{BareInput, EventInput, OutcomeKind};
 use crate::core::options::EventOptions;
 use crate::core::results::Results;
 use crate::local::mailbox::Mailbox;
@@ -1452,7 +1452,7 @@ impl Shared {
 
     /// The call of one event: its input, and the context, inbox, child runs and emitter it
     /// takes.
-    fn new_call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
+    fn new_call(&self, key: usize, node: NodeId, input: BareInput) -> Call {
         let takes = self.bodies[node as usize].takes;
         let input = self.body_input(node, input);
         let context = takes.context_of(&self.context);
@@ -1489,21 +1489,9 @@ impl Shared {
     /// for a body that takes its input (the dispatch core leaves it out: its count is
     /// shared by every event of the drive).
     #[inline]
-    fn body_input(&self, node: NodeId, input: EventInput) -> EventInput {
-        if self.bodies[node as usize].takes.input {
-            self.with_graph(input)
-        } else {
-            input
-        }
-    }
-
-    /// `input` with the graph, which its accessors read (unless it has it already).
-    #[inline]
-    fn with_graph(&self, mut input: EventInput) -> EventInput {
-        if input.graph.is_none() {
-            input.graph = Some(self.graph.clone());
-        }
-        input
+    fn body_input(&self, node: NodeId, input: BareInput) -> EventInput {
+        let takes = self.bodies[node as usize].takes.input;
+        input.with(takes.then(|| self.graph.clone()), 0)
     }
 
     /// Record how an event of an inline run ended, dispatch its outcome, start what
@@ -2109,7 +2097,7 @@ impl Host for Shared {
     }
 
     #[inline(always)]
-    fn span(&self, node_id: NodeId, input: &EventInput) -> tracing::Span {
+    fn span(&self, node_id: NodeId, input: &BareInput) -> tracing::Span {
         // Inlined into every start of an event: where no subscriber takes the span, what
         // is left is one test of the level (its fields, the node's name among them, are
         // read only for a span that is taken).
@@ -2137,21 +2125,16 @@ impl Host for Shared {
         }
     }
 
-    fn call(&self, key: usize, node: NodeId, input: EventInput) -> Call {
+    fn call(&self, key: usize, node: NodeId, input: BareInput) -> Call {
         self.new_call(key, node, input)
     }
 
-    fn input(&self, input: EventInput) -> EventInput {
+    fn input(&self, input: BareInput) -> EventInput {
         // Asked only by a body whose parameter is its input: it reads the graph.
-        self.with_graph(input)
+        input.with(Some(self.graph.clone()), 0)
     }
 
-    fn attempts(
-        &self,
-        key: usize,
-        node: NodeId,
-        input: EventInput,
-    ) -> BoxFuture<'static, Attempts> {
+    fn attempts(&self, key: usize, node: NodeId, input: BareInput) -> BoxFuture<'static, Attempts> {
         // The attempts hold the run: `me` upgrades while the run is alive (the event's
         // task holds it).
         match (self.me.upgrade(), &self.graph.node(node).options) {
@@ -2209,7 +2192,7 @@ async fn with_options(
     shared: Arc<Shared>,
     key: usize,
     node_id: NodeId,
-    input: EventInput,
+    input: BareInput,
     options: EventOptions,
 ) -> (u32, Result<ErasedFlow, Error>) {
     let node = shared.graph.node(node_id);

@@ -18,12 +18,12 @@ pub(crate) use run_state::RunState;
 use crate::core::error::Error;
 use crate::core::flow::{ErasedFlow, Flow};
 use crate::core::graph::{Graph, GroupId, GroupInfo, NodeId, Retrigger};
-use crate::core::input::{Entries, Entry, EventInput, Latest, Origin};
+use crate::core::input::{BareInput, Entries, Entry, Latest, Origin};
 
 /// An event to start, with its input.
 pub(crate) struct Start {
     pub(crate) node: NodeId,
-    pub(crate) input: EventInput,
+    pub(crate) input: BareInput,
     /// The task id of the call whose completion triggered it (the group member that made the
     /// group fire, or the event that returned the goto); `0` for the run's start. Set by the
     /// runner, which knows the call, when its live stream reports it ([`complete`] leaves
@@ -315,12 +315,10 @@ fn push_start(
     starts.push_with(|| Start {
         node,
         // Without the graph: a runner attaches it for a body that takes its input.
-        input: EventInput {
-            graph: None,
+        input: BareInput {
             origin,
             entries: entries(),
             task_id,
-            run: 0,
         },
         cause: 0,
     });
@@ -474,9 +472,7 @@ mod tests {
                 .map(|start| {
                     // The core leaves the graph out; a runner attaches it for a body that
                     // reads its input, as here.
-                    let mut input = start.input;
-                    assert!(input.graph.is_none(), "the core attached the graph");
-                    input.graph = Some(self.state.graph().clone());
+                    let input = start.input.with(Some(self.state.graph().clone()), 0);
                     self.task_ids.push(input.task_id());
                     Started {
                         event: self.state.graph().node(start.node).name.to_string(),
@@ -970,7 +966,7 @@ mod tests {
         let start = run
             .state
             .start_input(crate::core::input::EventInput::start())
-            .task_id();
+            .task_id;
 
         run.value(a, 1);
         run.goto(a, &[c, d, c], 2);

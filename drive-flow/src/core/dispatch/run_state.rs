@@ -11,7 +11,7 @@ use crate::core::graph::cells::{
     is_packed, Cells, GroupState, NodeCell, Outcome, TaskCells, Writers,
 };
 use crate::core::graph::{Graph, GroupId, GroupInfo, NodeId};
-use crate::core::input::{Entries, Entry, EventInput, Latest};
+use crate::core::input::{BareInput, Entries, Entry, EventInput, Latest};
 use crate::core::lock::lock;
 use crate::core::trace::RunTrace;
 
@@ -118,9 +118,10 @@ impl RunState {
         self.cells.keep_task(task);
     }
 
-    /// The input of the run's start event, with the graph attached and a task id.
-    pub(crate) fn start_input(&self, mut input: EventInput) -> EventInput {
-        input.graph = Some(self.graph.clone());
+    /// The input of the run's start event, with a task id (the runner attaches the graph
+    /// again if its body takes it).
+    pub(crate) fn start_input(&self, input: EventInput) -> BareInput {
+        let mut input = input.into_bare();
         input.task_id = self.new_task_id();
         input
     }
