@@ -10,7 +10,9 @@ use crate::body::param::{is_checked, is_input, ContextNeed};
 use crate::core::error::BuildError;
 use crate::core::event::{Event, EventKey, EventRef, Handle, StaticEvent};
 use crate::core::graph::cells::CellsPool;
-use crate::core::graph::{describe_key, resolve_key, Graph, GroupInfo, Node, NodeId, Retrigger};
+use crate::core::graph::{
+    describe_key, resolve_key, Graph, GroupInfo, Node, NodeId, Retrigger, FAN_OUT_MIN,
+};
 use crate::core::options::EventOptions;
 
 /// A group of events that an event listens to: it runs once every member has a result.
@@ -433,6 +435,17 @@ impl DriveBuilder {
             }
         }
 
+        let fans_out = member_of_start
+            .windows(2)
+            .map(|range| {
+                let of = &member_of[range[0] as usize..range[1] as usize];
+                of.len() >= FAN_OUT_MIN
+                    && of
+                        .iter()
+                        .all(|&(group, _)| groups[group as usize].slots.len() == 1)
+            })
+            .collect();
+
         // Into a buffer of its own: collecting would reuse the larger one of the specs.
         let mut nodes: Vec<Node> = Vec::with_capacity(count);
         let mut bodies: Vec<Body> = Vec::with_capacity(count);
@@ -459,6 +472,7 @@ impl DriveBuilder {
             listens,
             member_of_start,
             member_of,
+            fans_out,
             static_index,
             needs_anything,
             cells,

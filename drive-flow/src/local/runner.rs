@@ -40,7 +40,7 @@ use crate::body::task::{
     Attempt, Attempts, Begun, Boxed, CallBoxes, CallError, Caught, Ended, EventTask, FirstPoll,
     Host, Spawned,
 };
-use crate::core::dispatch::{RunState, Start, Starts};
+use crate::core::dispatch::{Listeners, RunState, Start, Starts};
 use crate::core::error::Error;
 use crate::core::event::{Event, EventKey};
 use crate::core::flow::{ErasedFlow, Flow};
@@ -518,6 +518,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
     // outcomes and their joins' states, kept here rather than in the run's cells.
     let mut task = TaskState {
         started: VecDeque::new(),
+        expanding: None,
         cap: if shared.cap_in_task {
             shared.cap
         } else {
@@ -580,8 +581,9 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             let mut progressed = false;
             // (Only a locked run's completions hand starts over through the run's state.)
             let handed = || shared.locked && shared.inline_started.swap(false, Ordering::Acquire);
-            if task.running < task.cap && (!task.started.is_empty() || handed()) {
-                if task.started.is_empty() {
+            let queued = !task.started.is_empty() || task.expanding.is_some();
+            if task.running < task.cap && (queued || handed()) {
+                if !queued {
                     std::mem::swap(&mut shared.lock().inline, &mut task.started);
                 }
                 let budget = INLINE_BUDGET.saturating_sub(ended_in_a_row);
@@ -733,7 +735,10 @@ impl Future for InlineEvent<'_> {
 /// states (updated without a lock: the task is their one writer and reader).
 struct TaskState {
     /// Admitted and not started yet, in the order they were triggered.
-    started: VecDeque<(usize, Start)>,
+    started: VecDeque<Queued>,
+    /// The fan-out being started, taken from the front of `started` (before what is
+    /// there): its starts made one by one, where each is started.
+    expanding: Option<Listeners>,
     /// How many of the run's events may run at once: its cap, if the task holds it
     /// (`Shared::cap_in_task`; else no limit here: a locked run counts under its lock).
     /// The events of `started` wait in it, first in first out, while `running` is at it:
@@ -748,14 +753,36 @@ struct TaskState {
     scratch: (Vec<Start>, Vec<NodeId>),
 }
 
+/// What waits in an inline run's task queue to start: one start (with its entry among the
+/// run's tasks, if it has one yet), or the listeners of a wide fan-out's root, which are
+/// started one by one from it (see [`Listeners`]).
+enum Queued {
+    Start(usize, Start),
+    Listeners(Listeners),
+}
+
+impl TaskState {
+    /// The next start of the fan-out being started, if one is, and whether more are left.
+    #[inline]
+    fn next_listener(&mut self, graph: &Graph) -> Option<(Start, bool)> {
+        let listeners = self.expanding.as_mut()?;
+        let start = listeners.next_start(graph);
+        let more = listeners.len() > 0;
+        if !more {
+            self.expanding = None;
+        }
+        start.map(|start| (start, more))
+    }
+}
+
 /// The queue of an inline run's task takes the starts of a completion in its place, each
 /// without an entry among the run's tasks yet (`Shared::complete` admits it there). Made
 /// on the stack and copied by `push_back` (a `VecDeque`'s `extend` of one made in place is
 /// not inlined: measured slower); still one copy fewer than making it in a list first.
-impl Starts for VecDeque<(usize, Start)> {
+impl Starts for VecDeque<Queued> {
     #[inline]
     fn push_with(&mut self, make: impl FnOnce() -> Start) {
-        self.push_back((UNTRACKED, make()));
+        self.push_back(Queued::Start(UNTRACKED, make()));
     }
 }
 
@@ -806,7 +833,7 @@ fn start_inline<'run>(
     cx: &mut std::task::Context<'_>,
 ) -> u32 {
     let mut ended = 0;
-    let mut left = task.started.len();
+    let mut left = task.started.len() + usize::from(task.expanding.is_some());
     loop {
         if left == 0 {
             // Those started since go on at once, unless events wait for their turn (a
@@ -815,7 +842,7 @@ fn start_inline<'run>(
             if !in_task.is_empty() {
                 break;
             }
-            left = task.started.len();
+            left = task.started.len() + usize::from(task.expanding.is_some());
             if left == 0 {
                 break;
             }
@@ -824,30 +851,51 @@ fn start_inline<'run>(
         if ended >= budget || task.running >= task.cap {
             break;
         }
-        let Some((key, start)) = task.started.pop_front() else {
-            break;
-        };
-        if shared.is_over() {
-            task.started.clear();
-            break;
+        // Start one event: each of the two places below has its own copy (merged into one
+        // place, a start taken off the queue was copied twice more on its way to it).
+        macro_rules! start_one {
+            ($key:expr, $start:expr) => {{
+                let (key, start): (usize, Start) = ($key, $start);
+                if shared.is_over() {
+                    task.started.clear();
+                    task.expanding = None;
+                    break;
+                }
+                // It holds a slot until its completion (`Shared::complete`).
+                task.running += 1;
+                // An inline event's body is boxed: one that goes pending moves into
+                // `in_task` with its box (which polls it again, leaving its own waker).
+                // One that ends is completed here, its outcome kept in `task`.
+                let first = EventTask::<Boxed>::start_inline(
+                    &**shared,
+                    boxes,
+                    key,
+                    start.node,
+                    start.input,
+                    cx,
+                    |done| shared.complete(done, task),
+                );
+                match first {
+                    FirstPoll::Ended => ended += 1,
+                    FirstPoll::Pending(event) => in_task.push(event),
+                }
+            }};
         }
-        // It holds a slot until its completion (`Shared::complete`).
-        task.running += 1;
-        // An inline event's body is boxed: one that goes pending moves into `in_task` with
-        // its box (which polls it again, leaving its own waker). One that ends is
-        // completed here, its outcome kept in `task`.
-        let first = EventTask::<Boxed>::start_inline(
-            &**shared,
-            boxes,
-            key,
-            start.node,
-            start.input,
-            cx,
-            |done| shared.complete(done, task),
-        );
-        match first {
-            FirstPoll::Ended => ended += 1,
-            FirstPoll::Pending(event) => in_task.push(event),
+        // The next of the fan-out being started, if one is (an entry of the queue, counted
+        // in `left` once, when its last one starts).
+        if let Some((start, more)) = task.next_listener(&shared.graph) {
+            left += usize::from(more);
+            start_one!(UNTRACKED, start);
+            continue;
+        }
+        match task.started.pop_front() {
+            None => break,
+            Some(Queued::Start(key, start)) => start_one!(key, start),
+            // A fan-out's listeners: started from `task.expanding`, from the next turn.
+            Some(Queued::Listeners(listeners)) => {
+                task.expanding = Some(listeners);
+                left += 1;
+            }
         }
     }
     ended
@@ -930,7 +978,7 @@ thread_local! {
     static SCRATCH: Cell<(Vec<Start>, Vec<NodeId>)> = const { Cell::new((Vec::new(), Vec::new())) };
     /// A spare queue per thread for the task of an inline run (its inline events started
     /// and not polled yet), so that a run that starts many at once does not grow a new one.
-    static SPARE_QUEUE: Cell<VecDeque<(usize, Start)>> = const { Cell::new(VecDeque::new()) };
+    static SPARE_QUEUE: Cell<VecDeque<Queued>> = const { Cell::new(VecDeque::new()) };
 }
 
 /// The event a spawned event's completion carries on in its own task, if any (see
@@ -957,12 +1005,12 @@ fn take_spare<T: Default>(spare: &'static std::thread::LocalKey<Cell<T>>) -> T {
 }
 
 /// The thread's spare queue for an inline run's task, empty.
-fn spare_queue() -> VecDeque<(usize, Start)> {
+fn spare_queue() -> VecDeque<Queued> {
     take_spare(&SPARE_QUEUE)
 }
 
 /// Keep `queue`, emptied, as the thread's spare.
-fn keep_spare_queue(mut queue: VecDeque<(usize, Start)>) {
+fn keep_spare_queue(mut queue: VecDeque<Queued>) {
     queue.clear();
     if queue.capacity() <= SPARE_STARTS_MAX {
         let _ = SPARE_QUEUE.try_with(|spare| spare.replace(queue));
@@ -1143,7 +1191,7 @@ struct Inner {
     /// Events to start inside the run's task ([`Invoke::inline`]), with their task keys,
     /// started under the lock (a locked inline run; an unlocked one queues them in its
     /// task).
-    inline: VecDeque<(usize, Start)>,
+    inline: VecDeque<Queued>,
     /// Set once: the run is over, successfully or not.
     outcome: Option<Result<(), Error>>,
     /// The live event stream, while someone watches and the run goes on.
@@ -1160,7 +1208,7 @@ struct Inner {
 enum Lane<'a> {
     Locked(&'a mut Inner),
     Plain(&'a mut Vec<(usize, Start)>),
-    Task(&'a mut VecDeque<(usize, Start)>),
+    Task(&'a mut VecDeque<Queued>),
 }
 
 impl Shared {
@@ -1191,7 +1239,7 @@ impl Shared {
     /// `now`: the clock, read once by the caller for every event it starts (the start of
     /// their time in flight), if the run is timed.
     fn schedule(&self, lane: Lane<'_>, start: Start, now: Option<Instant>) -> Result<(), Error> {
-        if self.admit(&start)? {
+        if self.admit(start.node, start.input.task_id)? {
             match lane {
                 // Queued events go first: under a cap, events start in the order they were
                 // triggered.
@@ -1209,12 +1257,12 @@ impl Shared {
     /// Count a triggered event against the budgets. `false`: the run is over, and nothing
     /// starts any more.
     #[inline(always)] // (once per start; `#[inline]` left it a call, 15 instructions more)
-    fn admit(&self, start: &Start) -> Result<bool, Error> {
+    fn admit(&self, node: NodeId, task_id: u64) -> Result<bool, Error> {
         if self.is_over() {
             return Ok(false);
         }
         let too_many_steps = |limit| {
-            let (node, runs) = self.state.most_triggered().unwrap_or((start.node, 0));
+            let (node, runs) = self.state.most_triggered().unwrap_or((node, 0));
             Error::TooManySteps {
                 limit,
                 event: self.graph.node(node).name.to_string(),
@@ -1223,17 +1271,17 @@ impl Shared {
         };
         // Its task id is its step: the run's starts are numbered as they are triggered (one
         // counter shared by completions, not two).
-        let step = start.input.task_id;
+        let step = task_id;
         if step.saturating_add(self.child_steps.load(Ordering::Relaxed)) > self.max_steps {
             return Err(too_many_steps(self.max_steps));
         }
         if let Some(parent) = &self.parent {
             parent.charge_step().map_err(too_many_steps)?;
         }
-        let runs = self.state.trigger(start.node);
+        let runs = self.state.trigger(node);
         if runs >= self.max_runs {
             return Err(Error::TooManyRuns {
-                event: self.graph.node(start.node).name.to_string(),
+                event: self.graph.node(node).name.to_string(),
                 runs,
                 limit: self.max_runs,
             });
@@ -1258,7 +1306,7 @@ impl Shared {
             return;
         }
         for (key, start) in starts {
-            match self.admit(start) {
+            match self.admit(start.node, start.input.task_id) {
                 Ok(true) => *key = self.task_key(start, now),
                 Ok(false) => {}
                 Err(error) => {
@@ -1267,6 +1315,47 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// [`admit_in_place`](Self::admit_in_place) for what a completion queued in an inline
+    /// run's task: a fan-out's listeners are admitted as each start would be, in order,
+    /// without being made (they get no entry among the run's tasks: a run that keeps one
+    /// for its events does not queue them so). How many starts they are (0 once `failed`
+    /// holds an error: the run closes, and does not count them).
+    #[inline(always)] // (on every completion of an inline run)
+    fn admit_queued<'a>(
+        &self,
+        queued: impl Iterator<Item = &'a mut Queued>,
+        now: Option<Instant>,
+        failed: &mut Option<Error>,
+    ) -> usize {
+        if failed.is_some() {
+            return 0;
+        }
+        let mut count = 0;
+        for queued in queued {
+            let admitted = match queued {
+                Queued::Start(key, start) => {
+                    count += 1;
+                    self.admit(start.node, start.input.task_id).map(|admitted| {
+                        if admitted {
+                            *key = self.task_key(start, now);
+                        }
+                    })
+                }
+                Queued::Listeners(listeners) => {
+                    count += listeners.len();
+                    listeners
+                        .admitted(&self.graph)
+                        .try_for_each(|(node, task_id)| self.admit(node, task_id).map(drop))
+                }
+            };
+            if let Err(error) = admitted {
+                *failed = Some(error);
+                return 0;
+            }
+        }
+        count
     }
 
     /// The key of a started event's entry among the run's tasks, made now if the run keeps
@@ -1289,7 +1378,7 @@ impl Shared {
         let batch = match lane {
             Lane::Plain(batch) => batch,
             Lane::Task(queue) => {
-                queue.push_back((key, start));
+                queue.push_back(Queued::Start(key, start));
                 return;
             }
             Lane::Locked(inner) => {
@@ -1310,7 +1399,7 @@ impl Shared {
                 if self.inline {
                     // Inline events are polled by the run's task, and cancelled by dropping
                     // them.
-                    inner.inline.push_back((key, start));
+                    inner.inline.push_back(Queued::Start(key, start));
                     self.inline_started.store(true, Ordering::Release);
                     return;
                 }
@@ -1583,17 +1672,37 @@ impl Shared {
             key,
             node,
             attempts,
-            result,
+            mut result,
         } = ended;
         // The one clock read of a timed event: its end, and the start of what it triggers.
         let now = self.timed.then(Instant::now);
         if self.record_end(key, node, attempts, &result, now).is_none() {
             return;
         }
+        // A wide fan-out's root: its listeners queued as one (not in a run that keeps an
+        // entry for each of its events: each would need its own now). Its outcome lent, not
+        // moved: moved, it was copied on every completion, on the way to either call.
+        if self.graph.fans_out[node as usize] && !self.track {
+            return self.complete_fan_out(node, &mut result, task, now);
+        }
         let flow = match result {
             Ok(flow) => flow,
             Err(error) => return self.close_locking(Err(error)),
         };
+        self.dispatch_in_task(node, flow, task, now);
+    }
+
+    /// Dispatch the outcome of an inline event that ended (see
+    /// [`complete_in_task`](Self::complete_in_task)), start what follows and end the run
+    /// when nothing is in flight any more.
+    #[inline(always)]
+    fn dispatch_in_task(
+        &self,
+        node: NodeId,
+        flow: ErasedFlow,
+        task: &mut TaskState,
+        now: Option<Instant>,
+    ) {
         let queue = &mut task.started;
         let from = queue.len();
         // The first error, if any: the starts after it stay in the queue unadmitted (the
@@ -1608,14 +1717,45 @@ impl Shared {
                 Some(&mut task.cells),
             )
             .err();
-        let count = queue.len() - from;
-        match count {
-            0 => {}
+        let count = match queue.len() - from {
+            0 => 0,
             // The common case, a chain's: the back of the queue (its range's two slices
             // cost more to find than one start to admit).
-            1 => self.admit_in_place(queue.back_mut().into_iter(), now, &mut failed),
-            _ => self.admit_in_place(queue.range_mut(from..), now, &mut failed),
+            1 => self.admit_queued(queue.back_mut().into_iter(), now, &mut failed),
+            _ => self.admit_queued(queue.range_mut(from..), now, &mut failed),
+        };
+        if let Some(error) = failed {
+            return self.close_locking(Err(error));
         }
+        if self.count_started(count) {
+            self.close_locking(Ok(()));
+        }
+    }
+
+    /// [`complete_in_task`](Self::complete_in_task) for a wide fan-out's root: a value has
+    /// its listeners queued as one, admitted as each start would be; a goto or an abort is
+    /// dispatched as any other. Out of line: a completion that starts a few events keeps
+    /// its registers.
+    #[cold]
+    #[inline(never)]
+    fn complete_fan_out(
+        &self,
+        node: NodeId,
+        result: &mut Attempt,
+        task: &mut TaskState,
+        now: Option<Instant>,
+    ) {
+        let value = match std::mem::replace(result, Ok(Flow::Abort)) {
+            Ok(Flow::Value(value)) => value,
+            Ok(flow) => return self.dispatch_in_task(node, flow, task, now),
+            Err(error) => return self.close_locking(Err(error)),
+        };
+        let listeners = self
+            .state
+            .complete_fan_out(node, value, Some(&mut task.cells));
+        task.started.push_back(Queued::Listeners(listeners));
+        let mut failed = None;
+        let count = self.admit_queued(task.started.back_mut().into_iter(), now, &mut failed);
         if let Some(error) = failed {
             return self.close_locking(Err(error));
         }
@@ -1733,7 +1873,7 @@ impl Shared {
                     if failed.is_some() {
                         break;
                     }
-                    if let Err(error) = self.admit(start) {
+                    if let Err(error) = self.admit(start.node, start.input.task_id) {
                         failed = Some(error);
                     }
                 }
@@ -2293,11 +2433,17 @@ mod tests {
 
     use std::sync::atomic::Ordering;
 
-    use super::{drive, Invoke};
+    use super::{drive, Invoke, Queued};
     use crate::core::event::Handle;
     use crate::core::flow::Flow;
     use crate::core::results::Results;
     use crate::drive::builder::{DriveBuilder, Group};
+
+    #[test]
+    fn what_waits_in_an_inline_run_s_queue_is_no_larger_than_a_start_and_its_key() {
+        eprintln!("QUEUED {}", std::mem::size_of::<Queued>());
+        assert!(std::mem::size_of::<Queued>() <= 72);
+    }
 
     #[test]
     fn a_thread_keeps_spare_buffers_for_runs_of_a_thousand_events_started_at_once_not_more() {

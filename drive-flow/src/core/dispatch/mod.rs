@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub(crate) use run_state::RunState;
 
 use crate::core::error::Error;
-use crate::core::flow::{ErasedFlow, Flow};
+use crate::core::flow::{AnyValue, ErasedFlow, Flow};
 use crate::core::graph::{Graph, GroupId, GroupInfo, NodeId, Retrigger};
 use crate::core::input::{BareInput, Entries, Entry, Latest, Origin};
 
@@ -38,6 +38,76 @@ pub(crate) struct Start {
 pub(crate) trait Starts {
     /// Push the start `make` makes, at the back.
     fn push_with(&mut self, make: impl FnOnce() -> Start);
+}
+
+/// The listeners of a wide fan-out's root ([`Graph::fans_out`]) that one of its values
+/// fires, all at once, queued as one ([`complete_fan_out`]): each is alone in its group, so each fires on the
+/// value, in registration order, with the task ids taken for them at the completion. The
+/// run's task makes their starts one by one as it starts them ([`next_start`]): a capped
+/// fan-out of a million holds one of these (48 bytes) where it held a million starts of
+/// 64, and the graph's groups are read once, when each starts.
+///
+/// [`next_start`]: Self::next_start
+pub(crate) struct Listeners {
+    /// The event that completed.
+    node: NodeId,
+    /// Its value, handed to the listeners that read their results.
+    latest: Latest,
+    /// The first of its `member_of` not started yet, and the end.
+    next: u32,
+    end: u32,
+    /// The task id of the next to start (the others' follow it).
+    task_id: u64,
+}
+
+impl Listeners {
+    /// How many are left to start.
+    pub(crate) fn len(&self) -> usize {
+        (self.end - self.next) as usize
+    }
+
+    /// The event and the task id of each start left, in order, without making them (what
+    /// the run admits, at the completion).
+    pub(crate) fn admitted<'g>(
+        &self,
+        graph: &'g Graph,
+    ) -> impl Iterator<Item = (NodeId, u64)> + 'g {
+        let of = &graph.member_of(self.node)[self.next as usize..self.end as usize];
+        (self.task_id..)
+            .zip(of)
+            .map(|(task_id, &(group, _))| (graph.group(group).listener, task_id))
+    }
+
+    /// The start of the next one, if one is left: as [`complete`] would have made it (the
+    /// value in its results if its listener reads them, as the in-process state's
+    /// `hands_results` says).
+    pub(crate) fn next_start(&mut self, graph: &Graph) -> Option<Start> {
+        if self.next == self.end {
+            return None;
+        }
+        let (group_id, _) = graph.member_of(self.node)[self.next as usize];
+        let group = graph.group(group_id);
+        let task_id = self.task_id;
+        self.next += 1;
+        self.task_id += 1;
+        let entries = if group.results_read {
+            Entries::One(Entry {
+                node: self.node,
+                latest: self.latest.clone(),
+            })
+        } else {
+            Entries::Empty
+        };
+        Some(Start {
+            node: group.listener,
+            input: BareInput {
+                origin: Origin::Group(group_id),
+                entries,
+                task_id,
+            },
+            cause: 0,
+        })
+    }
 }
 
 impl Starts for Vec<Start> {
@@ -212,6 +282,15 @@ pub(crate) trait DispatchState {
     fn record(&mut self, node: NodeId, latest: Latest);
     /// A fresh task id for an event the completion starts.
     fn task_id(&mut self) -> u64;
+    /// `count` fresh task ids in a row (`count` > 0), for the listeners of a fan-out
+    /// queued as one: the first.
+    fn task_ids(&mut self, count: u64) -> u64 {
+        let first = self.task_id();
+        for _ in 1..count {
+            self.task_id();
+        }
+        first
+    }
     /// Whether the inputs of `group`'s listener carry their results: an in-process run
     /// leaves them out for a body that does not read them (no `EventInput` parameter:
     /// nothing else reads them), and its joins' results are then not collected; a durable
@@ -300,6 +379,34 @@ pub(crate) fn complete<S: DispatchState>(
     // handed to listeners were shared.
     state.record(node, latest);
     Ok(())
+}
+
+/// [`complete`] for a wide fan-out's root ([`Graph::fans_out`]) that produced `value`:
+/// every listener fires, each alone in its group, and nothing else is dispatched (a value
+/// has no goto targets). Its listeners are returned as one, for a run that starts them one
+/// by one ([`Listeners::next_start`]), their task ids taken; its outcome is recorded.
+pub(crate) fn complete_fan_out<S: DispatchState>(
+    graph: &Graph,
+    state: &mut S,
+    node: NodeId,
+    value: AnyValue,
+) -> Listeners {
+    debug_assert!(
+        graph.fans_out[node as usize],
+        "event {node} is no wide fan-out"
+    );
+    let latest = Latest::value_of(value);
+    let count = graph.member_of(node).len() as u32;
+    let task_id = state.task_ids(u64::from(count));
+    let listeners = Listeners {
+        node,
+        latest: latest.clone(),
+        next: 0,
+        end: count,
+        task_id,
+    };
+    state.record(node, latest);
+    listeners
 }
 
 /// Push onto `starts` the start of `node`, with an input of `origin`, the task id

@@ -4,9 +4,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{complete, fires, fires_packed, DispatchState, EventRun, Member, Starts};
+use super::{
+    complete, complete_fan_out, fires, fires_packed, DispatchState, EventRun, Listeners, Member,
+    Starts,
+};
 use crate::core::error::Error;
-use crate::core::flow::ErasedFlow;
+use crate::core::flow::{AnyValue, ErasedFlow};
 use crate::core::graph::cells::{
     is_packed, Cells, GroupState, NodeCell, Outcome, TaskCells, Writers,
 };
@@ -128,7 +131,14 @@ impl RunState {
 
     /// The next task id (the run's start takes 1).
     fn new_task_id(&self) -> u64 {
-        self.writers.add(&self.next_task_id, 1, Ordering::Relaxed) + 1
+        self.new_task_ids(1)
+    }
+
+    /// `count` task ids in a row: the first.
+    fn new_task_ids(&self, count: u64) -> u64 {
+        self.writers
+            .add(&self.next_task_id, count, Ordering::Relaxed)
+            + 1
     }
 
     /// Record that `node` finished with `flow`, and push onto `starts` what runs next,
@@ -151,6 +161,17 @@ impl RunState {
             flow,
             starts,
         )
+    }
+
+    /// [`complete`](Self::complete) for a wide fan-out's root that produced `value` (see
+    /// [`complete_fan_out`]): its listeners, queued as one.
+    pub(crate) fn complete_fan_out(
+        &self,
+        node: NodeId,
+        value: AnyValue,
+        kept: Option<&mut TaskCells>,
+    ) -> Listeners {
+        complete_fan_out(&self.graph, &mut Shared { run: self, kept }, node, value)
     }
 
     /// Whether the run touched at least half of the graph's events: its cells are then
@@ -389,6 +410,10 @@ impl DispatchState for Shared<'_> {
 
     fn task_id(&mut self) -> u64 {
         self.run.new_task_id()
+    }
+
+    fn task_ids(&mut self, count: u64) -> u64 {
+        self.run.new_task_ids(count)
     }
 
     fn goto_jumped(&mut self, source: NodeId, target: NodeId) {

@@ -113,6 +113,10 @@ impl GroupInfo {
     }
 }
 
+/// How many listeners, each alone in its group, make an event's completion a fan-out
+/// queued as one (see [`Graph::fans_out`]): fewer are queued one by one, as cheaply.
+pub(crate) const FAN_OUT_MIN: usize = 16;
+
 /// A built, validated, indexed graph. Immutable and shared by every run.
 pub(crate) struct Graph {
     pub(crate) tag: u32,
@@ -127,6 +131,10 @@ pub(crate) struct Graph {
     /// event `n` is a member, in registration order of the listeners.
     pub(crate) member_of_start: Vec<u32>,
     pub(crate) member_of: Vec<(GroupId, u32)>,
+    /// Per event: whether it is a member of at least [`FAN_OUT_MIN`] groups, and alone in
+    /// each (a wide fan-out's root): all its listeners fire on each of its values, and an
+    /// inline run's task queues them as one (see `dispatch::Listeners`).
+    pub(crate) fans_out: Vec<bool>,
     pub(crate) static_index: HashMap<usize, NodeId>,
     /// Whether any event takes a parameter that is checked before a run (a context, an inbox).
     pub(crate) needs_anything: bool,
