@@ -41,11 +41,12 @@ pub(crate) trait Starts {
 }
 
 /// The listeners of a wide fan-out's root ([`Graph::fans_out`]) that one of its values
-/// fires, all at once, queued as one ([`complete_fan_out`]): each is alone in its group, so each fires on the
-/// value, in registration order, with the task ids taken for them at the completion. The
-/// run's task makes their starts one by one as it starts them ([`next_start`]): a capped
-/// fan-out of a million holds one of these (48 bytes) where it held a million starts of
-/// 64, and the graph's groups are read once, when each starts.
+/// fires, all at once, queued as one ([`complete_fan_out`]): each is alone in its group,
+/// so each fires on the value, in registration order, with the task ids taken for them at
+/// the completion. An inline run's task makes their starts one by one as it starts them
+/// ([`next_start`]): a capped fan-out of a million holds one of these (48 bytes) where it
+/// held a million starts of 72 with their keys, and the graph's groups are read once, when
+/// each starts.
 ///
 /// [`next_start`]: Self::next_start
 pub(crate) struct Listeners {
