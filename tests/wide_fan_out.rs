@@ -119,20 +119,32 @@ async fn run(wide: &Wide, inline: bool, cap: Option<usize>) -> (Vec<Seen>, Vec<u
     (seen, counts)
 }
 
+/// Run `wide` one event at a time (the order of starts is then the order of the queue,
+/// first in first out), with a task per event and inline: what the listeners saw and the
+/// counts, the same both ways.
+async fn one_at_a_time_both_ways(wide: &Wide) -> (Vec<Seen>, Vec<u32>) {
+    let (spawned, spawned_counts) = run(wide, false, Some(1)).await;
+    let (inline, inline_counts) = run(wide, true, Some(1)).await;
+    assert_eq!(inline, spawned);
+    assert_eq!(inline_counts, spawned_counts);
+    (inline, inline_counts)
+}
+
+/// The listeners' names in registration order, then `after` (queued by `l0`'s end, behind
+/// the rest of the fan-out).
+fn one_turn() -> Vec<String> {
+    let mut names: Vec<String> = (0..WIDTH).map(|i| format!("l{i}")).collect();
+    names.push("after".into());
+    names
+}
+
 #[tokio::test]
 async fn a_wide_fan_out_run_inline_starts_its_listeners_as_a_spawning_run_does() {
     let wide = wide(1);
-    // One at a time: the order of starts is the order of the queue, first in first out.
-    let (spawned, spawned_counts) = run(&wide, false, Some(1)).await;
-    let (inline, inline_counts) = run(&wide, true, Some(1)).await;
-    assert_eq!(inline, spawned);
-    assert_eq!(inline_counts, spawned_counts);
+    let (inline, inline_counts) = one_at_a_time_both_ways(&wide).await;
 
-    // Registration order, `after` (queued by `l0`'s end) behind the whole fan-out.
     let names: Vec<&str> = inline.iter().map(|s| s.0.as_str()).collect();
-    let mut expected: Vec<String> = (0..WIDTH).map(|i| format!("l{i}")).collect();
-    expected.push("after".into());
-    assert_eq!(names, expected);
+    assert_eq!(names, one_turn());
     // Those that read their input: group "0", a dispatch, the root's 7, task ids in the
     // order they were triggered (the root's start took 1).
     for (i, seen) in inline
@@ -153,23 +165,23 @@ async fn a_wide_fan_out_run_inline_starts_its_listeners_as_a_spawning_run_does()
     for cap in [None, Some(3)] {
         let (mut seen, counts) = run(&wide, true, cap).await;
         seen.sort_by(|a, b| (&a.0, a.4).cmp(&(&b.0, b.4)));
-        let mut reference = spawned.clone();
+        let mut reference = inline.clone();
         reference.sort_by(|a, b| (&a.0, a.4).cmp(&(&b.0, b.4)));
         assert_eq!(seen, reference, "cap {cap:?}");
-        assert_eq!(counts, spawned_counts, "cap {cap:?}");
+        assert_eq!(counts, inline_counts, "cap {cap:?}");
     }
 }
 
 #[tokio::test]
 async fn a_wide_fan_out_sent_back_to_its_root_queues_its_listeners_again_each_turn() {
     let wide = wide(3);
-    let (spawned, spawned_counts) = run(&wide, false, Some(1)).await;
-    let (inline, inline_counts) = run(&wide, true, Some(1)).await;
-    assert_eq!(inline, spawned);
-    assert_eq!(inline_counts, spawned_counts);
+    let (inline, inline_counts) = one_at_a_time_both_ways(&wide).await;
     // The root ran three times (7, 8, 9), each listener three times; `after` once per
-    // turn, behind its turn's fan-out and before the next turn's.
+    // turn, behind its turn's fan-out and before the next turn's (the goto of the last
+    // listener is queued behind it).
     assert_eq!(inline_counts, [[3, 3].as_slice(), &[3; WIDTH]].concat());
+    let names: Vec<&str> = inline.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(names, [one_turn(), one_turn(), one_turn()].concat());
     let values: Vec<u32> = inline
         .iter()
         .filter(|s| s.0 == "l0")
