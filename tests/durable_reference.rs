@@ -18,7 +18,8 @@ use proptest::test_runner::TestRunner;
 use drive_flow::durable::sqlx;
 use durable_support::TestDb;
 use reference_model::{
-    any_graph, build, compare, dag, dag_in_rounds, reference, runtime, GraphSpec, Probe, RunnerRun,
+    any_graph, build, compare, dag, dag_in_rounds, reference, runtime, widen, GraphSpec, Probe,
+    RunnerRun,
 };
 
 /// How a run is configured.
@@ -102,6 +103,20 @@ fn one_at_a_time_durable_runs_match_the_reference_exactly() {
     let db = db();
     runner(48)
         .run(&any_graph(), |spec| {
+            let spec = Arc::new(spec);
+            let expected = reference(&spec);
+            compare(&run(&db, &spec, Mode::OneAtATime), &expected, true)
+        })
+        .unwrap();
+}
+
+/// One event at a time, with joins wider than the in-process runner packs in one word
+/// (`reference_model::widen`): the durable run does exactly what the reference does.
+#[test]
+fn one_at_a_time_durable_runs_with_wide_joins_match_the_reference_exactly() {
+    let db = db();
+    runner(8)
+        .run(&any_graph().prop_map(widen), |spec| {
             let spec = Arc::new(spec);
             let expected = reference(&spec);
             compare(&run(&db, &spec, Mode::OneAtATime), &expected, true)

@@ -511,6 +511,38 @@ pub fn any_graph() -> impl Strategy<Value = GraphSpec> {
     })
 }
 
+/// How many events [`widen`] adds to every group of a listener that does not read its
+/// input: with them, such a group has more members than a join packed in one word (24), so
+/// that its join has a locked state, and counts its members' first completions down
+/// without the lock.
+pub const FILLERS: usize = 24;
+
+/// `spec` with [`FILLERS`] more events, each listening to the start alone and producing a
+/// value on its first call (a later one aborts: the call budget), appended to every group
+/// of every listener that does not read its input.
+pub fn widen(mut spec: GraphSpec) -> GraphSpec {
+    let first = spec.events.len();
+    let fillers: Vec<usize> = (first..first + FILLERS).collect();
+    for event in &mut spec.events {
+        if event.blind {
+            for group in &mut event.groups {
+                group.members.extend(&fillers);
+            }
+        }
+    }
+    spec.events.extend(fillers.iter().map(|_| EventSpec {
+        groups: vec![GroupSpec {
+            members: vec![0],
+            retrigger: Retrigger::All,
+            name: None,
+        }],
+        script: vec![Action::Value],
+        delay: 0,
+        blind: true,
+    }));
+    spec
+}
+
 /// A DAG: every event but the start has exactly one group, of 1 to 3 earlier events
 /// (possibly repeated), and every call produces a value. Events sleep 0 to 1.2 ms.
 pub fn dag() -> impl Strategy<Value = GraphSpec> {

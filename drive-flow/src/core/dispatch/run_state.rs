@@ -11,7 +11,7 @@ use super::{
 use crate::core::error::Error;
 use crate::core::flow::{AnyValue, ErasedFlow};
 use crate::core::graph::cells::{
-    is_packed, Cells, GroupState, NodeCell, Outcome, TaskCells, Writers,
+    is_packed, Cells, GroupState, MemberCount, NodeCell, Outcome, TaskCells, Writers,
 };
 use crate::core::graph::{Graph, GroupId, GroupInfo, NodeId};
 use crate::core::input::{BareInput, Entries, Entry, EventInput, Latest};
@@ -279,6 +279,17 @@ impl Drop for RunState {
     }
 }
 
+/// A member's first completion that completed its counted join's set, being recorded
+/// under the join's lock: said recorded when dropped, on every way out
+/// ([`Cells::counted`]).
+struct Counted<'a>(&'a Cells, u32, usize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.counted(self.1, self.2);
+    }
+}
+
 /// The state seen by one completion: the run's, and the cells its task keeps, if it keeps
 /// them.
 struct Shared<'a> {
@@ -334,11 +345,24 @@ impl DispatchState for Shared<'_> {
         // A group handed here has two or more members, so it has a cell.
         let join = graph.cells.join(group_id)?;
         let results = self.hands_results(group);
+        let index = (slot - group.slots.start) as usize;
+        let size = group.slots.len() as u32;
+        // (Declared before the guard, so dropped after it.)
+        let _counted;
         let mut guard;
+        let mut count = MemberCount::Uncounted;
         let state = match self.kept.as_deref_mut() {
             // Kept by the run's task: no lock.
             Some(kept) => cells.task_group(join, group.slots.len(), results, kept),
             None => {
+                // A wide join that keeps no outcome counts its members' first completions
+                // without its lock; only the last of them, and later ones, take it.
+                count = cells.count_member(join, index, size);
+                if count == MemberCount::Counted {
+                    return None;
+                }
+                // A later completion of the member waits for this one to be recorded.
+                _counted = (count == MemberCount::Completes).then(|| Counted(cells, join, index));
                 guard = cells.lock_group(join, self.run.writers);
                 &mut *guard
             }
@@ -349,11 +373,20 @@ impl DispatchState for Shared<'_> {
             slots,
         } = state;
         // The member's first completion as this group sees them (the group's lock, or the
-        // run's one task, orders the completions of its members). Its outcome is kept for
-        // a listener that reads it only.
-        let own = slots.get_mut((slot - group.slots.start) as usize)?;
+        // run's one task, orders the completions of its members; a counted join's count
+        // says which is the first). Its outcome is kept for a listener that reads it only.
+        let own = slots.get_mut(index)?;
+        let first = match count {
+            MemberCount::Uncounted => !std::mem::replace(&mut own.completed, true),
+            // Counted without the lock: every member has completed now.
+            MemberCount::Completes => {
+                *ready = size;
+                false
+            }
+            MemberCount::Counted | MemberCount::Again => false,
+        };
         let member = Member {
-            first: !std::mem::replace(&mut own.completed, true),
+            first,
             was_delivered: std::mem::take(&mut own.delivered),
             value: outcome.is_value(),
         };

@@ -8,7 +8,9 @@
 //! members (most joins) keeps no outcome: its state is two sets of members packed in one
 //! word, which a completion updates by one compare-and-swap, no lock (inline, a load and a
 //! store), and which is never reset: the word carries the mark of the run that wrote it
-//! ([`Cells::update_packed`]). Two completions
+//! ([`Cells::update_packed`]). A wider join whose listener does not read them counts its
+//! members' first completions down without its lock ([`Cells::count_member`]): only the
+//! completion that makes the set whole, and a member's later ones, take it. Two completions
 //! meet only where the graph makes them meet: at an event they both are, or at a join they
 //! are both members of. A run whose events all complete in its own task (an inline run)
 //! keeps its events' outcomes and its joins' states in that task instead ([`TaskCells`]):
@@ -373,18 +375,71 @@ pub(crate) struct GroupCell {
     /// Its state, in a run with many writers (an inline run's task keeps its own: see
     /// [`TaskCells`]).
     state: Mutex<GroupState>,
+    /// Its members' first completions, counted without the lock, for a join that keeps no
+    /// outcome and is too wide to be packed (none for the others).
+    countdown: Countdown,
 }
 
 impl GroupCell {
-    /// The cell of a join of `members` members.
-    fn new(members: usize) -> Self {
+    /// The cell of a join of `members` members; `counted`: its members' first completions
+    /// are counted down without its lock ([`Cells::count_member`]).
+    fn new(members: usize, counted: bool) -> Self {
         GroupCell {
             state: Mutex::new(GroupState {
                 slots: (0..members).map(|_| SlotState::default()).collect(),
                 ..GroupState::default()
             }),
+            countdown: Countdown {
+                firsts: (0..if counted { members } else { 0 })
+                    .map(|_| AtomicU32::new(0))
+                    .collect(),
+                ready: AtomicU64::new(0),
+            },
         }
     }
+}
+
+/// The members of a wide join that keeps no outcome that completed in the run, counted
+/// without the join's lock: `all` needs nothing more until the last member comes (the
+/// countdown that is a hand-written join's whole cost). Like a packed join's word, never
+/// reset: each word carries the mark of the run that wrote it ([`Cells::epoch`]).
+struct Countdown {
+    /// Per member, in group order: the mark of the run in which it first completed, with
+    /// [`Countdown::COUNTING`] while that completion is being counted.
+    firsts: Box<[AtomicU32]>,
+    /// How many members completed in the run (low half), and its mark (high half).
+    ready: AtomicU64,
+}
+
+impl Countdown {
+    /// A member's first completion is being counted (the bit above a run's mark).
+    const COUNTING: u32 = 1 << 16;
+
+    /// Clear every word (when the runs' marks wrap around).
+    fn clear(&mut self) {
+        for first in self.firsts.iter_mut() {
+            *first.get_mut() = 0;
+        }
+        *self.ready.get_mut() = 0;
+    }
+}
+
+/// How [`Cells::count_member`] counted a member's completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MemberCount {
+    /// The join does not count its members without its lock: its locked state says
+    /// whether this is the member's first completion.
+    Uncounted,
+    /// The member's first completion, and some other member has not completed yet: the
+    /// join cannot fire, and there is nothing else to record.
+    Counted,
+    /// The member's first completion, the last member's: under the join's lock, every
+    /// member has completed. Until [`Cells::counted`] is called, a later completion of the
+    /// member waits for this one.
+    Completes,
+    /// A later completion of the member (after its first was counted, and, if that one
+    /// completed the set, recorded under the lock).
+    Again,
 }
 
 /// A join's place in the run's list of touched joins, plus one (`0`: not touched yet);
@@ -526,13 +581,16 @@ pub(crate) struct Cells {
 
 impl Cells {
     /// Cells for `nodes` events and joins whose locked states have these numbers of member
-    /// slots.
-    fn new(nodes: usize, joins: impl ExactSizeIterator<Item = usize>) -> Self {
+    /// slots, and which count their members down without the lock (see
+    /// [`Cells::count_member`]) or not.
+    fn new(nodes: usize, joins: impl ExactSizeIterator<Item = (usize, bool)>) -> Self {
         let groups = joins.len();
         Cells {
             nodes: (0..nodes).map(|_| NodeCell::default()).collect(),
             outcomes: (0..nodes).map(|_| Mutex::default()).collect(),
-            groups: joins.map(GroupCell::new).collect(),
+            groups: joins
+                .map(|(slots, counted)| GroupCell::new(slots, counted))
+                .collect(),
             joins_listed: (0..groups).map(|_| JoinListed(AtomicU32::new(0))).collect(),
             packed: (0..groups).map(|_| PackedJoin(AtomicU64::new(0))).collect(),
             epoch: 1,
@@ -598,6 +656,97 @@ impl Cells {
         state
     }
 
+    /// Count the completion of member `index` (its place in the group) of join `join`, of
+    /// `size` members, if the join counts its members down without its lock: a wide join
+    /// that keeps no outcome, in a run with many writers. One compare-and-swap on the
+    /// member's word says whether it is its first completion in the run, one increment of
+    /// the join's count whether it is the last member's; the lock is taken only then, and
+    /// for a member's later completions (see [`MemberCount`]).
+    ///
+    /// The order this makes is one a lock would have made: the first completions that do
+    /// not complete the set change nothing but the count, so they may come in any order
+    /// among the others; the one that completes it is recorded under the lock, and a later
+    /// completion of the same member (its event run again meanwhile, ending on another
+    /// thread) waits for that first: its first is recorded before it, as a lock would have
+    /// it.
+    #[inline]
+    pub(crate) fn count_member(&self, join: u32, index: usize, size: u32) -> MemberCount {
+        let Some(cell) = self.groups.get(join as usize) else {
+            return MemberCount::Uncounted;
+        };
+        let Some(first) = cell.countdown.firsts.get(index) else {
+            return MemberCount::Uncounted;
+        };
+        let epoch = u32::from(self.epoch);
+        let mut spins = 0_u32;
+        loop {
+            let word = first.load(Ordering::Acquire);
+            if word & u32::from(u16::MAX) == epoch {
+                if word & Countdown::COUNTING == 0 {
+                    return MemberCount::Again;
+                }
+                // Its first completion is being counted on another thread, a few
+                // instructions from done (or recorded under the lock, if it completes the
+                // set): this later one comes after it.
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+                continue;
+            }
+            if first
+                .compare_exchange_weak(
+                    word,
+                    epoch | Countdown::COUNTING,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                break;
+            }
+        }
+        let epoch_high = u64::from(epoch) << 32;
+        let before = cell
+            .countdown
+            .ready
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                Some(if word & !u64::from(u32::MAX) == epoch_high {
+                    word + 1
+                } else {
+                    epoch_high | 1
+                })
+            })
+            .unwrap_or(epoch_high);
+        let ready = if before & !u64::from(u32::MAX) == epoch_high {
+            (before as u32).saturating_add(1)
+        } else {
+            1
+        };
+        if ready < size {
+            first.store(epoch, Ordering::Release);
+            return MemberCount::Counted;
+        }
+        MemberCount::Completes
+    }
+
+    /// The completion of member `index` of join `join` that [`count_member`] found to
+    /// complete the set ([`MemberCount::Completes`]) is recorded: the member's later
+    /// completions may come.
+    ///
+    /// [`count_member`]: Cells::count_member
+    pub(crate) fn counted(&self, join: u32, index: usize) {
+        let first = self
+            .groups
+            .get(join as usize)
+            .and_then(|cell| cell.countdown.firsts.get(index));
+        if let Some(first) = first {
+            first.store(u32::from(self.epoch), Ordering::Release);
+        }
+    }
+
     /// The state of join `join` of `members` members kept in `kept` by the task of a run
     /// with one writer ([`Writers::One`]): no lock. Listed as touched the first time (and
     /// reset then). `valued`: it keeps its members' outcomes.
@@ -658,7 +807,16 @@ impl Cells {
     #[cfg(test)]
     pub(crate) fn join_ready(&self, join: u32) -> u32 {
         let packed = self.packed[join as usize].0.load(Ordering::Acquire);
-        lock(&self.groups[join as usize].state).ready
+        let counted = self.groups[join as usize]
+            .countdown
+            .ready
+            .load(Ordering::Acquire);
+        let counted = if counted >> 32 == u64::from(self.epoch) {
+            counted as u32
+        } else {
+            0
+        };
+        lock(&self.groups[join as usize].state).ready.max(counted)
             + PackedJoin::sets(packed, self.epoch).0.count_ones()
     }
 
@@ -737,6 +895,9 @@ impl Cells {
             for join in self.packed.iter_mut() {
                 *join.0.get_mut() = 0;
             }
+            for cell in self.groups.iter_mut() {
+                cell.countdown.clear();
+            }
             self.epoch = 1;
         }
         let touched = (*self.touched_nodes.len.get_mut()).min(self.nodes.len());
@@ -798,6 +959,13 @@ struct Joins {
     valued: Box<[bool]>,
 }
 
+/// Whether a join of `members` members counts their first completions down without its
+/// lock ([`Cells::count_member`]): its listener does not read their outcomes, and it is
+/// too wide to be packed ([`packs`]).
+fn counts_down(results_read: bool, members: usize) -> bool {
+    !results_read && members > PACKED_MEMBERS
+}
+
 /// A group of one member.
 const NOT_A_JOIN: u32 = u32::MAX;
 
@@ -823,9 +991,13 @@ impl Joins {
         }
     }
 
-    /// How many member slots each join's locked state has, in join order.
-    fn slots(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
-        self.slots.iter().map(|&slots| slots as usize)
+    /// How many member slots each join's locked state has, in join order, and whether it
+    /// counts its members down without the lock.
+    fn slots(&self) -> impl ExactSizeIterator<Item = (usize, bool)> + '_ {
+        self.slots
+            .iter()
+            .zip(self.valued.iter())
+            .map(|(&slots, &valued)| (slots as usize, counts_down(valued, slots as usize)))
     }
 }
 
@@ -879,7 +1051,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use super::{Cells, GotoCount, TaskCells, Writers, DENSE, GOTO_SPILL};
+    use super::{Cells, GotoCount, MemberCount, TaskCells, Writers, DENSE, GOTO_SPILL};
     use crate::core::flow::AnyValue;
     use crate::core::input::Latest;
 
@@ -976,7 +1148,7 @@ mod tests {
 
     #[test]
     fn a_packed_join_reads_as_untouched_in_every_later_run_over_its_cells() {
-        let mut cells = Cells::new(0, [3_usize, 2].into_iter());
+        let mut cells = Cells::new(0, [(3_usize, false), (2, false)].into_iter());
         let sets =
             |cells: &Cells, join| cells.update_packed(join, Writers::Many, |c, d| (c, d, (c, d)));
         for writers in [Writers::Many, Writers::One] {
@@ -1010,8 +1182,121 @@ mod tests {
     }
 
     #[test]
+    fn a_counted_join_counts_first_completions_down_and_its_last_member_completes_it() {
+        // Join 0 counts down (30 members); join 1 does not.
+        let mut cells = Cells::new(0, [(30_usize, true), (30, false)].into_iter());
+        for run in 0..3 {
+            for member in 0..29 {
+                assert_eq!(
+                    cells.count_member(0, member, 30),
+                    MemberCount::Counted,
+                    "run {run}, member {member}"
+                );
+            }
+            assert_eq!(cells.count_member(0, 3, 30), MemberCount::Again);
+            assert_eq!(cells.join_ready(0), 29);
+            assert_eq!(cells.count_member(0, 29, 30), MemberCount::Completes);
+            cells.counted(0, 29);
+            assert_eq!(cells.count_member(0, 29, 30), MemberCount::Again);
+            assert_eq!(cells.count_member(0, 0, 30), MemberCount::Again);
+            assert_eq!(cells.join_ready(0), 30);
+            assert_eq!(cells.count_member(1, 0, 30), MemberCount::Uncounted);
+            assert_eq!(
+                cells.count_member(2, 0, 30),
+                MemberCount::Uncounted,
+                "no join"
+            );
+            assert_eq!(
+                cells.count_member(0, 30, 30),
+                MemberCount::Uncounted,
+                "no member"
+            );
+            // The next run over these cells starts from none, with no reset of the words.
+            cells.reset(false, &[false, false]);
+            assert_eq!(cells.join_ready(0), 0, "run {run}");
+        }
+        // When the runs' marks wrap around, the words are cleared: a word written under a
+        // mark is never read by a later run under the same mark.
+        assert_eq!(cells.count_member(0, 7, 30), MemberCount::Counted);
+        let written_under = cells.epoch;
+        for _ in 0..u16::MAX {
+            cells.reset(false, &[false, false]);
+        }
+        assert_eq!(cells.epoch, written_under, "the marks went round once");
+        let countdown = &cells.groups[0].countdown;
+        assert_eq!(countdown.firsts[7].load(Ordering::Relaxed), 0);
+        assert_eq!(countdown.ready.load(Ordering::Relaxed), 0);
+        assert_eq!(cells.count_member(0, 7, 30), MemberCount::Counted);
+    }
+
+    #[test]
+    fn members_of_a_counted_join_ending_on_four_threads_complete_it_once_per_run() {
+        const MEMBERS: usize = 64;
+        let mut cells = Cells::new(0, [(MEMBERS, true)].into_iter());
+        for run in 0..200 {
+            let counts: Vec<MemberCount> = std::thread::scope(|scope| {
+                let cells = &cells;
+                let threads: Vec<_> = (0..4)
+                    .map(|thread| {
+                        scope.spawn(move || {
+                            // Each thread its quarter of the members, each twice: the
+                            // second completion of a member comes after its first.
+                            let mine: Vec<usize> = (thread..MEMBERS).step_by(4).collect();
+                            let mut counts = Vec::new();
+                            for &member in mine.iter().chain(&mine) {
+                                let count = cells.count_member(0, member, MEMBERS as u32);
+                                if count == MemberCount::Completes {
+                                    cells.counted(0, member);
+                                }
+                                counts.push(count);
+                            }
+                            counts
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .flat_map(|thread| thread.join().unwrap_or_default())
+                    .collect()
+            });
+            let of = |kind| counts.iter().filter(|&&count| count == kind).count();
+            assert_eq!(of(MemberCount::Completes), 1, "run {run}");
+            assert_eq!(of(MemberCount::Counted), MEMBERS - 1, "run {run}");
+            assert_eq!(of(MemberCount::Again), MEMBERS, "run {run}");
+            cells.reset(false, &[false]);
+        }
+    }
+
+    #[test]
+    fn a_later_completion_of_the_member_that_completes_a_counted_join_waits_until_it_is_recorded() {
+        let cells = Cells::new(0, [(25_usize, true)].into_iter());
+        for member in 0..24 {
+            assert_eq!(cells.count_member(0, member, 25), MemberCount::Counted);
+        }
+        assert_eq!(cells.count_member(0, 24, 25), MemberCount::Completes);
+        let recorded = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            // The member's event, run again, ends on another thread while its first
+            // completion is being recorded (under the join's lock, in a run).
+            let later = scope.spawn(|| {
+                let count = cells.count_member(0, 24, 25);
+                (count, recorded.load(Ordering::Acquire))
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            recorded.store(true, Ordering::Release);
+            cells.counted(0, 24);
+            let (count, after) = later.join().unwrap_or((MemberCount::Uncounted, false));
+            assert_eq!(count, MemberCount::Again);
+            assert!(
+                after,
+                "the later completion came before the first was recorded"
+            );
+        });
+    }
+
+    #[test]
     fn a_join_s_cell_is_reset_when_a_run_first_locks_it_and_at_the_end_if_it_holds_outcomes() {
-        let mut cells = Cells::new(0, [2_usize, 2].into_iter());
+        let mut cells = Cells::new(0, [(2_usize, false), (2, false)].into_iter());
         // A run: join 0 (its listener reads no outcome) fires; join 1 keeps an outcome.
         {
             let mut state = cells.lock_group(0, Writers::Many);
