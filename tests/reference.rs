@@ -72,16 +72,35 @@ fn run(spec: &Arc<GraphSpec>, mode: Mode) -> RunnerRun {
     }
 }
 
+/// One event at a time, spawned and inline: the runner does exactly what the FIFO
+/// reference does (the same calls, in the same order, with the same inputs).
+fn one_at_a_time_matches(spec: GraphSpec) -> Result<(), TestCaseError> {
+    let spec = Arc::new(spec);
+    let expected = reference(&spec);
+    compare(&run(&spec, Mode::OneAtATime), &expected, true)?;
+    compare(&run(&spec, Mode::OneAtATimeInline), &expected, true)
+}
+
+/// A DAG run concurrently (spawned, inline, capped at `cap`): every event runs once, with
+/// the inputs and values the reference computes, whatever the timing.
+fn concurrent_dag_matches(spec: GraphSpec, cap: usize) -> Result<(), TestCaseError> {
+    let spec = Arc::new(spec);
+    let expected = reference(&spec);
+    for (event, calls) in expected.calls.iter().enumerate() {
+        prop_assert_eq!(*calls, 1, "the reference ran e{} {} times", event, calls);
+    }
+    compare(&run(&spec, Mode::Unbounded), &expected, false)?;
+    compare(&run(&spec, Mode::UnboundedInline), &expected, false)?;
+    compare(&run(&spec, Mode::Capped(cap)), &expected, false)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// One event at a time: the runner does exactly what the FIFO reference does.
     #[test]
     fn one_at_a_time_the_runner_matches_the_reference_exactly(spec in any_graph()) {
-        let spec = Arc::new(spec);
-        let expected = reference(&spec);
-        compare(&run(&spec, Mode::OneAtATime), &expected, true)?;
-        compare(&run(&spec, Mode::OneAtATimeInline), &expected, true)?;
+        one_at_a_time_matches(spec)?;
     }
 }
 
@@ -92,14 +111,7 @@ proptest! {
     /// with the inputs and values the reference computes, whatever the timing.
     #[test]
     fn concurrent_dags_match_the_reference(spec in dag(), cap in 2usize..=4) {
-        let spec = Arc::new(spec);
-        let expected = reference(&spec);
-        for (event, calls) in expected.calls.iter().enumerate() {
-            prop_assert_eq!(*calls, 1, "the reference ran e{} {} times", event, calls);
-        }
-        compare(&run(&spec, Mode::Unbounded), &expected, false)?;
-        compare(&run(&spec, Mode::UnboundedInline), &expected, false)?;
-        compare(&run(&spec, Mode::Capped(cap)), &expected, false)?;
+        concurrent_dag_matches(spec, cap)?;
     }
 
     /// Concurrent runs of DAGs looped through a goto: each event runs once per round, with
@@ -126,10 +138,7 @@ proptest! {
 
     #[test]
     fn one_at_a_time_wide_joins_match_the_reference_exactly(spec in any_graph().prop_map(widen)) {
-        let spec = Arc::new(spec);
-        let expected = reference(&spec);
-        compare(&run(&spec, Mode::OneAtATime), &expected, true)?;
-        compare(&run(&spec, Mode::OneAtATimeInline), &expected, true)?;
+        one_at_a_time_matches(spec)?;
     }
 
     #[test]
@@ -137,13 +146,6 @@ proptest! {
         spec in dag().prop_map(widen),
         cap in 2usize..=4,
     ) {
-        let spec = Arc::new(spec);
-        let expected = reference(&spec);
-        for (event, calls) in expected.calls.iter().enumerate() {
-            prop_assert_eq!(*calls, 1, "the reference ran e{} {} times", event, calls);
-        }
-        compare(&run(&spec, Mode::Unbounded), &expected, false)?;
-        compare(&run(&spec, Mode::UnboundedInline), &expected, false)?;
-        compare(&run(&spec, Mode::Capped(cap)), &expected, false)?;
+        concurrent_dag_matches(spec, cap)?;
     }
 }
