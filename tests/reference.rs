@@ -130,9 +130,10 @@ proptest! {
     }
 }
 
-// Joins wider than one word packs, whose listener does not read its input: their locked
-// state, and the count of their members' first completions made without the lock (only
-// the last, and a member's later completions, take it; see `reference_model::widen`).
+// Joins wider than one word packs: their locked state, and the count of their members'
+// first completions made without the lock, their outcomes kept apart if their listener
+// reads them (only the last, and a member's later completions, take the lock; see
+// `reference_model::widen`).
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

@@ -511,23 +511,21 @@ pub fn any_graph() -> impl Strategy<Value = GraphSpec> {
     })
 }
 
-/// How many events [`widen`] adds to every group of a listener that does not read its
-/// input: with them, such a group has more members than a join packed in one word (24), so
-/// that its join has a locked state, and counts its members' first completions down
-/// without the lock.
+/// How many events [`widen`] adds to every group of every listener but the start: with
+/// them, a group has more members than a join packed in one word (24), so that its join
+/// has a locked state, and counts its members' first completions down without the lock
+/// (keeping their outcomes apart, if its listener reads them).
 pub const FILLERS: usize = 24;
 
 /// `spec` with [`FILLERS`] more events, each listening to the start alone and producing a
 /// value on its first call (a later one aborts: the call budget), appended to every group
-/// of every listener that does not read its input.
+/// of every listener but the start.
 pub fn widen(mut spec: GraphSpec) -> GraphSpec {
     let first = spec.events.len();
     let fillers: Vec<usize> = (first..first + FILLERS).collect();
-    for event in &mut spec.events {
-        if event.blind {
-            for group in &mut event.groups {
-                group.members.extend(&fillers);
-            }
+    for event in spec.events.iter_mut().skip(1) {
+        for group in &mut event.groups {
+            group.members.extend(&fillers);
         }
     }
     spec.events.extend(fillers.iter().map(|_| EventSpec {

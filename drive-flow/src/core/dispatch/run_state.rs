@@ -279,6 +279,102 @@ impl Drop for RunState {
     }
 }
 
+/// A member's completion as its join sees it: the join, and the member's place in it.
+struct JoinAt<'g> {
+    graph: &'g Graph,
+    group: &'g GroupInfo,
+    /// The join's number among the cells' joins.
+    join: u32,
+    /// The member's place in the group.
+    index: usize,
+    /// The join's listener reads its members' outcomes.
+    results: bool,
+}
+
+impl JoinAt<'_> {
+    /// Record the member's completion (`count`: as the join's countdown counted it, or
+    /// [`MemberCount::Uncounted`]) in the join's `state` (locked, or kept by the run's
+    /// task), and say whether the join fires: with its members' latest outcomes, in group
+    /// order, if its listener reads them.
+    #[inline(always)] // (two callers: the task's state, whose count is known, and the locked)
+    fn completed(
+        &self,
+        cells: &Cells,
+        state: &mut GroupState,
+        count: MemberCount,
+        outcome: &Latest,
+    ) -> Option<Entries> {
+        let JoinAt {
+            graph,
+            group,
+            join,
+            index,
+            results,
+        } = *self;
+        let GroupState {
+            ready,
+            delivered,
+            slots,
+        } = state;
+        // The member's first completion as this group sees them (the group's lock, or the
+        // run's one task, orders the completions of its members; a counted join's count
+        // says which is the first). Its outcome is kept for a listener that reads it only.
+        let own = slots.get_mut(index)?;
+        let first = match count {
+            MemberCount::Uncounted => !std::mem::replace(&mut own.completed, true),
+            // Counted without the lock: every member has completed now.
+            MemberCount::Completes => {
+                *ready = group.slots.len() as u32;
+                false
+            }
+            MemberCount::Counted | MemberCount::Again => false,
+        };
+        let member = Member {
+            first,
+            was_delivered: std::mem::take(&mut own.delivered),
+            value: outcome.is_value(),
+        };
+        if results {
+            match count {
+                MemberCount::Uncounted => own.latest = Some(outcome.clone()),
+                // Kept as it was counted.
+                MemberCount::Counted | MemberCount::Completes => {}
+                MemberCount::Again => cells.keep_outcome(join, index, outcome),
+            }
+        }
+        if !fires(group, ready, delivered, member) {
+            return None;
+        }
+        if !results {
+            for slot in slots.iter_mut() {
+                slot.delivered = true;
+            }
+            return Some(Entries::Empty);
+        }
+        // Every member has completed, so each has a latest outcome (kept apart by a counted
+        // join); an exact-size iterator lets the results be allocated once.
+        let counted = count != MemberCount::Uncounted;
+        Some(Entries::collect(
+            slots
+                .iter_mut()
+                .zip(graph.members(group))
+                .enumerate()
+                .map(|(index, (slot, &node))| {
+                    slot.delivered = true;
+                    let latest = if counted {
+                        cells.kept_outcome(join, index)
+                    } else {
+                        slot.latest.clone()
+                    };
+                    Entry {
+                        node,
+                        latest: latest.unwrap_or(Latest::ABORT),
+                    }
+                }),
+        ))
+    }
+}
+
 /// A member's first completion that completed its counted join's set, being recorded
 /// under the join's lock: said recorded when dropped, on every way out
 /// ([`Cells::counted`]).
@@ -346,76 +442,29 @@ impl DispatchState for Shared<'_> {
         let join = graph.cells.join(group_id)?;
         let results = self.hands_results(group);
         let index = (slot - group.slots.start) as usize;
-        let size = group.slots.len() as u32;
-        // (Declared before the guard, so dropped after it.)
-        let _counted;
-        let mut guard;
-        let mut count = MemberCount::Uncounted;
-        let state = match self.kept.as_deref_mut() {
-            // Kept by the run's task: no lock.
-            Some(kept) => cells.task_group(join, group.slots.len(), results, kept),
-            None => {
-                // A wide join that keeps no outcome counts its members' first completions
-                // without its lock; only the last of them, and later ones, take it.
-                count = cells.count_member(join, index, size);
-                if count == MemberCount::Counted {
-                    return None;
-                }
-                // A later completion of the member waits for this one to be recorded.
-                _counted = (count == MemberCount::Completes).then(|| Counted(cells, join, index));
-                guard = cells.lock_group(join, self.run.writers);
-                &mut *guard
-            }
+        let at = JoinAt {
+            graph,
+            group,
+            join,
+            index,
+            results,
         };
-        let GroupState {
-            ready,
-            delivered,
-            slots,
-        } = state;
-        // The member's first completion as this group sees them (the group's lock, or the
-        // run's one task, orders the completions of its members; a counted join's count
-        // says which is the first). Its outcome is kept for a listener that reads it only.
-        let own = slots.get_mut(index)?;
-        let first = match count {
-            MemberCount::Uncounted => !std::mem::replace(&mut own.completed, true),
-            // Counted without the lock: every member has completed now.
-            MemberCount::Completes => {
-                *ready = size;
-                false
+        let Some(kept) = self.kept.as_deref_mut() else {
+            // A wide join counts its members' first completions without its lock (keeping
+            // their outcomes apart); only the last of them, and later ones, take it.
+            let count = cells.count_member(join, index, group.slots.len() as u32, outcome);
+            if count == MemberCount::Counted {
+                return None;
             }
-            MemberCount::Counted | MemberCount::Again => false,
+            // (Declared before the guard, so dropped after it: a later completion of the
+            // member waits for this one to be recorded.)
+            let _counted = (count == MemberCount::Completes).then(|| Counted(cells, join, index));
+            let mut guard = cells.lock_group(join, self.run.writers);
+            return at.completed(cells, &mut guard, count, outcome);
         };
-        let member = Member {
-            first,
-            was_delivered: std::mem::take(&mut own.delivered),
-            value: outcome.is_value(),
-        };
-        if results {
-            own.latest = Some(outcome.clone());
-        }
-        if !fires(group, ready, delivered, member) {
-            return None;
-        }
-        if !results {
-            for slot in slots.iter_mut() {
-                slot.delivered = true;
-            }
-            return Some(Entries::Empty);
-        }
-        // Every member has completed, so each has a latest outcome; an exact-size iterator
-        // lets the results be allocated once.
-        Some(Entries::collect(
-            slots
-                .iter_mut()
-                .zip(graph.members(group))
-                .map(|(slot, &node)| {
-                    slot.delivered = true;
-                    Entry {
-                        node,
-                        latest: slot.latest.clone().unwrap_or(Latest::ABORT),
-                    }
-                }),
-        ))
+        // Kept by the run's task: no lock.
+        let state = cells.task_group(join, group.slots.len(), results, kept);
+        at.completed(cells, state, MemberCount::Uncounted, outcome)
     }
 
     fn hands_results(&self, group: &GroupInfo) -> bool {

@@ -8,9 +8,10 @@
 //! members (most joins) keeps no outcome: its state is two sets of members packed in one
 //! word, which a completion updates by one compare-and-swap, no lock (inline, a load and a
 //! store), and which is never reset: the word carries the mark of the run that wrote it
-//! ([`Cells::update_packed`]). A wider join whose listener does not read them counts its
-//! members' first completions down without its lock ([`Cells::count_member`]): only the
-//! completion that makes the set whole, and a member's later ones, take it. Two completions
+//! ([`Cells::update_packed`]). A wider join counts its members' first completions down
+//! without its lock, each member's outcome (if its listener reads them) kept apart
+//! ([`Cells::count_member`]): only the completion that makes the set whole, and a
+//! member's later ones, take it. Two completions
 //! meet only where the graph makes them meet: at an event they both are, or at a join they
 //! are both members of. A run whose events all complete in its own task (an inline run)
 //! keeps its events' outcomes and its joins' states in that task instead ([`TaskCells`]):
@@ -375,45 +376,67 @@ pub(crate) struct GroupCell {
     /// Its state, in a run with many writers (an inline run's task keeps its own: see
     /// [`TaskCells`]).
     state: Mutex<GroupState>,
-    /// Its members' first completions, counted without the lock, for a join that keeps no
-    /// outcome and is too wide to be packed (none for the others).
+    /// Its members' first completions, counted without the lock, for a join too wide to
+    /// be packed (none for the others).
     countdown: Countdown,
 }
 
 impl GroupCell {
     /// The cell of a join of `members` members; `counted`: its members' first completions
-    /// are counted down without its lock ([`Cells::count_member`]).
-    fn new(members: usize, counted: bool) -> Self {
+    /// are counted down without its lock ([`Cells::count_member`]); `valued`: it keeps
+    /// their outcomes.
+    fn new(members: usize, counted: bool, valued: bool) -> Self {
+        let counted = if counted { members } else { 0 };
         GroupCell {
             state: Mutex::new(GroupState {
                 slots: (0..members).map(|_| SlotState::default()).collect(),
                 ..GroupState::default()
             }),
             countdown: Countdown {
-                firsts: (0..if counted { members } else { 0 })
-                    .map(|_| AtomicU32::new(0))
-                    .collect(),
+                firsts: (0..counted).map(|_| AtomicU32::new(0)).collect(),
                 ready: AtomicU64::new(0),
+                outcomes: (0..if valued { counted } else { 0 })
+                    .map(|_| Mutex::new(None))
+                    .collect(),
             },
         }
     }
 }
 
-/// The members of a wide join that keeps no outcome that completed in the run, counted
-/// without the join's lock: `all` needs nothing more until the last member comes (the
-/// countdown that is a hand-written join's whole cost). Like a packed join's word, never
-/// reset: each word carries the mark of the run that wrote it ([`Cells::epoch`]).
+/// The members of a wide join that completed in the run, counted without the join's lock:
+/// `all` needs nothing more until the last member comes (the countdown that is a
+/// hand-written join's whole cost). Like a packed join's word, the counts are never reset:
+/// each word carries the mark of the run that wrote it ([`Cells::epoch`]). The members'
+/// outcomes, for a listener that reads them, are kept here too, one lock each (a member's
+/// completions meet no other member's there), and dropped at the run's end.
 struct Countdown {
     /// Per member, in group order: the mark of the run in which it first completed, with
     /// [`Countdown::COUNTING`] while that completion is being counted.
     firsts: Box<[AtomicU32]>,
     /// How many members completed in the run (low half), and its mark (high half).
     ready: AtomicU64,
+    /// Per member, in group order, for a join whose listener reads them: its latest
+    /// outcome in the run (none for a join that keeps no outcome).
+    outcomes: Box<[Mutex<Option<Latest>>]>,
 }
 
 impl Countdown {
     /// A member's first completion is being counted (the bit above a run's mark).
     const COUNTING: u32 = 1 << 16;
+
+    /// Drop the outcomes a run kept.
+    fn drop_outcomes(&mut self) {
+        for outcome in self.outcomes.iter_mut() {
+            reset_locked(outcome, |outcome| *outcome = None);
+        }
+    }
+
+    /// Whether it keeps no outcome (the pool's invariant).
+    fn holds_no_outcome(&mut self) -> bool {
+        self.outcomes
+            .iter_mut()
+            .all(|outcome| outcome.get_mut().map_or(true, |outcome| outcome.is_none()))
+    }
 
     /// Clear every word (when the runs' marks wrap around).
     fn clear(&mut self) {
@@ -442,13 +465,16 @@ pub(crate) enum MemberCount {
     Again,
 }
 
-/// A join's place in the run's list of touched joins, plus one (`0`: not touched yet);
-/// written under the join state's lock in a run with many writers. Kept apart from the
-/// joins' cells (4 bytes each, sixteen to a cache line): a run that keeps its joins'
-/// states in its task reads this alone.
+/// A join's place in the run's list of touched joins, plus one (`0`: not touched yet;
+/// [`JoinListed::LISTING`]: being listed). Kept apart from the joins' cells (4 bytes each,
+/// sixteen to a cache line): a run that keeps its joins' states in its task reads this
+/// alone.
 struct JoinListed(AtomicU32);
 
 impl JoinListed {
+    /// Being listed by another thread (a counted join's member, without the join's lock).
+    const LISTING: u32 = u32::MAX;
+
     /// Whether the run has not touched the join yet.
     #[inline]
     fn is_unlisted(&self) -> bool {
@@ -456,17 +482,39 @@ impl JoinListed {
     }
 
     /// The join's place in the run's list of touched joins; listed there first if it was
-    /// not.
+    /// not (once, whatever the threads that list it at once).
     #[inline]
     fn list(&self, join: u32, touched: &Touched, writers: Writers) -> usize {
-        match self.0.load(Ordering::Relaxed) {
-            0 => {
-                let at = touched.push(join, writers);
-                let stored = u32::try_from(at + 1).unwrap_or(u32::MAX);
-                self.0.store(stored, Ordering::Relaxed);
-                at
+        let place = |at: usize| {
+            u32::try_from(at + 1).map_or(Self::LISTING - 1, |at| at.min(Self::LISTING - 1))
+        };
+        if writers == Writers::One {
+            return match self.0.load(Ordering::Relaxed) {
+                0 => {
+                    let at = touched.push(join, writers);
+                    self.0.store(place(at), Ordering::Relaxed);
+                    at
+                }
+                listed => listed as usize - 1,
+            };
+        }
+        loop {
+            match self.0.load(Ordering::Acquire) {
+                0 => {
+                    let won = self
+                        .0
+                        .compare_exchange(0, Self::LISTING, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok();
+                    if won {
+                        let at = touched.push(join, writers);
+                        self.0.store(place(at), Ordering::Release);
+                        return at;
+                    }
+                }
+                // Another thread is between its claim and its store: a few instructions.
+                Self::LISTING => std::hint::spin_loop(),
+                listed => return listed as usize - 1,
             }
-            listed => listed as usize - 1,
         }
     }
 }
@@ -581,15 +629,15 @@ pub(crate) struct Cells {
 
 impl Cells {
     /// Cells for `nodes` events and joins whose locked states have these numbers of member
-    /// slots, and which count their members down without the lock (see
-    /// [`Cells::count_member`]) or not.
-    fn new(nodes: usize, joins: impl ExactSizeIterator<Item = (usize, bool)>) -> Self {
+    /// slots, which count their members down without the lock (see
+    /// [`Cells::count_member`]) or not, and keep their outcomes or not.
+    fn new(nodes: usize, joins: impl ExactSizeIterator<Item = (usize, bool, bool)>) -> Self {
         let groups = joins.len();
         Cells {
             nodes: (0..nodes).map(|_| NodeCell::default()).collect(),
             outcomes: (0..nodes).map(|_| Mutex::default()).collect(),
             groups: joins
-                .map(|(slots, counted)| GroupCell::new(slots, counted))
+                .map(|(slots, counted, valued)| GroupCell::new(slots, counted, valued))
                 .collect(),
             joins_listed: (0..groups).map(|_| JoinListed(AtomicU32::new(0))).collect(),
             packed: (0..groups).map(|_| PackedJoin(AtomicU64::new(0))).collect(),
@@ -657,11 +705,14 @@ impl Cells {
     }
 
     /// Count the completion of member `index` (its place in the group) of join `join`, of
-    /// `size` members, if the join counts its members down without its lock: a wide join
-    /// that keeps no outcome, in a run with many writers. One compare-and-swap on the
+    /// `size` members, if the join counts its members down without its lock: a join too
+    /// wide to be packed, in a run with many writers. One compare-and-swap on the
     /// member's word says whether it is its first completion in the run, one increment of
     /// the join's count whether it is the last member's; the lock is taken only then, and
-    /// for a member's later completions (see [`MemberCount`]).
+    /// for a member's later completions (see [`MemberCount`]). A first completion's
+    /// `outcome` is kept (if the join keeps its members' outcomes) before it is counted,
+    /// so that the completion that counts the set whole finds every member's; a later
+    /// one's is kept under the lock ([`Cells::keep_outcome`]).
     ///
     /// The order this makes is one a lock would have made: the first completions that do
     /// not complete the set change nothing but the count, so they may come in any order
@@ -670,7 +721,13 @@ impl Cells {
     /// thread) waits for that first: its first is recorded before it, as a lock would have
     /// it.
     #[inline]
-    pub(crate) fn count_member(&self, join: u32, index: usize, size: u32) -> MemberCount {
+    pub(crate) fn count_member(
+        &self,
+        join: u32,
+        index: usize,
+        size: u32,
+        outcome: &Latest,
+    ) -> MemberCount {
         let Some(cell) = self.groups.get(join as usize) else {
             return MemberCount::Uncounted;
         };
@@ -708,6 +765,13 @@ impl Cells {
                 break;
             }
         }
+        if let Some(kept) = cell.countdown.outcomes.get(index) {
+            // Listed as touched by the run (the outcome is dropped at its end), and kept.
+            if let Some(listed) = self.joins_listed.get(join as usize) {
+                listed.list(join, &self.touched_groups, Writers::Many);
+            }
+            *lock(kept) = Some(outcome.clone());
+        }
         let epoch_high = u64::from(epoch) << 32;
         let before = cell
             .countdown
@@ -730,6 +794,30 @@ impl Cells {
             return MemberCount::Counted;
         }
         MemberCount::Completes
+    }
+
+    /// Keep `outcome` as the latest of member `index` of counted join `join` (a later
+    /// completion, under the join's lock).
+    pub(crate) fn keep_outcome(&self, join: u32, index: usize, outcome: &Latest) {
+        let kept = self
+            .groups
+            .get(join as usize)
+            .and_then(|cell| cell.countdown.outcomes.get(index));
+        if let Some(kept) = kept {
+            *lock(kept) = Some(outcome.clone());
+        }
+    }
+
+    /// The latest outcome of member `index` of counted join `join`, under the join's lock
+    /// as it fires.
+    pub(crate) fn kept_outcome(&self, join: u32, index: usize) -> Option<Latest> {
+        let kept = self
+            .groups
+            .get(join as usize)?
+            .countdown
+            .outcomes
+            .get(index)?;
+        lock(kept).clone()
     }
 
     /// The completion of member `index` of join `join` that [`count_member`] found to
@@ -884,6 +972,7 @@ impl Cells {
             if !kept_in_task && valued.get(group as usize).copied().unwrap_or(true) {
                 if let Some(cell) = self.groups.get_mut(group as usize) {
                     reset_locked(&mut cell.state, GroupState::reset);
+                    cell.countdown.drop_outcomes();
                 }
             }
         }
@@ -924,9 +1013,11 @@ impl Cells {
             // packed join's word an earlier run's sets, which read as untouched under a
             // later run's mark.)
             && self.groups.iter_mut().all(|cell| {
-                cell.state
-                    .get_mut()
-                    .map_or(true, |state| state.holds_no_outcome())
+                cell.countdown.holds_no_outcome()
+                    && cell
+                        .state
+                        .get_mut()
+                        .map_or(true, |state| state.holds_no_outcome())
             })
             && self
                 .joins_listed
@@ -959,11 +1050,11 @@ struct Joins {
     valued: Box<[bool]>,
 }
 
-/// Whether a join of `members` members counts their first completions down without its
-/// lock ([`Cells::count_member`]): its listener does not read their outcomes, and it is
-/// too wide to be packed ([`packs`]).
-fn counts_down(results_read: bool, members: usize) -> bool {
-    !results_read && members > PACKED_MEMBERS
+/// Whether a join whose locked state has `slots` member slots counts their first
+/// completions down without its lock ([`Cells::count_member`]): it is too wide to be
+/// packed ([`packs`]; a packed join has no slots).
+fn counts_down(slots: usize) -> bool {
+    slots > PACKED_MEMBERS
 }
 
 /// A group of one member.
@@ -991,13 +1082,13 @@ impl Joins {
         }
     }
 
-    /// How many member slots each join's locked state has, in join order, and whether it
-    /// counts its members down without the lock.
-    fn slots(&self) -> impl ExactSizeIterator<Item = (usize, bool)> + '_ {
+    /// How many member slots each join's locked state has, in join order, whether it
+    /// counts its members down without the lock, and whether it keeps their outcomes.
+    fn slots(&self) -> impl ExactSizeIterator<Item = (usize, bool, bool)> + '_ {
         self.slots
             .iter()
             .zip(self.valued.iter())
-            .map(|(&slots, &valued)| (slots as usize, counts_down(valued, slots as usize)))
+            .map(|(&slots, &valued)| (slots as usize, counts_down(slots as usize), valued))
     }
 }
 
@@ -1148,7 +1239,7 @@ mod tests {
 
     #[test]
     fn a_packed_join_reads_as_untouched_in_every_later_run_over_its_cells() {
-        let mut cells = Cells::new(0, [(3_usize, false), (2, false)].into_iter());
+        let mut cells = Cells::new(0, [(3_usize, false, false), (2, false, false)].into_iter());
         let sets =
             |cells: &Cells, join| cells.update_packed(join, Writers::Many, |c, d| (c, d, (c, d)));
         for writers in [Writers::Many, Writers::One] {
@@ -1184,30 +1275,45 @@ mod tests {
     #[test]
     fn a_counted_join_counts_first_completions_down_and_its_last_member_completes_it() {
         // Join 0 counts down (30 members); join 1 does not.
-        let mut cells = Cells::new(0, [(30_usize, true), (30, false)].into_iter());
+        let mut cells = Cells::new(0, [(30_usize, true, false), (30, false, false)].into_iter());
         for run in 0..3 {
             for member in 0..29 {
                 assert_eq!(
-                    cells.count_member(0, member, 30),
+                    cells.count_member(0, member, 30, &Latest::ABORT),
                     MemberCount::Counted,
                     "run {run}, member {member}"
                 );
             }
-            assert_eq!(cells.count_member(0, 3, 30), MemberCount::Again);
-            assert_eq!(cells.join_ready(0), 29);
-            assert_eq!(cells.count_member(0, 29, 30), MemberCount::Completes);
-            cells.counted(0, 29);
-            assert_eq!(cells.count_member(0, 29, 30), MemberCount::Again);
-            assert_eq!(cells.count_member(0, 0, 30), MemberCount::Again);
-            assert_eq!(cells.join_ready(0), 30);
-            assert_eq!(cells.count_member(1, 0, 30), MemberCount::Uncounted);
             assert_eq!(
-                cells.count_member(2, 0, 30),
+                cells.count_member(0, 3, 30, &Latest::ABORT),
+                MemberCount::Again
+            );
+            assert_eq!(cells.join_ready(0), 29);
+            assert_eq!(
+                cells.count_member(0, 29, 30, &Latest::ABORT),
+                MemberCount::Completes
+            );
+            cells.counted(0, 29);
+            assert_eq!(
+                cells.count_member(0, 29, 30, &Latest::ABORT),
+                MemberCount::Again
+            );
+            assert_eq!(
+                cells.count_member(0, 0, 30, &Latest::ABORT),
+                MemberCount::Again
+            );
+            assert_eq!(cells.join_ready(0), 30);
+            assert_eq!(
+                cells.count_member(1, 0, 30, &Latest::ABORT),
+                MemberCount::Uncounted
+            );
+            assert_eq!(
+                cells.count_member(2, 0, 30, &Latest::ABORT),
                 MemberCount::Uncounted,
                 "no join"
             );
             assert_eq!(
-                cells.count_member(0, 30, 30),
+                cells.count_member(0, 30, 30, &Latest::ABORT),
                 MemberCount::Uncounted,
                 "no member"
             );
@@ -1217,7 +1323,10 @@ mod tests {
         }
         // When the runs' marks wrap around, the words are cleared: a word written under a
         // mark is never read by a later run under the same mark.
-        assert_eq!(cells.count_member(0, 7, 30), MemberCount::Counted);
+        assert_eq!(
+            cells.count_member(0, 7, 30, &Latest::ABORT),
+            MemberCount::Counted
+        );
         let written_under = cells.epoch;
         for _ in 0..u16::MAX {
             cells.reset(false, &[false, false]);
@@ -1226,13 +1335,46 @@ mod tests {
         let countdown = &cells.groups[0].countdown;
         assert_eq!(countdown.firsts[7].load(Ordering::Relaxed), 0);
         assert_eq!(countdown.ready.load(Ordering::Relaxed), 0);
-        assert_eq!(cells.count_member(0, 7, 30), MemberCount::Counted);
+        assert_eq!(
+            cells.count_member(0, 7, 30, &Latest::ABORT),
+            MemberCount::Counted
+        );
+    }
+
+    #[test]
+    fn a_counted_join_keeps_its_members_outcomes_apart_and_drops_them_at_the_run_s_end() {
+        let mut cells = Cells::new(0, [(25_usize, true, true)].into_iter());
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(7_u32);
+        let seven = Latest::value_of(AnyValue::from(value.clone()));
+        assert_eq!(cells.count_member(0, 3, 25, &seven), MemberCount::Counted);
+        assert_eq!(Arc::strong_count(&value), 3, "kept as it was counted");
+        assert!(cells.kept_outcome(0, 3).is_some_and(|kept| kept.is_value()));
+        assert!(
+            cells.kept_outcome(0, 4).is_none(),
+            "member 4 has not completed"
+        );
+        // A later completion's outcome, kept under the join's lock in a run.
+        assert_eq!(
+            cells.count_member(0, 3, 25, &Latest::ABORT),
+            MemberCount::Again
+        );
+        cells.keep_outcome(0, 3, &Latest::ABORT);
+        assert!(cells
+            .kept_outcome(0, 3)
+            .is_some_and(|kept| !kept.is_value()));
+        assert_eq!(Arc::strong_count(&value), 2);
+        cells.keep_outcome(0, 5, &seven);
+        // Listed as touched by its first count: its outcomes are dropped with the run.
+        assert_eq!(cells.touched_groups.ids().collect::<Vec<_>>(), [0]);
+        cells.reset(false, &[true]);
+        assert_eq!(Arc::strong_count(&value), 2, "only `seven` holds it");
+        assert!(cells.is_clean());
     }
 
     #[test]
     fn members_of_a_counted_join_ending_on_four_threads_complete_it_once_per_run() {
         const MEMBERS: usize = 64;
-        let mut cells = Cells::new(0, [(MEMBERS, true)].into_iter());
+        let mut cells = Cells::new(0, [(MEMBERS, true, false)].into_iter());
         for run in 0..200 {
             let counts: Vec<MemberCount> = std::thread::scope(|scope| {
                 let cells = &cells;
@@ -1244,7 +1386,8 @@ mod tests {
                             let mine: Vec<usize> = (thread..MEMBERS).step_by(4).collect();
                             let mut counts = Vec::new();
                             for &member in mine.iter().chain(&mine) {
-                                let count = cells.count_member(0, member, MEMBERS as u32);
+                                let count =
+                                    cells.count_member(0, member, MEMBERS as u32, &Latest::ABORT);
                                 if count == MemberCount::Completes {
                                     cells.counted(0, member);
                                 }
@@ -1269,17 +1412,23 @@ mod tests {
 
     #[test]
     fn a_later_completion_of_the_member_that_completes_a_counted_join_waits_until_it_is_recorded() {
-        let cells = Cells::new(0, [(25_usize, true)].into_iter());
+        let cells = Cells::new(0, [(25_usize, true, false)].into_iter());
         for member in 0..24 {
-            assert_eq!(cells.count_member(0, member, 25), MemberCount::Counted);
+            assert_eq!(
+                cells.count_member(0, member, 25, &Latest::ABORT),
+                MemberCount::Counted
+            );
         }
-        assert_eq!(cells.count_member(0, 24, 25), MemberCount::Completes);
+        assert_eq!(
+            cells.count_member(0, 24, 25, &Latest::ABORT),
+            MemberCount::Completes
+        );
         let recorded = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             // The member's event, run again, ends on another thread while its first
             // completion is being recorded (under the join's lock, in a run).
             let later = scope.spawn(|| {
-                let count = cells.count_member(0, 24, 25);
+                let count = cells.count_member(0, 24, 25, &Latest::ABORT);
                 (count, recorded.load(Ordering::Acquire))
             });
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -1296,7 +1445,7 @@ mod tests {
 
     #[test]
     fn a_join_s_cell_is_reset_when_a_run_first_locks_it_and_at_the_end_if_it_holds_outcomes() {
-        let mut cells = Cells::new(0, [(2_usize, false), (2, false)].into_iter());
+        let mut cells = Cells::new(0, [(2_usize, false, false), (2, false, false)].into_iter());
         // A run: join 0 (its listener reads no outcome) fires; join 1 keeps an outcome.
         {
             let mut state = cells.lock_group(0, Writers::Many);
