@@ -1276,57 +1276,30 @@ mod tests {
     fn a_counted_join_counts_first_completions_down_and_its_last_member_completes_it() {
         // Join 0 counts down (30 members); join 1 does not.
         let mut cells = Cells::new(0, [(30_usize, true, false), (30, false, false)].into_iter());
+        let count =
+            |cells: &Cells, join, member| cells.count_member(join, member, 30, &Latest::ABORT);
         for run in 0..3 {
             for member in 0..29 {
-                assert_eq!(
-                    cells.count_member(0, member, 30, &Latest::ABORT),
-                    MemberCount::Counted,
-                    "run {run}, member {member}"
-                );
+                let counted = count(&cells, 0, member);
+                assert_eq!(counted, MemberCount::Counted, "run {run}, member {member}");
             }
-            assert_eq!(
-                cells.count_member(0, 3, 30, &Latest::ABORT),
-                MemberCount::Again
-            );
+            assert_eq!(count(&cells, 0, 3), MemberCount::Again);
             assert_eq!(cells.join_ready(0), 29);
-            assert_eq!(
-                cells.count_member(0, 29, 30, &Latest::ABORT),
-                MemberCount::Completes
-            );
+            assert_eq!(count(&cells, 0, 29), MemberCount::Completes);
             cells.counted(0, 29);
-            assert_eq!(
-                cells.count_member(0, 29, 30, &Latest::ABORT),
-                MemberCount::Again
-            );
-            assert_eq!(
-                cells.count_member(0, 0, 30, &Latest::ABORT),
-                MemberCount::Again
-            );
+            assert_eq!(count(&cells, 0, 29), MemberCount::Again);
+            assert_eq!(count(&cells, 0, 0), MemberCount::Again);
             assert_eq!(cells.join_ready(0), 30);
-            assert_eq!(
-                cells.count_member(1, 0, 30, &Latest::ABORT),
-                MemberCount::Uncounted
-            );
-            assert_eq!(
-                cells.count_member(2, 0, 30, &Latest::ABORT),
-                MemberCount::Uncounted,
-                "no join"
-            );
-            assert_eq!(
-                cells.count_member(0, 30, 30, &Latest::ABORT),
-                MemberCount::Uncounted,
-                "no member"
-            );
+            assert_eq!(count(&cells, 1, 0), MemberCount::Uncounted);
+            assert_eq!(count(&cells, 2, 0), MemberCount::Uncounted, "no join");
+            assert_eq!(count(&cells, 0, 30), MemberCount::Uncounted, "no member");
             // The next run over these cells starts from none, with no reset of the words.
             cells.reset(false, &[false, false]);
             assert_eq!(cells.join_ready(0), 0, "run {run}");
         }
         // When the runs' marks wrap around, the words are cleared: a word written under a
         // mark is never read by a later run under the same mark.
-        assert_eq!(
-            cells.count_member(0, 7, 30, &Latest::ABORT),
-            MemberCount::Counted
-        );
+        assert_eq!(count(&cells, 0, 7), MemberCount::Counted);
         let written_under = cells.epoch;
         for _ in 0..u16::MAX {
             cells.reset(false, &[false, false]);
@@ -1335,10 +1308,7 @@ mod tests {
         let countdown = &cells.groups[0].countdown;
         assert_eq!(countdown.firsts[7].load(Ordering::Relaxed), 0);
         assert_eq!(countdown.ready.load(Ordering::Relaxed), 0);
-        assert_eq!(
-            cells.count_member(0, 7, 30, &Latest::ABORT),
-            MemberCount::Counted
-        );
+        assert_eq!(count(&cells, 0, 7), MemberCount::Counted);
     }
 
     #[test]
