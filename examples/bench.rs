@@ -8,6 +8,7 @@
 //! ```
 //!
 //! `BENCH_QUICK=1` is the same as `--quick`. `--only NAME[,NAME]` keeps some workloads.
+//! `--help` prints the usage; an argument it does not know is an error.
 //! `--smoke` (10 and 1 000 events, a few seconds even in a debug build) only checks that
 //! every workload runs; its figures mean nothing and it judges no target.
 //! `--scaling` runs only the core-scaling section (a fan-out and a diamond of 20 000 events
@@ -115,6 +116,22 @@ fn main() {
     if args.first().map(String::as_str) == Some("--repeat") {
         repeat(&args[1..]);
         return;
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", usage());
+        return;
+    }
+    // An argument it does not know is an error, not a full run of a minute and a half.
+    let mut given = args.iter();
+    while let Some(arg) = given.next() {
+        match arg.as_str() {
+            "--quick" | "--smoke" | "--scaling" => {}
+            "--only" if given.next().is_some() => {}
+            other => {
+                eprintln!("bench: unknown argument {other:?}\n{}", usage());
+                std::process::exit(2);
+            }
+        }
     }
     let quick = args.iter().any(|a| a == "--quick")
         || std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
@@ -634,6 +651,18 @@ fn child(args: &[String]) {
 }
 
 /// In a loop for `seconds`: one workload in one mode (to profile it).
+/// What the command line takes.
+fn usage() -> String {
+    let names = |names: Vec<&str>| names.join(" ");
+    format!(
+        "usage: bench [--quick | --smoke] [--only WORKLOAD[,WORKLOAD]] [--scaling]\n       \
+         bench --repeat WORKLOAD SIZE MODE|build [SECONDS|Nx]\n\
+         workloads: {}\nmodes: {}",
+        names(KINDS.iter().map(|kind| kind.name()).collect()),
+        names(MODES.iter().map(|mode| mode.name()).collect()),
+    )
+}
+
 fn repeat(args: &[String]) {
     let kind = args.first().and_then(|a| Kind::parse(a));
     let n = args.get(1).and_then(|a| a.parse().ok());
@@ -645,9 +674,14 @@ fn repeat(args: &[String]) {
         .and_then(|a| a.strip_suffix('x'))
         .and_then(|a| a.parse().ok());
     let seconds: f64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5.0);
-    let mode = mode.or(Some(Mode::Drive)); // "build" is checked below
+    // `build` has no `Mode` (checked below); a mode it does not know is an error, not
+    // the drive's figures under another name.
+    let mode = match args.get(2).map(String::as_str) {
+        None | Some("build") => Some(Mode::Drive),
+        Some(_) => mode,
+    };
     let (Some(kind), Some(n), Some(mode)) = (kind, n, mode) else {
-        eprintln!("usage: bench --repeat WORKLOAD SIZE MODE|build [SECONDS]");
+        eprintln!("{}", usage());
         std::process::exit(2);
     };
     // `BENCH_WORKERS=N`: the runtime's worker threads (`runtime()`'s unless given).
