@@ -650,7 +650,6 @@ fn child(args: &[String]) {
     );
 }
 
-/// In a loop for `seconds`: one workload in one mode (to profile it).
 /// What the command line takes.
 fn usage() -> String {
     let names = |names: Vec<&str>| names.join(" ");
@@ -663,6 +662,7 @@ fn usage() -> String {
     )
 }
 
+/// In a loop for `seconds`: one workload in one mode (to profile it).
 fn repeat(args: &[String]) {
     let kind = args.first().and_then(|a| Kind::parse(a));
     let n = args.get(1).and_then(|a| a.parse().ok());
