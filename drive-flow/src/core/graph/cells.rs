@@ -29,6 +29,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use crossbeam_utils::Backoff;
 use smallvec::SmallVec;
 
 use crate::core::graph::GroupInfo;
@@ -382,11 +383,11 @@ pub(crate) struct GroupCell {
 }
 
 impl GroupCell {
-    /// The cell of a join of `members` members; `counted`: its members' first completions
-    /// are counted down without its lock ([`Cells::count_member`]); `valued`: it keeps
-    /// their outcomes.
-    fn new(members: usize, counted: bool, valued: bool) -> Self {
-        let counted = if counted { members } else { 0 };
+    /// The cell of a join whose locked state has `members` member slots (none if it is
+    /// packed); `valued`: it keeps their outcomes. A join too wide to be packed counts
+    /// its members down without its lock ([`Cells::count_member`]).
+    fn new(members: usize, valued: bool) -> Self {
+        let counted = if counts_down(members) { members } else { 0 };
         GroupCell {
             state: Mutex::new(GroupState {
                 slots: (0..members).map(|_| SlotState::default()).collect(),
@@ -423,6 +424,21 @@ struct Countdown {
 impl Countdown {
     /// A member's first completion is being counted (the bit above a run's mark).
     const COUNTING: u32 = 1 << 16;
+
+    /// The count in `word`, as the run marked `epoch` reads it (as [`PackedJoin::sets`]).
+    #[inline]
+    fn count(word: u64, epoch: u16) -> u32 {
+        if (word >> 32) as u16 != epoch {
+            return 0;
+        }
+        word as u32
+    }
+
+    /// The word of `count`, written by the run marked `epoch`.
+    #[inline]
+    fn word(count: u32, epoch: u16) -> u64 {
+        (u64::from(epoch) << 32) | u64::from(count)
+    }
 
     /// Drop the outcomes a run kept.
     fn drop_outcomes(&mut self) {
@@ -498,6 +514,7 @@ impl JoinListed {
                 listed => listed as usize - 1,
             };
         }
+        let backoff = Backoff::new();
         loop {
             match self.0.load(Ordering::Acquire) {
                 0 => {
@@ -512,7 +529,7 @@ impl JoinListed {
                     }
                 }
                 // Another thread is between its claim and its store: a few instructions.
-                Self::LISTING => std::hint::spin_loop(),
+                Self::LISTING => backoff.snooze(),
                 listed => return listed as usize - 1,
             }
         }
@@ -629,15 +646,14 @@ pub(crate) struct Cells {
 
 impl Cells {
     /// Cells for `nodes` events and joins whose locked states have these numbers of member
-    /// slots, which count their members down without the lock (see
-    /// [`Cells::count_member`]) or not, and keep their outcomes or not.
-    fn new(nodes: usize, joins: impl ExactSizeIterator<Item = (usize, bool, bool)>) -> Self {
+    /// slots, and which keep their members' outcomes or not.
+    fn new(nodes: usize, joins: impl ExactSizeIterator<Item = (usize, bool)>) -> Self {
         let groups = joins.len();
         Cells {
             nodes: (0..nodes).map(|_| NodeCell::default()).collect(),
             outcomes: (0..nodes).map(|_| Mutex::default()).collect(),
             groups: joins
-                .map(|(slots, counted, valued)| GroupCell::new(slots, counted, valued))
+                .map(|(slots, valued)| GroupCell::new(slots, valued))
                 .collect(),
             joins_listed: (0..groups).map(|_| JoinListed(AtomicU32::new(0))).collect(),
             packed: (0..groups).map(|_| PackedJoin(AtomicU64::new(0))).collect(),
@@ -728,14 +744,14 @@ impl Cells {
         size: u32,
         outcome: &Latest,
     ) -> MemberCount {
-        let Some(cell) = self.groups.get(join as usize) else {
+        let Some(countdown) = self.countdown(join) else {
             return MemberCount::Uncounted;
         };
-        let Some(first) = cell.countdown.firsts.get(index) else {
+        let Some(first) = countdown.firsts.get(index) else {
             return MemberCount::Uncounted;
         };
         let epoch = u32::from(self.epoch);
-        let mut spins = 0_u32;
+        let backoff = Backoff::new();
         loop {
             let word = first.load(Ordering::Acquire);
             if word & u32::from(u16::MAX) == epoch {
@@ -745,12 +761,7 @@ impl Cells {
                 // Its first completion is being counted on another thread, a few
                 // instructions from done (or recorded under the lock, if it completes the
                 // set): this later one comes after it.
-                spins += 1;
-                if spins < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
+                backoff.snooze();
                 continue;
             }
             if first
@@ -765,45 +776,36 @@ impl Cells {
                 break;
             }
         }
-        if let Some(kept) = cell.countdown.outcomes.get(index) {
+        if let Some(kept) = countdown.outcomes.get(index) {
             // Listed as touched by the run (the outcome is dropped at its end), and kept.
             if let Some(listed) = self.joins_listed.get(join as usize) {
                 listed.list(join, &self.touched_groups, Writers::Many);
             }
             *lock(kept) = Some(outcome.clone());
         }
-        let epoch_high = u64::from(epoch) << 32;
-        let before = cell
-            .countdown
+        let counted = |word| Countdown::count(word, self.epoch).saturating_add(1);
+        let before = countdown
             .ready
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                Some(if word & !u64::from(u32::MAX) == epoch_high {
-                    word + 1
-                } else {
-                    epoch_high | 1
-                })
+                Some(Countdown::word(counted(word), self.epoch))
             })
-            .unwrap_or(epoch_high);
-        let ready = if before & !u64::from(u32::MAX) == epoch_high {
-            (before as u32).saturating_add(1)
-        } else {
-            1
-        };
-        if ready < size {
+            .unwrap_or_else(|word| word);
+        if counted(before) < size {
             first.store(epoch, Ordering::Release);
             return MemberCount::Counted;
         }
         MemberCount::Completes
     }
 
+    /// The countdown of join `join`.
+    fn countdown(&self, join: u32) -> Option<&Countdown> {
+        self.groups.get(join as usize).map(|cell| &cell.countdown)
+    }
+
     /// Keep `outcome` as the latest of member `index` of counted join `join` (a later
     /// completion, under the join's lock).
     pub(crate) fn keep_outcome(&self, join: u32, index: usize, outcome: &Latest) {
-        let kept = self
-            .groups
-            .get(join as usize)
-            .and_then(|cell| cell.countdown.outcomes.get(index));
-        if let Some(kept) = kept {
+        if let Some(kept) = self.countdown(join).and_then(|c| c.outcomes.get(index)) {
             *lock(kept) = Some(outcome.clone());
         }
     }
@@ -811,13 +813,7 @@ impl Cells {
     /// The latest outcome of member `index` of counted join `join`, under the join's lock
     /// as it fires.
     pub(crate) fn kept_outcome(&self, join: u32, index: usize) -> Option<Latest> {
-        let kept = self
-            .groups
-            .get(join as usize)?
-            .countdown
-            .outcomes
-            .get(index)?;
-        lock(kept).clone()
+        lock(self.countdown(join)?.outcomes.get(index)?).clone()
     }
 
     /// The completion of member `index` of join `join` that [`count_member`] found to
@@ -826,11 +822,7 @@ impl Cells {
     ///
     /// [`count_member`]: Cells::count_member
     pub(crate) fn counted(&self, join: u32, index: usize) {
-        let first = self
-            .groups
-            .get(join as usize)
-            .and_then(|cell| cell.countdown.firsts.get(index));
-        if let Some(first) = first {
+        if let Some(first) = self.countdown(join).and_then(|c| c.firsts.get(index)) {
             first.store(u32::from(self.epoch), Ordering::Release);
         }
     }
@@ -899,12 +891,9 @@ impl Cells {
             .countdown
             .ready
             .load(Ordering::Acquire);
-        let counted = if counted >> 32 == u64::from(self.epoch) {
-            counted as u32
-        } else {
-            0
-        };
-        lock(&self.groups[join as usize].state).ready.max(counted)
+        lock(&self.groups[join as usize].state)
+            .ready
+            .max(Countdown::count(counted, self.epoch))
             + PackedJoin::sets(packed, self.epoch).0.count_ones()
     }
 
@@ -1082,13 +1071,13 @@ impl Joins {
         }
     }
 
-    /// How many member slots each join's locked state has, in join order, whether it
-    /// counts its members down without the lock, and whether it keeps their outcomes.
-    fn slots(&self) -> impl ExactSizeIterator<Item = (usize, bool, bool)> + '_ {
+    /// How many member slots each join's locked state has, in join order, and whether it
+    /// keeps their outcomes.
+    fn slots(&self) -> impl ExactSizeIterator<Item = (usize, bool)> + '_ {
         self.slots
             .iter()
             .zip(self.valued.iter())
-            .map(|(&slots, &valued)| (slots as usize, counts_down(slots as usize), valued))
+            .map(|(&slots, &valued)| (slots as usize, valued))
     }
 }
 
@@ -1239,7 +1228,7 @@ mod tests {
 
     #[test]
     fn a_packed_join_reads_as_untouched_in_every_later_run_over_its_cells() {
-        let mut cells = Cells::new(0, [(3_usize, false, false), (2, false, false)].into_iter());
+        let mut cells = Cells::new(0, [(3_usize, false), (2, false)].into_iter());
         let sets =
             |cells: &Cells, join| cells.update_packed(join, Writers::Many, |c, d| (c, d, (c, d)));
         for writers in [Writers::Many, Writers::One] {
@@ -1274,8 +1263,9 @@ mod tests {
 
     #[test]
     fn a_counted_join_counts_first_completions_down_and_its_last_member_completes_it() {
-        // Join 0 counts down (30 members); join 1 does not.
-        let mut cells = Cells::new(0, [(30_usize, true, false), (30, false, false)].into_iter());
+        // Join 0 counts down (30 members); join 1 (3 members, whose listener reads them:
+        // not packed, too narrow to count down) does not.
+        let mut cells = Cells::new(0, [(30_usize, false), (3, true)].into_iter());
         let count =
             |cells: &Cells, join, member| cells.count_member(join, member, 30, &Latest::ABORT);
         for run in 0..3 {
@@ -1294,7 +1284,7 @@ mod tests {
             assert_eq!(count(&cells, 2, 0), MemberCount::Uncounted, "no join");
             assert_eq!(count(&cells, 0, 30), MemberCount::Uncounted, "no member");
             // The next run over these cells starts from none, with no reset of the words.
-            cells.reset(false, &[false, false]);
+            cells.reset(false, &[false, true]);
             assert_eq!(cells.join_ready(0), 0, "run {run}");
         }
         // When the runs' marks wrap around, the words are cleared: a word written under a
@@ -1302,7 +1292,7 @@ mod tests {
         assert_eq!(count(&cells, 0, 7), MemberCount::Counted);
         let written_under = cells.epoch;
         for _ in 0..u16::MAX {
-            cells.reset(false, &[false, false]);
+            cells.reset(false, &[false, true]);
         }
         assert_eq!(cells.epoch, written_under, "the marks went round once");
         let countdown = &cells.groups[0].countdown;
@@ -1313,7 +1303,7 @@ mod tests {
 
     #[test]
     fn a_counted_join_keeps_its_members_outcomes_apart_and_drops_them_at_the_run_s_end() {
-        let mut cells = Cells::new(0, [(25_usize, true, true)].into_iter());
+        let mut cells = Cells::new(0, [(25_usize, true)].into_iter());
         let value: Arc<dyn Any + Send + Sync> = Arc::new(7_u32);
         let seven = Latest::value_of(AnyValue::from(value.clone()));
         assert_eq!(cells.count_member(0, 3, 25, &seven), MemberCount::Counted);
@@ -1344,7 +1334,7 @@ mod tests {
     #[test]
     fn members_of_a_counted_join_ending_on_four_threads_complete_it_once_per_run() {
         const MEMBERS: usize = 64;
-        let mut cells = Cells::new(0, [(MEMBERS, true, false)].into_iter());
+        let mut cells = Cells::new(0, [(MEMBERS, false)].into_iter());
         for run in 0..200 {
             let counts: Vec<MemberCount> = std::thread::scope(|scope| {
                 let cells = &cells;
@@ -1382,7 +1372,7 @@ mod tests {
 
     #[test]
     fn a_later_completion_of_the_member_that_completes_a_counted_join_waits_until_it_is_recorded() {
-        let cells = Cells::new(0, [(25_usize, true, false)].into_iter());
+        let cells = Cells::new(0, [(25_usize, false)].into_iter());
         for member in 0..24 {
             assert_eq!(
                 cells.count_member(0, member, 25, &Latest::ABORT),
@@ -1415,7 +1405,7 @@ mod tests {
 
     #[test]
     fn a_join_s_cell_is_reset_when_a_run_first_locks_it_and_at_the_end_if_it_holds_outcomes() {
-        let mut cells = Cells::new(0, [(2_usize, false, false), (2, false, false)].into_iter());
+        let mut cells = Cells::new(0, [(2_usize, false), (2, false)].into_iter());
         // A run: join 0 (its listener reads no outcome) fires; join 1 keeps an outcome.
         {
             let mut state = cells.lock_group(0, Writers::Many);
