@@ -522,8 +522,8 @@ impl DispatchState for Shared<'_> {
 pub(crate) fn share_a_cache_line<A: ?Sized, B: ?Sized>(a: &A, b: &B) -> bool {
     let line = std::mem::align_of::<crossbeam_utils::CachePadded<u8>>();
     let blocks = |start: *const u8, size: usize| {
-        let start = start as usize / line;
-        start..=start + size.saturating_sub(1) / line
+        let start = start as usize;
+        start / line..=(start + size.saturating_sub(1)) / line
     };
     let a = blocks(std::ptr::from_ref(a).cast(), std::mem::size_of_val(a));
     let b = blocks(std::ptr::from_ref(b).cast(), std::mem::size_of_val(b));
@@ -538,6 +538,23 @@ mod tests {
     use crate::core::flow::Flow;
     use crate::core::graph::cells::Writers;
     use crate::drive::builder::{DriveBuilder, Group};
+
+    #[test]
+    fn share_a_cache_line_sees_neighbours_and_a_value_across_a_boundary() {
+        #[repr(C, align(256))]
+        struct Lines([u8; 512]);
+        let line = std::mem::align_of::<crossbeam_utils::CachePadded<u8>>();
+        let lines = Lines([0; 512]);
+        let bytes = &lines.0;
+        assert!(share_a_cache_line(&bytes[0], &bytes[1]));
+        assert!(!share_a_cache_line(&bytes[0], &bytes[line]));
+        assert!(!share_a_cache_line(&bytes[..line], &bytes[line..2 * line]));
+        // A value that runs into the next line shares it.
+        assert!(share_a_cache_line(
+            &bytes[line - 8..line + 8],
+            &bytes[line + 100]
+        ));
+    }
 
     #[test]
     fn the_task_id_counter_shares_no_cache_line_with_what_every_event_reads() {
