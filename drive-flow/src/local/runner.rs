@@ -23,7 +23,6 @@ use std::task::{Poll, Waker};
 // mutex-guarded clock, too much for two reads per event.
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::CachePadded;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::task::AtomicWaker;
@@ -419,7 +418,7 @@ impl<E> Invoke<E> {
             locked: watched || (capped && !cap_in_task),
             cap_in_task,
             state,
-            in_flight: CachePadded::new(AtomicUsize::new(1)),
+            in_flight: AtomicUsize::new(1),
             child_steps: AtomicU64::new(0),
             tasks: Tasks::default(),
             signal: Signal::default(),
@@ -1150,11 +1149,8 @@ pub(crate) struct Shared {
     state: Arc<RunState>,
     /// Events triggered and not ended (queued, running or waiting): the run succeeds when
     /// it falls to 0. A completion that starts one event leaves it alone. Updated by the
-    /// state's [writers](RunState::writers), as its counters are. On a cache line of its
-    /// own (and so, the struct aligned to one, is the `Arc`'s count of the run, which a
-    /// spawned event's task changes twice): the completions of every thread write it, and
-    /// beside it the fields every event reads would be fetched again after each write.
-    in_flight: CachePadded<AtomicUsize>,
+    /// state's [writers](RunState::writers), as its counters are.
+    in_flight: AtomicUsize,
     /// Event runs triggered by this run's child workflows (its own are its task ids), charged
     /// to its budget.
     child_steps: AtomicU64,
@@ -1660,9 +1656,9 @@ impl Shared {
     fn count_started(&self, count: usize) -> bool {
         let writers = self.state.writers();
         if count > 1 {
-            writers.add(&*self.in_flight, count - 1, Ordering::Relaxed);
+            writers.add(&self.in_flight, count - 1, Ordering::Relaxed);
         }
-        count == 0 && writers.add(&*self.in_flight, 1_usize.wrapping_neg(), Ordering::AcqRel) == 1
+        count == 0 && writers.add(&self.in_flight, 1_usize.wrapping_neg(), Ordering::AcqRel) == 1
     }
 
     /// The completion of an inline event of a run that is not locked, made in the run's
@@ -2436,7 +2432,6 @@ mod tests {
     //! lock; in a capped run, each does.
 
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
 
     use super::{drive, Invoke, Queued};
     use crate::core::event::Handle;
@@ -2476,37 +2471,6 @@ mod tests {
         })
         .join()
         .expect("the buffers are kept as they say");
-    }
-
-    #[test]
-    fn the_count_every_thread_writes_shares_no_cache_line_with_what_every_event_reads() {
-        use crate::core::dispatch::share_a_cache_line;
-        let (drive, start, _) = graph(1);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        let _entered = runtime.enter();
-        let (shared, _) = drive.invoke(start).prepare(false, None).unwrap();
-        let run = &*shared;
-        let count = &*run.in_flight;
-        // The run's fields but the count itself (each read by every event's start or
-        // completion, on every thread, or as rarely written as the run's end's).
-        assert!(!share_a_cache_line(count, &run.graph), "graph");
-        assert!(!share_a_cache_line(count, &run.bodies), "bodies");
-        assert!(!share_a_cache_line(count, &run.state), "state");
-        assert!(!share_a_cache_line(count, &run.runtime), "runtime");
-        assert!(!share_a_cache_line(count, &run.inline), "inline");
-        assert!(!share_a_cache_line(count, &run.locked), "locked");
-        assert!(!share_a_cache_line(count, &run.watched), "watched");
-        assert!(!share_a_cache_line(count, &run.workers), "workers");
-        assert!(!share_a_cache_line(count, &run.over), "over");
-        assert!(!share_a_cache_line(count, &run.child_steps), "child_steps");
-        assert!(!share_a_cache_line(count, &run.max_steps), "max_steps");
-        // The `Arc`'s counts, which each spawned event's task changes twice, come before
-        // the run's fields, and these start a line (and its pair) of their own.
-        let line = std::mem::align_of::<crossbeam_utils::CachePadded<u8>>();
-        assert_eq!(Arc::as_ptr(&shared) as usize % line, 0);
     }
 
     /// A chain of `n` events after `start`, then a fan-out of `n` branches into a join.

@@ -13,8 +13,6 @@ mod run_state;
 
 use std::sync::Arc;
 
-#[cfg(test)]
-pub(crate) use run_state::share_a_cache_line;
 pub(crate) use run_state::RunState;
 
 use crate::core::error::Error;

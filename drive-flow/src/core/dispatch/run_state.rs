@@ -4,8 +4,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crossbeam_utils::CachePadded;
-
 use super::{
     complete, complete_fan_out, fires, fires_packed, DispatchState, EventRun, Listeners, Member,
     Starts,
@@ -28,10 +26,8 @@ pub(crate) struct RunState {
     graph: Arc<Graph>,
     cells: Cells,
     /// Task ids given so far: the run's start is 1, and every event a completion starts
-    /// takes the next, so that this is also how many events the run triggered. On a
-    /// cache line of its own: the completions of every thread write it, and the cells'
-    /// places beside it are read by every event.
-    next_task_id: CachePadded<AtomicU64>,
+    /// takes the next, so that this is also how many events the run triggered.
+    next_task_id: AtomicU64,
     /// Who completes its events (and so triggers them): one task, or many threads.
     writers: Writers,
     /// Goto jumps and, in a timed run, every event run's times: for the run's pictures.
@@ -52,7 +48,7 @@ impl RunState {
             graph,
             cells,
             writers,
-            next_task_id: CachePadded::new(AtomicU64::new(0)),
+            next_task_id: AtomicU64::new(0),
             trace: Mutex::new(RunTrace::default()),
             #[cfg(test)]
             trace_locked: std::sync::atomic::AtomicUsize::new(0),
@@ -141,7 +137,7 @@ impl RunState {
     /// `count` task ids in a row: the first.
     fn new_task_ids(&self, count: u64) -> u64 {
         self.writers
-            .add(&*self.next_task_id, count, Ordering::Relaxed)
+            .add(&self.next_task_id, count, Ordering::Relaxed)
             + 1
     }
 
@@ -512,68 +508,5 @@ impl DispatchState for Shared<'_> {
             trace.goto_n(source, target, 1);
             gotos.adopt(target);
         }
-    }
-}
-
-/// Whether any byte of `a` and any of `b` lie in one cache line, or in two that the
-/// processor fetches together (the unit `CachePadded` pads to): how the tests check that
-/// a counter every thread writes is apart from what every event reads.
-#[cfg(test)]
-pub(crate) fn share_a_cache_line<A: ?Sized, B: ?Sized>(a: &A, b: &B) -> bool {
-    let line = std::mem::align_of::<crossbeam_utils::CachePadded<u8>>();
-    let blocks = |start: *const u8, size: usize| {
-        let start = start as usize;
-        start / line..=(start + size.saturating_sub(1)) / line
-    };
-    let a = blocks(std::ptr::from_ref(a).cast(), std::mem::size_of_val(a));
-    let b = blocks(std::ptr::from_ref(b).cast(), std::mem::size_of_val(b));
-    a.start() <= b.end() && b.start() <= a.end()
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::{share_a_cache_line, RunState};
-    use crate::core::flow::Flow;
-    use crate::core::graph::cells::Writers;
-    use crate::drive::builder::{DriveBuilder, Group};
-
-    #[test]
-    fn share_a_cache_line_sees_neighbours_and_a_value_across_a_boundary() {
-        #[repr(C, align(256))]
-        struct Lines([u8; 512]);
-        let line = std::mem::align_of::<crossbeam_utils::CachePadded<u8>>();
-        let lines = Lines([0; 512]);
-        let bytes = &lines.0;
-        assert!(share_a_cache_line(&bytes[0], &bytes[1]));
-        assert!(!share_a_cache_line(&bytes[0], &bytes[line]));
-        assert!(!share_a_cache_line(&bytes[..line], &bytes[line..2 * line]));
-        // A value that runs into the next line shares it.
-        assert!(share_a_cache_line(
-            &bytes[line - 8..line + 8],
-            &bytes[line + 100]
-        ));
-    }
-
-    #[test]
-    fn the_task_id_counter_shares_no_cache_line_with_what_every_event_reads() {
-        let mut builder = DriveBuilder::new();
-        let start = builder.event("start", || async { Flow::from(0_u32) });
-        let next = builder.event("next", || async { Flow::from(1_u32) });
-        builder.listen(next, Group::new([start]));
-        let graph = Arc::new(builder.into_graph().unwrap());
-        let state = Arc::new(RunState::new(graph, Writers::Many));
-        let counter = &*state.next_task_id;
-        assert!(
-            !share_a_cache_line(counter, &state.cells),
-            "the cells' places"
-        );
-        assert!(!share_a_cache_line(counter, &state.writers), "the writers");
-        assert!(!share_a_cache_line(counter, &state.graph), "the graph");
-        assert!(
-            !share_a_cache_line(counter, &state.trace),
-            "the trace's lock"
-        );
     }
 }
