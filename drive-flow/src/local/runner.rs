@@ -420,7 +420,7 @@ impl<E> Invoke<E> {
             state,
             in_flight: AtomicUsize::new(1),
             child_steps: AtomicU64::new(0),
-            tasks: Tasks::default(),
+            tasks: Tasks::new(track || !self.inline),
             signal: Signal::default(),
             inline_started: AtomicBool::new(false),
             over: AtomicBool::new(false),
@@ -592,7 +592,7 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
                 progressed = true;
             }
             if !in_task.is_empty() {
-                if let Poll::Ready(ended) = in_task.poll_next_unpin(cx) {
+                if let Poll::Ready(ended) = in_task.poll_next(cx) {
                     if let Some(Some(ended)) = ended {
                         shared.complete(ended, &mut task);
                     }
@@ -663,43 +663,42 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
 /// the run.
 struct InlineEvents<'run> {
     run: &'run Shared,
-    events: FuturesUnordered<InlineEvent<'run>>,
+    /// Made when the first of them goes pending: most runs have none (their inline events
+    /// end at their first poll, or they are spawned), and making it costs two allocations.
+    events: Option<FuturesUnordered<InlineEvent<'run>>>,
 }
 
 impl<'run> InlineEvents<'run> {
     fn new(run: &'run Shared) -> Self {
-        InlineEvents {
-            run,
-            events: FuturesUnordered::new(),
-        }
+        InlineEvents { run, events: None }
     }
 
     /// Poll it among the others from now on.
     fn push(&mut self, event: EventTask<Boxed>) {
-        self.events.push(InlineEvent {
-            run: self.run,
-            event,
-        });
+        self.events
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(InlineEvent {
+                run: self.run,
+                event,
+            });
     }
-}
 
-impl<'run> std::ops::Deref for InlineEvents<'run> {
-    type Target = FuturesUnordered<InlineEvent<'run>>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.events
+    fn is_empty(&self) -> bool {
+        self.events.as_ref().map_or(true, FuturesUnordered::is_empty)
     }
-}
 
-impl std::ops::DerefMut for InlineEvents<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.events
+    /// The next of them to end, if one is ready: `None` inside when it was cancelled.
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Option<Ended>>> {
+        match &mut self.events {
+            Some(events) => events.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
     }
 }
 
 impl Drop for InlineEvents<'_> {
     fn drop(&mut self) {
-        for event in std::mem::take(&mut self.events) {
+        for event in self.events.take().into_iter().flatten() {
             let name = self.run.graph.node(event.event.node()).name.clone();
             let dropped = std::panic::catch_unwind(AssertUnwindSafe(move || drop(event)));
             if let Err(panic) = dropped {
