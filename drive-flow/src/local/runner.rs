@@ -684,7 +684,9 @@ impl<'run> InlineEvents<'run> {
     }
 
     fn is_empty(&self) -> bool {
-        self.events.as_ref().map_or(true, FuturesUnordered::is_empty)
+        self.events
+            .as_ref()
+            .map_or(true, FuturesUnordered::is_empty)
     }
 
     /// The next of them to end, if one is ready: `None` inside when it was cancelled.
