@@ -3,7 +3,8 @@
 //!
 //! A spawned event has an entry from its start only when something asks about the events in
 //! flight (the run is timed, watched, has a timeout or a mailbox); otherwise it gets one
-//! only if its body goes pending, to leave its waker for a cancellation to wake.
+//! only if its body goes pending, to leave its waker for a cancellation to wake. An inline
+//! event never gets one unless something asks: such a run holds no shards at all.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -56,18 +57,6 @@ pub(crate) struct Tasks {
     shards: Option<Box<[Mutex<slab::Slab<Task>>]>>,
 }
 
-impl Tasks {
-    /// The entries of a run whose events may get some (`kept`): a tracked run's, or any
-    /// spawned event's that goes pending. An inline run that is not tracked keeps none,
-    /// and holds no shards: 16 locks fewer to make, to look at when it ends, and to drop
-    /// (a quarter of the fixed cost of a run of 10 inline events).
-    pub(crate) fn new(kept: bool) -> Self {
-        Tasks {
-            shards: kept.then(|| (0..SHARDS).map(|_| Mutex::new(slab::Slab::new())).collect()),
-        }
-    }
-}
-
 /// The shard of the calling thread: threads are numbered as they first insert.
 fn own_shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -85,6 +74,16 @@ fn own_shard() -> usize {
 }
 
 impl Tasks {
+    /// The entries of a run whose events may get some (`kept`): a tracked run's, or any
+    /// spawned event's that goes pending. An inline run that is not tracked keeps none,
+    /// and holds no shards: 16 locks fewer to make, to look at when it ends, and to drop
+    /// (a quarter of the fixed cost of a run of 10 inline events).
+    pub(crate) fn new(kept: bool) -> Self {
+        Tasks {
+            shards: kept.then(|| (0..SHARDS).map(|_| Mutex::new(slab::Slab::new())).collect()),
+        }
+    }
+
     fn shard(&self, key: usize) -> Option<(&Mutex<slab::Slab<Task>>, usize)> {
         Some((self.shards.as_ref()?.get(key % SHARDS)?, key / SHARDS))
     }
@@ -188,8 +187,9 @@ impl Tasks {
 
 #[cfg(test)]
 mod tests {
-    use super::{Task, Tasks, UNTRACKED};
     use std::sync::atomic::AtomicBool;
+
+    use super::{Task, Tasks, UNTRACKED};
 
     #[test]
     fn a_run_that_keeps_entries_finds_them_again_and_drains_them_in_one_list() {
