@@ -265,14 +265,32 @@ pub(crate) type Attempt = Result<ErasedFlow, Error>;
 
 /// One event that ended, for its run to complete: a spawned event hands it to
 /// [`Host::finish`] itself; an inline one returns it to the run's task, which owns what
-/// it starts.
-pub(crate) struct Ended {
+/// it starts. A completion is lent its outcome (`R` = `&mut Attempt`, see
+/// [`lend`](Ended::lend)): moved on each call, its 64 bytes were copied right after they
+/// were written, and the copy waited for the stores (a store forwarding stall).
+pub(crate) struct Ended<R = Attempt> {
     /// Its entry among the run's tasks.
     pub(crate) key: usize,
     pub(crate) node: NodeId,
     /// Its attempts (one for a plain event).
     pub(crate) attempts: u32,
-    pub(crate) result: Attempt,
+    pub(crate) result: R,
+}
+
+/// An event that ended, its outcome lent to its completion.
+pub(crate) type EndedRef<'a> = Ended<&'a mut Attempt>;
+
+impl Ended {
+    /// The same, its outcome lent.
+    #[inline]
+    pub(crate) fn lend(&mut self) -> EndedRef<'_> {
+        Ended {
+            key: self.key,
+            node: self.node,
+            attempts: self.attempts,
+            result: &mut self.result,
+        }
+    }
 }
 
 /// How an event runs, from [`Host::begin`].
@@ -537,7 +555,7 @@ impl EventTask<Boxed> {
         node: NodeId,
         input: BareInput,
         cx: &mut Context<'_>,
-        complete: impl FnOnce(Ended),
+        complete: impl FnOnce(EndedRef<'_>),
     ) -> FirstPoll {
         let span = host.span(node, &input);
         let body = match host.begin(node) {
@@ -551,8 +569,8 @@ impl EventTask<Boxed> {
                 };
                 return match Pin::new(&mut event).poll_for(host, cx) {
                     Poll::Ready(ended) => {
-                        if let Some(ended) = ended {
-                            complete(ended);
+                        if let Some(mut ended) = ended {
+                            complete(ended.lend());
                         }
                         FirstPoll::Ended
                     }
@@ -571,8 +589,8 @@ impl EventTask<Boxed> {
             }))
         };
         // One match from what the first poll gave to what the run sees (a flow as it came:
-        // nested matches copied it at every step).
-        let result = match caught {
+        // nested matches copied it at every step), lent to the completion (see `Ended`).
+        let mut result = match caught {
             Ok(Poll::Ready(Ok(flow))) => Ok(flow),
             Ok(Poll::Ready(Err(failed))) => host.settle(node, Ok(Err(failed))),
             Ok(Poll::Pending) => {
@@ -595,7 +613,7 @@ impl EventTask<Boxed> {
             key,
             node,
             attempts: 1,
-            result,
+            result: &mut result,
         });
         FirstPoll::Ended
     }

@@ -391,7 +391,7 @@ async fn dispatch_loaded(
             &mut state,
             &mut Vec::new(),
             outcome.node,
-            copy_flow(outcome.flow),
+            &mut copy_flow(outcome.flow),
             &mut starts,
         );
         let missed = std::mem::take(&mut *state.missed.borrow_mut());
@@ -644,7 +644,7 @@ fn leaf_write(
         &mut state,
         &mut Vec::new(),
         outcome.node,
-        copy_flow(outcome.flow),
+        &mut copy_flow(outcome.flow),
         &mut starts,
     );
     if dispatched.is_err() || !starts.is_empty() || !state.missed.borrow().is_empty() {

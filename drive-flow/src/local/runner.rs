@@ -37,8 +37,8 @@ use crate::body::handler::{Bodies, Body};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
 use crate::body::param::{is_checked, is_inbox, Call, CallOnce, CallSource, Links, ParamError};
 use crate::body::task::{
-    Attempt, Attempts, Begun, Boxed, CallBoxes, CallError, Caught, Ended, EventTask, FirstPoll,
-    Host, Spawned,
+    Attempt, Attempts, Begun, Boxed, CallBoxes, CallError, Caught, Ended, EndedRef, EventTask,
+    FirstPoll, Host, Spawned,
 };
 use crate::core::dispatch::{Listeners, RunState, Start, Starts};
 use crate::core::error::Error;
@@ -593,8 +593,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             }
             if !in_task.is_empty() {
                 if let Poll::Ready(ended) = in_task.poll_next(cx) {
-                    if let Some(Some(ended)) = ended {
-                        shared.complete(ended, &mut task);
+                    if let Some(Some(mut ended)) = ended {
+                        shared.complete(ended.lend(), &mut task);
                     }
                     ended_in_a_row += 1;
                     progressed = true;
@@ -1591,7 +1591,7 @@ impl Shared {
     /// [locked](Self::locked), no lock is shared with other completions but the cells of
     /// the event and of the joins it is a member of (see `core::dispatch`). (A spawned
     /// event's completion: [`Host::finish`].)
-    fn complete(self: &Arc<Self>, ended: Ended, task: &mut TaskState) {
+    fn complete(self: &Arc<Self>, ended: EndedRef<'_>, task: &mut TaskState) {
         task.running -= 1; // its slot, if the task holds the run's cap
         if self.locked {
             self.complete_shared(ended, Some(task), None);
@@ -1668,27 +1668,30 @@ impl Shared {
     /// fan-out held twice); its outcome and its joins' states are kept by the task. No lock
     /// is taken but to close the run. The run is not watched (a watched run is locked): no
     /// start's cause is read.
-    fn complete_in_task(&self, ended: Ended, task: &mut TaskState) {
+    fn complete_in_task(&self, ended: EndedRef<'_>, task: &mut TaskState) {
         let Ended {
             key,
             node,
             attempts,
-            mut result,
+            result,
         } = ended;
         // The one clock read of a timed event: its end, and the start of what it triggers.
         let now = self.timed.then(Instant::now);
-        if self.record_end(key, node, attempts, &result, now).is_none() {
+        if self.record_end(key, node, attempts, result, now).is_none() {
             return;
         }
         // A wide fan-out's root: its listeners queued as one (not in a run that keeps an
         // entry for each of its events: each would need its own now). Its outcome lent, not
         // moved: moved, it was copied on every completion, on the way to either call.
         if self.graph.fans_out[node as usize] && !self.track {
-            return self.complete_fan_out(node, &mut result, task, now);
+            return self.complete_fan_out(node, result, task, now);
         }
-        let flow = match result {
-            Ok(flow) => flow,
-            Err(error) => return self.close_locking(Err(error)),
+        // Lent where it lies (see `core::dispatch::complete`).
+        let Ok(flow) = result else {
+            if let Err(error) = std::mem::replace(result, Ok(Flow::Abort)) {
+                self.close_locking(Err(error));
+            }
+            return;
         };
         self.dispatch_in_task(node, flow, task, now);
     }
@@ -1700,7 +1703,7 @@ impl Shared {
     fn dispatch_in_task(
         &self,
         node: NodeId,
-        flow: ErasedFlow,
+        flow: &mut ErasedFlow,
         task: &mut TaskState,
         now: Option<Instant>,
     ) {
@@ -1748,7 +1751,7 @@ impl Shared {
     ) {
         let value = match std::mem::replace(result, Ok(Flow::Abort)) {
             Ok(Flow::Value(value)) => value,
-            Ok(flow) => return self.dispatch_in_task(node, flow, task, now),
+            Ok(mut flow) => return self.dispatch_in_task(node, &mut flow, task, now),
             Err(error) => return self.close_locking(Err(error)),
         };
         let listeners = self
@@ -1780,7 +1783,7 @@ impl Shared {
     /// than spawning it.
     fn complete_shared(
         self: &Arc<Self>,
-        ended: Ended,
+        ended: EndedRef<'_>,
         kept: Option<&mut TaskState>,
         carry: Option<&mut Carried>,
     ) {
@@ -1792,7 +1795,7 @@ impl Shared {
         } = ended;
         // The one clock read of a timed event: its end, and the start of what it triggers.
         let now = self.timed.then(Instant::now);
-        let Some((task_id, elapsed)) = self.record_end(key, node, attempts, &result, now) else {
+        let Some((task_id, elapsed)) = self.record_end(key, node, attempts, result, now) else {
             return;
         };
         // What the task of a locked inline run keeps: its outcomes, joins and scratch space.
@@ -1811,20 +1814,20 @@ impl Shared {
                 inner.running -= 1;
             }
         }
-        let flow = match result {
-            Ok(flow) => flow,
-            Err(error) => {
+        // Lent where it lies (see `core::dispatch::complete`).
+        let Ok(flow) = result else {
+            if let Err(error) = std::mem::replace(result, Ok(Flow::Abort)) {
                 let mut inner = guard.unwrap_or_else(|| self.lock());
                 self.emit(&inner, node, task_id, || RunEventKind::Failed {
                     error: error.to_string(),
                 });
                 self.close(&mut inner, Err(error));
-                return;
             }
+            return;
         };
         if let Some(inner) = guard.as_deref() {
             self.emit(inner, node, task_id, || RunEventKind::Finished {
-                outcome: match &flow {
+                outcome: match flow {
                     Flow::Value(_) => OutcomeKind::Value,
                     Flow::Goto { .. } => OutcomeKind::Goto,
                     Flow::Abort => OutcomeKind::Abort,
@@ -2318,9 +2321,9 @@ impl Host for Shared {
         }
     }
 
-    fn finish(self: Arc<Self>, ended: Ended, cx: &mut std::task::Context<'_>) {
+    fn finish(self: Arc<Self>, mut ended: Ended, cx: &mut std::task::Context<'_>) {
         let mut next = None;
-        self.complete_shared(ended, None, Some(&mut next));
+        self.complete_shared(ended.lend(), None, Some(&mut next));
         if let Some(next) = next {
             self.continue_in_task(next, cx);
         }

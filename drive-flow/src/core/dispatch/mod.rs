@@ -319,22 +319,24 @@ pub(crate) fn complete<S: DispatchState>(
     state: &mut S,
     goto_targets: &mut Vec<NodeId>,
     node: NodeId,
-    flow: ErasedFlow,
+    flow: &mut ErasedFlow,
     starts: &mut impl Starts,
 ) -> Result<(), Error> {
     goto_targets.clear();
     // Overwrite the state, whatever the outcome: the event has run, and none of its
-    // listeners has seen this outcome yet. (One match: the flow's tag is read once.)
+    // listeners has seen this outcome yet. (One match: the flow's tag is read once. The
+    // flow is lent and its value taken where it is: moved whole, it was copied at every
+    // call on the way, each copy a load of what was just stored, which stalled.)
     let latest = match flow {
-        Flow::Value(value) => Latest::value_of(value),
+        Flow::Value(value) => Latest::value_of(std::mem::replace(value, AnyValue::UNIT)),
         Flow::Goto { targets, payload } => {
-            for target in &targets {
+            for target in targets.iter() {
                 goto_targets.push(graph.resolve(target.0).ok_or_else(|| Error::UnknownEvent {
                     event: graph.describe(target.0),
                     detail: format!(" (goto target of `{}`)", graph.node(node).name),
                 })?);
             }
-            Latest::goto_of(payload)
+            Latest::goto_of(std::mem::replace(payload, AnyValue::UNIT))
         }
         Flow::Abort => Latest::ABORT,
     };
@@ -547,7 +549,7 @@ mod tests {
             let mut starts = Vec::new();
             let result = self.state.complete(
                 event.node,
-                erase(flow),
+                &mut erase(flow),
                 &mut starts,
                 &mut Vec::new(),
                 self.kept.as_mut(),

@@ -148,7 +148,7 @@ impl RunState {
     pub(crate) fn complete(
         &self,
         node: NodeId,
-        flow: ErasedFlow,
+        flow: &mut ErasedFlow,
         starts: &mut impl Starts,
         goto_targets: &mut Vec<NodeId>,
         kept: Option<&mut TaskCells>,
