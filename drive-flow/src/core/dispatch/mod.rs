@@ -309,7 +309,9 @@ pub(crate) trait DispatchState {
 
 /// SEMANTICS step 3: record in `state` that `node` finished with `flow`, and push onto
 /// `starts` what runs next, listeners in registration order. `goto_targets` is scratch
-/// space, reused from one goto to the next so that a goto allocates nothing here.
+/// space, reused from one goto to the next so that a goto allocates nothing here. `flow`
+/// is lent: its value or its goto's payload is taken out (`()` is left in its place), and
+/// the caller drops the rest.
 ///
 /// # Errors
 /// [`Error::UnknownEvent`] when a goto names an event outside the graph; nothing is
