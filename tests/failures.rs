@@ -500,12 +500,18 @@ mod unknown_events {
             "{error}"
         );
 
-        let error = drive.invoke(home).await.err().unwrap();
-        match &error {
-            Error::UnknownEvent { detail, .. } => {
-                assert!(detail.contains("goto target of `jumper`"), "{detail}")
+        // Spawned and inline: the dispatch core finds the target unknown in the flow it is
+        // lent, and the completion (of either kind) ends the run with its error.
+        for inline in [false, true] {
+            let invoke = drive.invoke(home);
+            let invoke = if inline { invoke.inline() } else { invoke };
+            let error = invoke.await.err().unwrap();
+            match &error {
+                Error::UnknownEvent { detail, .. } => {
+                    assert!(detail.contains("goto target of `jumper`"), "{detail}")
+                }
+                other => panic!("expected Error::UnknownEvent (inline: {inline}), got {other:?}"),
             }
-            other => panic!("expected Error::UnknownEvent, got {other:?}"),
         }
     }
 }
