@@ -4,7 +4,8 @@
 //! box an event before it used, whose body's future had the same layout). An output that
 //! is a number, a `bool` or a `char` is held in place, not in an `Arc`: a chain or a goto
 //! loop of such events allocates nothing either. Counted by this test binary's allocator
-//! around one run; one test in the binary, so that nothing else allocates meanwhile.
+//! around a run (the fewest of a few); one test in the binary, so that nothing else
+//! allocates meanwhile.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,8 +45,7 @@ static ALLOCATOR: Counting = Counting;
 
 const EVENTS: usize = 10_000;
 
-/// Allocations per event of one run of `start`, inline or not (after a first run, which
-/// warms up the runtime's and the graph's buffers).
+/// Allocations per event of a run of `start`, inline or not (see [`allocs_per_run`]).
 fn allocs_per_event<T: Send + Sync + 'static>(
     rt: &tokio::runtime::Runtime,
     drive: &drive_flow::Drive,
@@ -55,7 +55,16 @@ fn allocs_per_event<T: Send + Sync + 'static>(
     allocs_per_run(rt, drive, start, inline, EVENTS) / EVENTS as f64
 }
 
-/// Allocations of one run of `start` (after a warm-up run), which runs `events` events.
+/// Counted runs per figure: the figure is the fewest allocations of these.
+const COUNTED_RUNS: usize = 5;
+
+/// Allocations of a run of `start`, which runs `events` events, once what it reuses is
+/// back where it looks for it: the fewest of a few runs, after a warm-up run. (A spawned
+/// run's state goes back to the graph's pool when its last holder lets it go, which may be
+/// its last event's task, after the caller was woken: the next run may start before it is
+/// back, and make its own. Counted once, right after the warm-up, a run of 10 spawned
+/// events made 11 allocations in 2 of 15 runs of this test beside two busy loops, and in
+/// one CI run, where it makes 8.)
 fn allocs_per_run<T: Send + Sync + 'static>(
     rt: &tokio::runtime::Runtime,
     drive: &drive_flow::Drive,
@@ -68,15 +77,18 @@ fn allocs_per_run<T: Send + Sync + 'static>(
         rt.block_on(if inline { invoke.inline() } else { invoke })
     };
     run().expect("warm-up run");
-    ALLOCS.store(0, Ordering::SeqCst);
-    TRACK.store(true, Ordering::SeqCst);
-    let results = run();
-    TRACK.store(false, Ordering::SeqCst);
-    let allocs = ALLOCS.load(Ordering::SeqCst);
-    let results = results.expect("counted run");
-    assert_eq!(results.len(), events, "every event ran");
-    drop(results);
-    allocs as f64
+    let mut fewest = u64::MAX;
+    for _ in 0..COUNTED_RUNS {
+        ALLOCS.store(0, Ordering::SeqCst);
+        TRACK.store(true, Ordering::SeqCst);
+        let results = run();
+        TRACK.store(false, Ordering::SeqCst);
+        fewest = fewest.min(ALLOCS.load(Ordering::SeqCst));
+        let results = results.expect("counted run");
+        assert_eq!(results.len(), events, "every event ran");
+        drop(results);
+    }
+    fewest as f64
 }
 
 #[test]
