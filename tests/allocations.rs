@@ -217,7 +217,9 @@ fn an_event_without_join_or_goto_is_one_allocation_spawned_and_none_inline() {
     // A run of 10 events: what a run allocates once. Since the eighteenth round a run
     // makes the set of its inline events that went pending only when one does, an inline
     // run that is not tracked holds no shards of entries, and a run's end passes over the
-    // shards into one list: 9 allocations before for this inline run, 12 spawned.
+    // shards into one list: 9 allocations before for this inline run, 12 spawned. Since the
+    // twentieth round an inline run makes its events' bodies in the thread's boxes, which
+    // the run before left there: 4 before.
     let mut builder = DriveBuilder::new();
     let start = builder.event("s0", || async {});
     let mut prev = start;
@@ -229,7 +231,7 @@ fn an_event_without_join_or_goto_is_one_allocation_spawned_and_none_inline() {
     let small = builder.build().expect("small chain builds");
     let per_run = allocs_per_run(&rt, &small, start, true, 10);
     assert!(
-        per_run <= 4.0,
+        per_run <= 3.0,
         "inline run of 10 events: {per_run} allocations"
     );
     let per_run = allocs_per_run(&rt, &small, start, false, 10);

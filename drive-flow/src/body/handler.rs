@@ -9,12 +9,13 @@ use std::task::Poll;
 
 use futures::FutureExt;
 
+use crate::body::call_box::CallBoxes;
 use crate::body::child::is_child;
 use crate::body::emitter::is_emitter;
 use crate::body::param::{
     is_context, is_inbox, is_input, CallSource, ContextNeed, EventParam, ParamError,
 };
-use crate::body::task::{CallBoxes, CallError, CallFuture, ErasedBody, Host, MakeBody, Spawned};
+use crate::body::task::{CallError, CallFuture, ErasedBody, Host, MakeBody, Spawned};
 use crate::core::event::Event;
 use crate::core::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
 use crate::core::graph::NodeId;
@@ -218,8 +219,13 @@ where
         self.future(call).boxed()
     }
 
-    fn call_in(&self, call: CallSource<'_>, boxes: &mut CallBoxes) {
-        boxes.set(self.future(call));
+    fn call_in(
+        &self,
+        call: CallSource<'_>,
+        boxes: &mut CallBoxes,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<ErasedFlow, CallError>> {
+        boxes.call(|| self.future(call), cx)
     }
 
     fn spawn(
@@ -448,10 +454,12 @@ mod tests {
         let own = std::mem::size_of_val(&function(EventInput::start()));
         let mut boxes = CallBoxes::default();
         let mut call = CallOnce::new(|| Call::new(EventInput::from_input(7_u32), None, None));
-        function
-            .into_erased()
-            .0
-            .call_in(CallSource::new(&mut call), &mut boxes);
+        let first = function.into_erased().0.call_in(
+            CallSource::new(&mut call),
+            &mut boxes,
+            &mut std::task::Context::from_waker(futures::task::noop_waker_ref()),
+        );
+        assert!(first.is_pending(), "its body yields first");
         let made = boxes.last_size();
         assert!(
             made <= own + 16,

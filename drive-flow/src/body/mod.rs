@@ -3,6 +3,7 @@
 //! to one callable shape. Each runner (in-process or durable) provides what the parameters
 //! reach through the small traits defined here.
 
+pub(crate) mod call_box;
 pub(crate) mod child;
 pub(crate) mod context;
 pub(crate) mod emitter;

@@ -4,7 +4,6 @@
 //! [`Host`]; the body, through [`ErasedBody`] (implemented by the typed bodies of
 //! [`handler`](crate::body::handler)).
 
-use std::alloc::Layout;
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -15,10 +14,10 @@ use std::task::{ready, Context, Poll, Waker};
 use futures::future::{BoxFuture, CatchUnwind};
 use futures::FutureExt;
 use pin_project_lite::pin_project;
-use tokio_util::sync::ReusableBoxFuture;
 use tracing::instrument::Instrumented;
 use tracing::Instrument;
 
+use crate::body::call_box::{CallBoxes, CallOutput, ReusedCall};
 use crate::body::param::{Call, CallSource, MakeCall, ParamError};
 use crate::core::error::Error;
 use crate::core::flow::{BoxError, ErasedFlow};
@@ -47,10 +46,15 @@ pub(crate) trait ErasedBody: Send + Sync + 'static {
     /// One call, boxed (its call made by `call` if the body takes a parameter).
     fn call(&self, call: CallSource<'_>) -> CallFuture;
 
-    /// One call, made the current one of `boxes` (in a box kept for the layout of this
-    /// body's future, whose allocation is reused: the future it held, which has ended, is
-    /// dropped now).
-    fn call_in(&self, call: CallSource<'_>, boxes: &mut CallBoxes);
+    /// One call, made the last one of `boxes` (in the box kept for this body's future,
+    /// whose allocation is reused: the future it held, which has ended, is dropped first),
+    /// and polled once.
+    fn call_in(
+        &self,
+        call: CallSource<'_>,
+        boxes: &mut CallBoxes,
+        cx: &mut Context<'_>,
+    ) -> Poll<CallOutput>;
 
     /// Spawn the task of one event of this body on `runtime` (not joined: the host stops
     /// it through [`Host::cancelled`] and the waker it registers).
@@ -78,98 +82,6 @@ pub(crate) trait MakeBody: 'static {
     fn make(body: &dyn ErasedBody, call: CallSource<'_>) -> Option<Self::Future>;
 }
 
-/// The future of one call of an event body in a box that the next call can reuse (if its
-/// future has the same size and alignment: see [`CallBoxes`]).
-pub(crate) type ReusedCall = ReusableBoxFuture<'static, Result<ErasedFlow, CallError>>;
-
-/// A box for the next call, empty: the first call allocates.
-pub(crate) fn empty_call() -> ReusedCall {
-    ReusableBoxFuture::new(std::future::pending())
-}
-
-/// How many layouts of body futures [`CallBoxes`] keeps a box for.
-const CALL_BOXES: usize = 4;
-
-/// The boxes an inline run makes its events' bodies in: one per layout (size and
-/// alignment) of body future, for the last [`CALL_BOXES`] layouts made, so that events of
-/// different bodies taking turns (a loop of two events, a pipeline of a few kinds) reuse
-/// their boxes rather than allocate one each time (a box is reused only for a future of its
-/// layout). Most inline events end at their first poll and leave their box here; one that
-/// goes pending takes its box with it.
-pub(crate) struct CallBoxes {
-    /// The layout each box was made for, as [`layout_key`] packs it (apart from the boxes:
-    /// looked through on every call).
-    layouts: [u64; CALL_BOXES],
-    boxes: [ReusedCall; CALL_BOXES],
-    /// The box to give a new layout (the oldest one given).
-    next: usize,
-    /// The box of the last call made.
-    last: usize,
-}
-
-/// A layout packed in one word, compared at once: size, then alignment.
-const fn layout_key(layout: Layout) -> u64 {
-    ((layout.size() as u64) << 32) | layout.align() as u64
-}
-
-/// The layout of an empty box (that of `std::future::Pending`).
-const EMPTY: u64 = layout_key(Layout::new::<()>());
-
-impl Default for CallBoxes {
-    fn default() -> Self {
-        CallBoxes {
-            layouts: [EMPTY; CALL_BOXES],
-            boxes: std::array::from_fn(|_| empty_call()),
-            next: 0,
-            last: 0,
-        }
-    }
-}
-
-impl CallBoxes {
-    /// Make `future` the last call, in the box kept for its layout (its allocation reused:
-    /// the future it held, which has ended, is dropped now), or else in the oldest box
-    /// given (which reallocates).
-    #[inline]
-    pub(crate) fn set<F>(&mut self, future: F)
-    where
-        F: Future<Output = Result<ErasedFlow, CallError>> + Send + 'static,
-    {
-        const { assert!(CALL_BOXES.is_power_of_two()) };
-        let key = const { layout_key(Layout::new::<F>()) };
-        let at = match self.layouts.iter().position(|&kept| kept == key) {
-            Some(at) => at,
-            None => {
-                let at = self.next % CALL_BOXES;
-                self.next = at + 1;
-                self.layouts[at] = key;
-                at
-            }
-        };
-        self.last = at;
-        self.boxes[at].set(future);
-    }
-
-    /// The future of the last call.
-    pub(crate) fn last(&mut self) -> &mut ReusedCall {
-        &mut self.boxes[self.last % CALL_BOXES]
-    }
-
-    /// The size of the future of the last call (tests).
-    #[cfg(test)]
-    pub(crate) fn last_size(&self) -> usize {
-        (self.layouts[self.last % CALL_BOXES] >> 32) as usize
-    }
-
-    /// The box of the last call, for an event that keeps its body (it went pending) or
-    /// drops it now (it panicked): an empty box takes its place.
-    pub(crate) fn take_last(&mut self) -> ReusedCall {
-        let at = self.last % CALL_BOXES;
-        self.layouts[at] = EMPTY;
-        std::mem::replace(&mut self.boxes[at], empty_call())
-    }
-}
-
 /// Any body, boxed: the task of an event run inside the run's own task
 /// ([`Invoke::inline`](crate::Invoke::inline)), where every event is the same future type.
 pub(crate) struct Boxed;
@@ -178,9 +90,7 @@ impl MakeBody for Boxed {
     type Future = ReusedCall;
 
     fn make(body: &dyn ErasedBody, call: CallSource<'_>) -> Option<ReusedCall> {
-        let mut boxes = CallBoxes::default();
-        body.call_in(call, &mut boxes);
-        Some(boxes.take_last())
+        Some(ReusedCall::boxed(body.call(call)))
     }
 }
 
@@ -537,15 +447,14 @@ pub(crate) enum FirstPoll {
 }
 
 impl EventTask<Boxed> {
-    /// Start an inline event and poll it once, in the run's task: its body is made in the
-    /// box of `boxes` for its layout, whose allocation the last event of that layout that
-    /// ended this way left there (most inline events end at their first poll, and then
-    /// allocate nothing here). One that
+    /// Start an inline event and poll it once, in the run's task: its body is made, and
+    /// polled, in the box of `boxes` for its body, whose allocation the last event of that
+    /// body that ended this way left there (most inline events end at their first poll,
+    /// and then allocate nothing here). One that
     /// ends is handed to `complete` here, made in place (returned, its 88 bytes would be
     /// copied on the way, right after they were written: a store forwarding stall). One
-    /// that goes pending takes the box with it, into its task, and leaves an empty one;
-    /// one that ends leaves its future there, ended, until the next event's body replaces
-    /// it (the future of a body has dropped the body's own future when it ends: see
+    /// that goes pending takes the box with it, into its task, and leaves none; one that
+    /// ends leaves its future there, ended, until the next event of its body replaces it (the future of a body has dropped the body's own future when it ends: see
     /// `handler::Typed`). An event with options has its own task from the start.
     #[allow(clippy::too_many_arguments)] // one event's parts, and where it goes
     pub(crate) fn start_inline<H: Host + ?Sized>(
@@ -584,8 +493,7 @@ impl EventTask<Boxed> {
             // body may panic in its poll.
             std::panic::catch_unwind(AssertUnwindSafe(|| {
                 let mut call = HostCall::new(host, key, node, input);
-                body.call_in(CallSource::new(&mut call), boxes);
-                boxes.last().poll(cx)
+                body.call_in(CallSource::new(&mut call), boxes, cx)
             }))
         };
         // One match from what the first poll gave to what the run sees (a flow as it came:
@@ -594,12 +502,19 @@ impl EventTask<Boxed> {
             Ok(Poll::Ready(Ok(flow))) => Ok(flow),
             Ok(Poll::Ready(Err(failed))) => host.settle(node, Ok(Err(failed))),
             Ok(Poll::Pending) => {
-                let body = boxes.take_last();
+                let step = match boxes.take_last() {
+                    Some(body) => Step::plain(body, span),
+                    // Not seen: a call that went pending left its future in its box.
+                    None => Step::Panicked {
+                        panic: Box::new("drive-flow: an inline event's body was not kept"),
+                        span,
+                    },
+                };
                 return FirstPoll::Pending(EventTask {
                     key,
                     node,
                     registered: false,
-                    step: Step::plain(body, span),
+                    step,
                 });
             }
             Err(panic) => {

@@ -31,14 +31,15 @@ use smallvec::SmallVec;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::body::call_box::CallBoxes;
 use crate::body::child::{ChildHost, ChildLink, ChildRequest};
 use crate::body::emitter::{EmitLink, EmitSink, Emitted};
 use crate::body::handler::{Bodies, Body};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
 use crate::body::param::{is_checked, is_inbox, Call, CallOnce, CallSource, Links, ParamError};
 use crate::body::task::{
-    Attempt, Attempts, Begun, Boxed, CallBoxes, CallError, Caught, Ended, EndedRef, EventTask,
-    FirstPoll, Host, Spawned,
+    Attempt, Attempts, Begun, Boxed, CallError, Caught, Ended, EndedRef, EventTask, FirstPoll,
+    Host, Spawned,
 };
 use crate::core::dispatch::{Listeners, RunState, Start, Starts};
 use crate::core::error::Error;
@@ -528,8 +529,10 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
         cells: TaskCells::default(),
         scratch: Default::default(),
     };
-    // The boxes inline events' bodies are made in (see [`EventTask::start_inline`]).
-    let mut boxes = CallBoxes::default();
+    // The boxes inline events' bodies are made in (see [`EventTask::start_inline`]): the
+    // thread's, which the last run or carried event to end here left (a run of a few events
+    // then makes none).
+    let mut boxes = shared.inline.then(take_call_boxes);
     if shared.inline {
         // With the run's cells: its memory is that of an earlier run's task. And the
         // thread's scratch space (a wide fan-out's starts would grow a new one every run).
@@ -587,8 +590,8 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
                     std::mem::swap(&mut shared.lock().inline, &mut task.started);
                 }
                 let budget = INLINE_BUDGET.saturating_sub(ended_in_a_row);
-                ended_in_a_row +=
-                    start_inline(&shared, &mut task, &mut boxes, &mut in_task, budget, cx);
+                let boxes = boxes.get_or_insert_with(Box::default);
+                ended_in_a_row += start_inline(&shared, &mut task, boxes, &mut in_task, budget, cx);
                 progressed = true;
             }
             if !in_task.is_empty() {
@@ -651,6 +654,9 @@ pub(crate) async fn drive(shared: Arc<Shared>, start: Start) -> Result<Results, 
             let results = Results::new(&shared.state, kept, began.elapsed());
             keep_scratch(task.scratch.0, task.scratch.1);
             keep_spare_queue(task.started);
+            if let Some(boxes) = boxes {
+                keep_call_boxes(boxes);
+            }
             return Ok(results);
         }
     }
@@ -991,9 +997,25 @@ type Carried = Option<(usize, Start)>;
 const CARRIED_MAX: u32 = 32;
 
 thread_local! {
-    /// The boxes the events carried on in a spawned event's task are made in (see
-    /// [`Shared::continue_in_task`]): the thread's, taken while in use.
+    /// The boxes the events of an inline run, or those carried on in a spawned event's
+    /// task (see [`Shared::continue_in_task`]), are made in: the thread's, taken while in
+    /// use (by a run, until it ends).
     static CALL_BOXES: Cell<Option<Box<CallBoxes>>> = const { Cell::new(None) };
+}
+
+/// The thread's boxes for the bodies of events run in place (see `CALL_BOXES`), or new ones
+/// if they are in use.
+fn take_call_boxes() -> Box<CallBoxes> {
+    CALL_BOXES
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Give the thread its boxes back (see [`take_call_boxes`]).
+fn keep_call_boxes(boxes: Box<CallBoxes>) {
+    let _ = CALL_BOXES.try_with(|kept| kept.set(Some(boxes)));
 }
 
 /// A queue or a scratch list of more starts is freed rather than kept by the thread
@@ -1482,7 +1504,7 @@ impl Shared {
 
     /// Start `next`, the one event that the completion of a spawned event started, in that
     /// event's task (`cx`), rather than in a task of its own: its first poll is made here, in
-    /// a box of the thread's that the last event of the same layout to end here left (see
+    /// a box of the thread's that the last event of the same body to end here left (see
     /// [`CallBoxes`]). One that ends then is completed here, and the event that completion
     /// starts, if it starts one alone, is carried on in turn, up to [`CARRIED_MAX`] in a row, or
     /// until the task's tokio budget is spent (the next one is then spawned: the thread's
@@ -1492,11 +1514,7 @@ impl Shared {
     /// no allocation, no scheduling. (Spawned, it would most often have run on this thread
     /// next anyway: a task spawned from a worker thread goes to its LIFO slot.)
     fn continue_in_task(self: Arc<Self>, next: (usize, Start), cx: &mut std::task::Context<'_>) {
-        let mut boxes = CALL_BOXES
-            .try_with(Cell::take)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let mut boxes = take_call_boxes();
         let mut next = Some(next);
         let mut carried = 0;
         while let Some((key, start)) = next.take() {
@@ -1522,7 +1540,7 @@ impl Shared {
                 drop(self.runtime.spawn(Spawned::started(host, event)));
             }
         }
-        let _ = CALL_BOXES.try_with(|kept| kept.set(Some(boxes)));
+        keep_call_boxes(boxes);
     }
 
     /// Give free slots to events back from waiting first, then to queued events.
