@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 
-use crate::body::task::CallError;
+use crate::body::param::CallError;
 use crate::core::flow::ErasedFlow;
 
 /// What one call of an event body gives.

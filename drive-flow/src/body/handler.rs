@@ -12,10 +12,11 @@ use futures::FutureExt;
 use crate::body::call_box::CallBoxes;
 use crate::body::child::is_child;
 use crate::body::emitter::is_emitter;
+use crate::body::param::CallError;
 use crate::body::param::{
     is_context, is_inbox, is_input, CallSource, ContextNeed, EventParam, ParamError,
 };
-use crate::body::task::{CallError, CallFuture, ErasedBody, Host, MakeBody, Spawned};
+use crate::body::task::{CallFuture, ErasedBody, Host, MakeBody, Spawned};
 use crate::core::event::Event;
 use crate::core::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
 use crate::core::graph::NodeId;

@@ -8,6 +8,7 @@ use crate::body::child::{is_child, Child, ChildLink, CHILD_PARAM};
 use crate::body::context::Context;
 use crate::body::emitter::{is_emitter, Emitter, EmitterNeed, EMITTER_PARAM};
 use crate::body::inbox::{Inbox, InboxLink, INBOX_PARAM};
+use crate::core::flow::BoxError;
 use crate::core::input::EventInput;
 
 pub use crate::body::need::ContextNeed;
@@ -143,6 +144,13 @@ impl<F: FnOnce() -> Call> MakeCall for CallOnce<F> {
             None => Call::new(EventInput::start(), None, None),
         }
     }
+}
+
+/// Why one call of an event body did not produce a flow: its body failed, or one of its
+/// parameters could not be given.
+pub(crate) enum CallError {
+    Failed(BoxError),
+    Param(ParamError),
 }
 
 /// Why a parameter could not be provided.

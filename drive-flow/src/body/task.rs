@@ -18,17 +18,11 @@ use tracing::instrument::Instrumented;
 use tracing::Instrument;
 
 use crate::body::call_box::{CallBoxes, CallOutput, ReusedCall};
-use crate::body::param::{Call, CallSource, MakeCall, ParamError};
+use crate::body::param::{Call, CallError, CallSource, MakeCall};
 use crate::core::error::Error;
-use crate::core::flow::{BoxError, ErasedFlow};
+use crate::core::flow::ErasedFlow;
 use crate::core::graph::NodeId;
 use crate::core::input::{BareInput, EventInput};
-
-/// Why one call of an event body did not produce a flow.
-pub(crate) enum CallError {
-    Failed(BoxError),
-    Param(ParamError),
-}
 
 /// The future of one call of an event body, boxed (the timeout and retry path, inline runs,
 /// the durable worker).

@@ -36,10 +36,11 @@ use crate::body::child::{ChildHost, ChildLink, ChildRequest};
 use crate::body::emitter::{EmitLink, EmitSink, Emitted};
 use crate::body::handler::{Bodies, Body};
 use crate::body::inbox::{CallRef, InboxLink, INBOX_PARAM};
-use crate::body::param::{is_checked, is_inbox, Call, CallOnce, CallSource, Links, ParamError};
+use crate::body::param::{
+    is_checked, is_inbox, Call, CallError, CallOnce, CallSource, Links, ParamError,
+};
 use crate::body::task::{
-    Attempt, Attempts, Begun, Boxed, CallError, Caught, Ended, EndedRef, EventTask, FirstPoll,
-    Host, Spawned,
+    Attempt, Attempts, Begun, Boxed, Caught, Ended, EndedRef, EventTask, FirstPoll, Host, Spawned,
 };
 use crate::core::dispatch::{Listeners, RunState, Start, Starts};
 use crate::core::error::Error;
