@@ -12,9 +12,8 @@ use futures::FutureExt;
 use crate::body::call_box::CallBoxes;
 use crate::body::child::is_child;
 use crate::body::emitter::is_emitter;
-use crate::body::param::CallError;
 use crate::body::param::{
-    is_context, is_inbox, is_input, CallSource, ContextNeed, EventParam, ParamError,
+    is_context, is_inbox, is_input, CallError, CallSource, ContextNeed, EventParam, ParamError,
 };
 use crate::body::task::{CallFuture, ErasedBody, Host, MakeBody, Spawned};
 use crate::core::event::Event;

@@ -444,12 +444,13 @@ impl EventTask<Boxed> {
     /// Start an inline event and poll it once, in the run's task: its body is made, and
     /// polled, in the box of `boxes` for its body, whose allocation the last event of that
     /// body that ended this way left there (most inline events end at their first poll,
-    /// and then allocate nothing here). One that
-    /// ends is handed to `complete` here, made in place (returned, its 88 bytes would be
-    /// copied on the way, right after they were written: a store forwarding stall). One
-    /// that goes pending takes the box with it, into its task, and leaves none; one that
-    /// ends leaves its future there, ended, until the next event of its body replaces it (the future of a body has dropped the body's own future when it ends: see
-    /// `handler::Typed`). An event with options has its own task from the start.
+    /// and then allocate nothing here). One that ends is handed to `complete` here, made
+    /// in place (returned, its 88 bytes would be copied on the way, right after they were
+    /// written: a store forwarding stall). One that goes pending takes the box with it,
+    /// into its task, and leaves none; one that ends leaves its future there, ended, until
+    /// the next event of its body replaces it (the future of a body has dropped the body's
+    /// own future when it ends: see `handler::Typed`). An event with options has its own
+    /// task from the start.
     #[allow(clippy::too_many_arguments)] // one event's parts, and where it goes
     pub(crate) fn start_inline<H: Host + ?Sized>(
         host: &H,
