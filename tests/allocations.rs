@@ -1,5 +1,6 @@
 //! Issue 12's allocation target: on the hot path of a run with no join and no goto, a
-//! spawned event makes one allocation, its tokio task (which holds the body's own future);
+//! spawned event makes one allocation, its tokio task (which holds the body's own future),
+//! or less: the events of a wide fan-out share a task per part of up to 16;
 //! an inline event that ends at its first poll makes none (its body's future is made in the
 //! box an event before it used, whose body's future had the same layout). An output that
 //! is a number, a `bool` or a `char` is held in place, not in an `Arc`: a chain or a goto
@@ -162,9 +163,11 @@ fn an_event_without_join_or_goto_is_one_allocation_spawned_and_none_inline() {
         builder.listen(leaf, Group::new([start]));
     }
     let fan_out = builder.build().expect("fan-out builds");
+    // Started in parts of 16 (see `tests/fan_out_parts.rs`): a task and a list per part, and
+    // an event that ends at its first poll makes none (a task each, it made one).
     let per_event = allocs_per_event(&rt, &fan_out, start, false);
     assert!(
-        per_event <= 1.02,
+        per_event <= 0.2,
         "fan-out: {per_event} allocations per event"
     );
     let per_event = allocs_per_event(&rt, &fan_out, start, true);

@@ -44,7 +44,10 @@
 //!   dispatched. [`Flow::abort`] ends the branch. Both count as "has run" for joins.
 //! - Events triggered together run concurrently, each as a tokio task. (An event that
 //!   another's end starts alone runs in the task of the event that ended, which has
-//!   nothing left to do: no task is spawned for it; see [`Invoke`].)
+//!   nothing left to do: no task is spawned for it. The events of a wide fan-out, 64 or
+//!   more started by one end, share a task per part of up to 16, which makes their first
+//!   polls in place: one that waits gets a task of its own, and a part that has run for
+//!   50 µs gives one to each event it has left; see [`Invoke`].)
 //! - The run ends when nothing is running or queued, and returns [`Results`]. An error or a
 //!   panic in an event fails the run with [`Error`] naming the event, and cancels every
 //!   other event in flight; dropping the run's future cancels everything it started.

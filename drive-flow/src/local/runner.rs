@@ -104,6 +104,17 @@ pub const DEFAULT_MAX_STEPS: u64 = 10_000_000;
 /// thread's other tasks get their turn; one that goes pending there moves to a task of its
 /// own (its body polled again there). What runs is the same either way.
 ///
+/// The events of a wide fan-out (64 or more started by one end) are cut into parts of up to
+/// 16 (fewer on a runtime of many workers: at least four parts per worker), each handed to
+/// a task, which any worker takes, and which starts the part's events one after the other
+/// in place: most small events end at their first poll, without a task of their own. One
+/// that goes pending there moves to a task of its own, and the next one starts; once the
+/// part has run for 50 µs (or spent the task's tokio budget), every event it has left gets
+/// a task of its own, so that long events still spread over the workers. (In a fan-out of
+/// events that each block their thread, the rest of a part waits for its first event to
+/// end before it is spawned; give such work to `tokio::task::spawn_blocking`, as any tokio
+/// task should.)
+///
 /// ```
 /// use drive_flow::prelude::*;
 ///
@@ -399,7 +410,7 @@ impl<E> Invoke<E> {
             bodies: self.bodies,
             run_id,
             span,
-            workers: runtime.metrics().num_workers() > 1,
+            workers: runtime.metrics().num_workers().max(1),
             runtime,
             context: self.context.map(|(context, _, _)| context),
             cap: self.max_concurrency,
@@ -998,9 +1009,19 @@ thread_local! {
     static SPARE_QUEUE: Cell<VecDeque<Queued>> = const { Cell::new(VecDeque::new()) };
 }
 
-/// The event a spawned event's completion carries on in its own task, if any (see
-/// [`Shared::continue_in_task`]).
-type Carried = Option<(usize, Start)>;
+/// What the completions made in a task that starts events in place (a spawned event's task,
+/// or a wide batch's part's: see [`Shared::carry_on`]) leave to it.
+#[derive(Default)]
+struct Carried {
+    /// The one event the last completion started, if it started one alone: the task starts
+    /// it next, rather than spawning it.
+    next: Option<(usize, Start)>,
+    /// How many of those completions started nothing: each takes one off the events in
+    /// flight, all at once when the task is done with them ([`Shared::end_carried`]). One
+    /// shared counter decremented by every such completion was most of what a part of
+    /// empty events spent waiting on another core (its cache line went to and fro).
+    ended: usize,
+}
 
 /// How many events a task carries on in a row before it spawns the next one.
 const CARRIED_MAX: u32 = 32;
@@ -1050,9 +1071,23 @@ fn keep_spare_queue(mut queue: VecDeque<Queued>) {
     }
 }
 
-/// How many events of a wide batch one task spawns, on a runtime of several workers (see
-/// [`Shared::spawn_all`]).
-const SPAWN_PART: usize = 256;
+/// A batch of at least this many events (a wide fan-out's, started by one completion) is
+/// started in parts, each in a task of its own (see [`Shared::spawn_all`]). A narrower one
+/// gets a task per event: its events may well be few and long, and each should have a
+/// worker of its own at once.
+const IN_PLACE_BATCH_MIN: usize = 64;
+
+/// The most events of a wide batch one part takes (fewer on a runtime of many workers: a
+/// batch is cut into at least `IN_PLACE_PARTS_PER_WORKER` parts per worker, for every
+/// worker to have several to take).
+const IN_PLACE_PART_MAX: usize = 16;
+
+/// See [`IN_PLACE_PART_MAX`].
+const IN_PLACE_PARTS_PER_WORKER: usize = 4;
+
+/// How long a part's task starts its events in place before it gives each of the rest a task
+/// of its own (a part of long events is not made to run one after another).
+const IN_PLACE_TIME: Duration = Duration::from_micros(50);
 
 /// A larger spare is freed rather than kept by the thread (a wide fan-out's batch).
 const SPARE_MAX: usize = 256;
@@ -1145,9 +1180,9 @@ pub(crate) struct Shared {
     pub(crate) run_id: u64,
     span: tracing::Span,
     pub(crate) runtime: tokio::runtime::Handle,
-    /// The runtime has more than one worker thread: a wide batch of events is spawned
-    /// from several (see [`spawn_all`](Self::spawn_all)).
-    workers: bool,
+    /// How many worker threads the runtime has: a wide batch of events is cut into parts
+    /// for each of them to take several (see [`spawn_all`](Self::spawn_all)).
+    workers: usize,
     context: Option<AnyContext>,
     cap: usize,
     /// Run events inside the run's task ([`Invoke::inline`]).
@@ -1205,7 +1240,7 @@ pub(crate) struct Shared {
     /// How many times the run's lock was taken (tests).
     #[cfg(test)]
     locked_times: AtomicUsize,
-    /// How many parts of wide batches were handed to tasks to spawn (tests).
+    /// How many parts of wide batches were handed to tasks to start in place (tests).
     #[cfg(test)]
     spawn_parts: AtomicUsize,
 }
@@ -1464,6 +1499,15 @@ impl Shared {
     /// one carried on beside others just spawned would keep the last of those in the
     /// thread's LIFO slot, where no other thread steals it, while it runs (a body that
     /// blocks its thread would keep its sibling from starting).
+    ///
+    /// A wide batch ([`IN_PLACE_BATCH_MIN`] or more: a fan-out) is cut into parts of up to
+    /// [`IN_PLACE_PART_MAX`] events, each handed to a task that starts its events in place
+    /// ([`start_in_place`](Self::start_in_place)): whichever worker takes a part runs it,
+    /// and most small events end at their first poll, without a task of their own (a task
+    /// per event was most of what a spawned fan-out's event cost: its allocation, its
+    /// scheduling, its list entry). The first part is the last spawned: the thread that
+    /// spawns them, like the others, takes the parts from the front of its queue while the
+    /// other workers steal from the back.
     fn spawn_all(
         self: &Arc<Self>,
         mut batch: impl ExactSizeIterator<Item = (usize, Start)>,
@@ -1471,28 +1515,31 @@ impl Shared {
     ) {
         if let Some(carry) = carry {
             if batch.len() == 1 {
-                *carry = batch.next();
+                carry.next = batch.next();
                 return;
             }
         }
-        // A wide batch (a fan-out) is not spawned by this thread alone, on a runtime of
-        // several workers: its events are handed to tasks in parts of `SPAWN_PART`, each
-        // spawning its part from whichever worker takes it, so that the other workers
-        // spawn events while this one does (and start running them sooner). One thread
-        // spawning them all would make the fan-out's start a serial step that more cores
-        // do not shorten. The last part is spawned here.
-        if self.workers {
-            while batch.len() > SPAWN_PART {
-                if self.is_over() {
-                    return; // the rest are dropped with the drain
+        if batch.len() >= IN_PLACE_BATCH_MIN {
+            let per_worker = batch.len() / (self.workers * IN_PLACE_PARTS_PER_WORKER);
+            let part_len = per_worker.clamp(1, IN_PLACE_PART_MAX);
+            if part_len > 1 {
+                while batch.len() > 0 {
+                    if self.is_over() {
+                        return; // the rest are dropped with the drain
+                    }
+                    let part: Vec<(usize, Start)> = batch.by_ref().take(part_len).collect();
+                    #[cfg(test)]
+                    self.spawn_parts.fetch_add(1, Ordering::Relaxed);
+                    let run = self.clone();
+                    let mut part = Some(part);
+                    drop(self.runtime.spawn(poll_fn(move |cx| {
+                        if let Some(part) = part.take() {
+                            run.start_in_place(part, cx);
+                        }
+                        Poll::Ready(())
+                    })));
                 }
-                let part: Vec<(usize, Start)> = batch.by_ref().take(SPAWN_PART).collect();
-                #[cfg(test)]
-                self.spawn_parts.fetch_add(1, Ordering::Relaxed);
-                let run = self.clone();
-                drop(self.runtime.spawn(async move {
-                    run.spawn_all(part.into_iter(), None);
-                }));
+                return;
             }
         }
         for (key, start) in batch {
@@ -1511,45 +1558,119 @@ impl Shared {
         }
     }
 
-    /// Start `next`, the one event that the completion of a spawned event started, in that
-    /// event's task (`cx`), rather than in a task of its own: its first poll is made here, in
-    /// a box of the thread's that the last event of the same body to end here left (see
-    /// [`CallBoxes`]). One that ends then is completed here, and the event that completion
-    /// starts, if it starts one alone, is carried on in turn, up to [`CARRIED_MAX`] in a row, or
-    /// until the task's tokio budget is spent (the next one is then spawned: the thread's
-    /// other tasks get their turn). One that goes pending gets a task of its own, which
-    /// polls it again (so that it leaves that task's waker where it waits). A chain of
-    /// events, a loop, or the last member of a join to end saves a task per event this way:
-    /// no allocation, no scheduling. (Spawned, it would most often have run on this thread
-    /// next anyway: a task spawned from a worker thread goes to its LIFO slot.)
-    fn continue_in_task(self: Arc<Self>, next: (usize, Start), cx: &mut std::task::Context<'_>) {
+    /// Start the events of `part` (of a wide batch: see [`spawn_all`](Self::spawn_all)) in
+    /// this task (`cx`), one after the other, each as [`continue_in_task`] starts a carried
+    /// event: an event that goes pending gets a task of its own there, and the next one
+    /// starts. Once the part has run here for [`IN_PLACE_TIME`], or spent the task's tokio
+    /// budget, each event left gets a task of its own: long events run side by side on the
+    /// runtime's workers, as spawned events do, and the thread's other tasks get their turn.
+    ///
+    /// [`continue_in_task`]: Self::continue_in_task
+    fn start_in_place(
+        self: &Arc<Self>,
+        part: Vec<(usize, Start)>,
+        cx: &mut std::task::Context<'_>,
+    ) {
         let mut boxes = take_call_boxes();
-        let mut next = Some(next);
-        let mut carried = 0;
-        while let Some((key, start)) = next.take() {
+        let mut carried = Carried::default();
+        let began = Instant::now();
+        let mut part = part.into_iter();
+        let mut done = 0_u32;
+        while let Some(next) = part.next() {
             if self.is_over() {
                 break; // cancelled with its run, as a spawned one would be
             }
-            if carried == CARRIED_MAX || !tokio::task::coop::has_budget_remaining() {
+            self.carry_on(&mut boxes, next, cx, &mut carried);
+            done += 1;
+            // The clock is read after the first two events, then after every fourth (a read
+            // per event was 6 % of a part of empty events' time): a long event is seen at
+            // once, and short ones make no part run much past its time.
+            let look = done <= 2 || done % 4 == 0;
+            if part.len() > 0
+                && ((look && began.elapsed() >= IN_PLACE_TIME)
+                    || !tokio::task::coop::has_budget_remaining())
+            {
+                self.spawn_all(part, None);
+                break;
+            }
+        }
+        keep_call_boxes(boxes);
+        self.end_carried(carried);
+    }
+
+    /// Start `next`, the one event that the completion of a spawned event started, in that
+    /// event's task (`cx`), rather than in a task of its own: see [`carry_on`](Self::carry_on).
+    fn continue_in_task(
+        self: &Arc<Self>,
+        next: (usize, Start),
+        cx: &mut std::task::Context<'_>,
+        carried: &mut Carried,
+    ) {
+        let mut boxes = take_call_boxes();
+        self.carry_on(&mut boxes, next, cx, carried);
+        keep_call_boxes(boxes);
+    }
+
+    /// Take the events that the completions made in a task ended without starting any off
+    /// the events in flight (see [`Carried::ended`]), and end the run if none is left.
+    fn end_carried(&self, carried: Carried) {
+        debug_assert!(carried.next.is_none(), "a carried event was left unstarted");
+        if carried.ended > 0 {
+            let before = self.state.writers().add(
+                &self.in_flight,
+                carried.ended.wrapping_neg(),
+                Ordering::AcqRel,
+            );
+            if before == carried.ended {
+                self.close_locking(Ok(()));
+            }
+        }
+    }
+
+    /// Start `next` in this task (`cx`): its first poll is made here, in a box of `boxes` (the
+    /// thread's) that the last event of the same body to end here left (see [`CallBoxes`]).
+    /// One that ends then is completed here, and the event that completion starts, if it
+    /// starts one alone, is carried on in turn, up to [`CARRIED_MAX`] in a row, or until the
+    /// task's tokio budget is spent (the next one is then spawned: the thread's other tasks
+    /// get their turn). One that goes pending gets a task of its own, which polls it again
+    /// (so that it leaves that task's waker where it waits). A chain of events, a loop, or
+    /// the last member of a join to end saves a task per event this way: no allocation, no
+    /// scheduling. (Spawned, it would most often have run on this thread next anyway: a
+    /// task spawned from a worker thread goes to its LIFO slot.)
+    /// The completions made here count what they end in `carried` (the caller takes them off
+    /// the events in flight: [`end_carried`](Self::end_carried)).
+    fn carry_on(
+        self: &Arc<Self>,
+        boxes: &mut CallBoxes,
+        next: (usize, Start),
+        cx: &mut std::task::Context<'_>,
+        carried: &mut Carried,
+    ) {
+        carried.next = Some(next);
+        let mut in_a_row = 0;
+        while let Some((key, start)) = carried.next.take() {
+            if self.is_over() {
+                break; // cancelled with its run, as a spawned one would be
+            }
+            if in_a_row == CARRIED_MAX || !tokio::task::coop::has_budget_remaining() {
                 self.spawn_all(std::iter::once((key, start)), None);
                 break;
             }
-            carried += 1;
+            in_a_row += 1;
             let started = EventTask::start_inline(
-                &*self,
-                &mut boxes,
+                &**self,
+                boxes,
                 key,
                 start.node,
                 start.input,
                 cx,
-                |ended| self.complete_shared(ended, None, Some(&mut next)),
+                |ended| self.complete_shared(ended, None, Some(carried)),
             );
             if let FirstPoll::Pending(event) = started {
                 let host: Arc<dyn Host> = self.clone();
                 drop(self.runtime.spawn(Spawned::started(host, event)));
             }
         }
-        keep_call_boxes(boxes);
     }
 
     /// Give free slots to events back from waiting first, then to queued events.
@@ -1961,16 +2082,18 @@ impl Shared {
         }
         // What it started is counted before any of it runs: the locked lane's events are
         // spawned once the lock is released, the plain lane's batch below.
-        let last = self.count_started(count);
-        match guard {
-            Some(mut inner) => {
-                if last {
+        match (guard, carry) {
+            (Some(mut inner), carry) => {
+                if self.count_started(count) {
                     self.close(&mut inner, Ok(()));
                 }
                 self.unlock(inner, carry);
             }
-            None => {
-                if last {
+            // Made in a task that starts events in place, and started nothing: that task
+            // takes it off the events in flight (see `Carried::ended`).
+            (None, Some(carried)) if count == 0 => carried.ended += 1,
+            (None, carry) => {
+                if self.count_started(count) {
                     self.close_locking(Ok(()));
                 }
                 // A batch only spawns, drained where it is (moved into an iterator, it was
@@ -2350,11 +2473,12 @@ impl Host for Shared {
     }
 
     fn finish(self: Arc<Self>, mut ended: Ended, cx: &mut std::task::Context<'_>) {
-        let mut next = None;
-        self.complete_shared(ended.lend(), None, Some(&mut next));
-        if let Some(next) = next {
-            self.continue_in_task(next, cx);
+        let mut carried = Carried::default();
+        self.complete_shared(ended.lend(), None, Some(&mut carried));
+        if let Some(next) = carried.next.take() {
+            self.continue_in_task(next, cx, &mut carried);
         }
+        self.end_carried(carried);
     }
 }
 
@@ -2577,7 +2701,7 @@ mod tests {
     }
 
     #[test]
-    fn a_wide_fan_out_is_spawned_from_several_tasks_on_several_workers_and_each_event_runs_once() {
+    fn a_wide_fan_out_is_started_in_parts_of_a_size_set_by_the_workers_and_each_event_runs_once() {
         use std::sync::atomic::AtomicU32;
         use std::sync::Arc;
 
@@ -2611,18 +2735,22 @@ mod tests {
                 shared.spawn_parts.load(Ordering::Relaxed)
             })
         };
-        // Two workers: three parts of 256 handed to tasks (which any worker takes), the
-        // last 232 spawned by the completion's own thread.
-        let two = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
-        assert_eq!(parts(two), 3);
-        // One thread: nothing to share the spawning with.
+        let workers = |count: usize| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(count)
+                .build()
+                .unwrap()
+        };
+        // One thread or two: parts of 16 (at least four parts per worker), the last of 8.
         let one = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        assert_eq!(parts(one), 0);
+        assert_eq!(parts(one), 63);
+        assert_eq!(parts(workers(2)), 63);
+        // 32 workers: parts of 7 (1 000 / (32 × 4)), for each worker to have several.
+        assert_eq!(parts(workers(32)), 143);
+        // 300 workers: parts of 1 would save nothing: a task per event.
+        assert_eq!(parts(workers(300)), 0);
     }
 
     #[test]
