@@ -2,7 +2,7 @@
 //!
 //! `cargo bench --bench overhead` runs every workload of `support/workloads.rs` at 10, 1 000
 //! and 100 000 events (and 1 000 000 with `BENCH_1M=1`) in four modes: drive-flow
-//! (`drive`, a task per event), drive-flow `.inline()` (`drive-inline`), the spawn-per-event
+//! (`drive`, its events spawned), drive-flow `.inline()` (`drive-inline`), the spawn-per-event
 //! baseline (`base-spawn`) and the `FuturesUnordered` baseline (`base-futures`). Throughput
 //! is in events, so criterion prints events/s; ns/event is its inverse. Also: the cost of
 //! building each graph (`build/*`), and the macro-made small workloads against the same

@@ -394,7 +394,7 @@ fn time_registry(
     rows
 }
 
-/// One cell of the core-scaling section: ns/event of drive-flow (a task per event) and of
+/// One cell of the core-scaling section: ns/event of drive-flow (spawned) and of
 /// the spawn baseline on a runtime with `workers` worker threads.
 struct ScaleRow {
     kind: Kind,
@@ -488,7 +488,7 @@ fn speedups(rows: &[ScaleRow], row: &ScaleRow) -> Option<(f64, f64, f64)> {
 fn print_scaling(rows: &[ScaleRow], smoke: bool) {
     println!();
     println!(
-        "core scaling: {} events per run, each body busy (CPU) for the given µs; drive (a task per event) and base-spawn",
+        "core scaling: {} events per run, each body busy (CPU) for the given µs; drive (spawned) and base-spawn",
         rows.first().map_or(0, |r| r.events)
     );
     println!("ns per event (fastest of interleaved blocks); x = drive / base-spawn;");

@@ -3,7 +3,9 @@
 //!
 //! Every workload is one graph, described once ([`Spec`]) and run four ways:
 //!
-//! - [`Mode::Drive`]: drive-flow, built with [`DriveBuilder`], one tokio task per event;
+//! - [`Mode::Drive`]: drive-flow, built with [`DriveBuilder`], its events spawned (a tokio
+//!   task per event, but an event started alone runs in its starter's task, and a wide
+//!   fan-out's events share a task per part of up to 16);
 //! - [`Mode::Inline`]: the same drive with [`Invoke::inline`](drive_flow::Invoke::inline);
 //! - [`Mode::Spawn`]: a hand-written tokio scheduler, one `tokio::spawn` per event and an
 //!   atomic countdown per join (a `Semaphore` for the capped fan-out; the goto loop spawns
@@ -89,7 +91,7 @@ impl Kind {
 /// How a workload is run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// drive-flow, a tokio task per event.
+    /// drive-flow, its events spawned (a wide fan-out's in parts).
     Drive,
     /// drive-flow with `.inline()`.
     Inline,
