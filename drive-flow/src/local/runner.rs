@@ -1505,9 +1505,9 @@ impl Shared {
     /// ([`start_in_place`](Self::start_in_place)): whichever worker takes a part runs it,
     /// and most small events end at their first poll, without a task of their own (a task
     /// per event was most of what a spawned fan-out's event cost: its allocation, its
-    /// scheduling, its list entry). The first part is the last spawned: the thread that
-    /// spawns them, like the others, takes the parts from the front of its queue while the
-    /// other workers steal from the back.
+    /// scheduling, its list entry). Spawned from a worker, the parts wait in its queue,
+    /// where idle workers steal them (but the last one spawned, which tokio keeps in the
+    /// worker's LIFO slot, for the worker to run next).
     fn spawn_all(
         self: &Arc<Self>,
         mut batch: impl ExactSizeIterator<Item = (usize, Start)>,
@@ -1637,8 +1637,10 @@ impl Shared {
     /// the last member of a join to end saves a task per event this way: no allocation, no
     /// scheduling. (Spawned, it would most often have run on this thread next anyway: a
     /// task spawned from a worker thread goes to its LIFO slot.)
-    /// The completions made here count what they end in `carried` (the caller takes them off
-    /// the events in flight: [`end_carried`](Self::end_carried)).
+    ///
+    /// The completions made here count the events they end in `carried`, and leave it the
+    /// event to carry on; the caller takes the ended ones off the events in flight
+    /// ([`end_carried`](Self::end_carried)).
     fn carry_on(
         self: &Arc<Self>,
         boxes: &mut CallBoxes,
