@@ -13,11 +13,7 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 
-use crate::body::param::CallError;
-use crate::core::flow::ErasedFlow;
-
-/// What one call of an event body gives.
-pub(crate) type CallOutput = Result<ErasedFlow, CallError>;
+use crate::body::param::CallOutput;
 
 /// A box holding the future of one body type, polled and refilled through this trait.
 trait CallSlot: Send {

@@ -13,11 +13,12 @@ use crate::body::call_box::CallBoxes;
 use crate::body::child::is_child;
 use crate::body::emitter::is_emitter;
 use crate::body::param::{
-    is_context, is_inbox, is_input, CallError, CallSource, ContextNeed, EventParam, ParamError,
+    is_context, is_inbox, is_input, CallError, CallOutput, CallSource, ContextNeed, EventParam,
+    ParamError,
 };
 use crate::body::task::{CallFuture, ErasedBody, Host, MakeBody, Spawned};
 use crate::core::event::Event;
-use crate::core::flow::{erase, BoxError, ErasedFlow, Flow, IntoFlow};
+use crate::core::flow::{erase, BoxError, Flow, IntoFlow};
 use crate::core::graph::NodeId;
 use crate::core::input::BareInput;
 
@@ -157,7 +158,7 @@ impl<F, Fut, M> Typed<F, M>
 where
     F: Fn(CallSource<'_>) -> Fut,
     Fut: Future,
-    M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy,
+    M: FnOnce(Fut::Output) -> CallOutput + Copy,
 {
     #[inline]
     fn future(&self, call: CallSource<'_>) -> Erased<Fut, M> {
@@ -183,9 +184,9 @@ pin_project_lite::pin_project! {
 impl<Fut, M> Future for Erased<Fut, M>
 where
     Fut: Future,
-    M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy,
+    M: FnOnce(Fut::Output) -> CallOutput + Copy,
 {
-    type Output = Result<ErasedFlow, CallError>;
+    type Output = CallOutput;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
@@ -199,7 +200,7 @@ impl<F, Fut, M> MakeBody for Typed<F, M>
 where
     F: Fn(CallSource<'_>) -> Fut + Send + Sync + 'static,
     Fut: Future + Send + 'static,
-    M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy + Send + Sync + 'static,
+    M: FnOnce(Fut::Output) -> CallOutput + Copy + Send + Sync + 'static,
 {
     type Future = Erased<Fut, M>;
 
@@ -213,7 +214,7 @@ impl<F, Fut, M> ErasedBody for Typed<F, M>
 where
     F: Fn(CallSource<'_>) -> Fut + Send + Sync + 'static,
     Fut: Future + Send + 'static,
-    M: FnOnce(Fut::Output) -> Result<ErasedFlow, CallError> + Copy + Send + Sync + 'static,
+    M: FnOnce(Fut::Output) -> CallOutput + Copy + Send + Sync + 'static,
 {
     fn call(&self, call: CallSource<'_>) -> CallFuture {
         self.future(call).boxed()
@@ -224,7 +225,7 @@ where
         call: CallSource<'_>,
         boxes: &mut CallBoxes,
         cx: &mut std::task::Context<'_>,
-    ) -> Poll<Result<ErasedFlow, CallError>> {
+    ) -> Poll<CallOutput> {
         boxes.call(|| self.future(call), cx)
     }
 
@@ -406,6 +407,7 @@ mod tests {
     use crate::body::context::Context;
     use crate::body::param::{Call, CallOnce, MakeCall};
     use crate::body::task::{Boxed, EventTask};
+    use crate::core::flow::ErasedFlow;
     use crate::core::input::EventInput;
 
     /// The size of the task of a body, and of the body's own future.

@@ -8,7 +8,7 @@ use crate::body::child::{is_child, Child, ChildLink, CHILD_PARAM};
 use crate::body::context::Context;
 use crate::body::emitter::{is_emitter, Emitter, EmitterNeed, EMITTER_PARAM};
 use crate::body::inbox::{Inbox, InboxLink, INBOX_PARAM};
-use crate::core::flow::BoxError;
+use crate::core::flow::{BoxError, ErasedFlow};
 use crate::core::input::EventInput;
 
 pub use crate::body::need::ContextNeed;
@@ -152,6 +152,9 @@ pub(crate) enum CallError {
     Failed(BoxError),
     Param(ParamError),
 }
+
+/// What one call of an event body gives.
+pub(crate) type CallOutput = Result<ErasedFlow, CallError>;
 
 /// Why a parameter could not be provided.
 #[doc(hidden)]

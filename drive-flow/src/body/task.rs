@@ -17,8 +17,8 @@ use pin_project_lite::pin_project;
 use tracing::instrument::Instrumented;
 use tracing::Instrument;
 
-use crate::body::call_box::{CallBoxes, CallOutput, ReusedCall};
-use crate::body::param::{Call, CallError, CallSource, MakeCall};
+use crate::body::call_box::{CallBoxes, ReusedCall};
+use crate::body::param::{Call, CallOutput, CallSource, MakeCall};
 use crate::core::error::Error;
 use crate::core::flow::ErasedFlow;
 use crate::core::graph::NodeId;
@@ -26,10 +26,10 @@ use crate::core::input::{BareInput, EventInput};
 
 /// The future of one call of an event body, boxed (the timeout and retry path, inline runs,
 /// the durable worker).
-pub(crate) type CallFuture = BoxFuture<'static, Result<ErasedFlow, CallError>>;
+pub(crate) type CallFuture = BoxFuture<'static, CallOutput>;
 
 /// The output of one call of an event body: its flow, or why it has none, or its panic.
-pub(crate) type Caught = std::thread::Result<Result<ErasedFlow, CallError>>;
+pub(crate) type Caught = std::thread::Result<CallOutput>;
 
 /// How many attempts an event made, and how the last one ended.
 pub(crate) type Attempts = (u32, Result<ErasedFlow, Error>);
@@ -68,7 +68,7 @@ pub(crate) trait ErasedBody: Send + Sync + 'static {
 /// How a task makes its event's body from the body the host holds for the event.
 pub(crate) trait MakeBody: 'static {
     /// The body's future, held in the task.
-    type Future: Future<Output = Result<ErasedFlow, CallError>> + Send + 'static;
+    type Future: Future<Output = CallOutput> + Send + 'static;
 
     /// The body's future for the call `call` makes, if the body takes a parameter (made
     /// only then: a call is large, and most small bodies take nothing); `None` if `body` is
