@@ -72,14 +72,20 @@ fn no_box() -> TypeId {
     TypeId::of::<()>()
 }
 
-/// How many body types [`CallBoxes`] keeps a box for.
-const CALL_BOXES: usize = 4;
+/// How many body types [`CallBoxes`] keeps a box for. Every `#[event]` function is a body
+/// type of its own: a workflow of up to this many events taking turns allocates no box
+/// once each has one. (Four, from the twentieth round to the twenty-second, made a run of
+/// five or more such events taking turns allocate two per event, a new box and its
+/// handle, in place of one of the oldest type: a cycle longer than the boxes misses every
+/// time.) Looked through in order, oldest first, on every call: a workflow of a few types
+/// finds its boxes among the first.
+const CALL_BOXES: usize = 16;
 
 /// The boxes an inline run makes its events' bodies in: one per body type, for the last
 /// [`CALL_BOXES`] types made, so that events of different bodies taking turns (a loop of
-/// two events, a pipeline of a few kinds) reuse their boxes rather than allocate one each
-/// time. Most inline events end at their first poll and leave their box here; one that goes
-/// pending takes its box with it.
+/// two events, a pipeline of a few stages, an agent's steps) reuse their boxes rather than
+/// allocate one each time. Most inline events end at their first poll and leave their box
+/// here; one that goes pending takes its box with it.
 pub(crate) struct CallBoxes {
     /// The future type each box was made for (apart from the boxes: looked through on
     /// every call); [`no_box`] for none.
