@@ -175,3 +175,61 @@ async fn an_event_of_a_part_that_panics_fails_the_run_with_its_name() {
         other => panic!("expected Error::Panicked, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_fan_out_over_the_step_budget_ends_the_run_and_none_of_it_starts() {
+    // The root is step 1, its 200 listeners steps 2 to 201: the 100th listener (step 101)
+    // is over a budget of 100, and the run ends before any of them starts.
+    let (drive, root, _, seen) = fan_out(200, |_| async { Ok(()) });
+    match within(drive.invoke(root).max_steps(100)).await {
+        Err(Error::TooManySteps { limit, .. }) => assert_eq!(limit, 100),
+        other => panic!("expected Error::TooManySteps, got {other:?}"),
+    }
+    assert!(seen.lock().unwrap().is_empty(), "no listener started");
+    // Within the budget, all of them run.
+    let results = within(drive.invoke(root).max_steps(201)).await.unwrap();
+    assert_eq!(results.len(), 201);
+    assert_eq!(seen.lock().unwrap().len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_of_a_wide_fan_out_over_its_run_limit_ends_the_run_and_none_of_it_starts() {
+    // `start` starts `root` and `l50`; `root` then fans out to `l0`..`l99`, `l50` among
+    // them, which has run (been triggered) once already: over `max_runs_per_event(1)`.
+    let seen: Seen = Arc::default();
+    let mut b = DriveBuilder::new();
+    let start = b.event("start", || async {});
+    let root = b.event("root", || async { Flow::from(41_u32) });
+    b.listen(root, Group::new([start]));
+    let listeners: Vec<Handle<()>> = (0..100)
+        .map(|i| {
+            let seen = seen.clone();
+            let listener = b.event(format!("l{i}"), move |input: EventInput| {
+                let got = input.get(root).copied();
+                seen.lock().unwrap().push((i, got, tokio::task::id()));
+                async {}
+            });
+            b.listen(listener, Group::new([root]));
+            listener
+        })
+        .collect();
+    b.listen(listeners[50], Group::new([start]));
+    let drive = b.build().unwrap();
+    match within(drive.invoke(start).max_runs_per_event(1)).await {
+        Err(Error::TooManyRuns { event, runs, limit }) => {
+            assert_eq!((event.as_str(), runs, limit), ("l50", 1, 1));
+        }
+        other => panic!("expected Error::TooManyRuns, got {other:?}"),
+    }
+    // Only `l50`'s run from `start` (its input without the root's value) may have started.
+    let ran: Vec<(usize, Option<u32>)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|&(i, got, _)| (i, got))
+        .collect();
+    assert!(
+        ran.is_empty() || ran == [(50, None)],
+        "none of the fan-out started: {ran:?}"
+    );
+}

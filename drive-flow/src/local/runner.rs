@@ -51,6 +51,7 @@ use crate::core::graph::{Graph, NodeId};
 use crate::core::input::{BareInput, EventInput, OutcomeKind};
 use crate::core::options::EventOptions;
 use crate::core::results::Results;
+use crate::core::value::AnyValue;
 use crate::local::mailbox::Mailbox;
 use crate::local::stream::{Cause, EventSender, PathStep, RunEvent, RunEventKind, RunPath};
 use crate::local::tasks::{Task, Tasks, UNTRACKED};
@@ -107,7 +108,9 @@ pub const DEFAULT_MAX_STEPS: u64 = 10_000_000;
 /// The events of a wide fan-out (64 or more started by one end) are cut into parts of up to
 /// 16 (fewer on a runtime of many workers: at least four parts per worker), each handed to
 /// a task, which any worker takes, and which starts the part's events one after the other
-/// in place: most small events end at their first poll, without a task of their own. One
+/// in place: most small events end at their first poll, without a task of their own. (The
+/// listeners of one event, each listening to it alone, are admitted to the run's budgets
+/// by the end that fires them, in order, and each part makes its own events' inputs.) One
 /// that goes pending there moves to a task of its own, and the next one starts; once the
 /// part has run for 50 µs (or spent the task's tokio budget), every event it has left gets
 /// a task of its own, so that long events still spread over the workers. (In a fan-out of
@@ -1026,6 +1029,35 @@ struct Carried {
 /// How many events a task carries on in a row before it spawns the next one.
 const CARRIED_MAX: u32 = 32;
 
+/// The starts of a wide fan-out's listeners, each made as it is taken
+/// ([`Listeners::next_start`]), without an entry among the run's tasks.
+struct ListenerStarts<'g> {
+    listeners: Listeners,
+    graph: &'g Graph,
+}
+
+impl<'g> ListenerStarts<'g> {
+    fn new(listeners: Listeners, graph: &'g Graph) -> Self {
+        ListenerStarts { listeners, graph }
+    }
+}
+
+impl Iterator for ListenerStarts<'_> {
+    type Item = (usize, Start);
+
+    fn next(&mut self) -> Option<(usize, Start)> {
+        let start = self.listeners.next_start(self.graph)?;
+        Some((UNTRACKED, start))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = self.listeners.len();
+        (len, Some(len))
+    }
+}
+
+impl ExactSizeIterator for ListenerStarts<'_> {}
+
 thread_local! {
     /// The boxes the events of an inline run, or those carried on in a spawned event's
     /// task (see [`Shared::continue_in_task`]), are made in: the thread's, taken while in
@@ -1519,28 +1551,16 @@ impl Shared {
                 return;
             }
         }
-        if batch.len() >= IN_PLACE_BATCH_MIN {
-            let per_worker = batch.len() / (self.workers * IN_PLACE_PARTS_PER_WORKER);
-            let part_len = per_worker.clamp(1, IN_PLACE_PART_MAX);
-            if part_len > 1 {
-                while batch.len() > 0 {
-                    if self.is_over() {
-                        return; // the rest are dropped with the drain
-                    }
-                    let part: Vec<(usize, Start)> = batch.by_ref().take(part_len).collect();
-                    #[cfg(test)]
-                    self.spawn_parts.fetch_add(1, Ordering::Relaxed);
-                    let run = self.clone();
-                    let mut part = Some(part);
-                    drop(self.runtime.spawn(poll_fn(move |cx| {
-                        if let Some(part) = part.take() {
-                            run.start_in_place(part, cx);
-                        }
-                        Poll::Ready(())
-                    })));
+        let part_len = self.part_len(batch.len());
+        if part_len > 1 {
+            while batch.len() > 0 {
+                if self.is_over() {
+                    return; // the rest are dropped with the drain
                 }
-                return;
+                let part: Vec<(usize, Start)> = batch.by_ref().take(part_len).collect();
+                self.spawn_part(move |run, cx| run.start_in_place(part.into_iter(), cx));
             }
+            return;
         }
         for (key, start) in batch {
             if self.is_over() {
@@ -1558,6 +1578,56 @@ impl Shared {
         }
     }
 
+    /// How many events of a batch of `len` each part takes ([`spawn_all`](Self::spawn_all)):
+    /// 1 or less for a batch whose events each get a task of their own.
+    fn part_len(&self, len: usize) -> usize {
+        if len < IN_PLACE_BATCH_MIN {
+            return 0;
+        }
+        let per_worker = len / (self.workers * IN_PLACE_PARTS_PER_WORKER);
+        per_worker.clamp(1, IN_PLACE_PART_MAX)
+    }
+
+    /// Hand a part of a wide batch to a task of its own, which any worker takes, and which
+    /// calls `start` once, with the run, when first polled.
+    fn spawn_part(
+        self: &Arc<Self>,
+        start: impl FnOnce(&Arc<Shared>, &mut std::task::Context<'_>) + Send + 'static,
+    ) {
+        #[cfg(test)]
+        self.spawn_parts.fetch_add(1, Ordering::Relaxed);
+        let run = self.clone();
+        let mut start = Some(start);
+        drop(self.runtime.spawn(poll_fn(move |cx| {
+            if let Some(start) = start.take() {
+                start(&run, cx);
+            }
+            Poll::Ready(())
+        })));
+    }
+
+    /// Start the listeners of a wide fan-out's root, admitted already (see
+    /// [`fan_out_spawned`](Self::fan_out_spawned)), as [`spawn_all`](Self::spawn_all)
+    /// starts a wide batch: in parts, each making the starts of its own listeners (in
+    /// parallel: made by the completion, one thread made them all, before any part could
+    /// begin), or each in a task of its own.
+    fn spawn_listeners(self: &Arc<Self>, mut listeners: Listeners) {
+        let part_len = self.part_len(listeners.len());
+        if part_len > 1 {
+            while listeners.len() > 0 {
+                if self.is_over() {
+                    return; // the rest are not started: cancelled with the run
+                }
+                let part = listeners.split_front(part_len);
+                self.spawn_part(move |run, cx| {
+                    run.start_in_place(ListenerStarts::new(part, &run.graph), cx);
+                });
+            }
+            return;
+        }
+        self.spawn_all(ListenerStarts::new(listeners, &self.graph), None);
+    }
+
     /// Start the events of `part` (of a wide batch: see [`spawn_all`](Self::spawn_all)) in
     /// this task (`cx`), one after the other, each as [`continue_in_task`] starts a carried
     /// event: an event that goes pending gets a task of its own there, and the next one
@@ -1568,13 +1638,12 @@ impl Shared {
     /// [`continue_in_task`]: Self::continue_in_task
     fn start_in_place(
         self: &Arc<Self>,
-        part: Vec<(usize, Start)>,
+        mut part: impl ExactSizeIterator<Item = (usize, Start)>,
         cx: &mut std::task::Context<'_>,
     ) {
         let mut boxes = take_call_boxes();
         let mut carried = Carried::default();
         let began = Instant::now();
-        let mut part = part.into_iter();
         let mut done = 0_u32;
         while let Some(next) = part.next() {
             if self.is_over() {
@@ -1949,6 +2018,13 @@ impl Shared {
         let Some((task_id, elapsed)) = self.record_end(key, node, attempts, result, now) else {
             return;
         };
+        // A wide fan-out's root that produced a value, in a run that spawns its events and
+        // keeps no entry for them (one that locks or runs inline dispatches it below).
+        if !self.locked && !self.inline && !self.track && self.graph.fans_out[node as usize] {
+            if let Ok(Flow::Value(value)) = result {
+                return self.fan_out_spawned(node, std::mem::replace(value, AnyValue::UNIT));
+            }
+        }
         // What the task of a locked inline run keeps: its outcomes, joins and scratch space.
         let (cells, kept_scratch) = match kept {
             Some(kept) if self.inline => (Some(&mut kept.cells), Some(&mut kept.scratch)),
@@ -2105,6 +2181,27 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// [`complete_shared`](Self::complete_shared) for a wide fan-out's root ([`Graph`]'s
+    /// `fans_out`) that produced `value`, in a run that spawns its events and keeps no entry
+    /// for them: its outcome recorded and its listeners' task ids taken at once, the
+    /// listeners admitted here, in order, as each start would be (the first budget error
+    /// ends the run, and none of them starts), then handed out to be started, each part
+    /// making the starts of its own ([`spawn_listeners`](Self::spawn_listeners)).
+    #[inline(never)]
+    fn fan_out_spawned(self: &Arc<Self>, node: NodeId, value: AnyValue) {
+        let listeners = self.state.complete_fan_out(node, value, None);
+        let admitted = listeners
+            .admitted(&self.graph)
+            .try_for_each(|(node, task_id)| self.admit(node, task_id).map(drop));
+        if let Err(error) = admitted {
+            return self.close_locking(Err(error));
+        }
+        if self.count_started(listeners.len()) {
+            self.close_locking(Ok(()));
+        }
+        self.spawn_listeners(listeners);
     }
 
     /// End the run: cancel every event still in flight, end the event stream, and wake the

@@ -67,6 +67,25 @@ impl Listeners {
         (self.end - self.next) as usize
     }
 
+    /// The first `count` of those left (all, if fewer are), as listeners of their own, with
+    /// their task ids and the value; these keep the rest (a spawning run's parts: see
+    /// `Shared::spawn_listeners`).
+    pub(crate) fn split_front(&mut self, count: usize) -> Listeners {
+        let count = u32::try_from(count).map_or(self.end - self.next, |count| {
+            count.min(self.end - self.next)
+        });
+        let front = Listeners {
+            node: self.node,
+            latest: self.latest.clone(),
+            next: self.next,
+            end: self.next + count,
+            task_id: self.task_id,
+        };
+        self.next += count;
+        self.task_id += u64::from(count);
+        front
+    }
+
     /// The event and the task id of each start left, in order, without making them (what
     /// the run admits, at the completion).
     pub(crate) fn admitted<'g>(
