@@ -181,8 +181,8 @@ fn an_event_without_join_or_goto_is_one_allocation_spawned_and_none_inline() {
 
     // A pipeline of twelve stages, each a body of its own type (as twelve `#[event]`
     // functions are), taking turns: inline, each stage reuses its own box. (With a box for
-    // the last four types only, the eighteenth to twenty-first rounds', every event made
-    // one: 1.0 per event.)
+    // the last four types only, the twentieth and twenty-first rounds', every event made a
+    // new box and its handle: 2.0 per event.)
     let mut builder = DriveBuilder::new();
     let start = builder.event("p0", || async {});
     let mut prev = start;

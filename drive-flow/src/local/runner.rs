@@ -1608,9 +1608,9 @@ impl Shared {
 
     /// Start the listeners of a wide fan-out's root, admitted already (see
     /// [`fan_out_spawned`](Self::fan_out_spawned)), as [`spawn_all`](Self::spawn_all)
-    /// starts a wide batch: in parts, each making the starts of its own listeners (in
-    /// parallel: made by the completion, one thread made them all, before any part could
-    /// begin), or each in a task of its own.
+    /// starts a wide batch: in parts, each making the starts of its own listeners, in
+    /// parallel (made by the completion, they were all made by one thread before any part
+    /// could begin), or each in a task of its own.
     fn spawn_listeners(self: &Arc<Self>, mut listeners: Listeners) {
         let part_len = self.part_len(listeners.len());
         if part_len > 1 {
